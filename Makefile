@@ -1,0 +1,28 @@
+# The two commands of the contract: `make quickstart` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: quickstart test lint bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+quickstart: $(STAMP)
+	$(BIN)/python deploy/quickstart.py
+
+test: $(STAMP)
+	$(BIN)/ruff check connector broker policies tests deploy bench
+	$(BIN)/tessera policy test policies
+	$(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check connector broker policies tests deploy bench
+	$(BIN)/ruff format --check connector broker policies tests deploy bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info .pytest_cache

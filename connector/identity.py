@@ -1,0 +1,290 @@
+"""Participant identity: keys, client assertions (RFC 7523), access tokens (RFC 9068) and JWS.
+
+A connector proves who it is to the cluster's authority (hosted by the broker) with a `private_key_jwt`
+client assertion and receives a short-lived access token for one audience: the participant it is about
+to call. The receiver verifies that token against the authority's JWKS. Nothing here trusts a
+participant id that a verified signature does not prove.
+"""
+
+import asyncio
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from jwt.algorithms import ECAlgorithm
+
+from connector.errors import PeerError, TokenRejected
+
+ALGORITHM = "ES256"
+CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ACCESS_TOKEN_TYPE = "at+jwt"
+ACCESS_TOKEN_LIFETIME = 300  # seconds; short so a leaked token is soon worthless
+CLIENT_ASSERTION_LIFETIME = 60
+CLOCK_SKEW = 5  # seconds of leeway between participants' clocks
+JWKS_MIN_REFRESH = 30  # seconds between forced JWKS refetches on an unknown kid
+
+PrivateKey = ec.EllipticCurvePrivateKey
+
+
+# -- keys -------------------------------------------------------------------------------------------
+
+
+def generate_key() -> PrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def save_private_key(key: PrivateKey, path: Path) -> None:
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    path.write_bytes(pem)
+    path.chmod(0o600)
+
+
+def load_private_key(path: Path) -> PrivateKey:
+    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{path} is not an EC private key")
+    return key
+
+
+def thumbprint(jwk: dict[str, Any]) -> str:
+    """RFC 7638 thumbprint of an EC public JWK: a stable key id."""
+    members = {name: jwk[name] for name in ("crv", "kty", "x", "y")}
+    digest = hashlib.sha256(json.dumps(members, separators=(",", ":"), sort_keys=True).encode()).digest()
+    return jwt.utils.base64url_encode(digest).decode()
+
+
+def public_jwk(key: PrivateKey) -> dict[str, Any]:
+    jwk: dict[str, Any] = ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    jwk["kid"] = thumbprint(jwk)
+    jwk["use"] = "sig"
+    jwk["alg"] = ALGORITHM
+    return jwk
+
+
+def key_from_jwk(jwk: dict[str, Any]) -> Any:
+    try:
+        return ECAlgorithm.from_jwk(json.dumps(jwk))
+    except (jwt.InvalidKeyError, ValueError, KeyError, TypeError) as exc:
+        raise TokenRejected(f"unusable public key: {exc}") from exc
+
+
+@dataclass(frozen=True, repr=False)
+class SigningKey:
+    """A private key with its key id. Its repr never shows the key."""
+
+    key: PrivateKey
+    kid: str
+
+    @classmethod
+    def load(cls, path: Path) -> "SigningKey":
+        key = load_private_key(path)
+        return cls(key, thumbprint(public_jwk(key)))
+
+    @property
+    def jwk(self) -> dict[str, Any]:
+        return public_jwk(self.key)
+
+    def sign_jwt(self, claims: dict[str, Any], *, typ: str = "JWT") -> str:
+        return jwt.encode(claims, self.key, algorithm=ALGORITHM, headers={"kid": self.kid, "typ": typ})
+
+    def __repr__(self) -> str:
+        return f"SigningKey(kid={self.kid!r})"
+
+
+# -- canonical JSON and JWS over documents ------------------------------------------------------------
+
+
+def canonical_json(document: Any) -> bytes:
+    return json.dumps(document, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
+
+
+def content_hash(data: bytes | str) -> str:
+    raw = data.encode() if isinstance(data, str) else data
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def sign_document(document: Any, signer: SigningKey) -> str:
+    """Compact JWS whose payload is the document's canonical JSON."""
+    return jwt.api_jws.encode(canonical_json(document), signer.key, algorithm=ALGORITHM, headers={"kid": signer.kid})
+
+
+def verify_document(jws: str, jwk: dict[str, Any]) -> Any:
+    """The document a JWS carries, after checking its signature against `jwk`."""
+    try:
+        payload = jwt.api_jws.decode(jws, key_from_jwk(jwk), algorithms=[ALGORITHM])
+        return json.loads(payload)
+    except (jwt.InvalidTokenError, ValueError) as exc:
+        raise TokenRejected(f"signature does not verify: {exc}") from exc
+
+
+# -- client side: getting access tokens --------------------------------------------------------------
+
+
+def client_assertion(signer: SigningKey, participant_id: str, token_endpoint: str) -> str:
+    now = int(time.time())
+    claims = {
+        "iss": participant_id,
+        "sub": participant_id,
+        "aud": token_endpoint,
+        "iat": now,
+        "exp": now + CLIENT_ASSERTION_LIFETIME,
+        "jti": str(uuid.uuid4()),
+    }
+    return signer.sign_jwt(claims)
+
+
+class TokenClient:
+    """Fetches and caches access tokens from the authority, one per audience.
+
+    ```python
+    tokens = TokenClient(http, signer=key, participant_id="urn:tessera:acme", authority_url=broker)
+    headers = {"Authorization": f"Bearer {await tokens.token_for('urn:tessera:globex')}"}
+    ```
+    """
+
+    def __init__(
+        self, http: httpx.AsyncClient, *, signer: SigningKey, participant_id: str, authority_url: str
+    ) -> None:
+        self._http = http
+        self._signer = signer
+        self._participant_id = participant_id
+        self._token_endpoint = authority_url.rstrip("/") + "/token"
+        self._cache: dict[str, tuple[str, float]] = {}
+        self._lock = asyncio.Lock()
+
+    async def token_for(self, audience: str) -> str:
+        async with self._lock:
+            cached = self._cache.get(audience)
+            if cached and cached[1] - 30 > time.time():
+                return cached[0]
+            token, expires_in = await self._request(audience)
+            self._cache[audience] = (token, time.time() + expires_in)
+            return token
+
+    async def _request(self, audience: str) -> tuple[str, int]:
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": self._participant_id,
+            "client_assertion_type": CLIENT_ASSERTION_TYPE,
+            "client_assertion": client_assertion(self._signer, self._participant_id, self._token_endpoint),
+            "audience": audience,
+        }
+        try:
+            response = await self._http.post(self._token_endpoint, data=form)
+        except httpx.TransportError as exc:
+            raise PeerError(f"authority unreachable at {self._token_endpoint}: {exc}") from exc
+        if response.status_code != 200:
+            raise PeerError(f"authority refused a token ({response.status_code}): {response.text[:300]}")
+        body = response.json()
+        return body["access_token"], int(body.get("expires_in", ACCESS_TOKEN_LIFETIME))
+
+
+# -- receiver side: verifying access tokens ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Caller:
+    """A participant whose access token verified. Attributes come from the authority, not the caller."""
+
+    participant_id: str
+    org: str | None = None
+    region: str | None = None
+    security_profile: str | None = None
+    token_id: str | None = None
+    claims: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def to_policy_input(self) -> dict[str, Any]:
+        return {
+            "sub": self.participant_id,
+            "org": self.org,
+            "region": self.region,
+            "security_profile": self.security_profile,
+        }
+
+
+class JwksCache:
+    """The authority's JWKS, fetched once and again only when an unknown key id shows up."""
+
+    def __init__(self, http: httpx.AsyncClient, jwks_url: str) -> None:
+        self._http = http
+        self._url = jwks_url
+        self._keys: dict[str, Any] = {}
+        self._fetched_at = 0.0
+        self._lock = asyncio.Lock()
+
+    async def key(self, kid: str) -> Any:
+        if kid not in self._keys:
+            async with self._lock:
+                if kid not in self._keys and time.time() - self._fetched_at > JWKS_MIN_REFRESH:
+                    await self._refresh()
+        if kid not in self._keys:
+            raise TokenRejected(f"unknown signing key {kid!r}")
+        return self._keys[kid]
+
+    async def _refresh(self) -> None:
+        try:
+            response = await self._http.get(self._url)
+            response.raise_for_status()
+            jwks = jwt.PyJWKSet.from_dict(response.json())
+        except (httpx.HTTPError, jwt.PyJWKSetError, ValueError) as exc:
+            raise TokenRejected(f"cannot load the authority's keys from {self._url}: {exc}") from exc
+        self._keys = {k.key_id: k.key for k in jwks.keys if k.key_id}
+        self._fetched_at = time.time()
+
+
+class TokenVerifier:
+    """Checks access tokens: signature (authority JWKS), issuer, audience (us), expiry, subject."""
+
+    def __init__(self, keys: JwksCache, *, issuer: str, audience: str) -> None:
+        self._keys = keys
+        self._issuer = issuer
+        self._audience = audience
+
+    async def verify(self, token: str) -> Caller:
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.InvalidTokenError as exc:
+            raise TokenRejected(f"malformed token: {exc}") from exc
+        if header.get("alg") != ALGORITHM:
+            raise TokenRejected(f"token algorithm {header.get('alg')!r} is not {ALGORITHM}")
+        key = await self._keys.key(str(header.get("kid")))
+        try:
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=[ALGORITHM],
+                issuer=self._issuer,
+                audience=self._audience,
+                leeway=CLOCK_SKEW,
+                options={"require": ["iss", "sub", "aud", "exp", "iat", "jti"]},
+            )
+        except jwt.InvalidTokenError as exc:
+            raise TokenRejected(f"token rejected: {exc}") from exc
+        return Caller(
+            participant_id=claims["sub"],
+            org=claims.get("org"),
+            region=claims.get("region"),
+            security_profile=claims.get("security_profile"),
+            token_id=claims["jti"],
+            claims=claims,
+        )
+
+
+def bearer_token(authorization: str | None) -> str:
+    """The token of an `Authorization: Bearer …` header."""
+    if not authorization:
+        raise TokenRejected("missing bearer token")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise TokenRejected("Authorization header is not a bearer token")
+    return token.strip()

@@ -1,0 +1,68 @@
+"""The database: one async SQLAlchemy engine per service, from a URL.
+
+SQLite (`sqlite+aiosqlite:///path.db`) is the embedded default; PostgreSQL
+(`postgresql+asyncpg://…`) is the production choice. Tables are SQLModel classes declared by the
+modules that own them; `open_database` creates whatever is missing.
+"""
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from sqlalchemy import event
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlmodel import SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+
+def sqlite_url(path: Path) -> str:
+    return f"sqlite+aiosqlite:///{path.resolve()}"
+
+
+class Database:
+    """An engine plus a session factory.
+
+    ```python
+    db = await Database.open("sqlite+aiosqlite:///connector.db")
+    async with db.session() as session:
+        session.add(record)
+        await session.commit()
+    ```
+    """
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+
+    @classmethod
+    async def open(cls, url: str) -> "Database":
+        engine = create_async_engine(url, **_engine_options(url))
+        if engine.dialect.name == "sqlite":
+            event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        async with engine.begin() as conn:
+            await conn.run_sync(SQLModel.metadata.create_all)
+        return cls(engine)
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        async with self._sessions() as session:
+            yield session
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def _engine_options(url: str) -> dict[str, object]:
+    if make_url(url).get_backend_name() == "sqlite":
+        return {"connect_args": {"timeout": 30}}
+    return {"pool_pre_ping": True}
+
+
+def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    # WAL keeps readers off the writer's back; FULL sync so an acknowledged write survives a crash.
+    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=FULL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()

@@ -8,9 +8,22 @@ Exit codes: 0 success, 1 a check failed (test failure, broken audit chain, denie
 2 usage or input error, 3 a service could not be reached.
 """
 
+import asyncio
+import json
 from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Annotated, NoReturn
 
 import typer
+from rich.console import Console
+
+from connector.audit import ChainReport, verify
+from connector.config import CONFIG_FILE, DEFAULT_HOST, DEFAULT_PORT, JWK_FILE, KEY_FILE, ConnectorConfig
+from connector.identity import generate_key, public_jwk, save_private_key
+from connector.store import Database
+
+console = Console()
+err_console = Console(stderr=True)
 
 app = typer.Typer(
     name="tessera",
@@ -29,3 +42,106 @@ def _load_plugins() -> None:
 def main() -> None:
     _load_plugins()
     app()
+
+
+# -- connector -------------------------------------------------------------------------------------------
+
+connector_app = typer.Typer(help="Set up and run a connector.", no_args_is_help=True)
+audit_app = typer.Typer(help="Inspect and verify a connector's audit chain.", no_args_is_help=True)
+app.add_typer(connector_app, name="connector")
+app.add_typer(audit_app, name="audit")
+
+DirOption = Annotated[Path, typer.Option("--dir", "-d", help="The connector's directory (config, key, database).")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+
+
+@connector_app.command("init")
+def connector_init(
+    directory: DirOption,
+    participant_id: Annotated[str, typer.Option(help="This participant's id, e.g. urn:tessera:acme.")],
+    url: Annotated[str, typer.Option(help="Public base URL of this connector.")],
+    broker_url: Annotated[str, typer.Option(help="The cluster's broker (and identity authority).")],
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = DEFAULT_HOST,
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = DEFAULT_PORT,
+    database_url: Annotated[str, typer.Option(help="SQLAlchemy URL; default SQLite in --dir.")] = "",
+    force: Annotated[bool, typer.Option(help="Overwrite an existing key and config.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a connector's key pair and configuration."""
+    directory.mkdir(parents=True, exist_ok=True)
+    key_path = directory / KEY_FILE
+    if key_path.exists() and not force:
+        _fail(f"{key_path} exists; use --force to replace the connector's identity", code=2)
+    config = ConnectorConfig(
+        directory=directory,
+        participant_id=participant_id,
+        url=url,
+        broker_url=broker_url,
+        host=host,
+        port=port,
+        database_url=database_url,
+    )
+    key = generate_key()
+    save_private_key(key, key_path)
+    jwk_path = directory / JWK_FILE
+    jwk_path.write_text(json.dumps(public_jwk(key), indent=2))
+    config.save()
+    result = {
+        "participant_id": participant_id,
+        "config": str(directory / CONFIG_FILE),
+        "public_jwk": str(jwk_path),
+        "management_token": config.management_token,
+    }
+    if as_json:
+        typer.echo(json.dumps(result))
+    else:
+        console.print(f"[green]connector {participant_id} initialised[/] in {directory}")
+        console.print(f"public key for the broker operator: {jwk_path}")
+
+
+@connector_app.command("serve")
+def connector_serve(directory: DirOption) -> None:
+    """Run the connector (DSP endpoints, data plane, management API)."""
+    import uvicorn
+
+    from connector.app import create_app
+
+    config = _load_config(directory)
+    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info")
+
+
+@audit_app.command("verify")
+def audit_verify(directory: DirOption, as_json: JsonOption = False) -> None:
+    """Recompute the audit hash chain; exit 1 and name the first broken entry if it does not hold."""
+    config = _load_config(directory)
+    report = asyncio.run(_verify_chain(config.database_url))
+    if as_json:
+        typer.echo(json.dumps(report.to_dict()))
+    elif report.ok:
+        console.print(f"[green]audit chain intact[/]: {report.entries} entries")
+    else:
+        console.print(f"[red]audit chain broken at entry {report.first_broken}[/]: {report.problem}")
+    raise typer.Exit(0 if report.ok else 1)
+
+
+async def _verify_chain(database_url: str) -> ChainReport:
+    db = await Database.open(database_url)
+    try:
+        async with db.session() as session:
+            return await verify(session)
+    finally:
+        await db.close()
+
+
+def _load_config(directory: Path) -> ConnectorConfig:
+    try:
+        return ConnectorConfig.load(directory)
+    except FileNotFoundError:
+        _fail(f"no {CONFIG_FILE} in {directory}; run `tessera connector init` first", code=2)
+    except (TypeError, ValueError) as exc:
+        _fail(f"{directory / CONFIG_FILE} is invalid: {exc}", code=2)
+
+
+def _fail(message: str, *, code: int) -> NoReturn:
+    err_console.print(f"[red]error:[/] {message}")
+    raise typer.Exit(code)

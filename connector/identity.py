@@ -42,9 +42,7 @@ def generate_key() -> PrivateKey:
 
 
 def save_private_key(key: PrivateKey, path: Path) -> None:
-    pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     path.write_bytes(pem)
     path.chmod(0o600)
 
@@ -152,9 +150,7 @@ class TokenClient:
     ```
     """
 
-    def __init__(
-        self, http: httpx.AsyncClient, *, signer: SigningKey, participant_id: str, authority_url: str
-    ) -> None:
+    def __init__(self, http: httpx.AsyncClient, *, signer: SigningKey, participant_id: str, authority_url: str) -> None:
         self._http = http
         self._signer = signer
         self._participant_id = participant_id

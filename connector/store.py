@@ -5,6 +5,7 @@ SQLite (`sqlite+aiosqlite:///path.db`) is the embedded default; PostgreSQL
 modules that own them; `open_database` creates whatever is missing.
 """
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -34,6 +35,8 @@ class Database:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
+        # One writer at a time in this process: state checks and the audit chain head stay consistent.
+        self._write_lock = asyncio.Lock()
 
     @classmethod
     async def open(cls, url: str) -> "Database":
@@ -48,6 +51,17 @@ class Database:
     async def session(self) -> AsyncIterator[AsyncSession]:
         async with self._sessions() as session:
             yield session
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A serialized write transaction: commits when the block ends, rolls back if it raises."""
+        async with self._write_lock, self._sessions() as session:
+            try:
+                yield session
+                await session.commit()
+            except BaseException:
+                await session.rollback()
+                raise
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -1,0 +1,74 @@
+"""Contract agreements: built and signed by the provider, countersigned by the consumer.
+
+The agreement is an ODRL `Agreement` that names the usage policy by id and content hash. Both
+signatures are compact JWS over the same canonical JSON of the agreement, so either party can prove
+to a third what was agreed; the data plane refuses to decide under a policy whose text no longer
+matches the bound hash.
+"""
+
+import json
+from typing import Any
+
+from sqlmodel import Field, SQLModel
+
+from connector import dsp
+from connector.assets import utcnow
+from connector.catalog import Offer, UsagePolicy, new_id
+from connector.errors import InvalidMessage
+from connector.identity import SigningKey, canonical_json, sign_document, verify_document
+
+
+class Agreement(SQLModel, table=True):
+    """A finalized agreement, kept by both sides (`role` says which side we are)."""
+
+    id: str = Field(primary_key=True)
+    role: str  # provider | consumer
+    negotiation_id: str = Field(index=True)
+    provider_id: str
+    consumer_id: str
+    provider_address: str  # the provider's DSP base URL (for the consumer's transfer requests)
+    target: str
+    offer_id: str
+    usage_policy_id: str
+    usage_policy_hash: str
+    document: str  # the ODRL Agreement, JSON
+    provider_signature: str
+    consumer_signature: str
+    signed_at: str
+
+    def public(self) -> dict[str, Any]:
+        data = self.model_dump(exclude={"document"})
+        data["agreement"] = json.loads(self.document)
+        return data
+
+
+def build(offer: Offer, policy: UsagePolicy, *, provider_id: str, consumer_id: str) -> dict[str, Any]:
+    return {
+        "@id": new_id(),
+        "@type": "Agreement",
+        "target": offer.asset_id,
+        "assigner": provider_id,
+        "assignee": consumer_id,
+        "timestamp": utcnow(),
+        "permission": [{"action": "use"}],
+        dsp.USAGE_POLICY: {"@id": policy.id, "hash": policy.hash, "offer": offer.id},
+    }
+
+
+def sign(agreement: dict[str, Any], signer: SigningKey) -> str:
+    return sign_document(agreement, signer)
+
+
+def check_signature(agreement: dict[str, Any], signature: Any, jwk: dict[str, Any], *, signer_name: str) -> None:
+    """Raise unless `signature` is a JWS by `jwk` over exactly this agreement."""
+    if not isinstance(signature, str):
+        raise InvalidMessage(f"the agreement carries no {signer_name} signature")
+    if canonical_json(verify_document(signature, jwk)) != canonical_json(agreement):
+        raise InvalidMessage(f"the {signer_name} signature covers a different agreement")
+
+
+def usage_policy_ref(agreement: dict[str, Any]) -> tuple[str, str]:
+    ref = agreement.get(dsp.USAGE_POLICY)
+    if not isinstance(ref, dict) or not isinstance(ref.get("@id"), str) or not isinstance(ref.get("hash"), str):
+        raise InvalidMessage("the agreement does not bind a usage policy (id and hash)")
+    return ref["@id"], ref["hash"]

@@ -1,0 +1,64 @@
+"""A connector's configuration: one object, read once at the edge and handed to the app.
+
+`tessera connector init` writes `connector.toml` beside the connector's private key; `serve` reads it.
+Nothing else reads files or the environment for settings.
+"""
+
+import secrets
+import tomllib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import tomli_w
+
+from connector.store import sqlite_url
+
+CONFIG_FILE = "connector.toml"
+KEY_FILE = "connector.key"
+JWK_FILE = "connector.jwk.json"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8181
+DSP_PATH = "/dsp"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConnectorConfig:
+    """Everything a connector needs to run. `repr` never shows the management token."""
+
+    directory: Path
+    participant_id: str
+    url: str  # public base URL; the DSP endpoints live under `url + DSP_PATH`
+    broker_url: str  # the cluster's broker, which is also its identity authority
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    database_url: str = ""
+    management_token: str = field(default="", repr=False)
+    policy_engine: str = "embedded"  # or "opa"
+    opa_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.database_url:
+            object.__setattr__(self, "database_url", sqlite_url(self.directory / "connector.db"))
+        if not self.management_token:
+            object.__setattr__(self, "management_token", secrets.token_urlsafe(24))
+
+    @property
+    def dsp_url(self) -> str:
+        return self.url.rstrip("/") + DSP_PATH
+
+    @property
+    def key_path(self) -> Path:
+        return self.directory / KEY_FILE
+
+    @classmethod
+    def load(cls, directory: Path) -> "ConnectorConfig":
+        with (directory / CONFIG_FILE).open("rb") as fh:
+            values = tomllib.load(fh)
+        return cls(directory=directory, **values)
+
+    def save(self) -> Path:
+        values = {k: v for k, v in asdict(self).items() if k != "directory" and v is not None}
+        path = self.directory / CONFIG_FILE
+        path.write_text(tomli_w.dumps(values))
+        path.chmod(0o600)  # holds the management token
+        return path

@@ -1,0 +1,169 @@
+"""Dataspace Protocol 2025-1 messages: parsing what peers send and building what we send.
+
+JSON-LD stays at this edge. Inbound messages are read as compact JSON (extra terms and `@context`
+entries from other connectors are tolerated); outbound messages are always the 2025-1 compact form
+with the pinned context, and validate against the official schemas.
+"""
+
+import json
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from connector.errors import InvalidMessage
+
+CONTEXT = "https://w3id.org/dspace/2025/1/context.jsonld"
+VERSION = "2025-1"
+TESSERA = "https://w3id.org/tessera/v1/"  # our extension terms, as absolute IRIs
+SIGNATURE = TESSERA + "signature"
+USAGE_POLICY = TESSERA + "usagePolicy"
+PULL_FORMAT = "HttpData-PULL"
+HTTP_ENDPOINT_TYPE = "https://w3id.org/idsa/v4.1/HTTP"
+
+NegotiationState = Literal["REQUESTED", "OFFERED", "ACCEPTED", "AGREED", "VERIFIED", "FINALIZED", "TERMINATED"]
+TransferState = Literal["REQUESTED", "STARTED", "SUSPENDED", "COMPLETED", "TERMINATED"]
+
+
+# -- inbound -----------------------------------------------------------------------------------------
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    type: str = Field(alias="@type")
+
+
+class CatalogRequest(Message):
+    filter: list[Any] = []
+
+
+class OfferRef(BaseModel):
+    model_config = ConfigDict(extra="allow", populate_by_name=True)
+
+    id: str = Field(alias="@id")
+    target: str | None = None
+
+
+class ContractRequest(Message):
+    consumerPid: str
+    providerPid: str | None = None
+    offer: OfferRef
+    callbackAddress: str | None = None
+
+
+class ContractAgreement(Message):
+    providerPid: str
+    consumerPid: str
+    agreement: dict[str, Any]
+
+
+class AgreementVerification(Message):
+    providerPid: str
+    consumerPid: str
+
+
+class NegotiationEvent(Message):
+    providerPid: str
+    consumerPid: str
+    eventType: Literal["ACCEPTED", "FINALIZED"]
+
+
+class Termination(Message):
+    providerPid: str
+    consumerPid: str
+    code: str | None = None
+    reason: list[Any] = []
+
+
+class TransferRequest(Message):
+    consumerPid: str
+    agreementId: str
+    format: str
+    callbackAddress: str
+    dataAddress: dict[str, Any] | None = None
+
+
+class TransferStart(Message):
+    providerPid: str
+    consumerPid: str
+    dataAddress: dict[str, Any] | None = None
+
+
+class TransferUpdate(Message):
+    """Completion, suspension and termination of a transfer."""
+
+    providerPid: str
+    consumerPid: str
+    code: str | None = None
+    reason: list[Any] = []
+
+
+M = TypeVar("M", bound=Message)
+
+
+def parse(body: bytes, model: type[M], *, expected_type: str) -> M:
+    """Read one inbound message, or raise InvalidMessage saying what is wrong with it."""
+    try:
+        document = json.loads(body)
+    except ValueError as exc:
+        raise InvalidMessage(f"body is not JSON: {exc}") from exc
+    if not isinstance(document, dict):
+        raise InvalidMessage("a message must be a JSON object")
+    kind = str(document.get("@type", "")).removeprefix("dspace:")
+    if kind != expected_type:
+        raise InvalidMessage(f"expected a {expected_type}, got @type {document.get('@type')!r}")
+    document["@type"] = kind
+    try:
+        return model.model_validate(document)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InvalidMessage(f"invalid {expected_type}: {problems}") from exc
+
+
+# -- outbound ----------------------------------------------------------------------------------------
+
+
+def message(kind: str, **fields: Any) -> dict[str, Any]:
+    return {"@context": [CONTEXT], "@type": kind, **{k: v for k, v in fields.items() if v is not None}}
+
+
+def negotiation(provider_pid: str, consumer_pid: str, state: str) -> dict[str, Any]:
+    return message("ContractNegotiation", providerPid=provider_pid, consumerPid=consumer_pid, state=state)
+
+
+def transfer_process(provider_pid: str, consumer_pid: str, state: str) -> dict[str, Any]:
+    return message("TransferProcess", providerPid=provider_pid, consumerPid=consumer_pid, state=state)
+
+
+def reasons(items: list[str]) -> list[str] | None:
+    return list(items) or None
+
+
+def data_address(endpoint: str, token: str) -> dict[str, Any]:
+    return {
+        "@type": "DataAddress",
+        "endpointType": HTTP_ENDPOINT_TYPE,
+        "endpoint": endpoint,
+        "endpointProperties": [
+            {"@type": "EndpointProperty", "name": "authorization", "value": token},
+            {"@type": "EndpointProperty", "name": "authType", "value": "bearer"},
+        ],
+    }
+
+
+def endpoint_property(address: dict[str, Any], name: str) -> str | None:
+    for prop in address.get("endpointProperties") or []:
+        if isinstance(prop, dict) and prop.get("name") == name:
+            return str(prop.get("value"))
+    return None
+
+
+def version_document(path: str) -> dict[str, Any]:
+    return {"protocolVersions": [{"version": VERSION, "path": path, "binding": "HTTPS"}]}
+
+
+def error(kind: str, *, provider_pid: str | None, consumer_pid: str | None, code: str, reason: list[str]) -> dict:
+    """A `ContractNegotiationError`, `TransferError` or `CatalogError`."""
+    if kind == "CatalogError":
+        return message(kind, code=code, reason=reason)
+    return message(kind, providerPid=provider_pid or "", consumerPid=consumer_pid or "", code=code, reason=reason)

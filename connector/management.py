@@ -1,0 +1,270 @@
+"""The management API (`/api`): what an operator or a script uses to run the connector.
+
+JSON in and out, RFC 9457 problem details on errors, a bearer API key on every request.
+Provider side: assets, usage policies (compiled on upload), offers. Consumer side: fetch a provider's
+catalog, negotiate, transfer, pull data. Both: agreements and the audit log.
+"""
+
+import json
+import secrets
+from typing import Any, TypeVar
+
+import httpx
+from pydantic import BaseModel, Field, ValidationError
+from sqlmodel import SQLModel, col, select
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from connector import audit, dataplane, negotiations, transfers
+from connector.agreements import Agreement
+from connector.assets import Asset, AssetCreate
+from connector.catalog import Offer, OfferCreate, PolicyCreate, UsagePolicy, new_id
+from connector.errors import BadRequest, Conflict, NotFound, PeerError, TokenRejected
+from connector.identity import bearer_token
+from connector.negotiations import Negotiation
+from connector.problems import problem_from_error
+from connector.runtime import Runtime
+from connector.transfers import Transfer
+
+MAX_BODY_BYTES = 1024 * 1024
+Model = TypeVar("Model", bound=BaseModel)
+
+
+class RequireApiKey:
+    """ASGI middleware: every request must carry `Authorization: Bearer <management token>`."""
+
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app = app
+        self.token = token.encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            headers = dict(scope["headers"])
+            try:
+                given = bearer_token(headers.get(b"authorization", b"").decode("latin-1")).encode()
+                if not secrets.compare_digest(given, self.token):
+                    raise TokenRejected("wrong management API key")
+            except TokenRejected as exc:
+                return await problem_from_error(exc)(scope, receive, send)
+        await self.app(scope, receive, send)
+
+
+def runtime_of(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+async def read_model(request: Request, model: type[Model]) -> Model:
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise BadRequest(f"request body larger than {MAX_BODY_BYTES} bytes")
+    try:
+        return model.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        problems = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()]
+        raise BadRequest("invalid request body: " + "; ".join(problems), reasons=problems) from exc
+
+
+def listing(items: list[Any]) -> JSONResponse:
+    return JSONResponse({"items": [item.public() for item in items]})
+
+
+async def _get(runtime: Runtime, model: type[SQLModel], key: str) -> Any:
+    async with runtime.db.session() as session:
+        found = await session.get(model, key)
+    if found is None:
+        raise NotFound(f"no {model.__name__.lower()} {key}")
+    return found
+
+
+async def _all(runtime: Runtime, model: type[SQLModel]) -> list[Any]:
+    async with runtime.db.session() as session:
+        return list(await session.exec(select(model)))
+
+
+async def _create(runtime: Runtime, record: SQLModel, key: str, **details: Any) -> JSONResponse:
+    async with runtime.transaction() as session:
+        if await session.get(type(record), key) is not None:
+            raise Conflict(f"{type(record).__name__.lower()} {key} already exists")
+        session.add(record)
+        await audit.append(
+            session,
+            actor=runtime.participant_id,
+            action=f"{type(record).__name__.lower()}.created",
+            subject=key,
+            **details,
+        )
+    return JSONResponse(record.public(), status_code=201)  # type: ignore[attr-defined]
+
+
+# -- provider: assets, policies, offers ------------------------------------------------------------------
+
+
+async def create_asset(request: Request) -> Response:
+    data = await read_model(request, AssetCreate)
+    asset = Asset(
+        **data.model_dump(exclude={"keywords", "id"}), id=data.id or new_id(), keywords=json.dumps(data.keywords)
+    )
+    return await _create(runtime_of(request), asset, asset.id, path=asset.path)
+
+
+async def create_policy(request: Request) -> Response:
+    runtime = runtime_of(request)
+    data = await read_model(request, PolicyCreate)
+    package = await runtime.engine.compile(data.source)
+    policy = UsagePolicy(id=data.id or new_id(), title=data.title, source=data.source, package=package, hash="")
+    policy.hash = policy.module.hash
+    return await _create(runtime, policy, policy.id, hash=policy.hash)
+
+
+async def create_offer(request: Request) -> Response:
+    runtime = runtime_of(request)
+    data = await read_model(request, OfferCreate)
+    await _get(runtime, Asset, data.asset_id)
+    await _get(runtime, UsagePolicy, data.usage_policy_id)
+    if data.access_policy_id:
+        await _get(runtime, UsagePolicy, data.access_policy_id)
+    offer = Offer(**data.model_dump(exclude={"id"}), id=data.id or new_id())
+    return await _create(runtime, offer, offer.id, asset=offer.asset_id, usage_policy=offer.usage_policy_id)
+
+
+def _collection(model: type[SQLModel]) -> tuple[Any, Any]:
+    async def list_all(request: Request) -> Response:
+        return listing(await _all(runtime_of(request), model))
+
+    async def get_one(request: Request) -> Response:
+        return JSONResponse((await _get(runtime_of(request), model, request.path_params["id"])).public())
+
+    return list_all, get_one
+
+
+# -- consumer: catalog, negotiations, transfers ------------------------------------------------------------
+
+
+class CatalogQuery(BaseModel):
+    provider_url: str = Field(min_length=1, description="the provider's DSP base URL")
+    provider_id: str = Field(min_length=1)
+
+
+async def request_catalog(request: Request) -> Response:
+    runtime = runtime_of(request)
+    query = await read_model(request, CatalogQuery)
+    body = {"@context": ["https://w3id.org/dspace/2025/1/context.jsonld"], "@type": "CatalogRequestMessage"}
+    url = query.provider_url.rstrip("/") + "/catalog/request"
+    try:
+        response = await runtime.http.post(url, json=body, headers=await runtime.authorization(query.provider_id))
+    except httpx.TransportError as exc:
+        raise PeerError(f"provider unreachable at {url}: {exc}") from exc
+    if response.status_code != 200:
+        raise PeerError(f"provider answered {response.status_code}: {response.text[:300]}")
+    return JSONResponse(response.json())
+
+
+class NegotiationStart(BaseModel):
+    provider_id: str = Field(min_length=1)
+    provider_url: str = Field(min_length=1)
+    offer_id: str = Field(min_length=1)
+    target: str = Field(min_length=1)
+
+
+async def start_negotiation(request: Request) -> Response:
+    data = await read_model(request, NegotiationStart)
+    negotiation = await negotiations.start(runtime_of(request), **data.model_dump())
+    return JSONResponse(negotiation.public(), status_code=201)
+
+
+class Reason(BaseModel):
+    reason: str = Field(default="terminated by the operator", max_length=1000)
+
+
+async def terminate_negotiation(request: Request) -> Response:
+    reason = await read_model(request, Reason)
+    negotiation = await negotiations.terminate(runtime_of(request), request.path_params["id"], reason.reason)
+    return JSONResponse(negotiation.public())
+
+
+class TransferStart(BaseModel):
+    agreement_id: str = Field(min_length=1)
+
+
+async def start_transfer(request: Request) -> Response:
+    data = await read_model(request, TransferStart)
+    transfer = await transfers.start(runtime_of(request), data.agreement_id)
+    return JSONResponse(transfer.public(), status_code=201)
+
+
+def _transfer_change(state: str) -> Any:
+    async def handler(request: Request) -> Response:
+        reason = await read_model(request, Reason)
+        transfer = await transfers.change(runtime_of(request), request.path_params["id"], state, reason.reason)
+        return JSONResponse(transfer.public())
+
+    return handler
+
+
+async def pull_data(request: Request) -> Response:
+    purpose = request.query_params.get("purpose")
+    pulled = await dataplane.pull(runtime_of(request), request.path_params["id"], purpose)
+    return StreamingResponse(pulled, media_type=pulled.media_type)
+
+
+# -- audit ------------------------------------------------------------------------------------------------
+
+
+async def audit_entries(request: Request) -> Response:
+    try:
+        limit = min(1000, int(request.query_params.get("limit", "100")))
+    except ValueError as exc:
+        raise BadRequest("limit must be an integer") from exc
+    async with runtime_of(request).db.session() as session:
+        found = await audit.entries(session, subject=request.query_params.get("subject"), limit=limit)
+    return JSONResponse({"items": [e.content() | {"hash": e.hash} for e in found]})
+
+
+async def audit_verify(request: Request) -> Response:
+    async with runtime_of(request).db.session() as session:
+        report = await audit.verify(session)
+    return JSONResponse(report.to_dict())
+
+
+async def usage(request: Request) -> Response:
+    async with runtime_of(request).db.session() as session:
+        counters = await session.exec(select(dataplane.UsageCounter).order_by(col(dataplane.UsageCounter.agreement_id)))
+        return JSONResponse({"items": [c.model_dump() for c in counters]})
+
+
+list_assets, get_asset = _collection(Asset)
+list_policies, get_policy = _collection(UsagePolicy)
+list_offers, get_offer = _collection(Offer)
+list_negotiations, get_negotiation = _collection(Negotiation)
+list_agreements, get_agreement = _collection(Agreement)
+list_transfers, get_transfer = _collection(Transfer)
+
+routes = [
+    Route("/assets", create_asset, methods=["POST"]),
+    Route("/assets", list_assets, methods=["GET"]),
+    Route("/assets/{id:path}", get_asset, methods=["GET"]),
+    Route("/policies", create_policy, methods=["POST"]),
+    Route("/policies", list_policies, methods=["GET"]),
+    Route("/policies/{id:path}", get_policy, methods=["GET"]),
+    Route("/offers", create_offer, methods=["POST"]),
+    Route("/offers", list_offers, methods=["GET"]),
+    Route("/offers/{id:path}", get_offer, methods=["GET"]),
+    Route("/catalog/request", request_catalog, methods=["POST"]),
+    Route("/negotiations", start_negotiation, methods=["POST"]),
+    Route("/negotiations", list_negotiations, methods=["GET"]),
+    Route("/negotiations/{id}/terminate", terminate_negotiation, methods=["POST"]),
+    Route("/negotiations/{id}", get_negotiation, methods=["GET"]),
+    Route("/agreements", list_agreements, methods=["GET"]),
+    Route("/agreements/{id}", get_agreement, methods=["GET"]),
+    Route("/transfers", start_transfer, methods=["POST"]),
+    Route("/transfers", list_transfers, methods=["GET"]),
+    Route("/transfers/{id}/data", pull_data, methods=["GET"]),
+    Route("/transfers/{id}/complete", _transfer_change("COMPLETED"), methods=["POST"]),
+    Route("/transfers/{id}/terminate", _transfer_change("TERMINATED"), methods=["POST"]),
+    Route("/transfers/{id}", get_transfer, methods=["GET"]),
+    Route("/usage", usage, methods=["GET"]),
+    Route("/audit", audit_entries, methods=["GET"]),
+    Route("/audit/verify", audit_verify, methods=["GET"]),
+]

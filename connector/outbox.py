@@ -1,0 +1,145 @@
+"""The outbox: messages to other connectors, stored before they are sent.
+
+A state change and the message that announces it are written in one transaction; a worker then
+delivers the message with a fresh access token for the recipient, at once, and again with backoff
+while the peer is down. Messages of one process go out in order. Pending messages survive a restart.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import httpx
+from sqlmodel import Field, SQLModel, col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from connector.errors import PeerError
+from connector.identity import TokenClient
+from connector.store import Database
+
+logger = logging.getLogger("tessera.outbox")
+
+MAX_ATTEMPTS = 12
+FIRST_BACKOFF = 0.2  # seconds; doubles per attempt
+MAX_BACKOFF = 30.0
+
+
+class OutboxMessage(SQLModel, table=True):
+    __tablename__ = "outbox_message"
+
+    id: int | None = Field(default=None, primary_key=True)
+    process_id: str = Field(index=True)  # our pid of the negotiation or transfer
+    url: str
+    audience: str  # the recipient's participant id, for its access token
+    body: str  # JSON
+    status: str = Field(default="pending", index=True)  # pending | delivered | failed
+    attempts: int = 0
+    next_attempt_at: float = Field(default_factory=time.time)
+    last_error: str | None = None
+
+
+def enqueue(session: AsyncSession, *, process_id: str, url: str, audience: str, body: dict[str, Any]) -> None:
+    """Add a message inside the caller's transaction; `Outbox.wake()` after commit sends it."""
+    session.add(OutboxMessage(process_id=process_id, url=url, audience=audience, body=json.dumps(body)))
+
+
+FailureHandler = Callable[[OutboxMessage], Awaitable[None]]
+
+
+class Outbox:
+    """Delivers stored messages; `on_failure` hears of a message that will never be delivered."""
+
+    def __init__(
+        self, db: Database, http: httpx.AsyncClient, tokens: TokenClient, *, on_failure: FailureHandler
+    ) -> None:
+        self._db = db
+        self._http = http
+        self._tokens = tokens
+        self._on_failure = on_failure
+        self._wakeup = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="outbox")
+        self.wake()
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def _run(self) -> None:
+        while True:
+            self._wakeup.clear()  # before delivering, so a wake during delivery is not lost
+            delay = await self._deliver_due()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
+
+    async def _deliver_due(self) -> float:
+        """Send what is due; return how long to sleep until the next retry."""
+        while True:
+            async with self._db.session() as session:
+                pending = list(
+                    await session.exec(
+                        select(OutboxMessage).where(OutboxMessage.status == "pending").order_by(col(OutboxMessage.id))
+                    )
+                )
+            now, blocked, sent_any = time.time(), set(), False
+            for message in pending:
+                if message.process_id in blocked:
+                    continue  # an earlier message of this process is still waiting: keep the order
+                if message.next_attempt_at > now:
+                    blocked.add(message.process_id)
+                    continue
+                await self._deliver(message)
+                sent_any = True
+                if message.status == "pending":
+                    blocked.add(message.process_id)
+            if not sent_any:
+                waits = [m.next_attempt_at - now for m in pending if m.next_attempt_at > now]
+                return max(0.05, min(waits)) if waits else 3600.0
+
+    async def _deliver(self, message: OutboxMessage) -> None:
+        try:
+            token = await self._tokens.token_for(message.audience)
+            response = await self._http.post(
+                message.url,
+                content=message.body,
+                headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+            )
+            if response.status_code < 300:
+                return await self._settle(message, "delivered")
+            error = f"{response.status_code}: {response.text[:500]}"
+            permanent = 400 <= response.status_code < 500 and response.status_code not in (408, 425, 429)
+        except (httpx.TransportError, PeerError) as exc:
+            error, permanent = f"unreachable: {exc}", False
+        logger.warning("delivery of message %s to %s failed: %s", message.id, message.url, error)
+        if permanent or message.attempts + 1 >= MAX_ATTEMPTS:
+            await self._settle(message, "failed", error)
+            await self._on_failure(message)
+        else:
+            await self._retry_later(message, error)
+
+    async def _settle(self, message: OutboxMessage, status: str, error: str | None = None) -> None:
+        async with self._db.transaction() as session:
+            stored = await session.get(OutboxMessage, message.id)
+            assert stored is not None
+            stored.status, stored.attempts, stored.last_error = status, stored.attempts + 1, error
+        message.status = status
+
+    async def _retry_later(self, message: OutboxMessage, error: str) -> None:
+        backoff = min(MAX_BACKOFF, FIRST_BACKOFF * 2**message.attempts)
+        async with self._db.transaction() as session:
+            stored = await session.get(OutboxMessage, message.id)
+            assert stored is not None
+            stored.attempts += 1
+            stored.next_attempt_at = time.time() + backoff
+            stored.last_error = error

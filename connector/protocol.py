@@ -1,0 +1,290 @@
+"""Dataspace Protocol 2025-1 endpoints: catalog, contract negotiation and transfer process.
+
+Every endpoint but the version document needs an access token from the cluster's authority; the
+token's subject is the participant the message speaks for. Errors are DSP error messages
+(`CatalogError`, `ContractNegotiationError`, `TransferError`), never a bare 500.
+"""
+
+import functools
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlmodel import select
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from connector import catalog, dsp, negotiations, transfers
+from connector.assets import Asset
+from connector.catalog import Offer, UsagePolicy
+from connector.config import DSP_PATH
+from connector.errors import IllegalTransition, InvalidMessage, TesseraError, UnknownProcess
+from connector.identity import Caller, bearer_token
+from connector.negotiations import Negotiation
+from connector.runtime import Runtime
+from connector.transfers import Transfer
+
+logger = logging.getLogger("tessera.protocol")
+MAX_MESSAGE_BYTES = 1024 * 1024
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def runtime_of(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+async def authenticate(request: Request) -> Caller:
+    return await runtime_of(request).verifier.verify(bearer_token(request.headers.get("authorization")))
+
+
+async def read_body(request: Request) -> bytes:
+    body = await request.body()
+    if len(body) > MAX_MESSAGE_BYTES:
+        raise InvalidMessage(f"message larger than {MAX_MESSAGE_BYTES} bytes")
+    return body
+
+
+def dsp_errors(kind: str) -> Callable[[Handler], Handler]:
+    """Render our errors as the DSP error message `kind`, naming the process when we know it."""
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def wrapper(request: Request) -> Response:
+            try:
+                return await handler(request)
+            except TesseraError as exc:
+                if exc.status_code >= 500:
+                    logger.error("%s failed: %s", request.url.path, exc.detail)
+                provider_pid, consumer_pid = await _pids(request, kind)
+                body = dsp.error(
+                    kind,
+                    provider_pid=provider_pid,
+                    consumer_pid=consumer_pid,
+                    code=str(exc.status_code),
+                    reason=exc.reasons,
+                )
+                return JSONResponse(body, status_code=exc.status_code)
+
+        return wrapper
+
+    return decorate
+
+
+async def _pids(request: Request, kind: str) -> tuple[str | None, str | None]:
+    pid = request.path_params.get("pid")
+    model = {"ContractNegotiationError": Negotiation, "TransferError": Transfer}.get(kind)
+    if pid is None or model is None:
+        return None, None
+    async with runtime_of(request).db.session() as session:
+        process = await session.get(model, pid)
+    if process is None:
+        return None, None
+    return process.provider_pid, process.consumer_pid
+
+
+def ok(body: dict[str, Any], status: int = 200) -> JSONResponse:
+    return JSONResponse(body, status_code=status)
+
+
+async def version(request: Request) -> Response:
+    return ok(dsp.version_document(DSP_PATH))
+
+
+# -- catalog ---------------------------------------------------------------------------------------------
+
+
+@dsp_errors("CatalogError")
+async def catalog_request(request: Request) -> Response:
+    caller = await authenticate(request)
+    message = dsp.parse(await read_body(request), dsp.CatalogRequest, expected_type="CatalogRequestMessage")
+    if message.filter:
+        raise InvalidMessage("catalog filters are not supported")
+    runtime = runtime_of(request)
+    datasets = await visible_datasets(runtime, caller)
+    return ok(catalog.catalog(runtime.participant_id, runtime.config.dsp_url, datasets))
+
+
+@dsp_errors("CatalogError")
+async def dataset_request(request: Request) -> Response:
+    caller = await authenticate(request)
+    runtime = runtime_of(request)
+    wanted = request.path_params["id"]
+    for found in await visible_datasets(runtime, caller):
+        if found["@id"] == wanted:
+            return ok({"@context": [dsp.CONTEXT], **found})
+    raise UnknownProcess(f"no dataset {wanted}")
+
+
+async def visible_datasets(runtime: Runtime, caller: Caller) -> list[dict[str, Any]]:
+    """Datasets with the offers whose access policy admits the caller."""
+    async with runtime.db.session() as session:
+        rows = (
+            await session.exec(
+                select(Offer, Asset, UsagePolicy).join(Asset).join(UsagePolicy, Offer.usage_policy_id == UsagePolicy.id)
+            )
+        ).all()  # type: ignore[arg-type]
+    by_asset: dict[str, tuple[Asset, list[dict[str, Any]]]] = {}
+    for offer, asset, policy in rows:
+        if (await negotiations.contract_decision(runtime, offer, caller)).allow:
+            by_asset.setdefault(asset.id, (asset, []))[1].append(catalog.odrl_offer(offer, policy))
+    service_id = catalog.service_id_for(runtime.config.dsp_url)
+    return [catalog.dataset(asset, offers, service_id) for asset, offers in by_asset.values()]
+
+
+# -- negotiation -------------------------------------------------------------------------------------------
+
+
+async def _negotiation_role(request: Request, pid: str) -> str:
+    async with runtime_of(request).db.session() as session:
+        negotiation = await session.get(Negotiation, pid)
+    if negotiation is None:
+        raise UnknownProcess(f"no negotiation {pid}")
+    return negotiation.role
+
+
+@dsp_errors("ContractNegotiationError")
+async def negotiation_get(request: Request) -> Response:
+    caller = await authenticate(request)
+    pid = request.path_params["pid"]
+    async with runtime_of(request).db.session() as session:
+        negotiation = await negotiations.find(session, pid, role=await _negotiation_role(request, pid), caller=caller)
+    return ok(negotiation.dsp())
+
+
+@dsp_errors("ContractNegotiationError")
+async def negotiation_request(request: Request) -> Response:
+    caller = await authenticate(request)
+    message = dsp.parse(await read_body(request), dsp.ContractRequest, expected_type="ContractRequestMessage")
+    negotiation = await negotiations.on_request(runtime_of(request), caller, message)
+    return ok(negotiation.dsp(), status=201)
+
+
+@dsp_errors("ContractNegotiationError")
+async def negotiation_counter_request(request: Request) -> Response:
+    caller = await authenticate(request)
+    pid = request.path_params["pid"]
+    dsp.parse(await read_body(request), dsp.ContractRequest, expected_type="ContractRequestMessage")
+    async with runtime_of(request).db.session() as session:
+        negotiation = await negotiations.find(session, pid, role="provider", caller=caller)
+    raise IllegalTransition(f"negotiation {pid} is {negotiation.state}: no offer of ours to counter")
+
+
+@dsp_errors("ContractNegotiationError")
+async def negotiation_offer(request: Request) -> Response:
+    await authenticate(request)
+    raise IllegalTransition("this connector does not accept offers it did not request")
+
+
+@dsp_errors("ContractNegotiationError")
+async def negotiation_agreement(request: Request) -> Response:
+    caller = await authenticate(request)
+    message = dsp.parse(await read_body(request), dsp.ContractAgreement, expected_type="ContractAgreementMessage")
+    negotiation = await negotiations.on_agreement(runtime_of(request), caller, request.path_params["pid"], message)
+    return ok(negotiation.dsp())
+
+
+@dsp_errors("ContractNegotiationError")
+async def negotiation_verification(request: Request) -> Response:
+    caller = await authenticate(request)
+    body = await read_body(request)
+    message = dsp.parse(body, dsp.AgreementVerification, expected_type="ContractAgreementVerificationMessage")
+    extra = message.model_extra or {}
+    negotiation = await negotiations.on_verification(runtime_of(request), caller, request.path_params["pid"], extra)
+    return ok(negotiation.dsp())
+
+
+@dsp_errors("ContractNegotiationError")
+async def negotiation_event(request: Request) -> Response:
+    caller = await authenticate(request)
+    pid = request.path_params["pid"]
+    message = dsp.parse(await read_body(request), dsp.NegotiationEvent, expected_type="ContractNegotiationEventMessage")
+    role = await _negotiation_role(request, pid)
+    negotiation = await negotiations.on_event(runtime_of(request), caller, pid, message, role=role)
+    return ok(negotiation.dsp())
+
+
+@dsp_errors("ContractNegotiationError")
+async def negotiation_termination(request: Request) -> Response:
+    caller = await authenticate(request)
+    pid = request.path_params["pid"]
+    body = await read_body(request)
+    message = dsp.parse(body, dsp.Termination, expected_type="ContractNegotiationTerminationMessage")
+    role = await _negotiation_role(request, pid)
+    negotiation = await negotiations.on_termination(runtime_of(request), caller, pid, message, role=role)
+    return ok(negotiation.dsp())
+
+
+# -- transfer ----------------------------------------------------------------------------------------------
+
+
+async def _transfer_role(request: Request, pid: str) -> str:
+    async with runtime_of(request).db.session() as session:
+        transfer = await session.get(Transfer, pid)
+    if transfer is None:
+        raise UnknownProcess(f"no transfer {pid}")
+    return transfer.role
+
+
+@dsp_errors("TransferError")
+async def transfer_get(request: Request) -> Response:
+    caller = await authenticate(request)
+    pid = request.path_params["pid"]
+    async with runtime_of(request).db.session() as session:
+        transfer = await transfers.find(session, pid, role=await _transfer_role(request, pid), caller=caller)
+    return ok(transfer.dsp())
+
+
+@dsp_errors("TransferError")
+async def transfer_request(request: Request) -> Response:
+    caller = await authenticate(request)
+    message = dsp.parse(await read_body(request), dsp.TransferRequest, expected_type="TransferRequestMessage")
+    transfer = await transfers.on_request(runtime_of(request), caller, message)
+    return ok(transfer.dsp(), status=201)
+
+
+@dsp_errors("TransferError")
+async def transfer_start(request: Request) -> Response:
+    caller = await authenticate(request)
+    pid = request.path_params["pid"]
+    message = dsp.parse(await read_body(request), dsp.TransferStart, expected_type="TransferStartMessage")
+    if await _transfer_role(request, pid) == "provider":
+        raise IllegalTransition("resuming a suspended transfer from the consumer side is not supported yet")
+    transfer = await transfers.on_start(runtime_of(request), caller, pid, message)
+    return ok(transfer.dsp())
+
+
+def _transfer_update(kind: str, state: str) -> Handler:
+    @dsp_errors("TransferError")
+    async def handler(request: Request) -> Response:
+        caller = await authenticate(request)
+        pid = request.path_params["pid"]
+        message = dsp.parse(await read_body(request), dsp.TransferUpdate, expected_type=kind)
+        role = await _transfer_role(request, pid)
+        transfer = await transfers.on_update(runtime_of(request), caller, pid, message, role=role, state=state)
+        return ok(transfer.dsp())
+
+    return handler
+
+
+routes = [
+    Route("/catalog/request", catalog_request, methods=["POST"]),
+    Route("/catalog/datasets/{id:path}", dataset_request, methods=["GET"]),
+    Route("/negotiations/request", negotiation_request, methods=["POST"]),
+    Route("/negotiations/offers", negotiation_offer, methods=["POST"]),
+    Route("/negotiations/{pid}", negotiation_get, methods=["GET"]),
+    Route("/negotiations/{pid}/request", negotiation_counter_request, methods=["POST"]),
+    Route("/negotiations/{pid}/offers", negotiation_offer, methods=["POST"]),
+    Route("/negotiations/{pid}/agreement", negotiation_agreement, methods=["POST"]),
+    Route("/negotiations/{pid}/agreement/verification", negotiation_verification, methods=["POST"]),
+    Route("/negotiations/{pid}/events", negotiation_event, methods=["POST"]),
+    Route("/negotiations/{pid}/termination", negotiation_termination, methods=["POST"]),
+    Route("/transfers/request", transfer_request, methods=["POST"]),
+    Route("/transfers/{pid}", transfer_get, methods=["GET"]),
+    Route("/transfers/{pid}/start", transfer_start, methods=["POST"]),
+    Route("/transfers/{pid}/completion", _transfer_update("TransferCompletionMessage", "COMPLETED"), methods=["POST"]),
+    Route("/transfers/{pid}/suspension", _transfer_update("TransferSuspensionMessage", "SUSPENDED"), methods=["POST"]),
+    Route(
+        "/transfers/{pid}/termination", _transfer_update("TransferTerminationMessage", "TERMINATED"), methods=["POST"]
+    ),
+]

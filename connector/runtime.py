@@ -1,0 +1,102 @@
+"""The running connector: its configuration and the live parts every request handler needs.
+
+Built once in the app's lifespan and handed to handlers through `request.app.state.runtime`.
+"""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from connector.config import ConnectorConfig
+from connector.errors import PeerError
+from connector.identity import JwksCache, SigningKey, TokenClient, TokenVerifier
+from connector.outbox import FailureHandler, Outbox
+from connector.policy import PolicyEngine, create_engine
+from connector.store import Database
+
+PARTICIPANT_CACHE_SECONDS = 300
+
+
+class ParticipantDirectory:
+    """Other participants' public keys, as the broker's authority registered them."""
+
+    def __init__(self, http: httpx.AsyncClient, broker_url: str) -> None:
+        self._http = http
+        self._broker_url = broker_url.rstrip("/")
+        self._cache: dict[str, tuple[dict[str, Any], float]] = {}
+        self._lock = asyncio.Lock()
+
+    async def jwk(self, participant_id: str) -> dict[str, Any]:
+        async with self._lock:
+            cached = self._cache.get(participant_id)
+            if cached and cached[1] > time.time():
+                return cached[0]
+            url = f"{self._broker_url}/participants/{quote(participant_id, safe='')}"
+            try:
+                response = await self._http.get(url)
+            except httpx.TransportError as exc:
+                raise PeerError(f"broker unreachable for {participant_id}'s key: {exc}") from exc
+            if response.status_code != 200:
+                raise PeerError(f"broker has no key for {participant_id} ({response.status_code})")
+            jwk = response.json()["jwk"]
+            self._cache[participant_id] = (jwk, time.time() + PARTICIPANT_CACHE_SECONDS)
+            return jwk
+
+
+class Runtime:
+    def __init__(
+        self,
+        config: ConnectorConfig,
+        db: Database,
+        engine: PolicyEngine,
+        http: httpx.AsyncClient,
+        *,
+        on_undeliverable: FailureHandler,
+    ) -> None:
+        self.config = config
+        self.db = db
+        self.engine = engine
+        self.http = http
+        self.signer = SigningKey.load(config.key_path)
+        self.tokens = TokenClient(
+            http, signer=self.signer, participant_id=config.participant_id, authority_url=config.broker_url
+        )
+        jwks = JwksCache(http, config.broker_url.rstrip("/") + "/.well-known/jwks.json")
+        self.verifier = TokenVerifier(jwks, issuer=config.broker_url.rstrip("/"), audience=config.participant_id)
+        self.participants = ParticipantDirectory(http, config.broker_url)
+        self.outbox = Outbox(db, http, self.tokens, on_failure=on_undeliverable)
+
+    @property
+    def participant_id(self) -> str:
+        return self.config.participant_id
+
+    @classmethod
+    @asynccontextmanager
+    async def running(cls, config: ConnectorConfig, *, on_undeliverable: FailureHandler) -> AsyncIterator["Runtime"]:
+        db = await Database.open(config.database_url)
+        engine = create_engine(config.policy_engine, opa_url=config.opa_url)
+        async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0)) as http:
+            runtime = cls(config, db, engine, http, on_undeliverable=on_undeliverable)
+            runtime.outbox.start()
+            try:
+                yield runtime
+            finally:
+                await runtime.outbox.stop()
+                await engine.aclose()
+                await db.close()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """A write transaction; messages it put in the outbox are sent as soon as it commits."""
+        async with self.db.transaction() as session:
+            yield session
+        self.outbox.wake()
+
+    async def authorization(self, audience: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {await self.tokens.token_for(audience)}"}

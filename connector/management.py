@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from connector import audit, dataplane, negotiations, transfers
+from connector import audit, dataplane, negotiations, registration, transfers
 from connector.agreements import Agreement
 from connector.assets import Asset, AssetCreate
 from connector.catalog import Offer, OfferCreate, PolicyCreate, UsagePolicy, new_id
@@ -209,6 +209,19 @@ async def pull_data(request: Request) -> Response:
     return StreamingResponse(pulled, media_type=pulled.media_type)
 
 
+# -- broker registration ---------------------------------------------------------------------------------
+
+
+async def register(request: Request) -> Response:
+    description = await read_model(request, registration.SelfDescription)
+    return JSONResponse(await registration.register(runtime_of(request), description))
+
+
+async def unregister(request: Request) -> Response:
+    await registration.unregister(runtime_of(request))
+    return Response(status_code=204)
+
+
 # -- audit ------------------------------------------------------------------------------------------------
 
 
@@ -264,6 +277,8 @@ routes = [
     Route("/transfers/{id}/complete", _transfer_change("COMPLETED"), methods=["POST"]),
     Route("/transfers/{id}/terminate", _transfer_change("TERMINATED"), methods=["POST"]),
     Route("/transfers/{id}", get_transfer, methods=["GET"]),
+    Route("/registration", register, methods=["PUT"]),
+    Route("/registration", unregister, methods=["DELETE"]),
     Route("/usage", usage, methods=["GET"]),
     Route("/audit", audit_entries, methods=["GET"]),
     Route("/audit/verify", audit_verify, methods=["GET"]),

@@ -12,7 +12,6 @@ Each change is written with its audit entry and the outgoing message (outbox) in
 import json
 from typing import Any
 
-import httpx
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -20,7 +19,7 @@ from connector import agreements, audit, dsp
 from connector.agreements import Agreement
 from connector.assets import utcnow
 from connector.catalog import Offer, UsagePolicy, new_id
-from connector.errors import IllegalTransition, InvalidMessage, NotFound, PeerError, UnknownProcess
+from connector.errors import IllegalTransition, InvalidMessage, NotFound, UnknownProcess
 from connector.identity import Caller
 from connector.outbox import enqueue
 from connector.policy import Decision
@@ -65,12 +64,27 @@ class Negotiation(SQLModel, table=True):
 # -- lookups --------------------------------------------------------------------------------------------
 
 
-async def find(session: AsyncSession, pid: str, *, role: str, caller: Caller) -> Negotiation:
+async def find(
+    session: AsyncSession, pid: str, *, role: str, caller: Caller, message: dsp.Message | None = None
+) -> Negotiation:
     """Our negotiation `pid`, if `caller` is its counter-party; otherwise as unknown (404)."""
     negotiation = await session.get(Negotiation, pid)
     if negotiation is None or negotiation.role != role or negotiation.counterparty_id != caller.participant_id:
         raise UnknownProcess(f"no negotiation {pid}")
+    if message is not None:
+        _check_pids(negotiation, message)
     return negotiation
+
+
+def _check_pids(process: Negotiation, message: dsp.Message) -> None:
+    """The pids a message names must be this process's; a provider pid we did not know yet is learned."""
+    consumer_pid, provider_pid = getattr(message, "consumerPid", None), getattr(message, "providerPid", None)
+    if consumer_pid is not None and consumer_pid != process.consumer_pid:
+        raise InvalidMessage(f"consumerPid {consumer_pid} does not belong to process {process.id}")
+    if provider_pid is not None and process.provider_pid not in (None, provider_pid):
+        raise InvalidMessage(f"providerPid {provider_pid} does not belong to process {process.id}")
+    if provider_pid is not None and process.provider_pid is None:
+        process.provider_pid = provider_pid
 
 
 def _peer_url(negotiation: Negotiation, path: str) -> str:
@@ -183,19 +197,22 @@ async def _agree(
     await _log(session, runtime, negotiation, "agreed", agreement=agreement["@id"], policy_hash=policy.hash)
 
 
-async def on_verification(runtime: Runtime, caller: Caller, pid: str, body: dict[str, Any]) -> Negotiation:
+async def on_verification(
+    runtime: Runtime, caller: Caller, pid: str, message: dsp.AgreementVerification
+) -> Negotiation:
     """The consumer verified the agreement, countersigning it: finalize."""
+    signature = (message.model_extra or {}).get(dsp.SIGNATURE)
     async with runtime.db.session() as session:
-        negotiation = await find(session, pid, role="provider", caller=caller)
+        negotiation = await find(session, pid, role="provider", caller=caller, message=message)
     if negotiation.state != "AGREED" or negotiation.agreement is None:
         raise IllegalTransition(f"negotiation {pid} is {negotiation.state}; nothing to verify")
     agreement = json.loads(negotiation.agreement)
     consumer_jwk = await runtime.participants.jwk(caller.participant_id)
-    agreements.check_signature(agreement, body.get(dsp.SIGNATURE), consumer_jwk, signer_name="consumer")
+    agreements.check_signature(agreement, signature, consumer_jwk, signer_name="consumer")
     async with runtime.transaction() as session:
-        negotiation = await find(session, pid, role="provider", caller=caller)
+        negotiation = await find(session, pid, role="provider", caller=caller, message=message)
         negotiation.move("VERIFIED", allowed_from={"AGREED"})
-        negotiation.consumer_signature = str(body[dsp.SIGNATURE])
+        negotiation.consumer_signature = str(signature)
         await _log(session, runtime, negotiation, "verified")
         negotiation.move("FINALIZED", allowed_from={"VERIFIED"})
         session.add(_agreement_record(negotiation, provider_address=runtime.config.dsp_url))
@@ -214,7 +231,7 @@ async def on_verification(runtime: Runtime, caller: Caller, pid: str, body: dict
 
 
 async def start(runtime: Runtime, *, provider_id: str, provider_url: str, offer_id: str, target: str) -> Negotiation:
-    """Send an initial ContractRequestMessage for an offer from the provider's catalog."""
+    """Request an offer from the provider's catalog. The request goes out through the outbox."""
     pid = new_id()
     negotiation = Negotiation(
         id=pid,
@@ -224,48 +241,25 @@ async def start(runtime: Runtime, *, provider_id: str, provider_url: str, offer_
         counterparty_address=provider_url.rstrip("/"),
         offer_id=offer_id,
         target=target,
-        state="INITIAL",
     )
-    async with runtime.transaction() as session:
-        session.add(negotiation)
-        await _log(session, runtime, negotiation, "started", offer=offer_id)
     request = dsp.message(
         "ContractRequestMessage",
         consumerPid=pid,
         offer={"@type": "Offer", "@id": offer_id, "target": target, "permission": [{"action": "use"}]},
         callbackAddress=runtime.config.dsp_url,
     )
-    reply = await _post(runtime, negotiation, "/negotiations/request", request)
     async with runtime.transaction() as session:
-        stored = await session.get(Negotiation, pid)
-        assert stored is not None
-        if stored.state == "INITIAL":  # the provider's answer may already have moved it on
-            stored.state = "REQUESTED"
-        stored.provider_pid = stored.provider_pid or str(reply.get("providerPid"))
-        await _log(session, runtime, stored, "requested", provider_pid=stored.provider_pid)
-        return stored
-
-
-async def _post(runtime: Runtime, negotiation: Negotiation, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    url = _peer_url(negotiation, path)
-    try:
-        response = await runtime.http.post(
-            url, json=body, headers=await runtime.authorization(negotiation.counterparty_id)
-        )
-    except httpx.TransportError as exc:
-        await abandon(runtime, negotiation.id, f"provider unreachable: {exc}")
-        raise PeerError(f"provider unreachable at {url}: {exc}") from exc
-    if response.status_code >= 300:
-        await abandon(runtime, negotiation.id, f"provider refused the request ({response.status_code})")
-        raise PeerError(f"provider refused the request ({response.status_code}): {response.text[:500]}")
-    return response.json()
+        session.add(negotiation)
+        _send(session, negotiation, "/negotiations/request", request)
+        await _log(session, runtime, negotiation, "requested", offer=offer_id)
+    return negotiation
 
 
 async def on_agreement(runtime: Runtime, caller: Caller, pid: str, message: dsp.ContractAgreement) -> Negotiation:
     """The provider agreed: check its signature and the terms, countersign, and verify."""
     async with runtime.db.session() as session:
-        negotiation = await find(session, pid, role="consumer", caller=caller)
-    if negotiation.state not in {"INITIAL", "REQUESTED", "ACCEPTED"}:
+        negotiation = await find(session, pid, role="consumer", caller=caller, message=message)
+    if negotiation.state not in {"REQUESTED", "ACCEPTED"}:
         raise IllegalTransition(f"negotiation {pid} is {negotiation.state}; an agreement is not expected")
     agreement = dict(message.agreement)
     signature = agreement.pop(dsp.SIGNATURE, None)
@@ -274,8 +268,8 @@ async def on_agreement(runtime: Runtime, caller: Caller, pid: str, message: dsp.
     agreements.check_signature(agreement, signature, provider_jwk, signer_name="provider")
     countersignature = agreements.sign(agreement, runtime.signer)
     async with runtime.transaction() as session:
-        negotiation = await find(session, pid, role="consumer", caller=caller)
-        negotiation.move("AGREED", allowed_from={"INITIAL", "REQUESTED", "ACCEPTED"})
+        negotiation = await find(session, pid, role="consumer", caller=caller, message=message)
+        negotiation.move("AGREED", allowed_from={"REQUESTED", "ACCEPTED"})
         negotiation.provider_pid = message.providerPid
         negotiation.agreement = json.dumps(agreement)
         negotiation.provider_signature = signature
@@ -309,7 +303,7 @@ async def on_event(
     runtime: Runtime, caller: Caller, pid: str, message: dsp.NegotiationEvent, *, role: str
 ) -> Negotiation:
     async with runtime.transaction() as session:
-        negotiation = await find(session, pid, role=role, caller=caller)
+        negotiation = await find(session, pid, role=role, caller=caller, message=message)
         if role == "provider" or message.eventType != "FINALIZED":
             # We never offer, so the consumer's ACCEPTED event has nothing to accept.
             raise IllegalTransition(f"event {message.eventType} is not allowed in state {negotiation.state}")
@@ -348,7 +342,7 @@ async def on_termination(
     runtime: Runtime, caller: Caller, pid: str, message: dsp.Termination, *, role: str
 ) -> Negotiation:
     async with runtime.transaction() as session:
-        negotiation = await find(session, pid, role=role, caller=caller)
+        negotiation = await find(session, pid, role=role, caller=caller, message=message)
         _require_not_final(negotiation)
         negotiation.move("TERMINATED", allowed_from={negotiation.state})
         negotiation.reasons = json.dumps([str(r) for r in message.reason])

@@ -189,8 +189,7 @@ async def negotiation_verification(request: Request) -> Response:
     caller = await authenticate(request)
     body = await read_body(request)
     message = dsp.parse(body, dsp.AgreementVerification, expected_type="ContractAgreementVerificationMessage")
-    extra = message.model_extra or {}
-    negotiation = await negotiations.on_verification(runtime_of(request), caller, request.path_params["pid"], extra)
+    negotiation = await negotiations.on_verification(runtime_of(request), caller, request.path_params["pid"], message)
     return ok(negotiation.dsp())
 
 

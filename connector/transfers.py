@@ -9,7 +9,6 @@ import json
 import time
 from typing import Any
 
-import httpx
 import jwt
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -18,7 +17,7 @@ from connector import audit, dsp
 from connector.agreements import Agreement
 from connector.assets import utcnow
 from connector.catalog import new_id
-from connector.errors import IllegalTransition, InvalidMessage, NotFound, PeerError, TokenRejected, UnknownProcess
+from connector.errors import IllegalTransition, InvalidMessage, NotFound, TokenRejected, UnknownProcess
 from connector.identity import ALGORITHM, CLOCK_SKEW, Caller
 from connector.outbox import enqueue
 from connector.runtime import Runtime
@@ -65,11 +64,26 @@ class Transfer(SQLModel, table=True):
         self.updated_at = utcnow()
 
 
-async def find(session: AsyncSession, pid: str, *, role: str, caller: Caller) -> Transfer:
+async def find(
+    session: AsyncSession, pid: str, *, role: str, caller: Caller, message: dsp.Message | None = None
+) -> Transfer:
     transfer = await session.get(Transfer, pid)
     if transfer is None or transfer.role != role or transfer.counterparty_id != caller.participant_id:
         raise UnknownProcess(f"no transfer {pid}")
+    if message is not None:
+        _check_pids(transfer, message)
     return transfer
+
+
+def _check_pids(process: Transfer, message: dsp.Message) -> None:
+    """The pids a message names must be this process's; a provider pid we did not know yet is learned."""
+    consumer_pid, provider_pid = getattr(message, "consumerPid", None), getattr(message, "providerPid", None)
+    if consumer_pid is not None and consumer_pid != process.consumer_pid:
+        raise InvalidMessage(f"consumerPid {consumer_pid} does not belong to process {process.id}")
+    if provider_pid is not None and process.provider_pid not in (None, provider_pid):
+        raise InvalidMessage(f"providerPid {provider_pid} does not belong to process {process.id}")
+    if provider_pid is not None and process.provider_pid is None:
+        process.provider_pid = provider_pid
 
 
 async def _log(session: AsyncSession, runtime: Runtime, transfer: Transfer, action: str, **details: Any) -> None:
@@ -180,49 +194,31 @@ def verify_data_token(runtime: Runtime, token: str, transfer_id: str) -> dict[st
 
 
 async def start(runtime: Runtime, agreement_id: str) -> Transfer:
-    async with runtime.db.session() as session:
+    """Request a pull transfer under a finalized agreement. The request goes out through the outbox."""
+    async with runtime.transaction() as session:
         agreement = await session.get(Agreement, agreement_id)
-    if agreement is None or agreement.role != "consumer":
-        raise NotFound(f"no agreement {agreement_id} on the consumer side")
-    pid = new_id()
-    transfer = Transfer(
-        id=pid,
-        role="consumer",
-        consumer_pid=pid,
-        counterparty_id=agreement.provider_id,
-        counterparty_address=agreement.provider_address,
-        agreement_id=agreement.id,
-    )
-    async with runtime.transaction() as session:
+        if agreement is None or agreement.role != "consumer":
+            raise NotFound(f"no agreement {agreement_id} on the consumer side")
+        pid = new_id()
+        transfer = Transfer(
+            id=pid,
+            role="consumer",
+            consumer_pid=pid,
+            counterparty_id=agreement.provider_id,
+            counterparty_address=agreement.provider_address,
+            agreement_id=agreement.id,
+        )
+        request = dsp.message(
+            "TransferRequestMessage",
+            consumerPid=pid,
+            agreementId=agreement.id,
+            format=dsp.PULL_FORMAT,
+            callbackAddress=runtime.config.dsp_url,
+        )
         session.add(transfer)
+        _send(session, transfer, "/transfers/request", request)
         await _log(session, runtime, transfer, "requested")
-    request = dsp.message(
-        "TransferRequestMessage",
-        consumerPid=pid,
-        agreementId=agreement.id,
-        format=dsp.PULL_FORMAT,
-        callbackAddress=runtime.config.dsp_url,
-    )
-    reply = await _post(runtime, transfer, "/transfers/request", request)
-    async with runtime.transaction() as session:
-        stored = await session.get(Transfer, pid)
-        assert stored is not None
-        stored.provider_pid = stored.provider_pid or str(reply.get("providerPid"))
-        return stored
-
-
-async def _post(runtime: Runtime, transfer: Transfer, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    url = transfer.counterparty_address.rstrip("/") + path
-    try:
-        headers = await runtime.authorization(transfer.counterparty_id)
-        response = await runtime.http.post(url, json=body, headers=headers)
-    except httpx.TransportError as exc:
-        await abandon(runtime, transfer.id, f"provider unreachable: {exc}")
-        raise PeerError(f"provider unreachable at {url}: {exc}") from exc
-    if response.status_code >= 300:
-        await abandon(runtime, transfer.id, f"provider refused the request ({response.status_code})")
-        raise PeerError(f"provider refused the transfer ({response.status_code}): {response.text[:500]}")
-    return response.json()
+    return transfer
 
 
 async def on_start(runtime: Runtime, caller: Caller, pid: str, message: dsp.TransferStart) -> Transfer:
@@ -230,7 +226,7 @@ async def on_start(runtime: Runtime, caller: Caller, pid: str, message: dsp.Tran
     if not address or not address.get("endpoint") or not dsp.endpoint_property(address, "authorization"):
         raise InvalidMessage("a pull transfer's start message needs a dataAddress with endpoint and authorization")
     async with runtime.transaction() as session:
-        transfer = await find(session, pid, role="consumer", caller=caller)
+        transfer = await find(session, pid, role="consumer", caller=caller, message=message)
         transfer.move("STARTED")
         transfer.provider_pid = message.providerPid
         transfer.data_address = json.dumps(address)
@@ -245,7 +241,7 @@ async def on_update(
     runtime: Runtime, caller: Caller, pid: str, message: dsp.TransferUpdate, *, role: str, state: str
 ) -> Transfer:
     async with runtime.transaction() as session:
-        transfer = await find(session, pid, role=role, caller=caller)
+        transfer = await find(session, pid, role=role, caller=caller, message=message)
         transfer.move(state)
         if message.reason:
             transfer.reasons = json.dumps([str(r) for r in message.reason])

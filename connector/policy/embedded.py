@@ -1,0 +1,199 @@
+"""The embedded policy engine: regorus (a Rego v1 interpreter in Rust) inside this process.
+
+Each module is compiled once into a `regorus.Engine`, cached by the module's hash; a decision then
+sets the input and evaluates the package document once with `eval_query` (faster than three
+`eval_rule` calls for allow, deny and mask; measured in docs/policy-engine.md). Calls are synchronous and take tens of
+microseconds, so they run on the event loop; there is no `await` between setting the input and
+reading the rules, so interleaved coroutines cannot see each other's input.
+"""
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import regorus
+
+from connector.errors import PolicyCompileError, PolicyEvaluationError
+from connector.policy.base import Decision, PolicyEngine, PolicyModule, decision_from_document
+
+__all__ = ["EmbeddedRegoEngine", "ModuleRules", "load_engine", "module_rules", "regorus_error"]
+
+# regorus reports `--> policy.rego:4:22`, then the source line, then `error: <message>`.
+_LOCATION = re.compile(r"-->\s*(?P<file>.*?):(?P<line>\d+):(?P<column>\d+)")
+_STATIC_ERRORS = re.compile(r"is unsafe|could not find function|recursion|undefined (rule|function)|var .* is not")
+_MESSAGE = re.compile(r"^error:\s*(?P<message>.+)$", re.M)
+
+
+@dataclass(frozen=True)
+class RegorusError:
+    """A regorus error message taken apart: the message and where it points."""
+
+    message: str
+    file: str | None = None
+    line: int | None = None
+    column: int | None = None
+
+    def __str__(self) -> str:
+        if self.file is None:
+            return self.message
+        return f"{self.file}:{self.line}:{self.column}: {self.message}"
+
+
+def regorus_error(exc: Exception) -> RegorusError:
+    # Drop the Rust backtrace that RUST_BACKTRACE=1 appends.
+    text = str(exc).split("Stack backtrace:")[0].strip()
+    location = _LOCATION.search(text)
+    message = _MESSAGE.search(text)
+    detail = message.group("message").strip() if message else text.splitlines()[0] if text else repr(exc)
+    if location is None:
+        return RegorusError(detail)
+    return RegorusError(detail, location.group("file"), int(location.group("line")), int(location.group("column")))
+
+
+def compile_error(exc: Exception) -> PolicyCompileError:
+    error = regorus_error(exc)
+    return PolicyCompileError(str(error), line=error.line, column=error.column)
+
+
+def new_engine() -> regorus.Engine:
+    engine = regorus.Engine()
+    engine.set_rego_v0(False)
+    return engine
+
+
+def load_engine(modules: Iterable[PolicyModule], data: object | None = None) -> regorus.Engine:
+    """A regorus engine holding `modules` (file name = module id) and `data`.
+
+    Raises PolicyCompileError for a module that does not compile, PolicyEvaluationError for bad data.
+    """
+    engine = new_engine()
+    for module in modules:
+        try:
+            engine.add_policy(module.id, module.source)
+        except Exception as exc:  # regorus raises RuntimeError/ValueError; translate all of them
+            raise compile_error(exc) from exc
+    if data is not None:
+        if not isinstance(data, dict):
+            raise PolicyEvaluationError("data must be a JSON object")
+        try:
+            engine.add_data_json(json.dumps(data))
+        except Exception as exc:
+            raise PolicyEvaluationError(f"cannot load data: {regorus_error(exc)}") from exc
+    return engine
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    engine: regorus.Engine
+    package: str
+
+
+class EmbeddedRegoEngine(PolicyEngine):
+    """Rego v1 on regorus, in process. Compiled modules are cached by hash."""
+
+    def __init__(self) -> None:
+        self._prepared: dict[str, _Prepared] = {}
+
+    async def compile(self, source: str) -> str:
+        return _compile(source)[1]
+
+    async def decide(self, module: PolicyModule, input: dict) -> Decision:
+        prepared = self._prepared.get(module.hash) or self._prepare(module)
+        try:
+            prepared.engine.set_input(input)
+            rows = prepared.engine.eval_query(prepared.package)["result"]
+        except Exception as exc:
+            raise PolicyEvaluationError(f"policy {module.id}: {regorus_error(exc)}") from exc
+        return decision_from_document(rows[0]["expressions"][0]["value"] if rows else None)
+
+    async def evaluate(
+        self,
+        modules: list[PolicyModule],
+        query: str,
+        input: object | None = None,
+        data: object | None = None,
+    ) -> list[dict]:
+        engine = load_engine(modules, data)
+        try:
+            if input is not None:
+                engine.set_input_json(json.dumps(input))
+            rows = json.loads(engine.eval_query_as_json(query)).get("result") or []
+        except (TypeError, ValueError) as exc:
+            raise PolicyEvaluationError(f"input is not JSON: {exc}") from exc
+        except Exception as exc:
+            raise PolicyEvaluationError(str(regorus_error(exc))) from exc
+        # regorus leaves out empty bindings; the interface always has them (the CLI drops them like OPA).
+        return [{"expressions": row["expressions"], "bindings": row.get("bindings", {})} for row in rows]
+
+    def _prepare(self, module: PolicyModule) -> _Prepared:
+        try:
+            engine, package = _compile(module.source, module.id)
+        except PolicyCompileError as exc:
+            raise PolicyEvaluationError(f"policy {module.id} does not compile: {exc.detail}") from exc
+        prepared = self._prepared[module.hash] = _Prepared(engine, package)
+        return prepared
+
+
+def _compile(source: str, name: str = "policy.rego") -> tuple[regorus.Engine, str]:
+    engine = new_engine()
+    try:
+        package = engine.add_policy(name, source)
+    except Exception as exc:
+        raise compile_error(exc) from exc
+    _check_statically(engine, package)
+    return engine, package
+
+
+def _check_statically(engine: regorus.Engine, package: str) -> None:
+    # regorus' add_policy only parses: unsafe variables and unknown functions surface when a rule is
+    # first evaluated. Evaluate the package once without input to find them at upload; any other
+    # error (a builtin failing on a value) is a property of some input, not of the module.
+    try:
+        engine.eval_query(package)
+    except Exception as exc:
+        if _STATIC_ERRORS.search(str(exc).split("Stack backtrace:")[0]):
+            raise compile_error(exc) from exc
+
+
+@dataclass(frozen=True)
+class ModuleRules:
+    """The rules one module defines: its file (module id), package path and rule names in order."""
+
+    file: str
+    package: str
+    names: tuple[str, ...]
+
+
+def module_rules(engine: regorus.Engine) -> list[ModuleRules]:
+    """The rules of every module in `engine`; functions are left out (they take arguments)."""
+    found = []
+    for policy in json.loads(engine.get_ast_as_json()):
+        ast = policy["ast"]
+        package = "data." + ".".join(_ref_parts(ast["package"]["refr"]))
+        names = [name for rule in ast["rules"] if (name := _rule_name(rule))]
+        found.append(ModuleRules(policy["source"]["file"], package, tuple(dict.fromkeys(names))))
+    return found
+
+
+def _rule_name(rule: dict) -> str | None:
+    if "Default" in rule:
+        default = rule["Default"]
+        return None if default.get("args") else _ref_parts(default["refr"])[0]
+    head = rule.get("Spec", {}).get("head", {})
+    for kind in ("Compr", "Set"):
+        if kind in head:
+            return _ref_parts(head[kind]["refr"])[0]
+    return None
+
+
+def _ref_parts(ref: dict) -> list[str]:
+    if "Var" in ref:
+        return [ref["Var"]["value"]]
+    if "RefDot" in ref:
+        return [*_ref_parts(ref["RefDot"]["refr"]), ref["RefDot"]["field"][1]]
+    if "RefBrack" in ref:
+        index = ref["RefBrack"]["index"]
+        key = index["String"]["value"] if "String" in index else "[...]"
+        return [*_ref_parts(ref["RefBrack"]["refr"]), key]
+    return ["?"]

@@ -1,0 +1,77 @@
+"""Registering this connector and its offerings at the cluster's broker.
+
+The connector describes itself (DSP endpoint, title) and lists its offers, and sends that with an
+access token for the broker, so only this participant can change its entry.
+"""
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from pydantic import BaseModel, Field
+from sqlmodel import select
+
+from connector import audit
+from connector.assets import Asset
+from connector.catalog import Offer
+from connector.errors import PeerError
+from connector.runtime import Runtime
+
+
+class SelfDescription(BaseModel):
+    title: str = Field(min_length=1, max_length=512)
+    description: str = Field(default="", max_length=8192)
+
+
+async def offerings(runtime: Runtime) -> list[dict[str, Any]]:
+    async with runtime.db.session() as session:
+        rows = (await session.exec(select(Offer, Asset).join(Asset))).all()  # type: ignore[arg-type]
+    return [
+        {
+            "id": offer.id,
+            "title": asset.title,
+            "description": asset.description,
+            "keywords": json.loads(asset.keywords),
+            "format": asset.format,
+        }
+        for offer, asset in rows
+    ]
+
+
+def _url(runtime: Runtime) -> str:
+    return f"{runtime.config.broker_url.rstrip('/')}/registrations/{quote(runtime.participant_id, safe='')}"
+
+
+async def register(runtime: Runtime, description: SelfDescription) -> dict[str, Any]:
+    body = {"endpoint": runtime.config.dsp_url, **description.model_dump(), "offerings": await offerings(runtime)}
+    response = await _call(runtime, "PUT", body)
+    async with runtime.transaction() as session:
+        await audit.append(
+            session,
+            actor=runtime.participant_id,
+            action="broker.registered",
+            subject=runtime.participant_id,
+            offerings=[o["id"] for o in body["offerings"]],
+        )
+    return response.json()
+
+
+async def unregister(runtime: Runtime) -> None:
+    await _call(runtime, "DELETE", None)
+    async with runtime.transaction() as session:
+        await audit.append(
+            session, actor=runtime.participant_id, action="broker.unregistered", subject=runtime.participant_id
+        )
+
+
+async def _call(runtime: Runtime, method: str, body: dict[str, Any] | None) -> httpx.Response:
+    broker = runtime.config.broker_url.rstrip("/")
+    try:
+        headers = await runtime.authorization(broker)
+        response = await runtime.http.request(method, _url(runtime), json=body, headers=headers)
+    except httpx.TransportError as exc:
+        raise PeerError(f"broker unreachable at {broker}: {exc}") from exc
+    if response.status_code >= 300:
+        raise PeerError(f"broker refused the registration ({response.status_code}): {response.text[:500]}")
+    return response

@@ -1,0 +1,254 @@
+"""The quickstart: a whole data space on this machine, end to end, on real parts.
+
+Starts a broker and two connectors (provider and consumer) as separate processes on free loopback
+ports, each with its own SQLite file, and walks one exchange through them with the `tessera` CLI and
+the connectors' management APIs. Stops everything it started; exits 0, or 1 naming the failed step.
+
+    python deploy/quickstart.py [--keep DIR]
+"""
+
+import argparse
+import csv
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from rich.console import Console
+from rich.table import Table
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+SAMPLE = HERE / "sample" / "study_participants.csv"
+POLICY = REPO / "policies" / "examples" / "research_limited.rego"
+TESSERA = str(Path(sys.executable).parent / "tessera")
+console = Console(highlight=False)
+
+
+class StepFailed(Exception):
+    pass
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def tessera(*args: str) -> str:
+    done = subprocess.run([TESSERA, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise StepFailed(f"`tessera {' '.join(args)}` exited {done.returncode}: {done.stderr.strip() or done.stdout}")
+    return done.stdout
+
+
+class Processes:
+    """The services this run started; all are stopped on exit, whatever happens."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.running: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, name: str, *args: str, health: str) -> None:
+        log = (self.logs / f"{name}.log").open("wb")
+        process = subprocess.Popen([TESSERA, *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.running.append((name, process))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise StepFailed(f"{name} exited with {process.returncode}; see {self.logs / f'{name}.log'}")
+            try:
+                if httpx.get(health, timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise StepFailed(f"{name} did not answer at {health} within 30 s")
+
+    def stop_all(self) -> None:
+        for _name, process in reversed(self.running):
+            if process.poll() is None:
+                os.killpg(process.pid, signal.SIGTERM)
+        for _name, process in self.running:
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+
+
+@contextmanager
+def step(title: str) -> Iterator[None]:
+    started = time.monotonic()
+    with console.status(f"[bold]{title}…"):
+        try:
+            yield
+        except StepFailed as exc:
+            console.print(f"[red]✗ {title}[/]: {exc}")
+            raise
+        except (httpx.HTTPError, AssertionError, KeyError, ValueError) as exc:
+            console.print(f"[red]✗ {title}[/]: {type(exc).__name__}: {exc}")
+            raise StepFailed(str(exc)) from exc
+    console.print(f"[green]✓[/] {title} [dim]({time.monotonic() - started:.2f} s)[/]")
+
+
+def expect(response: httpx.Response, status: int) -> Any:
+    if response.status_code != status:
+        raise StepFailed(f"{response.request.method} {response.request.url} → {response.status_code}: {response.text}")
+    return response.json() if response.content else None
+
+
+def wait_state(api: httpx.Client, path: str, wanted: str) -> dict[str, Any]:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        body = expect(api.get(path), 200)
+        if body["state"] == wanted:
+            return body
+        if body["state"] == "TERMINATED":
+            raise StepFailed(f"{path} was terminated: {body.get('reasons')}")
+        time.sleep(0.05)
+    raise StepFailed(f"{path} did not reach {wanted}")
+
+
+def management(directory: Path) -> httpx.Client:
+    config = tomllib.loads((directory / "connector.toml").read_text())
+    headers = {"Authorization": f"Bearer {config['management_token']}"}
+    return httpx.Client(base_url=f"{config['url']}/api", headers=headers, timeout=15)
+
+
+def run(work: Path, processes: Processes) -> None:
+    ports = {name: free_port() for name in ("broker", "provider", "consumer")}
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
+    ids = {"provider": "urn:tessera:sensorlab", "consumer": "urn:tessera:uni-research"}
+    profiles = {"provider": ("SensorLab GmbH", "EU-DE"), "consumer": ("University Research Institute", "EU-FR")}
+
+    with step("Broker: authority key and configuration (tessera broker init)"):
+        tessera("broker", "init", "--dir", str(work / "broker"), "--url", urls["broker"],
+                "--port", str(ports["broker"]))
+    for role in ("provider", "consumer"):
+        with step(f"{role.title()} connector {ids[role]}: key pair and configuration (tessera connector init)"):
+            tessera("connector", "init", "--dir", str(work / role), "--participant-id", ids[role],
+                    "--url", urls[role], "--broker-url", urls["broker"], "--port", str(ports[role]))
+        org, region = profiles[role]
+        with step(f"Operator admits {ids[role]} ({org}, {region}) (tessera participant add)"):
+            tessera("participant", "add", ids[role], "--broker-dir", str(work / "broker"),
+                    "--jwk", str(work / role / "connector.jwk.json"), "--org", org, "--region", region,
+                    "--security-profile", "base")
+    with step(f"Start broker and both connectors as separate processes (logs in {work})"):
+        processes.start("broker", "broker", "serve", "--dir", str(work / "broker"), health=urls["broker"] + "/health")
+        for role in ("provider", "consumer"):
+            processes.start(role, "connector", "serve", "--dir", str(work / role), health=urls[role] + "/health")
+
+    provider, consumer = management(work / "provider"), management(work / "consumer")
+    with step("Provider publishes the study dataset with usage policy 'research, ≤ 3 uses, e-mail masked'"):
+        asset = expect(provider.post("/assets", json={
+            "title": "Wearables study: participants", "format": "csv", "path": str(SAMPLE),
+            "description": "Resting heart rate and daily steps of study participants",
+            "keywords": ["health", "wearables", "research"]}), 201)
+        policy = expect(provider.post("/policies", json={"title": "research only, 3 uses, email masked",
+                                                         "source": POLICY.read_text()}), 201)
+        offer = expect(provider.post("/offers", json={"asset_id": asset["id"], "usage_policy_id": policy["id"]}), 201)
+        expect(provider.put("/registration", json={"title": "SensorLab data connector",
+                                                   "description": "Sensor and wearables data"}), 200)
+        console.print(f"    policy hash {policy['hash'][:23]}…, offer {offer['id']}")
+
+    with step("Consumer finds the offering at the broker (search 'wearables')"):
+        found = expect(httpx.get(urls["broker"] + "/search", params={"q": "wearables"}), 200)
+        hit = next(r for r in found["results"] if r["offering"]["id"] == offer["id"])
+        console.print(f"    found {hit['offering']['title']!r} from {hit['participant_id']} at {hit['endpoint']}")
+
+    with step("Consumer reads the provider's DSP catalog"):
+        catalog = expect(consumer.post("/catalog/request", json={"provider_url": hit["endpoint"],
+                                                                 "provider_id": hit["participant_id"]}), 200)
+        dataset = next(d for d in catalog["dataset"] if any(o["@id"] == offer["id"] for o in d["hasPolicy"]))
+
+    with step("Consumer negotiates; the provider agrees and signs, the consumer countersigns"):
+        started = expect(consumer.post("/negotiations", json={
+            "provider_id": ids["provider"], "provider_url": hit["endpoint"], "offer_id": offer["id"],
+            "target": dataset["@id"]}), 201)
+        negotiation = wait_state(consumer, f"/negotiations/{started['id']}", "FINALIZED")
+        agreement = expect(consumer.get(f"/agreements/{negotiation['agreement_id']}"), 200)
+        assert agreement["usage_policy_hash"] == policy["hash"], "the agreement binds another policy"
+        console.print(f"    agreement {agreement['id']} binds {agreement['usage_policy_hash'][:23]}…, "
+                      f"signed by provider and consumer (JWS ES256)")
+
+    with step("Consumer starts an HTTP-pull transfer"):
+        transfer = expect(consumer.post("/transfers", json={"agreement_id": agreement["id"]}), 201)
+        wait_state(consumer, f"/transfers/{transfer['id']}", "STARTED")
+    data_path = f"/transfers/{transfer['id']}/data"
+
+    with step("Consumer pulls the data for 'research' (use 1 of 3): the e-mail column is absent"):
+        pulled = consumer.get(data_path, params={"purpose": "research"})
+        expect_ok(pulled)
+        records = list(csv.DictReader(io.StringIO(pulled.text)))
+        assert records and "email" not in records[0], "the masked column was delivered"
+        show_records(records[:3], len(records))
+
+    with step("Consumer asks for 'marketing': denied with the policy's reasons"):
+        show_denial(consumer.get(data_path, params={"purpose": "marketing"}))
+
+    with step("Uses 2 and 3 are allowed; the fourth is denied"):
+        for _ in range(2):
+            expect_ok(consumer.get(data_path, params={"purpose": "research"}))
+        show_denial(consumer.get(data_path, params={"purpose": "research"}))
+
+    for role in ("provider", "consumer"):
+        with step(f"{role.title()}'s audit chain verifies (tessera audit verify)"):
+            report = json.loads(tessera("audit", "verify", "--dir", str(work / role), "--json"))
+            console.print(f"    {report['entries']} entries, hash chain intact")
+
+
+def expect_ok(response: httpx.Response) -> None:
+    if response.status_code != 200:
+        raise StepFailed(f"data request answered {response.status_code}: {response.text}")
+
+
+def show_records(records: list[dict[str, str]], total: int) -> None:
+    table = Table(*records[0].keys(), title=f"{total} records received (first 3)", title_justify="left")
+    for record in records:
+        table.add_row(*record.values())
+    console.print(table)
+
+
+def show_denial(response: httpx.Response) -> None:
+    if response.status_code != 403:
+        raise StepFailed(f"expected a denial (403), got {response.status_code}: {response.text}")
+    for reason in response.json().get("reasons", []):
+        console.print(f"    [yellow]denied:[/] {reason}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keep", type=Path, help="work in this directory and keep it afterwards")
+    args = parser.parse_args(argv)
+    work = args.keep or Path(tempfile.mkdtemp(prefix="tessera-quickstart-"))
+    work.mkdir(parents=True, exist_ok=True)
+    processes = Processes(work)
+    started = time.monotonic()
+    console.rule("[bold]Tessera quickstart: one data exchange in a trusted data space")
+    try:
+        run(work, processes)
+    except (StepFailed, KeyboardInterrupt):
+        console.print(f"[red]quickstart failed[/]; logs in {work}")
+        return 1
+    finally:
+        processes.stop_all()
+    console.rule(f"[green]done in {time.monotonic() - started:.1f} s: every process stopped")
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

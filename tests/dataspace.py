@@ -95,6 +95,7 @@ class Dataspace:
         )
         key = generate_key()
         save_private_key(key, config.key_path)
+        config.save()
         db = await Database.open(self.broker_config.database_url)
         try:
             await add_participant(

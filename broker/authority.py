@@ -1,0 +1,399 @@
+"""The cluster's identity authority: registered participants and the token endpoint.
+
+The operator registers each participant with its public key and attributes (org, region, security
+profile). A participant's connector then authenticates with a `private_key_jwt` client assertion
+(RFC 7523) signed by that key and receives a short-lived RFC 9068 access token for one audience: the
+participant it is about to call, or the broker itself. Receivers verify tokens against
+`/.well-known/jwks.json`; the attributes in the token come from the operator's record, never from the caller.
+
+Token errors are RFC 6749 §5.2 JSON (`{"error": …, "error_description": …}`), not problem+json, because
+OAuth clients expect that shape.
+"""
+
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import parse_qsl
+
+import jwt
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Field, SQLModel, col, delete, select
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from connector.errors import BadRequest, Conflict, NotFound, TesseraError, TokenRejected
+from connector.identity import (
+    ACCESS_TOKEN_LIFETIME,
+    ACCESS_TOKEN_TYPE,
+    ALGORITHM,
+    CLIENT_ASSERTION_TYPE,
+    CLOCK_SKEW,
+    JwksCache,
+    SigningKey,
+    key_from_jwk,
+    thumbprint,
+)
+from connector.store import Database
+
+logger = logging.getLogger("broker.authority")
+
+MAX_ASSERTION_LIFETIME = 300  # seconds from iat (or now) to exp; longer-lived assertions are refused
+MAX_FORM_BYTES = 16 * 1024
+PRUNE_INTERVAL = 60.0  # seconds between sweeps of expired replay-protection records
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+_PARTICIPANT_ID = re.compile(r"[^\s/?#%]{1,256}")
+
+
+# -- records ------------------------------------------------------------------------------------------
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class ParticipantBase(SQLModel):
+    id: str = Field(primary_key=True, max_length=256)
+    org: str
+    region: str
+    security_profile: str
+
+
+class Participant(ParticipantBase, table=True):
+    """A participant the operator admitted, with its public key as JWK JSON text."""
+
+    __tablename__ = "broker_participant"
+
+    jwk: str
+    created_at: datetime = Field(default_factory=_now)
+    suspended: bool = False
+
+    @property
+    def public_jwk(self) -> dict[str, Any]:
+        jwk: dict[str, Any] = json.loads(self.jwk)
+        return jwk
+
+    def public(self) -> dict[str, Any]:
+        """What anyone may read: enough to verify the participant's signatures."""
+        return {
+            "id": self.id,
+            "org": self.org,
+            "region": self.region,
+            "security_profile": self.security_profile,
+            "suspended": self.suspended,
+            "jwk": self.public_jwk,
+        }
+
+
+class UsedAssertion(SQLModel, table=True):
+    """A client assertion already spent. Kept until it would have expired, so a restart reopens nothing."""
+
+    __tablename__ = "broker_used_assertion"
+
+    issuer: str = Field(primary_key=True)
+    jti: str = Field(primary_key=True)
+    expires_at: int = Field(index=True)  # unix seconds, clock skew included
+
+
+# -- operator functions -------------------------------------------------------------------------------
+
+
+def check_participant_id(participant_id: str) -> str:
+    if not _PARTICIPANT_ID.fullmatch(participant_id):
+        raise BadRequest(f"{participant_id!r} is not a participant id (1-256 characters, no spaces or / ? # %)")
+    return participant_id
+
+
+def public_part(jwk: Mapping[str, Any]) -> dict[str, Any]:
+    """The public members of an EC P-256 JWK, with its RFC 7638 thumbprint as `kid`; private members dropped."""
+    if jwk.get("kty") != "EC" or jwk.get("crv") != "P-256":
+        raise BadRequest("the key must be an EC P-256 JWK (kty EC, crv P-256)")
+    if not all(isinstance(jwk.get(name), str) for name in ("x", "y")):
+        raise BadRequest("the JWK needs string members x and y")
+    public = {name: jwk[name] for name in ("kty", "crv", "x", "y")}
+    try:
+        key_from_jwk(public)
+    except TokenRejected as exc:
+        raise BadRequest(exc.detail) from exc
+    return {**public, "kid": thumbprint(public), "use": "sig", "alg": ALGORITHM}
+
+
+async def add_participant(
+    db: Database, participant_id: str, *, jwk: Mapping[str, Any], org: str, region: str, security_profile: str
+) -> Participant:
+    participant = Participant(
+        id=check_participant_id(participant_id),
+        jwk=json.dumps(public_part(jwk)),
+        org=org,
+        region=region,
+        security_profile=security_profile,
+    )
+    async with db.session() as session:
+        session.add(participant)
+        try:
+            await session.commit()
+        except IntegrityError as exc:
+            raise Conflict(f"participant {participant_id!r} is already registered") from exc
+    logger.info("participant %s added (org %s, region %s)", participant_id, org, region)
+    return participant
+
+
+async def list_participants(db: Database) -> list[Participant]:
+    async with db.session() as session:
+        return list(await session.exec(select(Participant).order_by(col(Participant.id))))
+
+
+async def get_participant(db: Database, participant_id: str) -> Participant:
+    async with db.session() as session:
+        participant = await session.get(Participant, participant_id)
+    if participant is None:
+        raise NotFound(f"no participant {participant_id!r}")
+    return participant
+
+
+async def set_suspended(db: Database, participant_id: str, suspended: bool) -> Participant:
+    async with db.session() as session:
+        participant = await session.get(Participant, participant_id)
+        if participant is None:
+            raise NotFound(f"no participant {participant_id!r}")
+        participant.suspended = suspended
+        session.add(participant)
+        await session.commit()
+    logger.info("participant %s %s", participant_id, "suspended" if suspended else "resumed")
+    return participant
+
+
+# -- the token endpoint -------------------------------------------------------------------------------
+
+
+class OAuthError(TesseraError):
+    """A token request failed; rendered as an RFC 6749 §5.2 error response."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(description)
+        self.error = error
+        self.status_code = 401 if error == "invalid_client" else 400
+
+
+class AuthorityKeys(JwksCache):
+    """The authority's own public key for a `TokenVerifier` inside the broker: no HTTP round trip."""
+
+    def __init__(self, signer: SigningKey) -> None:  # no super().__init__: nothing is ever fetched
+        self._local = {signer.kid: signer.key.public_key()}
+
+    async def key(self, kid: str) -> Any:
+        if kid not in self._local:
+            raise TokenRejected(f"unknown signing key {kid!r}")
+        return self._local[kid]
+
+
+class Authority:
+    """Issues access tokens to registered participants that prove possession of their key.
+
+    ```python
+    authority = Authority(db, SigningKey.load(config.key_path), url=config.url)
+    body = await authority.issue({"grant_type": "client_credentials", ...})  # or raises OAuthError
+    ```
+    """
+
+    def __init__(self, db: Database, signer: SigningKey, *, url: str) -> None:
+        self._db = db
+        self._signer = signer
+        self._url = url
+        self._token_endpoint = url + "/token"
+        self._pruned_at = 0.0
+
+    @property
+    def db(self) -> Database:
+        return self._db
+
+    @property
+    def signer(self) -> SigningKey:
+        return self._signer
+
+    async def issue(self, form: Mapping[str, str]) -> dict[str, Any]:
+        grant_type = _required(form, "grant_type")
+        if grant_type != "client_credentials":
+            raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not client_credentials")
+        assertion, assertion_type = form.get("client_assertion"), form.get("client_assertion_type")
+        if not assertion or not assertion_type:
+            raise OAuthError("invalid_client", "client_assertion and client_assertion_type are required")
+        if assertion_type != CLIENT_ASSERTION_TYPE:
+            raise OAuthError("invalid_client", f"client_assertion_type must be {CLIENT_ASSERTION_TYPE}")
+        audience = _required(form, "audience")
+        participant = await self._authenticate(assertion, form.get("client_id"))
+        await self._check_audience(audience)
+        logger.info("token issued to %s for %s", participant.id, audience)
+        return self._access_token(participant, audience)
+
+    async def _authenticate(self, assertion: str, client_id: str | None) -> Participant:
+        issuer = _unverified_issuer(assertion)
+        if client_id is not None and client_id != issuer:
+            raise OAuthError("invalid_client", "client_id does not match the assertion's iss and sub")
+        async with self._db.session() as session:
+            participant = await session.get(Participant, issuer)
+        if participant is None:
+            raise OAuthError("invalid_client", f"{issuer!r} is not a registered participant")
+        if participant.suspended:
+            raise OAuthError("invalid_client", f"participant {issuer!r} is suspended")
+        claims = self._verify(assertion, participant)
+        await self._spend(issuer, claims["jti"], claims["exp"])
+        return participant
+
+    def _verify(self, assertion: str, participant: Participant) -> dict[str, Any]:
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                assertion,
+                key_from_jwk(participant.public_jwk),
+                algorithms=[ALGORITHM],
+                audience=[self._token_endpoint, self._url],
+                issuer=participant.id,
+                leeway=CLOCK_SKEW,
+                options={"require": ["iss", "sub", "aud", "exp", "jti"]},
+            )
+        except (jwt.InvalidTokenError, TokenRejected) as exc:
+            raise OAuthError("invalid_client", f"client assertion rejected: {exc}") from exc
+        exp, iat, jti = claims["exp"], claims.get("iat", time.time()), claims["jti"]
+        if not all(isinstance(value, int | float) for value in (exp, iat)):
+            raise OAuthError("invalid_client", "exp and iat must be numbers")
+        if exp - iat > MAX_ASSERTION_LIFETIME or exp - time.time() > MAX_ASSERTION_LIFETIME + CLOCK_SKEW:
+            raise OAuthError("invalid_client", f"client assertion lives longer than {MAX_ASSERTION_LIFETIME}s")
+        if not isinstance(jti, str) or not 0 < len(jti) <= 256:
+            raise OAuthError("invalid_client", "jti must be a string of 1-256 characters")
+        return claims
+
+    async def _spend(self, issuer: str, jti: str, exp: float) -> None:
+        await self._prune()
+        async with self._db.session() as session:
+            session.add(UsedAssertion(issuer=issuer, jti=jti, expires_at=int(exp) + CLOCK_SKEW + 1))
+            try:
+                await session.commit()
+            except IntegrityError as exc:
+                logger.warning("replayed client assertion from %s (jti %s)", issuer, jti)
+                raise OAuthError("invalid_client", "client assertion already used (jti replay)") from exc
+
+    async def _prune(self) -> None:
+        if time.monotonic() - self._pruned_at < PRUNE_INTERVAL:
+            return
+        self._pruned_at = time.monotonic()
+        async with self._db.session() as session:
+            await session.exec(delete(UsedAssertion).where(col(UsedAssertion.expires_at) < int(time.time())))
+            await session.commit()
+
+    async def _check_audience(self, audience: str) -> None:
+        if audience == self._url:
+            return
+        async with self._db.session() as session:
+            target = await session.get(Participant, audience)
+        if target is None or target.suspended:
+            # RFC 8693 §2.2.2 names this error for an audience the server will not issue tokens for.
+            raise OAuthError("invalid_target", f"audience {audience!r} is neither the broker nor an active participant")
+
+    def _access_token(self, participant: Participant, audience: str) -> dict[str, Any]:
+        now = int(time.time())
+        claims = {
+            "iss": self._url,
+            "sub": participant.id,
+            "aud": audience,
+            "client_id": participant.id,
+            "iat": now,
+            "exp": now + ACCESS_TOKEN_LIFETIME,
+            "jti": str(uuid.uuid4()),
+            "org": participant.org,
+            "region": participant.region,
+            "security_profile": participant.security_profile,
+        }
+        token = self._signer.sign_jwt(claims, typ=ACCESS_TOKEN_TYPE)
+        return {"access_token": token, "token_type": "Bearer", "expires_in": ACCESS_TOKEN_LIFETIME}
+
+
+def _required(form: Mapping[str, str], name: str) -> str:
+    if not form.get(name):
+        raise OAuthError("invalid_request", f"missing parameter {name}")
+    return form[name]
+
+
+def _unverified_issuer(assertion: str) -> str:
+    """The client an assertion claims to be; its signature is checked afterwards, with that client's key."""
+    try:
+        header = jwt.get_unverified_header(assertion)
+        claims = jwt.decode(assertion, options={"verify_signature": False})
+    except jwt.InvalidTokenError as exc:
+        raise OAuthError("invalid_client", f"malformed client assertion: {exc}") from exc
+    if header.get("alg") != ALGORITHM:
+        raise OAuthError("invalid_client", f"client assertion algorithm {header.get('alg')!r} is not {ALGORITHM}")
+    issuer = claims.get("iss")
+    if not isinstance(issuer, str) or not issuer or claims.get("sub") != issuer:
+        raise OAuthError("invalid_client", "the assertion's iss and sub must both name the client")
+    return issuer
+
+
+# -- HTTP ---------------------------------------------------------------------------------------------
+
+
+async def read_body(request: Request, limit: int) -> bytes | None:
+    """The request body, or None once it passes `limit` bytes (read no further)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+async def _read_form(request: Request) -> dict[str, str]:
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/x-www-form-urlencoded":
+        raise OAuthError("invalid_request", "the token request must be application/x-www-form-urlencoded")
+    body = await read_body(request, MAX_FORM_BYTES)
+    if body is None:
+        raise OAuthError("invalid_request", f"the token request is larger than {MAX_FORM_BYTES} bytes")
+    try:
+        pairs = parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=bool(body), max_num_fields=20)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise OAuthError("invalid_request", f"malformed form body: {exc}") from exc
+    form = dict(pairs)
+    if len(form) != len(pairs):
+        raise OAuthError("invalid_request", "a parameter appears more than once")
+    return form
+
+
+def _oauth_error(exc: OAuthError) -> JSONResponse:
+    body = {"error": exc.error, "error_description": exc.detail}
+    return JSONResponse(body, status_code=exc.status_code, headers=NO_STORE)
+
+
+async def token(request: Request) -> Response:
+    authority: Authority = request.state.authority
+    try:
+        body = await authority.issue(await _read_form(request))
+    except OAuthError as exc:
+        logger.info("token request refused: %s (%s)", exc.error, exc.detail)
+        return _oauth_error(exc)
+    return JSONResponse(body, headers=NO_STORE)
+
+
+async def jwks(request: Request) -> Response:
+    authority: Authority = request.state.authority
+    return JSONResponse({"keys": [authority.signer.jwk]}, headers={"Cache-Control": "public, max-age=300"})
+
+
+async def participant(request: Request) -> Response:
+    authority: Authority = request.state.authority
+    record = await get_participant(authority.db, request.path_params["participant_id"])
+    return JSONResponse(record.public())
+
+
+routes = [
+    Route("/token", token, methods=["POST"]),
+    Route("/.well-known/jwks.json", jwks, methods=["GET"]),
+    Route("/participants/{participant_id}", participant, methods=["GET"]),
+]

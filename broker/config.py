@@ -1,0 +1,124 @@
+"""The broker's configuration: one object, built at the edge (CLI or tests) and passed in.
+
+A broker lives in a directory holding `broker.toml`, the authority's private key and, by default, its
+SQLite database:
+
+```toml
+url = "https://broker.example.org"   # public base URL, also the issuer (`iss`) of every token
+host = "127.0.0.1"
+port = 8500
+# database_url = "postgresql+asyncpg://…"   default: sqlite file broker.db in the directory
+# key_path = "authority.key"                 default; relative paths are resolved against the directory
+```
+"""
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import tomli_w
+from sqlalchemy.engine.url import make_url
+from sqlalchemy.exc import ArgumentError
+
+from connector.errors import BadRequest
+from connector.store import sqlite_url
+
+CONFIG_FILE = "broker.toml"
+KEY_FILE = "authority.key"
+DATABASE_FILE = "broker.db"
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8500
+
+
+@dataclass(frozen=True, kw_only=True, repr=False)
+class BrokerConfig:
+    """Where the broker keeps its state and how it is reached.
+
+    `database_url` and `key_path` default to files inside `directory`; `url` loses any trailing slash
+    so that it compares equal to the `iss` and `aud` claims built from it.
+    """
+
+    directory: Path
+    url: str
+    host: str = DEFAULT_HOST
+    port: int = DEFAULT_PORT
+    database_url: str = field(default="")
+    key_path: Path = field(default=Path(KEY_FILE))
+
+    def __post_init__(self) -> None:
+        # Resolved, so that joining `key_path` again (dataclasses.replace) changes nothing.
+        directory = Path(self.directory).resolve()
+        object.__setattr__(self, "directory", directory)
+        object.__setattr__(self, "url", check_url(self.url))
+        object.__setattr__(self, "key_path", directory / self.key_path)
+        if not self.database_url:
+            object.__setattr__(self, "database_url", sqlite_url(directory / DATABASE_FILE))
+
+    @property
+    def token_endpoint(self) -> str:
+        return self.url + "/token"
+
+    @classmethod
+    def load(cls, directory: Path) -> "BrokerConfig":
+        path = Path(directory) / CONFIG_FILE
+        try:
+            data = tomllib.loads(path.read_text())
+        except FileNotFoundError as exc:
+            raise BadRequest(f"no {CONFIG_FILE} in {directory}: run `tessera broker init` first") from exc
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise BadRequest(f"cannot read {path}: {exc}") from exc
+        return cls.from_mapping(Path(directory), data)
+
+    @classmethod
+    def from_mapping(cls, directory: Path, data: dict[str, Any]) -> "BrokerConfig":
+        known = {"url", "host", "port", "database_url", "key_path"}
+        if unknown := sorted(set(data) - known):
+            raise BadRequest(f"unknown settings in {CONFIG_FILE}: {', '.join(unknown)}")
+        if not isinstance(data.get("url"), str):
+            raise BadRequest(f"{CONFIG_FILE} needs a `url` (the broker's public base URL)")
+        port = data.get("port", DEFAULT_PORT)
+        if not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536:
+            raise BadRequest(f"`port` must be a TCP port number, not {port!r}")
+        return cls(
+            directory=directory,
+            url=data["url"],
+            host=str(data.get("host", DEFAULT_HOST)),
+            port=port,
+            database_url=str(data.get("database_url", "")),
+            key_path=Path(str(data.get("key_path", KEY_FILE))),
+        )
+
+    def save(self) -> Path:
+        """Write `broker.toml`; settings still at their defaults are left out so the directory can move."""
+        data: dict[str, Any] = {"url": self.url, "host": self.host, "port": self.port}
+        if self.database_url != sqlite_url(self.directory / DATABASE_FILE):
+            data["database_url"] = self.database_url
+        if self.key_path != self.directory / KEY_FILE:
+            data["key_path"] = str(self.key_path)
+        path = self.directory / CONFIG_FILE
+        path.write_text(tomli_w.dumps(data))
+        return path
+
+    def __repr__(self) -> str:
+        return (
+            f"BrokerConfig(directory={str(self.directory)!r}, url={self.url!r}, host={self.host!r}, "
+            f"port={self.port}, database_url={_masked(self.database_url)!r}, key_path={str(self.key_path)!r})"
+        )
+
+
+def check_url(url: str) -> str:
+    """`url` without a trailing slash, if it is an absolute http(s) URL without query or fragment."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise BadRequest(f"{url!r} is not an absolute http(s) URL")
+    return url.rstrip("/")
+
+
+def _masked(database_url: str) -> str:
+    # A PostgreSQL URL may carry a password; never let it reach a log line.
+    try:
+        return make_url(database_url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<unparseable>"

@@ -1,0 +1,55 @@
+"""BrokerConfig: defaults, broker.toml round trip, and a repr that leaks nothing."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import broker
+from broker.config import BrokerConfig
+from connector.errors import BadRequest
+
+
+def test_defaults_live_in_the_directory(tmp_path: Path) -> None:
+    config = BrokerConfig(directory=tmp_path, url="https://broker.example/")
+
+    assert config.url == "https://broker.example"
+    assert config.token_endpoint == "https://broker.example/token"
+    assert config.key_path == tmp_path.resolve() / "authority.key"
+    assert config.database_url.endswith(str(tmp_path.resolve() / "broker.db"))
+    assert replace(config, port=9000).key_path == config.key_path
+
+
+def test_save_and_load_round_trip(tmp_path: Path) -> None:
+    config = BrokerConfig(directory=tmp_path, url="https://broker.example", host="0.0.0.0", port=9443)
+    config.save()
+
+    assert BrokerConfig.load(tmp_path) == config
+    assert "database_url" not in (tmp_path / "broker.toml").read_text()
+
+
+def test_load_refuses_a_missing_or_broken_file(tmp_path: Path) -> None:
+    with pytest.raises(BadRequest, match="broker init"):
+        BrokerConfig.load(tmp_path)
+    (tmp_path / "broker.toml").write_text('url = "https://b.example"\nport = "eighty"\n')
+    with pytest.raises(BadRequest, match="port"):
+        BrokerConfig.load(tmp_path)
+
+
+@pytest.mark.parametrize("url", ["broker.example", "ftp://broker.example", "https://b.example/?x=1"])
+def test_url_must_be_an_absolute_http_url(tmp_path: Path, url: str) -> None:
+    with pytest.raises(BadRequest):
+        BrokerConfig(directory=tmp_path, url=url)
+
+
+def test_repr_masks_the_database_password(tmp_path: Path) -> None:
+    config = BrokerConfig(
+        directory=tmp_path, url="https://b.example", database_url="postgresql+asyncpg://tessera:hunter2@db/tessera"
+    )
+
+    assert "hunter2" not in repr(config)
+    assert "***" in repr(config)
+
+
+def test_public_surface_is_pinned() -> None:
+    assert broker.__all__ == ["BrokerConfig", "create_app"]

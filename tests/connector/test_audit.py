@@ -1,0 +1,69 @@
+"""The audit chain: every step leaves an entry, and `tessera audit verify` finds tampering."""
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.dataspace import Site, negotiate, publish, start_transfer
+
+TESSERA = str(Path(sys.executable).parent / "tessera")
+
+
+def verify(site: Site) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [TESSERA, "audit", "verify", "--dir", str(site.config.directory), "--json"], capture_output=True, text=True
+    )
+
+
+async def exchange(provider: Site, consumer: Site, data: Path) -> None:
+    offer = await publish(provider, data)
+    negotiation = await negotiate(consumer, provider, offer)
+    transfer = await start_transfer(consumer, negotiation["agreement_id"])
+    for purpose in ("research", "marketing"):
+        await consumer.api.get(f"/transfers/{transfer['id']}/data", params={"purpose": purpose})
+
+
+async def test_each_step_and_decision_is_recorded(provider: Site, consumer: Site, people_csv: Path) -> None:
+    await exchange(provider, consumer, people_csv)
+    actions = [e["action"] for e in reversed((await provider.api.get("/audit")).json()["items"])]
+    assert actions[:3] == ["asset.created", "usagepolicy.created", "offer.created"]
+    for action in ("negotiation.requested", "negotiation.agreed", "negotiation.verified", "negotiation.finalized",
+                   "transfer.requested", "transfer.started", "usage.allowed", "usage.denied"):
+        assert action in actions
+    denied = next(e for e in (await provider.api.get("/audit")).json()["items"] if e["action"] == "usage.denied")
+    assert denied["details"]["purpose"] == "marketing"
+    assert denied["details"]["reasons"]
+    assert (await provider.api.get("/audit/verify")).json() == {
+        "ok": True, "entries": len(actions), "first_broken": None, "problem": None
+    }
+    assert verify(provider).returncode == 0
+    assert verify(consumer).returncode == 0
+
+
+async def test_tampering_is_detected_and_the_first_broken_entry_named(
+    provider: Site, consumer: Site, people_csv: Path
+) -> None:
+    await exchange(provider, consumer, people_csv)
+    database = provider.config.directory / "connector.db"
+    with sqlite3.connect(database) as db:
+        (seq, details) = db.execute(
+            "SELECT seq, details FROM audit_entry WHERE action = 'usage.denied'"
+        ).fetchone()
+        forged = json.loads(details) | {"purpose": "research"}
+        db.execute("UPDATE audit_entry SET details = ? WHERE seq = ?", (json.dumps(forged), seq))
+    result = verify(provider)
+    assert result.returncode == 1
+    assert json.loads(result.stdout) == {
+        "ok": False, "entries": seq, "first_broken": seq, "problem": f"entry {seq} was altered (hash mismatch)"
+    }
+
+
+async def test_a_deleted_entry_breaks_the_chain(provider: Site, consumer: Site, people_csv: Path) -> None:
+    await exchange(provider, consumer, people_csv)
+    with sqlite3.connect(provider.config.directory / "connector.db") as db:
+        db.execute("DELETE FROM audit_entry WHERE seq = 4")
+    report = json.loads(verify(provider).stdout)
+    assert report["first_broken"] == 4
+    assert report["problem"] == "entry 4 is missing"

@@ -1,0 +1,219 @@
+"""DSP endpoints: tokens are verified, bad input gets DSP errors, and every message we send is valid."""
+
+import json
+import sqlite3
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from connector.identity import SigningKey, TokenClient, generate_key, public_jwk
+from tests.dataspace import Dataspace, Site, negotiate, publish, start_transfer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "shared" / "dsp"))
+from validate import validate_message  # noqa: E402
+
+CONTEXT = ["https://w3id.org/dspace/2025/1/context.jsonld"]
+
+
+def participant_key(space: Dataspace, name: str) -> SigningKey:
+    return SigningKey.load(space.root / name / "connector.key")
+
+
+async def token_as(space: Dataspace, name: str, audience: str) -> str:
+    async with httpx.AsyncClient() as http:
+        tokens = TokenClient(
+            http, signer=participant_key(space, name), participant_id=f"urn:tessera:{name}", authority_url=space.broker_url
+        )
+        return await tokens.token_for(audience)
+
+
+def authority_token(space: Dataspace, **claims: Any) -> str:
+    """A token signed with the authority's real key, with claims the test chooses."""
+    assert space.broker_config is not None
+    now = int(time.time())
+    base = {"iss": space.broker_url, "iat": now, "exp": now + 60, "jti": str(uuid.uuid4())}
+    return SigningKey.load(space.broker_config.key_path).sign_jwt({**base, **claims}, typ="at+jwt")
+
+
+def catalog_request() -> dict[str, Any]:
+    return {"@context": CONTEXT, "@type": "CatalogRequestMessage"}
+
+
+async def dsp_post(site: Site, path: str, body: Any, token: str | None) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with httpx.AsyncClient() as http:
+        if isinstance(body, (bytes, str)):
+            return await http.post(site.dsp_url + path, content=body, headers=headers)
+        return await http.post(site.dsp_url + path, json=body, headers=headers)
+
+
+async def test_version_metadata_needs_no_token(provider: Site) -> None:
+    async with httpx.AsyncClient() as http:
+        response = await http.get(provider.config.url + "/.well-known/dspace-version")
+    assert response.status_code == 200
+    assert response.json() == {"protocolVersions": [{"version": "2025-1", "path": "/dsp", "binding": "HTTPS"}]}
+    assert validate_message(response.json()) == []
+
+
+async def test_valid_token_is_accepted(space: Dataspace, provider: Site, consumer: Site) -> None:
+    response = await dsp_post(provider, "/catalog/request", catalog_request(), await token_as(space, "consumer", provider.id))
+    assert response.status_code == 200
+    assert validate_message(response.json()) == []
+
+
+@pytest.mark.parametrize(
+    "forge",
+    [
+        pytest.param(lambda s, p: None, id="missing"),
+        pytest.param(lambda s, p: "not-a-jwt", id="malformed"),
+        pytest.param(
+            lambda s, p: SigningKey(generate_key(), SigningKey.load(s.broker_config.key_path).kid).sign_jwt(
+                {"iss": s.broker_url, "sub": "urn:tessera:consumer", "aud": p.id, "iat": int(time.time()),
+                 "exp": int(time.time()) + 60, "jti": "x"}),
+            id="bad-signature",
+        ),
+        pytest.param(lambda s, p: authority_token(s, sub="urn:tessera:consumer", aud="urn:tessera:someone-else"),
+                     id="wrong-audience"),
+        pytest.param(lambda s, p: authority_token(s, sub="urn:tessera:consumer", aud=p.id, iat=int(time.time()) - 900,
+                                                  exp=int(time.time()) - 600), id="expired"),
+        pytest.param(lambda s, p: authority_token(s, sub="urn:tessera:consumer", aud=p.id, iss="http://evil.example"),
+                     id="wrong-issuer"),
+    ],
+)
+async def test_bad_tokens_are_rejected_with_a_dsp_error(space: Dataspace, provider: Site, consumer: Site, forge) -> None:
+    response = await dsp_post(provider, "/catalog/request", catalog_request(), forge(space, provider))
+    assert response.status_code == 401
+    assert response.json()["@type"] == "CatalogError"
+    assert validate_message(response.json()) == []
+
+
+async def test_a_participant_cannot_act_on_another_participants_negotiation(
+    space: Dataspace, provider: Site, consumer: Site, people_csv: Path
+) -> None:
+    mallory = await space.start(await space.admit("mallory"))
+    offer = await publish(provider, people_csv)
+    negotiation = await negotiate(consumer, provider, offer)
+    provider_pid = (await provider.api.get("/negotiations")).json()["items"][0]["id"]
+    token = await token_as(space, "mallory", provider.id)
+    async with httpx.AsyncClient() as http:
+        seen = await http.get(f"{provider.dsp_url}/negotiations/{provider_pid}", headers={"Authorization": f"Bearer {token}"})
+    assert seen.status_code == 404
+    termination = {"@context": CONTEXT, "@type": "ContractNegotiationTerminationMessage", "providerPid": provider_pid,
+                   "consumerPid": negotiation["consumer_pid"], "code": "x", "reason": ["hijack"]}
+    response = await dsp_post(provider, f"/negotiations/{provider_pid}/termination", termination, token)
+    assert response.status_code == 404
+    transfer = {"@context": CONTEXT, "@type": "TransferRequestMessage", "consumerPid": "urn:uuid:m",
+                "agreementId": negotiation["agreement_id"], "format": "HttpData-PULL",
+                "callbackAddress": mallory.dsp_url}
+    response = await dsp_post(provider, "/transfers/request", transfer, token)
+    assert response.status_code == 400  # the agreement is not Mallory's
+    assert (await provider.api.get(f"/negotiations/{provider_pid}")).json()["state"] == "FINALIZED"
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "kind"),
+    [
+        ("/negotiations/request", b"{not json", 400, "ContractNegotiationError"),
+        ("/negotiations/request", {"@context": CONTEXT, "@type": "ContractRequestMessage"}, 400, "ContractNegotiationError"),
+        ("/negotiations/request", {"@context": CONTEXT, "@type": "ContractRequestMessage", "consumerPid": "c",
+                                   "offer": {"@id": "urn:uuid:nope"}, "callbackAddress": "http://127.0.0.1:9"}, 400,
+         "ContractNegotiationError"),
+        ("/negotiations/urn:uuid:unknown", None, 404, "ContractNegotiationError"),
+        ("/negotiations/urn:uuid:unknown/termination",
+         {"@context": CONTEXT, "@type": "ContractNegotiationTerminationMessage", "providerPid": "urn:uuid:unknown",
+          "consumerPid": "c"}, 404, "ContractNegotiationError"),
+        ("/transfers/request", {"@context": CONTEXT, "@type": "TransferRequestMessage", "consumerPid": "c",
+                                "agreementId": "urn:uuid:none", "format": "HttpData-PULL",
+                                "callbackAddress": "http://127.0.0.1:9"}, 400, "TransferError"),
+        ("/transfers/urn:uuid:unknown/completion", {"@context": CONTEXT, "@type": "TransferCompletionMessage",
+                                                    "providerPid": "urn:uuid:unknown", "consumerPid": "c"}, 404,
+         "TransferError"),
+        ("/catalog/request", {"@context": CONTEXT, "@type": "CatalogRequestMessage", "filter": [{"x": 1}]}, 400,
+         "CatalogError"),
+    ],
+)
+async def test_bad_messages_get_dsp_errors_and_change_nothing(
+    space: Dataspace, provider: Site, consumer: Site, path: str, body: Any, status: int, kind: str
+) -> None:
+    token = await token_as(space, "consumer", provider.id)
+    if body is None:
+        async with httpx.AsyncClient() as http:
+            response = await http.get(provider.dsp_url + path, headers={"Authorization": f"Bearer {token}"})
+    else:
+        response = await dsp_post(provider, path, body, token)
+    assert response.status_code == status, response.text
+    assert response.json()["@type"] == kind
+    assert validate_message(response.json()) == []
+    assert (await provider.api.get("/negotiations")).json()["items"] == []
+    assert (await provider.api.get("/transfers")).json()["items"] == []
+
+
+async def test_messages_after_a_final_state_are_refused(
+    space: Dataspace, provider: Site, consumer: Site, people_csv: Path
+) -> None:
+    offer = await publish(provider, people_csv)
+    negotiation = await negotiate(consumer, provider, offer)
+    provider_pid = negotiation["provider_pid"]
+    token = await token_as(space, "consumer", provider.id)
+    message = {"@context": CONTEXT, "@type": "ContractNegotiationTerminationMessage", "providerPid": provider_pid,
+               "consumerPid": negotiation["consumer_pid"], "code": "late", "reason": ["too late"]}
+    response = await dsp_post(provider, f"/negotiations/{provider_pid}/termination", message, token)
+    assert response.status_code == 400
+    assert validate_message(response.json()) == []
+    verification = {"@context": CONTEXT, "@type": "ContractAgreementVerificationMessage", "providerPid": provider_pid,
+                    "consumerPid": negotiation["consumer_pid"]}
+    response = await dsp_post(provider, f"/negotiations/{provider_pid}/agreement/verification", verification, token)
+    assert response.status_code == 400
+    assert (await provider.api.get(f"/negotiations/{provider_pid}")).json()["state"] == "FINALIZED"
+
+
+async def test_repeated_transfer_request_answers_as_the_first(
+    space: Dataspace, provider: Site, consumer: Site, people_csv: Path
+) -> None:
+    offer = await publish(provider, people_csv)
+    negotiation = await negotiate(consumer, provider, offer)
+    token = await token_as(space, "consumer", provider.id)
+    request = {"@context": CONTEXT, "@type": "TransferRequestMessage", "consumerPid": "urn:uuid:same",
+               "agreementId": negotiation["agreement_id"], "format": "HttpData-PULL",
+               "callbackAddress": consumer.dsp_url}
+    first = await dsp_post(provider, "/transfers/request", request, token)
+    second = await dsp_post(provider, "/transfers/request", request, token)
+    assert first.status_code == second.status_code == 201
+    assert first.json() == second.json()
+    assert validate_message(first.json()) == []
+    assert len((await provider.api.get("/transfers")).json()["items"]) == 1
+
+
+async def test_every_message_either_side_sent_is_valid_dsp(
+    space: Dataspace, provider: Site, consumer: Site, people_csv: Path
+) -> None:
+    offer = await publish(provider, people_csv)
+    negotiation = await negotiate(consumer, provider, offer)
+    completed = await start_transfer(consumer, negotiation["agreement_id"])
+    await consumer.post(f"/transfers/{completed['id']}/complete", {}, 200)
+    terminated = await start_transfer(consumer, negotiation["agreement_id"])
+    await consumer.post(f"/transfers/{terminated['id']}/terminate", {"reason": "no longer needed"}, 200)
+    refused = await publish(provider, people_csv, access="package deny_all\ndefault allow := false\n")
+    assert (await negotiate(consumer, provider, refused))["state"] == "TERMINATED"
+    for transfer, state in ((completed, "COMPLETED"), (terminated, "TERMINATED")):
+        await provider.wait_for(f"/transfers/{transfer['provider_pid']}", state)
+
+    sent = outbox(provider) + outbox(consumer)
+    assert {message["@type"] for message in sent} == {
+        "ContractRequestMessage", "ContractAgreementMessage", "ContractAgreementVerificationMessage",
+        "ContractNegotiationEventMessage", "ContractNegotiationTerminationMessage", "TransferRequestMessage",
+        "TransferStartMessage", "TransferCompletionMessage", "TransferTerminationMessage",
+    }
+    for message in sent:
+        assert validate_message(message) == [], message
+
+
+def outbox(site: Site) -> list[dict[str, Any]]:
+    path = site.config.directory / "connector.db"
+    with sqlite3.connect(path) as db:
+        return [json.loads(body) for (body,) in db.execute("SELECT body FROM outbox_message")]

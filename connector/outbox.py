@@ -79,7 +79,11 @@ class Outbox:
     async def _run(self) -> None:
         while True:
             self._wakeup.clear()  # before delivering, so a wake during delivery is not lost
-            delay = await self._deliver_due()
+            try:
+                delay = await self._deliver_due()
+            except Exception:  # the worker must outlive a database hiccup; messages stay stored
+                logger.exception("outbox delivery round failed; retrying")
+                delay = MAX_BACKOFF / 10
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
 

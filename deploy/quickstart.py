@@ -134,17 +134,42 @@ def run(work: Path, processes: Processes) -> None:
     profiles = {"provider": ("SensorLab GmbH", "EU-DE"), "consumer": ("University Research Institute", "EU-FR")}
 
     with step("Broker: authority key and configuration (tessera broker init)"):
-        tessera("broker", "init", "--dir", str(work / "broker"), "--url", urls["broker"],
-                "--port", str(ports["broker"]))
+        tessera(
+            "broker", "init", "--dir", str(work / "broker"), "--url", urls["broker"], "--port", str(ports["broker"])
+        )
     for role in ("provider", "consumer"):
         with step(f"{role.title()} connector {ids[role]}: key pair and configuration (tessera connector init)"):
-            tessera("connector", "init", "--dir", str(work / role), "--participant-id", ids[role],
-                    "--url", urls[role], "--broker-url", urls["broker"], "--port", str(ports[role]))
+            tessera(
+                "connector",
+                "init",
+                "--dir",
+                str(work / role),
+                "--participant-id",
+                ids[role],
+                "--url",
+                urls[role],
+                "--broker-url",
+                urls["broker"],
+                "--port",
+                str(ports[role]),
+            )
         org, region = profiles[role]
         with step(f"Operator admits {ids[role]} ({org}, {region}) (tessera participant add)"):
-            tessera("participant", "add", ids[role], "--broker-dir", str(work / "broker"),
-                    "--jwk", str(work / role / "connector.jwk.json"), "--org", org, "--region", region,
-                    "--security-profile", "base")
+            tessera(
+                "participant",
+                "add",
+                ids[role],
+                "--broker-dir",
+                str(work / "broker"),
+                "--jwk",
+                str(work / role / "connector.jwk.json"),
+                "--org",
+                org,
+                "--region",
+                region,
+                "--security-profile",
+                "base",
+            )
     with step(f"Start broker and both connectors as separate processes (logs in {work})"):
         processes.start("broker", "broker", "serve", "--dir", str(work / "broker"), health=urls["broker"] + "/health")
         for role in ("provider", "consumer"):
@@ -152,15 +177,32 @@ def run(work: Path, processes: Processes) -> None:
 
     provider, consumer = management(work / "provider"), management(work / "consumer")
     with step("Provider publishes the study dataset with usage policy 'research, ≤ 3 uses, e-mail masked'"):
-        asset = expect(provider.post("/assets", json={
-            "title": "Wearables study: participants", "format": "csv", "path": str(SAMPLE),
-            "description": "Resting heart rate and daily steps of study participants",
-            "keywords": ["health", "wearables", "research"]}), 201)
-        policy = expect(provider.post("/policies", json={"title": "research only, 3 uses, email masked",
-                                                         "source": POLICY.read_text()}), 201)
+        asset = expect(
+            provider.post(
+                "/assets",
+                json={
+                    "title": "Wearables study: participants",
+                    "format": "csv",
+                    "path": str(SAMPLE),
+                    "description": "Resting heart rate and daily steps of study participants",
+                    "keywords": ["health", "wearables", "research"],
+                },
+            ),
+            201,
+        )
+        policy = expect(
+            provider.post(
+                "/policies", json={"title": "research only, 3 uses, email masked", "source": POLICY.read_text()}
+            ),
+            201,
+        )
         offer = expect(provider.post("/offers", json={"asset_id": asset["id"], "usage_policy_id": policy["id"]}), 201)
-        expect(provider.put("/registration", json={"title": "SensorLab data connector",
-                                                   "description": "Sensor and wearables data"}), 200)
+        expect(
+            provider.put(
+                "/registration", json={"title": "SensorLab data connector", "description": "Sensor and wearables data"}
+            ),
+            200,
+        )
         console.print(f"    policy hash {policy['hash'][:23]}…, offer {offer['id']}")
 
     with step("Consumer finds the offering at the broker (search 'wearables')"):
@@ -169,19 +211,34 @@ def run(work: Path, processes: Processes) -> None:
         console.print(f"    found {hit['offering']['title']!r} from {hit['participant_id']} at {hit['endpoint']}")
 
     with step("Consumer reads the provider's DSP catalog"):
-        catalog = expect(consumer.post("/catalog/request", json={"provider_url": hit["endpoint"],
-                                                                 "provider_id": hit["participant_id"]}), 200)
+        catalog = expect(
+            consumer.post(
+                "/catalog/request", json={"provider_url": hit["endpoint"], "provider_id": hit["participant_id"]}
+            ),
+            200,
+        )
         dataset = next(d for d in catalog["dataset"] if any(o["@id"] == offer["id"] for o in d["hasPolicy"]))
 
     with step("Consumer negotiates; the provider agrees and signs, the consumer countersigns"):
-        started = expect(consumer.post("/negotiations", json={
-            "provider_id": ids["provider"], "provider_url": hit["endpoint"], "offer_id": offer["id"],
-            "target": dataset["@id"]}), 201)
+        started = expect(
+            consumer.post(
+                "/negotiations",
+                json={
+                    "provider_id": ids["provider"],
+                    "provider_url": hit["endpoint"],
+                    "offer_id": offer["id"],
+                    "target": dataset["@id"],
+                },
+            ),
+            201,
+        )
         negotiation = wait_state(consumer, f"/negotiations/{started['id']}", "FINALIZED")
         agreement = expect(consumer.get(f"/agreements/{negotiation['agreement_id']}"), 200)
         assert agreement["usage_policy_hash"] == policy["hash"], "the agreement binds another policy"
-        console.print(f"    agreement {agreement['id']} binds {agreement['usage_policy_hash'][:23]}…, "
-                      f"signed by provider and consumer (JWS ES256)")
+        console.print(
+            f"    agreement {agreement['id']} binds {agreement['usage_policy_hash'][:23]}…, "
+            f"signed by provider and consumer (JWS ES256)"
+        )
 
     with step("Consumer starts an HTTP-pull transfer"):
         transfer = expect(consumer.post("/transfers", json={"agreement_id": agreement["id"]}), 201)

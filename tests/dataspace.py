@@ -51,9 +51,9 @@ class Site:
         assert response.status_code == expect, response.text
         return response.json()
 
-    async def wait_for(self, path: str, *states: str, timeout: float = 10.0) -> dict[str, Any]:
+    async def wait_for(self, path: str, *states: str, within: float = 10.0) -> dict[str, Any]:
         """Poll a management resource until its `state` is one of `states`."""
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + within
         while True:
             body = (await self.api.get(path)).json()
             if body.get("state") in states:
@@ -76,9 +76,7 @@ class Dataspace:
         self.broker_config = BrokerConfig(directory=self.root / "broker", url=f"http://127.0.0.1:{port}", port=port)
         self.broker_config.directory.mkdir(parents=True)
         save_private_key(generate_key(), self.broker_config.key_path)
-        self.broker_url = await self.stack.enter_async_context(
-            run_server(create_broker_app(self.broker_config), port)
-        )
+        self.broker_url = await self.stack.enter_async_context(run_server(create_broker_app(self.broker_config), port))
 
     async def admit(self, name: str, *, region: str = "EU-DE", security_profile: str = "base") -> ConnectorConfig:
         """Create a connector identity and register it with the authority (the operator's step)."""
@@ -99,7 +97,11 @@ class Dataspace:
         db = await Database.open(self.broker_config.database_url)
         try:
             await add_participant(
-                db, config.participant_id, jwk=public_jwk(key), org=name.title(), region=region,
+                db,
+                config.participant_id,
+                jwk=public_jwk(key),
+                org=name.title(),
+                region=region,
                 security_profile=security_profile,
             )
         finally:
@@ -181,8 +183,12 @@ async def publish(provider: Site, data_file: Path, *, policy: str = RESEARCH_POL
 async def negotiate(consumer: Site, provider: Site, offer: dict, *, until: tuple[str, ...] = ("FINALIZED",)) -> dict:
     started = await consumer.post(
         "/negotiations",
-        {"provider_id": provider.id, "provider_url": provider.dsp_url, "offer_id": offer["id"],
-         "target": offer["asset_id"]},
+        {
+            "provider_id": provider.id,
+            "provider_url": provider.dsp_url,
+            "offer_id": offer["id"],
+            "target": offer["asset_id"],
+        },
     )
     return await consumer.wait_for(f"/negotiations/{started['id']}", *until, "TERMINATED")
 

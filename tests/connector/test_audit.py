@@ -29,14 +29,25 @@ async def test_each_step_and_decision_is_recorded(provider: Site, consumer: Site
     await exchange(provider, consumer, people_csv)
     actions = [e["action"] for e in reversed((await provider.api.get("/audit")).json()["items"])]
     assert actions[:3] == ["asset.created", "usagepolicy.created", "offer.created"]
-    for action in ("negotiation.requested", "negotiation.agreed", "negotiation.verified", "negotiation.finalized",
-                   "transfer.requested", "transfer.started", "usage.allowed", "usage.denied"):
+    for action in (
+        "negotiation.requested",
+        "negotiation.agreed",
+        "negotiation.verified",
+        "negotiation.finalized",
+        "transfer.requested",
+        "transfer.started",
+        "usage.allowed",
+        "usage.denied",
+    ):
         assert action in actions
     denied = next(e for e in (await provider.api.get("/audit")).json()["items"] if e["action"] == "usage.denied")
     assert denied["details"]["purpose"] == "marketing"
     assert denied["details"]["reasons"]
     assert (await provider.api.get("/audit/verify")).json() == {
-        "ok": True, "entries": len(actions), "first_broken": None, "problem": None
+        "ok": True,
+        "entries": len(actions),
+        "first_broken": None,
+        "problem": None,
     }
     assert verify(provider).returncode == 0
     assert verify(consumer).returncode == 0
@@ -48,15 +59,16 @@ async def test_tampering_is_detected_and_the_first_broken_entry_named(
     await exchange(provider, consumer, people_csv)
     database = provider.config.directory / "connector.db"
     with sqlite3.connect(database) as db:
-        (seq, details) = db.execute(
-            "SELECT seq, details FROM audit_entry WHERE action = 'usage.denied'"
-        ).fetchone()
+        (seq, details) = db.execute("SELECT seq, details FROM audit_entry WHERE action = 'usage.denied'").fetchone()
         forged = json.loads(details) | {"purpose": "research"}
         db.execute("UPDATE audit_entry SET details = ? WHERE seq = ?", (json.dumps(forged), seq))
     result = verify(provider)
     assert result.returncode == 1
     assert json.loads(result.stdout) == {
-        "ok": False, "entries": seq, "first_broken": seq, "problem": f"entry {seq} was altered (hash mismatch)"
+        "ok": False,
+        "entries": seq,
+        "first_broken": seq,
+        "problem": f"entry {seq} was altered (hash mismatch)",
     }
 
 

@@ -1,6 +1,5 @@
 """A full exchange between two real connectors: catalog, negotiation, agreement, transfer, usage decisions."""
 
-import sys
 from pathlib import Path
 
 import httpx
@@ -9,14 +8,14 @@ import jwt
 from connector.agreements import usage_policy_ref
 from connector.identity import canonical_json, verify_document
 from tests.dataspace import Dataspace, Site, negotiate, publish, rows, start_transfer
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "shared" / "dsp"))
-from validate import validate_message  # noqa: E402
+from tests.dsp_schemas import validate_message
 
 
 async def test_catalog_lists_the_offer_as_valid_dsp(provider: Site, consumer: Site, people_csv: Path) -> None:
     offer = await publish(provider, people_csv)
-    catalog = await consumer.post("/catalog/request", {"provider_url": provider.dsp_url, "provider_id": provider.id}, 200)
+    catalog = await consumer.post(
+        "/catalog/request", {"provider_url": provider.dsp_url, "provider_id": provider.id}, 200
+    )
     assert validate_message(catalog) == []
     assert catalog["participantId"] == provider.id
     (dataset,) = catalog["dataset"]
@@ -35,9 +34,18 @@ async def test_negotiation_yields_an_agreement_signed_by_both(
     theirs = (await provider.api.get(f"/agreements/{agreement_id}")).json()
     assert ours["agreement"] == theirs["agreement"]
     document = ours["agreement"]
-    assert validate_message({"@context": ["https://w3id.org/dspace/2025/1/context.jsonld"],
-                             "@type": "ContractAgreementMessage", "providerPid": "p", "consumerPid": "c",
-                             "agreement": document}) == []
+    assert (
+        validate_message(
+            {
+                "@context": ["https://w3id.org/dspace/2025/1/context.jsonld"],
+                "@type": "ContractAgreementMessage",
+                "providerPid": "p",
+                "consumerPid": "c",
+                "agreement": document,
+            }
+        )
+        == []
+    )
     # Both signatures cover exactly this agreement, and it binds the uploaded policy's hash.
     async with httpx.AsyncClient() as http:
         provider_jwk = (await http.get(f"{space.broker_url}/participants/{provider.id}")).json()["jwk"]
@@ -72,11 +80,14 @@ async def test_pull_is_masked_counted_and_denied_with_reasons(provider: Site, co
     assert "use limit reached: 3 of 3 uses consumed" in fourth.json()["reasons"]
 
     usage = (await provider.api.get("/usage")).json()["items"]
-    assert usage == [{"agreement_id": negotiation["agreement_id"], "uses": 3, "denials": 2,
-                      "last_used_at": usage[0]["last_used_at"]}]
+    assert usage == [
+        {"agreement_id": negotiation["agreement_id"], "uses": 3, "denials": 2, "last_used_at": usage[0]["last_used_at"]}
+    ]
 
 
-async def test_access_policy_refusal_terminates_with_the_reason(provider: Site, consumer: Site, people_csv: Path) -> None:
+async def test_access_policy_refusal_terminates_with_the_reason(
+    provider: Site, consumer: Site, people_csv: Path
+) -> None:
     access = """package tessera.access.germany
 default allow := false
 allow if input.caller.region == "EU-DE"
@@ -86,7 +97,9 @@ deny contains msg if {
 }
 """
     offer = await publish(provider, people_csv, access=access)
-    catalog = await consumer.post("/catalog/request", {"provider_url": provider.dsp_url, "provider_id": provider.id}, 200)
+    catalog = await consumer.post(
+        "/catalog/request", {"provider_url": provider.dsp_url, "provider_id": provider.id}, 200
+    )
     assert "dataset" not in catalog  # the offer is invisible to a consumer in EU-FR
     negotiation = await negotiate(consumer, provider, offer)
     assert negotiation["state"] == "TERMINATED"

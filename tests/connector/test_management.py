@@ -80,15 +80,20 @@ async def test_json_assets_are_streamed_with_masked_fields_removed(
     assert as_json(pulled) == [{k: v for k, v in p.items() if k != "email"} for p in PEOPLE]
 
 
-async def test_data_plane_refuses_a_token_for_another_transfer(provider: Site, consumer: Site, people_csv: Path) -> None:
+async def test_data_plane_refuses_a_token_for_another_transfer(
+    provider: Site, consumer: Site, people_csv: Path
+) -> None:
     offer = await publish(provider, people_csv)
     negotiation = await negotiate(consumer, provider, offer)
     first = await start_transfer(consumer, negotiation["agreement_id"])
     second = await start_transfer(consumer, negotiation["agreement_id"])
     first_token = await _data_token(consumer, first["id"])
     async with httpx.AsyncClient() as http:
-        wrong = await http.get(f"{provider.config.url}/data/{second['provider_pid']}",
-                               params={"purpose": "research"}, headers={"Authorization": f"Bearer {first_token}"})
+        wrong = await http.get(
+            f"{provider.config.url}/data/{second['provider_pid']}",
+            params={"purpose": "research"},
+            headers={"Authorization": f"Bearer {first_token}"},
+        )
         missing = await http.get(f"{provider.config.url}/data/{first['provider_pid']}")
     assert wrong.status_code == 401
     assert missing.status_code == 401

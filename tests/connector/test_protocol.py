@@ -2,7 +2,6 @@
 
 import json
 import sqlite3
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -11,11 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from connector.identity import SigningKey, TokenClient, generate_key, public_jwk
+from connector.identity import SigningKey, TokenClient, generate_key
 from tests.dataspace import Dataspace, Site, negotiate, publish, start_transfer
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "shared" / "dsp"))
-from validate import validate_message  # noqa: E402
+from tests.dsp_schemas import validate_message
 
 CONTEXT = ["https://w3id.org/dspace/2025/1/context.jsonld"]
 
@@ -27,7 +24,10 @@ def participant_key(space: Dataspace, name: str) -> SigningKey:
 async def token_as(space: Dataspace, name: str, audience: str) -> str:
     async with httpx.AsyncClient() as http:
         tokens = TokenClient(
-            http, signer=participant_key(space, name), participant_id=f"urn:tessera:{name}", authority_url=space.broker_url
+            http,
+            signer=participant_key(space, name),
+            participant_id=f"urn:tessera:{name}",
+            authority_url=space.broker_url,
         )
         return await tokens.token_for(audience)
 
@@ -61,7 +61,9 @@ async def test_version_metadata_needs_no_token(provider: Site) -> None:
 
 
 async def test_valid_token_is_accepted(space: Dataspace, provider: Site, consumer: Site) -> None:
-    response = await dsp_post(provider, "/catalog/request", catalog_request(), await token_as(space, "consumer", provider.id))
+    response = await dsp_post(
+        provider, "/catalog/request", catalog_request(), await token_as(space, "consumer", provider.id)
+    )
     assert response.status_code == 200
     assert validate_message(response.json()) == []
 
@@ -73,19 +75,36 @@ async def test_valid_token_is_accepted(space: Dataspace, provider: Site, consume
         pytest.param(lambda s, p: "not-a-jwt", id="malformed"),
         pytest.param(
             lambda s, p: SigningKey(generate_key(), SigningKey.load(s.broker_config.key_path).kid).sign_jwt(
-                {"iss": s.broker_url, "sub": "urn:tessera:consumer", "aud": p.id, "iat": int(time.time()),
-                 "exp": int(time.time()) + 60, "jti": "x"}),
+                {
+                    "iss": s.broker_url,
+                    "sub": "urn:tessera:consumer",
+                    "aud": p.id,
+                    "iat": int(time.time()),
+                    "exp": int(time.time()) + 60,
+                    "jti": "x",
+                }
+            ),
             id="bad-signature",
         ),
-        pytest.param(lambda s, p: authority_token(s, sub="urn:tessera:consumer", aud="urn:tessera:someone-else"),
-                     id="wrong-audience"),
-        pytest.param(lambda s, p: authority_token(s, sub="urn:tessera:consumer", aud=p.id, iat=int(time.time()) - 900,
-                                                  exp=int(time.time()) - 600), id="expired"),
-        pytest.param(lambda s, p: authority_token(s, sub="urn:tessera:consumer", aud=p.id, iss="http://evil.example"),
-                     id="wrong-issuer"),
+        pytest.param(
+            lambda s, p: authority_token(s, sub="urn:tessera:consumer", aud="urn:tessera:someone-else"),
+            id="wrong-audience",
+        ),
+        pytest.param(
+            lambda s, p: authority_token(
+                s, sub="urn:tessera:consumer", aud=p.id, iat=int(time.time()) - 900, exp=int(time.time()) - 600
+            ),
+            id="expired",
+        ),
+        pytest.param(
+            lambda s, p: authority_token(s, sub="urn:tessera:consumer", aud=p.id, iss="http://evil.example"),
+            id="wrong-issuer",
+        ),
     ],
 )
-async def test_bad_tokens_are_rejected_with_a_dsp_error(space: Dataspace, provider: Site, consumer: Site, forge) -> None:
+async def test_bad_tokens_are_rejected_with_a_dsp_error(
+    space: Dataspace, provider: Site, consumer: Site, forge
+) -> None:
     response = await dsp_post(provider, "/catalog/request", catalog_request(), forge(space, provider))
     assert response.status_code == 401
     assert response.json()["@type"] == "CatalogError"
@@ -101,15 +120,28 @@ async def test_a_participant_cannot_act_on_another_participants_negotiation(
     provider_pid = (await provider.api.get("/negotiations")).json()["items"][0]["id"]
     token = await token_as(space, "mallory", provider.id)
     async with httpx.AsyncClient() as http:
-        seen = await http.get(f"{provider.dsp_url}/negotiations/{provider_pid}", headers={"Authorization": f"Bearer {token}"})
+        seen = await http.get(
+            f"{provider.dsp_url}/negotiations/{provider_pid}", headers={"Authorization": f"Bearer {token}"}
+        )
     assert seen.status_code == 404
-    termination = {"@context": CONTEXT, "@type": "ContractNegotiationTerminationMessage", "providerPid": provider_pid,
-                   "consumerPid": negotiation["consumer_pid"], "code": "x", "reason": ["hijack"]}
+    termination = {
+        "@context": CONTEXT,
+        "@type": "ContractNegotiationTerminationMessage",
+        "providerPid": provider_pid,
+        "consumerPid": negotiation["consumer_pid"],
+        "code": "x",
+        "reason": ["hijack"],
+    }
     response = await dsp_post(provider, f"/negotiations/{provider_pid}/termination", termination, token)
     assert response.status_code == 404
-    transfer = {"@context": CONTEXT, "@type": "TransferRequestMessage", "consumerPid": "urn:uuid:m",
-                "agreementId": negotiation["agreement_id"], "format": "HttpData-PULL",
-                "callbackAddress": mallory.dsp_url}
+    transfer = {
+        "@context": CONTEXT,
+        "@type": "TransferRequestMessage",
+        "consumerPid": "urn:uuid:m",
+        "agreementId": negotiation["agreement_id"],
+        "format": "HttpData-PULL",
+        "callbackAddress": mallory.dsp_url,
+    }
     response = await dsp_post(provider, "/transfers/request", transfer, token)
     assert response.status_code == 400  # the agreement is not Mallory's
     assert (await provider.api.get(f"/negotiations/{provider_pid}")).json()["state"] == "FINALIZED"
@@ -119,22 +151,66 @@ async def test_a_participant_cannot_act_on_another_participants_negotiation(
     ("path", "body", "status", "kind"),
     [
         ("/negotiations/request", b"{not json", 400, "ContractNegotiationError"),
-        ("/negotiations/request", {"@context": CONTEXT, "@type": "ContractRequestMessage"}, 400, "ContractNegotiationError"),
-        ("/negotiations/request", {"@context": CONTEXT, "@type": "ContractRequestMessage", "consumerPid": "c",
-                                   "offer": {"@id": "urn:uuid:nope"}, "callbackAddress": "http://127.0.0.1:9"}, 400,
-         "ContractNegotiationError"),
+        (
+            "/negotiations/request",
+            {"@context": CONTEXT, "@type": "ContractRequestMessage"},
+            400,
+            "ContractNegotiationError",
+        ),
+        (
+            "/negotiations/request",
+            {
+                "@context": CONTEXT,
+                "@type": "ContractRequestMessage",
+                "consumerPid": "c",
+                "offer": {"@id": "urn:uuid:nope"},
+                "callbackAddress": "http://127.0.0.1:9",
+            },
+            400,
+            "ContractNegotiationError",
+        ),
         ("/negotiations/urn:uuid:unknown", None, 404, "ContractNegotiationError"),
-        ("/negotiations/urn:uuid:unknown/termination",
-         {"@context": CONTEXT, "@type": "ContractNegotiationTerminationMessage", "providerPid": "urn:uuid:unknown",
-          "consumerPid": "c"}, 404, "ContractNegotiationError"),
-        ("/transfers/request", {"@context": CONTEXT, "@type": "TransferRequestMessage", "consumerPid": "c",
-                                "agreementId": "urn:uuid:none", "format": "HttpData-PULL",
-                                "callbackAddress": "http://127.0.0.1:9"}, 400, "TransferError"),
-        ("/transfers/urn:uuid:unknown/completion", {"@context": CONTEXT, "@type": "TransferCompletionMessage",
-                                                    "providerPid": "urn:uuid:unknown", "consumerPid": "c"}, 404,
-         "TransferError"),
-        ("/catalog/request", {"@context": CONTEXT, "@type": "CatalogRequestMessage", "filter": [{"x": 1}]}, 400,
-         "CatalogError"),
+        (
+            "/negotiations/urn:uuid:unknown/termination",
+            {
+                "@context": CONTEXT,
+                "@type": "ContractNegotiationTerminationMessage",
+                "providerPid": "urn:uuid:unknown",
+                "consumerPid": "c",
+            },
+            404,
+            "ContractNegotiationError",
+        ),
+        (
+            "/transfers/request",
+            {
+                "@context": CONTEXT,
+                "@type": "TransferRequestMessage",
+                "consumerPid": "c",
+                "agreementId": "urn:uuid:none",
+                "format": "HttpData-PULL",
+                "callbackAddress": "http://127.0.0.1:9",
+            },
+            400,
+            "TransferError",
+        ),
+        (
+            "/transfers/urn:uuid:unknown/completion",
+            {
+                "@context": CONTEXT,
+                "@type": "TransferCompletionMessage",
+                "providerPid": "urn:uuid:unknown",
+                "consumerPid": "c",
+            },
+            404,
+            "TransferError",
+        ),
+        (
+            "/catalog/request",
+            {"@context": CONTEXT, "@type": "CatalogRequestMessage", "filter": [{"x": 1}]},
+            400,
+            "CatalogError",
+        ),
     ],
 )
 async def test_bad_messages_get_dsp_errors_and_change_nothing(
@@ -160,13 +236,23 @@ async def test_messages_after_a_final_state_are_refused(
     negotiation = await negotiate(consumer, provider, offer)
     provider_pid = negotiation["provider_pid"]
     token = await token_as(space, "consumer", provider.id)
-    message = {"@context": CONTEXT, "@type": "ContractNegotiationTerminationMessage", "providerPid": provider_pid,
-               "consumerPid": negotiation["consumer_pid"], "code": "late", "reason": ["too late"]}
+    message = {
+        "@context": CONTEXT,
+        "@type": "ContractNegotiationTerminationMessage",
+        "providerPid": provider_pid,
+        "consumerPid": negotiation["consumer_pid"],
+        "code": "late",
+        "reason": ["too late"],
+    }
     response = await dsp_post(provider, f"/negotiations/{provider_pid}/termination", message, token)
     assert response.status_code == 400
     assert validate_message(response.json()) == []
-    verification = {"@context": CONTEXT, "@type": "ContractAgreementVerificationMessage", "providerPid": provider_pid,
-                    "consumerPid": negotiation["consumer_pid"]}
+    verification = {
+        "@context": CONTEXT,
+        "@type": "ContractAgreementVerificationMessage",
+        "providerPid": provider_pid,
+        "consumerPid": negotiation["consumer_pid"],
+    }
     response = await dsp_post(provider, f"/negotiations/{provider_pid}/agreement/verification", verification, token)
     assert response.status_code == 400
     assert (await provider.api.get(f"/negotiations/{provider_pid}")).json()["state"] == "FINALIZED"
@@ -178,9 +264,14 @@ async def test_repeated_transfer_request_answers_as_the_first(
     offer = await publish(provider, people_csv)
     negotiation = await negotiate(consumer, provider, offer)
     token = await token_as(space, "consumer", provider.id)
-    request = {"@context": CONTEXT, "@type": "TransferRequestMessage", "consumerPid": "urn:uuid:same",
-               "agreementId": negotiation["agreement_id"], "format": "HttpData-PULL",
-               "callbackAddress": consumer.dsp_url}
+    request = {
+        "@context": CONTEXT,
+        "@type": "TransferRequestMessage",
+        "consumerPid": "urn:uuid:same",
+        "agreementId": negotiation["agreement_id"],
+        "format": "HttpData-PULL",
+        "callbackAddress": consumer.dsp_url,
+    }
     first = await dsp_post(provider, "/transfers/request", request, token)
     second = await dsp_post(provider, "/transfers/request", request, token)
     assert first.status_code == second.status_code == 201
@@ -205,9 +296,15 @@ async def test_every_message_either_side_sent_is_valid_dsp(
 
     sent = outbox(provider) + outbox(consumer)
     assert {message["@type"] for message in sent} == {
-        "ContractRequestMessage", "ContractAgreementMessage", "ContractAgreementVerificationMessage",
-        "ContractNegotiationEventMessage", "ContractNegotiationTerminationMessage", "TransferRequestMessage",
-        "TransferStartMessage", "TransferCompletionMessage", "TransferTerminationMessage",
+        "ContractRequestMessage",
+        "ContractAgreementMessage",
+        "ContractAgreementVerificationMessage",
+        "ContractNegotiationEventMessage",
+        "ContractNegotiationTerminationMessage",
+        "TransferRequestMessage",
+        "TransferStartMessage",
+        "TransferCompletionMessage",
+        "TransferTerminationMessage",
     }
     for message in sent:
         assert validate_message(message) == [], message

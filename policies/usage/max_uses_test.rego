@@ -1,0 +1,19 @@
+package tessera.usage.max_uses_test
+
+import data.tessera.usage.max_uses
+
+test_first_use_is_allowed if {
+	max_uses.allow with input as {"uses": 0}
+}
+
+test_last_use_is_allowed if {
+	max_uses.allow with input as {"uses": 9}
+}
+
+test_use_beyond_limit_is_denied if {
+	max_uses.deny == {"use limit reached: 10 of 10 uses consumed"} with input as {"uses": 10}
+}
+
+test_missing_count_is_denied if {
+	max_uses.deny == {"use count is missing"} with input as {"uses": "3"}
+}

@@ -1,0 +1,15 @@
+package tessera.usage.regions_test
+
+import data.tessera.usage.regions
+
+test_allowed_region_is_allowed if {
+	regions.allow with input as {"caller": {"region": "EU-DE"}}
+}
+
+test_other_region_is_denied if {
+	regions.deny == {`consumer region "US-CA" is not allowed (allowed: ["EU-DE", "EU-FR", "EU-NL"])`} with input as {"caller": {"region": "US-CA"}}
+}
+
+test_missing_region_is_denied if {
+	not regions.allow with input as {"caller": {"sub": "did:web:acme"}}
+}

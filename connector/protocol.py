@@ -20,7 +20,7 @@ from connector.assets import Asset
 from connector.catalog import Offer, UsagePolicy
 from connector.config import DSP_PATH
 from connector.errors import IllegalTransition, InvalidMessage, TesseraError, UnknownProcess
-from connector.identity import Caller, bearer_token
+from connector.identity import Caller, bearer_token, canonical_json, content_hash
 from connector.negotiations import Negotiation
 from connector.runtime import Runtime
 from connector.transfers import Transfer
@@ -102,7 +102,12 @@ async def catalog_request(request: Request) -> Response:
         raise InvalidMessage("catalog filters are not supported")
     runtime = runtime_of(request)
     datasets = await visible_datasets(runtime, caller)
-    return ok(catalog.catalog(runtime.participant_id, runtime.config.dsp_url, datasets))
+    body = catalog.catalog(runtime.participant_id, runtime.config.dsp_url, datasets)
+    # A crawler (the broker) revalidates with If-None-Match, so an unchanged catalog costs one hash.
+    etag = '"' + content_hash(canonical_json(body)).removeprefix("sha256:") + '"'
+    if etag in request.headers.get("if-none-match", ""):
+        return Response(status_code=304, headers={"ETag": etag})
+    return JSONResponse(body, headers={"ETag": etag})
 
 
 @dsp_errors("CatalogError")

@@ -16,7 +16,7 @@ from broker.authority import add_participant
 from broker.config import BrokerConfig
 from connector.app import create_app as create_connector_app
 from connector.config import ConnectorConfig
-from connector.identity import generate_key, public_jwk, save_private_key
+from connector.identity import SigningKey, TokenClient, generate_key, public_jwk, save_private_key
 from connector.store import Database
 from policies import LIBRARY
 from tests.utils import run_server, unused_port
@@ -45,6 +45,13 @@ class Site:
     @property
     def dsp_url(self) -> str:
         return self.config.dsp_url
+
+    async def token_for(self, audience: str) -> str:
+        """An access token from the authority, as this connector would get it."""
+        async with httpx.AsyncClient() as http:
+            signer = SigningKey.load(self.config.key_path)
+            tokens = TokenClient(http, signer=signer, participant_id=self.id, authority_url=self.config.broker_url)
+            return await tokens.token_for(audience)
 
     async def post(self, path: str, body: dict[str, Any], expect: int = 201) -> dict[str, Any]:
         response = await self.api.post(path, json=body)

@@ -119,3 +119,19 @@ async def test_provider_restart_mid_exchange_keeps_the_agreement(
     pulled = await consumer.api.get(f"/transfers/{transfer['id']}/data", params={"purpose": "research"})
     assert pulled.status_code == 200
     assert len(rows(pulled)) == 3
+
+
+async def test_unchanged_catalog_answers_304_to_revalidation(provider: Site, consumer: Site, people_csv: Path) -> None:
+    await publish(provider, people_csv)
+    token = await consumer.token_for(provider.id)
+    body = {"@context": ["https://w3id.org/dspace/2025/1/context.jsonld"], "@type": "CatalogRequestMessage"}
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {token}"}) as http:
+        first = await http.post(provider.dsp_url + "/catalog/request", json=body)
+        etag = first.headers["etag"]
+        again = await http.post(provider.dsp_url + "/catalog/request", json=body, headers={"If-None-Match": etag})
+        assert again.status_code == 304
+        await publish(provider, people_csv)
+        changed = await http.post(provider.dsp_url + "/catalog/request", json=body, headers={"If-None-Match": etag})
+    assert changed.status_code == 200
+    assert changed.headers["etag"] != etag
+

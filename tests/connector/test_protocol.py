@@ -10,26 +10,15 @@ from typing import Any
 import httpx
 import pytest
 
-from connector.identity import SigningKey, TokenClient, generate_key
+from connector.identity import SigningKey, generate_key
 from tests.dataspace import Dataspace, Site, negotiate, publish, start_transfer
 from tests.dsp_schemas import validate_message
 
 CONTEXT = ["https://w3id.org/dspace/2025/1/context.jsonld"]
 
 
-def participant_key(space: Dataspace, name: str) -> SigningKey:
-    return SigningKey.load(space.root / name / "connector.key")
-
-
 async def token_as(space: Dataspace, name: str, audience: str) -> str:
-    async with httpx.AsyncClient() as http:
-        tokens = TokenClient(
-            http,
-            signer=participant_key(space, name),
-            participant_id=f"urn:tessera:{name}",
-            authority_url=space.broker_url,
-        )
-        return await tokens.token_for(audience)
+    return await space.sites[f"urn:tessera:{name}"].token_for(audience)
 
 
 def authority_token(space: Dataspace, **claims: Any) -> str:

@@ -7,7 +7,7 @@ matches the bound hash.
 """
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Field, SQLModel
 
@@ -16,6 +16,11 @@ from connector.assets import utcnow
 from connector.catalog import Offer, UsagePolicy, new_id
 from connector.errors import InvalidMessage
 from connector.identity import SigningKey, canonical_json, sign_document, verify_document
+from connector.terms import Terms
+from connector.terms import from_odrl as terms_of
+
+if TYPE_CHECKING:
+    from connector.negotiation.process import Negotiation
 
 
 class Agreement(SQLModel, table=True):
@@ -36,13 +41,19 @@ class Agreement(SQLModel, table=True):
     consumer_signature: str
     signed_at: str
 
+    @property
+    def terms(self) -> Terms:
+        return terms_of(json.loads(self.document))
+
     def public(self) -> dict[str, Any]:
         data = self.model_dump(exclude={"document"})
         data["agreement"] = json.loads(self.document)
+        data["terms"] = self.terms.to_dict()
         return data
 
 
-def build(offer: Offer, policy: UsagePolicy, *, provider_id: str, consumer_id: str) -> dict[str, Any]:
+def build(offer: Offer, policy: UsagePolicy, agreed: Terms, *, provider_id: str, consumer_id: str) -> dict[str, Any]:
+    """An ODRL Agreement: the agreed terms as constraints, the usage policy bound by content hash."""
     return {
         "@id": new_id(),
         "@type": "Agreement",
@@ -50,9 +61,32 @@ def build(offer: Offer, policy: UsagePolicy, *, provider_id: str, consumer_id: s
         "assigner": provider_id,
         "assignee": consumer_id,
         "timestamp": utcnow(),
-        "permission": [{"action": "use"}],
+        "permission": agreed.permission(),
         dsp.USAGE_POLICY: {"@id": policy.id, "hash": policy.hash, "offer": offer.id},
     }
+
+
+def record(negotiation: "Negotiation", *, provider_address: str) -> Agreement:
+    """The finalized agreement of a negotiation, as both sides keep it."""
+    assert negotiation.agreement and negotiation.provider_signature and negotiation.consumer_signature
+    document = json.loads(negotiation.agreement)
+    policy_id, policy_hash = usage_policy_ref(document)
+    return Agreement(
+        id=document["@id"],
+        role=negotiation.role,
+        negotiation_id=negotiation.id,
+        provider_id=document["assigner"],
+        consumer_id=document["assignee"],
+        provider_address=provider_address,
+        target=document["target"],
+        offer_id=negotiation.offer_id,
+        usage_policy_id=policy_id,
+        usage_policy_hash=policy_hash,
+        document=negotiation.agreement,
+        provider_signature=negotiation.provider_signature,
+        consumer_signature=negotiation.consumer_signature,
+        signed_at=utcnow(),
+    )
 
 
 def sign(agreement: dict[str, Any], signer: SigningKey) -> str:

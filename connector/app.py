@@ -18,9 +18,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
-from connector import dataplane, management, negotiations, protocol, transfers
+from connector import dataplane, management, protocol, transfers
 from connector.config import DSP_PATH, ConnectorConfig
 from connector.identity import bearer_token
+from connector.negotiation import process as negotiations
 from connector.outbox import OutboxMessage
 from connector.problems import problem_handlers
 from connector.runtime import Runtime

@@ -5,8 +5,9 @@ policy (Rego, decides who sees the offer and may contract for it). In the catalo
 `Offer` that names the usage policy by id and content hash, so the agreement can bind that exact text.
 """
 
+import json
 import uuid
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from sqlmodel import Field as Column
@@ -15,6 +16,7 @@ from sqlmodel import SQLModel
 from connector import dsp
 from connector.assets import Asset, utcnow
 from connector.policy import PolicyModule
+from connector.terms import Terms
 
 
 def new_id() -> str:
@@ -47,11 +49,20 @@ class UsagePolicy(SQLModel, table=True):
         return self.model_dump()
 
 
+class TermsIn(BaseModel):
+    purposes: list[str] | None = None
+    duration_days: int | None = Field(default=None, ge=1)
+    uses: int | None = Field(default=None, ge=1)
+
+
 class OfferCreate(BaseModel):
     id: str | None = Field(default=None, min_length=1, max_length=200)
     asset_id: str
     usage_policy_id: str
     access_policy_id: str | None = None
+    negotiation_policy_id: str | None = None
+    terms: TermsIn = TermsIn()
+    approval: Literal["auto", "manual"] = "auto"
 
 
 class Offer(SQLModel, table=True):
@@ -59,17 +70,25 @@ class Offer(SQLModel, table=True):
     asset_id: str = Column(foreign_key="asset.id", index=True)
     usage_policy_id: str = Column(foreign_key="usage_policy.id")
     access_policy_id: str | None = Column(default=None, foreign_key="usage_policy.id")
+    negotiation_policy_id: str | None = Column(default=None, foreign_key="usage_policy.id")
+    terms: str = "{}"  # JSON of Terms: what the offer grants at most
+    approval: str = "auto"  # auto: the agent decides; manual: an operator accepts or counters
     created_at: str = Column(default_factory=utcnow)
 
+    @property
+    def granted(self) -> Terms:
+        return Terms.from_dict(json.loads(self.terms))
+
     def public(self) -> dict[str, Any]:
-        return self.model_dump()
+        return self.model_dump() | {"terms": json.loads(self.terms)}
 
 
-def odrl_offer(offer: Offer, usage_policy: UsagePolicy) -> dict[str, Any]:
+def odrl_offer(offer: Offer, usage_policy: UsagePolicy, *, terms: Terms | None = None) -> dict[str, Any]:
+    """The offer as ODRL: its terms as constraints, its usage policy by id and content hash."""
     return {
         "@id": offer.id,
         "@type": "Offer",
-        "permission": [{"action": "use"}],
+        "permission": (terms or offer.granted).permission(),
         dsp.USAGE_POLICY: {"@id": usage_policy.id, "hash": usage_policy.hash},
     }
 

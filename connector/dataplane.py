@@ -46,6 +46,7 @@ def usage_input(
             "assignee": agreement.consumer_id,
             "target": agreement.target,
             "timestamp": json.loads(agreement.document).get("timestamp"),
+            "terms": agreement.terms.to_dict(),
         },
         "caller": caller,
         "purpose": purpose,

@@ -51,6 +51,13 @@ class ContractRequest(Message):
     callbackAddress: str | None = None
 
 
+class ContractOffer(Message):
+    providerPid: str
+    consumerPid: str | None = None
+    offer: OfferRef
+    callbackAddress: str | None = None
+
+
 class ContractAgreement(Message):
     providerPid: str
     consumerPid: str

@@ -17,15 +17,17 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from connector import audit, dataplane, negotiations, registration, transfers
+from connector import audit, dataplane, registration, timeline, transfers
 from connector.agreements import Agreement
 from connector.assets import Asset, AssetCreate
-from connector.catalog import Offer, OfferCreate, PolicyCreate, UsagePolicy, new_id
+from connector.catalog import Offer, OfferCreate, PolicyCreate, TermsIn, UsagePolicy, new_id
+from connector.diagnostics import outbox_pending, waiting_for
 from connector.errors import BadRequest, Conflict, NotFound, PeerError, TokenRejected
 from connector.identity import bearer_token
-from connector.negotiations import Negotiation
+from connector.negotiation import Negotiation, agents, consumer, process, provider
 from connector.problems import problem_from_error
 from connector.runtime import Runtime
+from connector.terms import Terms
 from connector.transfers import Transfer
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -123,9 +125,12 @@ async def create_offer(request: Request) -> Response:
     data = await read_model(request, OfferCreate)
     await _get(runtime, Asset, data.asset_id)
     await _get(runtime, UsagePolicy, data.usage_policy_id)
-    if data.access_policy_id:
-        await _get(runtime, UsagePolicy, data.access_policy_id)
-    offer = Offer(**data.model_dump(exclude={"id"}), id=data.id or new_id())
+    for policy_id in (data.access_policy_id, data.negotiation_policy_id):
+        if policy_id:
+            await _get(runtime, UsagePolicy, policy_id)
+    offer = Offer(
+        **data.model_dump(exclude={"id", "terms"}), id=data.id or new_id(), terms=data.terms.model_dump_json()
+    )
     return await _create(runtime, offer, offer.id, asset=offer.asset_id, usage_policy=offer.usage_policy_id)
 
 
@@ -166,12 +171,47 @@ class NegotiationStart(BaseModel):
     provider_url: str = Field(min_length=1)
     offer_id: str = Field(min_length=1)
     target: str = Field(min_length=1)
+    needs: agents.Needs | None = None
 
 
 async def start_negotiation(request: Request) -> Response:
     data = await read_model(request, NegotiationStart)
-    negotiation = await negotiations.start(runtime_of(request), **data.model_dump())
+    negotiation = await consumer.start(runtime_of(request), **data.model_dump(exclude={"needs"}), needs=data.needs)
     return JSONResponse(negotiation.public(), status_code=201)
+
+
+class OfferTo(BaseModel):
+    consumer_id: str = Field(min_length=1)
+    consumer_url: str = Field(min_length=1, description="the consumer's DSP base URL")
+    offer_id: str = Field(min_length=1)
+
+
+async def offer_negotiation(request: Request) -> Response:
+    data = await read_model(request, OfferTo)
+    negotiation = await provider.offer_to(runtime_of(request), **data.model_dump())
+    return JSONResponse(negotiation.public(), status_code=201)
+
+
+class Counter(BaseModel):
+    terms: TermsIn
+
+
+async def _decide(request: Request, action: str, counter: Terms | None) -> Response:
+    runtime = runtime_of(request)
+    async with runtime.db.session() as session:
+        negotiation = await process.get(session, request.path_params["id"])
+    role = provider if negotiation.role == "provider" else consumer
+    decided = await role.decide_by_operator(runtime, negotiation.id, action, counter)
+    return JSONResponse(decided.public())
+
+
+async def accept_negotiation(request: Request) -> Response:
+    return await _decide(request, "accept", None)
+
+
+async def counter_negotiation(request: Request) -> Response:
+    data = await read_model(request, Counter)
+    return await _decide(request, "counter", Terms.from_dict(data.terms.model_dump()))
 
 
 class Reason(BaseModel):
@@ -180,8 +220,23 @@ class Reason(BaseModel):
 
 async def terminate_negotiation(request: Request) -> Response:
     reason = await read_model(request, Reason)
-    negotiation = await negotiations.terminate(runtime_of(request), request.path_params["id"], reason.reason)
+    negotiation = await process.terminate_by_operator(runtime_of(request), request.path_params["id"], reason.reason)
     return JSONResponse(negotiation.public())
+
+
+async def process_timeline(request: Request) -> Response:
+    """Every message, delivery attempt and decision of one negotiation or transfer, and why it waits."""
+    runtime = runtime_of(request)
+    pid = request.path_params["id"]
+    async with runtime.db.session() as session:
+        found = await session.get(Negotiation, pid) or await session.get(Transfer, pid)
+        if found is None:
+            raise NotFound(f"no negotiation or transfer {pid}")
+        events = await timeline.events(session, pid)
+        pending = await outbox_pending(session, pid)
+    return JSONResponse(
+        {"process": found.public(), "waiting_for": waiting_for(found, pending), "events": [e.public() for e in events]}
+    )
 
 
 class TransferStart(BaseModel):
@@ -267,7 +322,12 @@ routes = [
     Route("/catalog/request", request_catalog, methods=["POST"]),
     Route("/negotiations", start_negotiation, methods=["POST"]),
     Route("/negotiations", list_negotiations, methods=["GET"]),
+    Route("/negotiations/offers", offer_negotiation, methods=["POST"]),
+    Route("/negotiations/{id}/accept", accept_negotiation, methods=["POST"]),
+    Route("/negotiations/{id}/counter", counter_negotiation, methods=["POST"]),
     Route("/negotiations/{id}/terminate", terminate_negotiation, methods=["POST"]),
+    Route("/negotiations/{id}/timeline", process_timeline, methods=["GET"]),
+    Route("/transfers/{id}/timeline", process_timeline, methods=["GET"]),
     Route("/negotiations/{id}", get_negotiation, methods=["GET"]),
     Route("/agreements", list_agreements, methods=["GET"]),
     Route("/agreements/{id}", get_agreement, methods=["GET"]),

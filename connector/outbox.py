@@ -17,6 +17,7 @@ import httpx
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from connector import timeline
 from connector.errors import PeerError
 from connector.identity import TokenClient
 from connector.store import Database
@@ -40,6 +41,10 @@ class OutboxMessage(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: float = Field(default_factory=time.time)
     last_error: str | None = None
+
+    @property
+    def kind(self) -> str | None:
+        return json.loads(self.body).get("@type")
 
 
 def enqueue(session: AsyncSession, *, process_id: str, url: str, audience: str, body: dict[str, Any]) -> None:
@@ -119,27 +124,38 @@ class Outbox:
                 content=message.body,
                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
             )
+            code: int | None = response.status_code
             if response.status_code < 300:
-                return await self._settle(message, "delivered")
+                return await self._settle(message, "delivered", code=code)
             error = f"{response.status_code}: {response.text[:500]}"
             permanent = 400 <= response.status_code < 500 and response.status_code not in (408, 425, 429)
         except (httpx.TransportError, PeerError) as exc:
-            error, permanent = f"unreachable: {exc}", False
+            error, permanent, code = f"unreachable: {exc}", False, None
         logger.warning("delivery of message %s to %s failed: %s", message.id, message.url, error)
         if permanent or message.attempts + 1 >= MAX_ATTEMPTS:
-            await self._settle(message, "failed", error)
+            await self._settle(message, "failed", error, code)
             await self._on_failure(message)
         else:
-            await self._retry_later(message, error)
+            await self._retry_later(message, error, code)
 
-    async def _settle(self, message: OutboxMessage, status: str, error: str | None = None) -> None:
+    async def _settle(
+        self, message: OutboxMessage, status: str, error: str | None = None, code: int | None = None
+    ) -> None:
         async with self._db.transaction() as session:
             stored = await session.get(OutboxMessage, message.id)
             assert stored is not None
             stored.status, stored.attempts, stored.last_error = status, stored.attempts + 1, error
+            timeline.record(
+                session,
+                message.process_id,
+                "sent" if status == "delivered" else "failed",
+                message.kind,
+                status=code,
+                detail=error,
+            )
         message.status = status
 
-    async def _retry_later(self, message: OutboxMessage, error: str) -> None:
+    async def _retry_later(self, message: OutboxMessage, error: str, code: int | None) -> None:
         backoff = min(MAX_BACKOFF, FIRST_BACKOFF * 2**message.attempts)
         async with self._db.transaction() as session:
             stored = await session.get(OutboxMessage, message.id)
@@ -147,3 +163,11 @@ class Outbox:
             stored.attempts += 1
             stored.next_attempt_at = time.time() + backoff
             stored.last_error = error
+            timeline.record(
+                session,
+                message.process_id,
+                "retry",
+                message.kind,
+                status=code,
+                detail=f"{error}; next attempt in {backoff:.1f} s",
+            )

@@ -15,13 +15,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from connector import catalog, dsp, negotiations, transfers
+from connector import catalog, dsp, transfers
 from connector.assets import Asset
 from connector.catalog import Offer, UsagePolicy
 from connector.config import DSP_PATH
 from connector.errors import IllegalTransition, InvalidMessage, TesseraError, UnknownProcess
 from connector.identity import Caller, bearer_token, canonical_json, content_hash
-from connector.negotiations import Negotiation
+from connector.negotiation import Negotiation, agents, consumer, process, provider
 from connector.runtime import Runtime
 from connector.transfers import Transfer
 
@@ -131,7 +131,7 @@ async def visible_datasets(runtime: Runtime, caller: Caller) -> list[dict[str, A
         ).all()  # type: ignore[arg-type]
     by_asset: dict[str, tuple[Asset, list[dict[str, Any]]]] = {}
     for offer, asset, policy in rows:
-        if (await negotiations.contract_decision(runtime, offer, caller)).allow:
+        if (await agents.access_decision(runtime, offer, caller)).allow:
             by_asset.setdefault(asset.id, (asset, []))[1].append(catalog.odrl_offer(offer, policy))
     service_id = catalog.service_id_for(runtime.config.dsp_url)
     return [catalog.dataset(asset, offers, service_id) for asset, offers in by_asset.values()]
@@ -140,20 +140,11 @@ async def visible_datasets(runtime: Runtime, caller: Caller) -> list[dict[str, A
 # -- negotiation -------------------------------------------------------------------------------------------
 
 
-async def _negotiation_role(request: Request, pid: str) -> str:
-    async with runtime_of(request).db.session() as session:
-        negotiation = await session.get(Negotiation, pid)
-    if negotiation is None:
-        raise UnknownProcess(f"no negotiation {pid}")
-    return negotiation.role
-
-
 @dsp_errors("ContractNegotiationError")
 async def negotiation_get(request: Request) -> Response:
     caller = await authenticate(request)
-    pid = request.path_params["pid"]
     async with runtime_of(request).db.session() as session:
-        negotiation = await negotiations.find(session, pid, role=await _negotiation_role(request, pid), caller=caller)
+        negotiation = await process.find(session, request.path_params["pid"], caller=caller)
     return ok(negotiation.dsp())
 
 
@@ -161,31 +152,39 @@ async def negotiation_get(request: Request) -> Response:
 async def negotiation_request(request: Request) -> Response:
     caller = await authenticate(request)
     message = dsp.parse(await read_body(request), dsp.ContractRequest, expected_type="ContractRequestMessage")
-    negotiation = await negotiations.on_request(runtime_of(request), caller, message)
+    negotiation = await provider.on_request(runtime_of(request), caller, message)
     return ok(negotiation.dsp(), status=201)
 
 
 @dsp_errors("ContractNegotiationError")
 async def negotiation_counter_request(request: Request) -> Response:
     caller = await authenticate(request)
-    pid = request.path_params["pid"]
-    dsp.parse(await read_body(request), dsp.ContractRequest, expected_type="ContractRequestMessage")
-    async with runtime_of(request).db.session() as session:
-        negotiation = await negotiations.find(session, pid, role="provider", caller=caller)
-    raise IllegalTransition(f"negotiation {pid} is {negotiation.state}: no offer of ours to counter")
+    message = dsp.parse(await read_body(request), dsp.ContractRequest, expected_type="ContractRequestMessage")
+    negotiation = await provider.on_counter_request(runtime_of(request), caller, request.path_params["pid"], message)
+    return ok(negotiation.dsp())
+
+
+@dsp_errors("ContractNegotiationError")
+async def negotiation_initial_offer(request: Request) -> Response:
+    caller = await authenticate(request)
+    message = dsp.parse(await read_body(request), dsp.ContractOffer, expected_type="ContractOfferMessage")
+    negotiation = await consumer.on_initial_offer(runtime_of(request), caller, message)
+    return ok(negotiation.dsp(), status=201)
 
 
 @dsp_errors("ContractNegotiationError")
 async def negotiation_offer(request: Request) -> Response:
-    await authenticate(request)
-    raise IllegalTransition("this connector does not accept offers it did not request")
+    caller = await authenticate(request)
+    message = dsp.parse(await read_body(request), dsp.ContractOffer, expected_type="ContractOfferMessage")
+    negotiation = await consumer.on_offer(runtime_of(request), caller, request.path_params["pid"], message)
+    return ok(negotiation.dsp())
 
 
 @dsp_errors("ContractNegotiationError")
 async def negotiation_agreement(request: Request) -> Response:
     caller = await authenticate(request)
     message = dsp.parse(await read_body(request), dsp.ContractAgreement, expected_type="ContractAgreementMessage")
-    negotiation = await negotiations.on_agreement(runtime_of(request), caller, request.path_params["pid"], message)
+    negotiation = await consumer.on_agreement(runtime_of(request), caller, request.path_params["pid"], message)
     return ok(negotiation.dsp())
 
 
@@ -194,28 +193,25 @@ async def negotiation_verification(request: Request) -> Response:
     caller = await authenticate(request)
     body = await read_body(request)
     message = dsp.parse(body, dsp.AgreementVerification, expected_type="ContractAgreementVerificationMessage")
-    negotiation = await negotiations.on_verification(runtime_of(request), caller, request.path_params["pid"], message)
+    negotiation = await provider.on_verification(runtime_of(request), caller, request.path_params["pid"], message)
     return ok(negotiation.dsp())
 
 
 @dsp_errors("ContractNegotiationError")
 async def negotiation_event(request: Request) -> Response:
     caller = await authenticate(request)
-    pid = request.path_params["pid"]
     message = dsp.parse(await read_body(request), dsp.NegotiationEvent, expected_type="ContractNegotiationEventMessage")
-    role = await _negotiation_role(request, pid)
-    negotiation = await negotiations.on_event(runtime_of(request), caller, pid, message, role=role)
+    handle = provider.on_accepted if message.eventType == "ACCEPTED" else consumer.on_finalized
+    negotiation = await handle(runtime_of(request), caller, request.path_params["pid"], message)
     return ok(negotiation.dsp())
 
 
 @dsp_errors("ContractNegotiationError")
 async def negotiation_termination(request: Request) -> Response:
     caller = await authenticate(request)
-    pid = request.path_params["pid"]
     body = await read_body(request)
     message = dsp.parse(body, dsp.Termination, expected_type="ContractNegotiationTerminationMessage")
-    role = await _negotiation_role(request, pid)
-    negotiation = await negotiations.on_termination(runtime_of(request), caller, pid, message, role=role)
+    negotiation = await process.on_termination(runtime_of(request), caller, request.path_params["pid"], message)
     return ok(negotiation.dsp())
 
 
@@ -275,7 +271,7 @@ routes = [
     Route("/catalog/request", catalog_request, methods=["POST"]),
     Route("/catalog/datasets/{id:path}", dataset_request, methods=["GET"]),
     Route("/negotiations/request", negotiation_request, methods=["POST"]),
-    Route("/negotiations/offers", negotiation_offer, methods=["POST"]),
+    Route("/negotiations/offers", negotiation_initial_offer, methods=["POST"]),
     Route("/negotiations/{pid}", negotiation_get, methods=["GET"]),
     Route("/negotiations/{pid}/request", negotiation_counter_request, methods=["POST"]),
     Route("/negotiations/{pid}/offers", negotiation_offer, methods=["POST"]),

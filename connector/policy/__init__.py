@@ -5,13 +5,14 @@ The decision convention is described in `connector.policy.base` and docs/policy-
 """
 
 from connector.policy.auto import create_engine
-from connector.policy.base import Decision, PolicyEngine, PolicyModule
+from connector.policy.base import Decision, Obligation, PolicyEngine, PolicyModule
 from connector.policy.embedded import EmbeddedRegoEngine
 from connector.policy.opa import OpaServerEngine
 
 __all__ = [
     "Decision",
     "EmbeddedRegoEngine",
+    "Obligation",
     "OpaServerEngine",
     "PolicyEngine",
     "PolicyModule",

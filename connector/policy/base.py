@@ -7,6 +7,10 @@ request as `input` and reads three rules from it:
 * `deny` is a set of strings, the reasons for a denial. A request is allowed only when `allow` is true
   *and* `deny` is empty; a denial without reasons gets "no rule allowed the request".
 * `mask` is a set of field names to remove from every record the caller receives.
+* `obligations` is a set of objects `{"kind": ..., ...params}` the data plane must carry out on an
+  allowed request (mask, replace, filter_rows, aggregate, log, notify, delete_after, next_policy;
+  see `connector.policy.obligations`). Kinds we do not know are passed through: whoever executes
+  the decision fails closed on a kind it cannot carry out.
 
 ```rego
 package tessera.usage.example
@@ -26,7 +30,9 @@ mask contains "email"
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
 from connector.errors import PolicyEvaluationError
 
@@ -47,15 +53,81 @@ class PolicyModule:
 
 
 @dataclass(frozen=True)
+class Obligation:
+    """Something the connector must do for an allowed request: `Obligation("mask", {"fields": ["email"]})`."""
+
+    kind: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    @property
+    def key(self) -> str:
+        """A canonical JSON text, used to order and deduplicate obligations."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, **self.params}
+
+
 class Decision:
-    """The outcome of one usage decision. `mask` is only set on an allowed decision."""
+    """The outcome of one usage decision. Obligations are only set on an allowed decision.
+
+    `Decision(allow=True, mask=("email",))` is kept for callers of the first interface: it is the
+    same as one `mask` obligation, and `decision.mask` reads the fields of every mask obligation.
+    """
+
+    __slots__ = ("allow", "obligations", "reasons")
 
     allow: bool
-    reasons: tuple[str, ...] = ()
-    mask: tuple[str, ...] = ()
+    reasons: tuple[str, ...]
+    obligations: tuple[Obligation, ...]
 
-    def to_dict(self) -> dict:
-        return {"allow": self.allow, "reasons": list(self.reasons), "mask": list(self.mask)}
+    def __init__(
+        self,
+        allow: bool,
+        reasons: Iterable[str] = (),
+        obligations: Iterable[Obligation] = (),
+        *,
+        mask: Iterable[str] = (),
+    ) -> None:
+        fields = tuple(sorted(set(mask)))
+        extra = (Obligation("mask", {"fields": list(fields)}),) if fields else ()
+        object.__setattr__(self, "allow", allow)
+        object.__setattr__(self, "reasons", tuple(reasons))
+        object.__setattr__(self, "obligations", _ordered((*extra, *obligations)))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError("Decision is immutable")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Decision):
+            return NotImplemented
+        return (self.allow, self.reasons, self.obligations) == (other.allow, other.reasons, other.obligations)
+
+    def __hash__(self) -> int:
+        return hash((self.allow, self.reasons, self.obligations))
+
+    def __repr__(self) -> str:
+        return f"Decision(allow={self.allow!r}, reasons={self.reasons!r}, obligations={self.obligations!r})"
+
+    @property
+    def mask(self) -> tuple[str, ...]:
+        """The fields (names or JSON paths) of every `mask` obligation, sorted."""
+        fields = {f for o in self.obligations if o.kind == "mask" for f in o.params.get("fields", ())}
+        return tuple(sorted(fields))
+
+    def of_kind(self, kind: str) -> tuple[Obligation, ...]:
+        return tuple(o for o in self.obligations if o.kind == kind)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "allow": self.allow,
+            "reasons": list(self.reasons),
+            "obligations": [o.to_dict() for o in self.obligations],
+            "mask": list(self.mask),
+        }
 
 
 class PolicyEngine:
@@ -109,7 +181,29 @@ def decision_from_document(document: object) -> Decision:
     reasons = _reasons(document.get("deny"))
     if document.get("allow") is not True or reasons:
         return Decision(allow=False, reasons=reasons or (NO_RULE_ALLOWED,))
-    return Decision(allow=True, mask=_field_names(document.get("mask")))
+    obligations = document.get("obligations")
+    return Decision(
+        allow=True,
+        mask=_field_names(document.get("mask")),
+        obligations=_obligations(obligations) if obligations is not None else (),
+    )
+
+
+def _obligations(value: object) -> tuple[Obligation, ...]:
+    if not isinstance(value, (set, frozenset, list, tuple)):
+        raise PolicyEvaluationError(f"obligations must be a set of objects, got {_text(value)}")
+    found = []
+    for item in value:
+        if not isinstance(item, dict) or not isinstance(item.get("kind"), str) or not item["kind"]:
+            # An obligation we cannot even name cannot be carried out: fail closed.
+            raise PolicyEvaluationError(f"an obligation must be an object with a kind, got {_text(item)}")
+        found.append(Obligation(item["kind"], {k: v for k, v in item.items() if k != "kind"}))
+    return tuple(found)
+
+
+def _ordered(obligations: Iterable[Obligation]) -> tuple[Obligation, ...]:
+    unique = {o.key: o for o in obligations}
+    return tuple(sorted(unique.values(), key=lambda o: (o.kind, o.key)))
 
 
 def _reasons(deny: object) -> tuple[str, ...]:

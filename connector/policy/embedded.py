@@ -1,7 +1,7 @@
 """The embedded policy engine: regorus (a Rego v1 interpreter in Rust) inside this process.
 
 Each module is compiled once into a `regorus.Engine`, cached by the module's hash; a decision then
-sets the input and evaluates the package document once with `eval_query` (faster than three
+sets the input and evaluates the package document once with `eval_query_as_json` (faster than three
 `eval_rule` calls for allow, deny and mask; measured in docs/policy-engine.md). Calls are synchronous and take tens of
 microseconds, so they run on the event loop; there is no `await` between setting the input and
 reading the rules, so interleaved coroutines cannot see each other's input.
@@ -102,7 +102,8 @@ class EmbeddedRegoEngine(PolicyEngine):
         prepared = self._prepared.get(module.hash) or self._prepare(module)
         try:
             prepared.engine.set_input(input)
-            rows = prepared.engine.eval_query(prepared.package)["result"]
+            # As JSON: regorus cannot hand a set of objects (obligations) to Python as a set.
+            rows = json.loads(prepared.engine.eval_query_as_json(prepared.package))["result"]
         except Exception as exc:
             raise PolicyEvaluationError(f"policy {module.id}: {regorus_error(exc)}") from exc
         return decision_from_document(rows[0]["expressions"][0]["value"] if rows else None)

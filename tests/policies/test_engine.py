@@ -71,7 +71,12 @@ async def test_compile_accepts_a_module_that_fails_only_on_some_input(engine: Em
 async def test_decide_allows_research_and_masks_email(engine: EmbeddedRegoEngine, research: PolicyModule) -> None:
     decision = await engine.decide(research, REQUEST)
     assert decision == Decision(allow=True, reasons=(), mask=("email",))
-    assert decision.to_dict() == {"allow": True, "reasons": [], "mask": ["email"]}
+    assert decision.to_dict() == {
+        "allow": True,
+        "reasons": [],
+        "obligations": [{"kind": "mask", "fields": ["email"]}],
+        "mask": ["email"],
+    }
 
 
 async def test_decide_denies_with_sorted_reasons(engine: EmbeddedRegoEngine, research: PolicyModule) -> None:

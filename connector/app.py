@@ -11,6 +11,7 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -21,10 +22,12 @@ from starlette.routing import Mount, Route
 from connector import dataplane, management, protocol, transfers
 from connector.config import DSP_PATH, ConnectorConfig
 from connector.identity import bearer_token
+from connector.negotiation import Negotiation
 from connector.negotiation import process as negotiations
 from connector.outbox import OutboxMessage
 from connector.problems import problem_handlers
 from connector.runtime import Runtime
+from connector.transfers import Transfer
 
 
 async def health(_request: Request) -> Response:
@@ -48,13 +51,27 @@ async def abandon_process(runtime: Runtime, message: OutboxMessage) -> None:
     await transfers.abandon(runtime, message.process_id, reason)
 
 
+async def learn_pids(runtime: Runtime, message: OutboxMessage, reply: Any) -> None:
+    """The answer to an initial request names the counter-party's pid; remember it."""
+    if not isinstance(reply, dict) or not isinstance(reply.get("providerPid"), str):
+        return
+    async with runtime.transaction() as session:
+        for model in (Negotiation, Transfer):
+            process = await session.get(model, message.process_id)
+            if process is not None and process.role == "consumer" and process.provider_pid is None:
+                process.provider_pid = reply["providerPid"]
+
+
 def create_app(config: ConnectorConfig) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async def on_undeliverable(message: OutboxMessage) -> None:
             await abandon_process(app.state.runtime, message)
 
-        async with Runtime.running(config, on_undeliverable=on_undeliverable) as runtime:
+        async def on_reply(message: OutboxMessage, reply: Any) -> None:
+            await learn_pids(app.state.runtime, message, reply)
+
+        async with Runtime.running(config, on_undeliverable=on_undeliverable, on_reply=on_reply) as runtime:
             app.state.runtime = runtime
             yield
 

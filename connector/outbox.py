@@ -53,18 +53,34 @@ def enqueue(session: AsyncSession, *, process_id: str, url: str, audience: str, 
 
 
 FailureHandler = Callable[[OutboxMessage], Awaitable[None]]
+ReplyHandler = Callable[[OutboxMessage, Any], Awaitable[None]]
+
+
+async def _ignore_reply(_message: OutboxMessage, _reply: Any) -> None:
+    return None
 
 
 class Outbox:
-    """Delivers stored messages; `on_failure` hears of a message that will never be delivered."""
+    """Delivers stored messages.
+
+    `on_failure` hears of a message that will never be delivered; `on_reply` gets the JSON body the
+    recipient answered a delivered message with (an initial request's reply names the peer's pid).
+    """
 
     def __init__(
-        self, db: Database, http: httpx.AsyncClient, tokens: TokenClient, *, on_failure: FailureHandler
+        self,
+        db: Database,
+        http: httpx.AsyncClient,
+        tokens: TokenClient,
+        *,
+        on_failure: FailureHandler,
+        on_reply: ReplyHandler = _ignore_reply,
     ) -> None:
         self._db = db
         self._http = http
         self._tokens = tokens
         self._on_failure = on_failure
+        self._on_reply = on_reply
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -126,7 +142,8 @@ class Outbox:
             )
             code: int | None = response.status_code
             if response.status_code < 300:
-                return await self._settle(message, "delivered", code=code)
+                await self._settle(message, "delivered", code=code)
+                return await self._on_reply(message, _json_or_none(response))
             error = f"{response.status_code}: {response.text[:500]}"
             permanent = 400 <= response.status_code < 500 and response.status_code not in (408, 425, 429)
         except (httpx.TransportError, PeerError) as exc:
@@ -171,3 +188,10 @@ class Outbox:
                 status=code,
                 detail=f"{error}; next attempt in {backoff:.1f} s",
             )
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None

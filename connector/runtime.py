@@ -16,7 +16,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from connector.config import ConnectorConfig
 from connector.errors import PeerError
 from connector.identity import JwksCache, SigningKey, TokenClient, TokenVerifier
-from connector.outbox import FailureHandler, Outbox
+from connector.outbox import FailureHandler, Outbox, ReplyHandler
 from connector.policy import PolicyEngine, create_engine
 from connector.store import Database
 
@@ -58,6 +58,7 @@ class Runtime:
         http: httpx.AsyncClient,
         *,
         on_undeliverable: FailureHandler,
+        on_reply: ReplyHandler,
     ) -> None:
         self.config = config
         self.db = db
@@ -70,7 +71,7 @@ class Runtime:
         jwks = JwksCache(http, config.broker_url.rstrip("/") + "/.well-known/jwks.json")
         self.verifier = TokenVerifier(jwks, issuer=config.broker_url.rstrip("/"), audience=config.participant_id)
         self.participants = ParticipantDirectory(http, config.broker_url)
-        self.outbox = Outbox(db, http, self.tokens, on_failure=on_undeliverable)
+        self.outbox = Outbox(db, http, self.tokens, on_failure=on_undeliverable, on_reply=on_reply)
 
     @property
     def participant_id(self) -> str:
@@ -78,11 +79,13 @@ class Runtime:
 
     @classmethod
     @asynccontextmanager
-    async def running(cls, config: ConnectorConfig, *, on_undeliverable: FailureHandler) -> AsyncIterator["Runtime"]:
+    async def running(
+        cls, config: ConnectorConfig, *, on_undeliverable: FailureHandler, on_reply: ReplyHandler
+    ) -> AsyncIterator["Runtime"]:
         db = await Database.open(config.database_url)
         engine = create_engine(config.policy_engine, opa_url=config.opa_url)
         async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0)) as http:
-            runtime = cls(config, db, engine, http, on_undeliverable=on_undeliverable)
+            runtime = cls(config, db, engine, http, on_undeliverable=on_undeliverable, on_reply=on_reply)
             runtime.outbox.start()
             try:
                 yield runtime

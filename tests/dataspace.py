@@ -59,11 +59,11 @@ class Site:
         return response.json()
 
     async def wait_for(self, path: str, *states: str, within: float = 10.0) -> dict[str, Any]:
-        """Poll a management resource until its `state` is one of `states`."""
+        """Poll a management resource until its `state` is one of `states` (a list: until it has items)."""
         deadline = asyncio.get_running_loop().time() + within
         while True:
             body = (await self.api.get(path)).json()
-            if body.get("state") in states:
+            if body.get("state") in states or ("present" in states and body.get("items")):
                 return body
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"{path} stayed {body.get('state')}, wanted {states}: {body}")

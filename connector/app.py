@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
-from connector import dataplane, management, protocol, transfers
+from connector import dataplane, management, protocol
 from connector.config import DSP_PATH, ConnectorConfig
 from connector.identity import bearer_token
 from connector.negotiation import Negotiation
@@ -27,7 +27,8 @@ from connector.negotiation import process as negotiations
 from connector.outbox import OutboxMessage
 from connector.problems import problem_handlers
 from connector.runtime import Runtime
-from connector.transfers import Transfer
+from connector.transfer import Transfer, consumer, provider
+from connector.transfer import process as transfer_process
 
 
 async def health(_request: Request) -> Response:
@@ -38,17 +39,34 @@ async def data(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     token = bearer_token(request.headers.get("authorization"))
     purpose = request.query_params.get("purpose")
-    asset, decision = await dataplane.authorize(runtime, request.path_params["pid"], token, purpose)
+    asset, decision = await dataplane.authorize_pull(runtime, request.path_params["pid"], token, purpose)
     chunks, media_type = dataplane.stream(asset, decision)
     headers = {"Tessera-Masked-Fields": ",".join(decision.mask)} if decision.mask else None
     return StreamingResponse(chunks, media_type=media_type, headers=headers)
+
+
+async def data_token(request: Request) -> Response:
+    """A consumer whose data token expired trades its access token for a fresh one."""
+    runtime: Runtime = request.app.state.runtime
+    caller = await runtime.verifier.verify(bearer_token(request.headers.get("authorization")))
+    token = await provider.refresh_token(runtime, caller, request.path_params["pid"])
+    return JSONResponse({"token": token})
+
+
+async def pushed(request: Request) -> Response:
+    """A provider pushes a push transfer's data to us."""
+    runtime: Runtime = request.app.state.runtime
+    token = bearer_token(request.headers.get("authorization"))
+    media_type = request.headers.get("content-type", "application/octet-stream")
+    size = await consumer.receive_push(runtime, request.path_params["pid"], token, media_type, request.stream())
+    return JSONResponse({"received": size})
 
 
 async def abandon_process(runtime: Runtime, message: OutboxMessage) -> None:
     """A message the counter-party will never receive ends its process on our side."""
     reason = f"the counter-party could not be told: {message.last_error}"
     await negotiations.abandon(runtime, message.process_id, reason)
-    await transfers.abandon(runtime, message.process_id, reason)
+    await transfer_process.abandon(runtime, message.process_id, reason)
 
 
 async def learn_pids(runtime: Runtime, message: OutboxMessage, reply: Any) -> None:
@@ -73,12 +91,15 @@ def create_app(config: ConnectorConfig) -> Starlette:
 
         async with Runtime.running(config, on_undeliverable=on_undeliverable, on_reply=on_reply) as runtime:
             app.state.runtime = runtime
+            await provider.resume_pushes(runtime)
             yield
 
     routes = [
         Route("/.well-known/dspace-version", protocol.version, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/data/{pid}", data, methods=["GET"]),
+        Route("/data/{pid}/token", data_token, methods=["POST"]),
+        Route("/push/{pid}", pushed, methods=["POST"]),
         Mount(DSP_PATH, routes=protocol.routes),
         Mount(
             "/api",

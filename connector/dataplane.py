@@ -15,14 +15,14 @@ import httpx
 from sqlmodel import Field, SQLModel
 from starlette.concurrency import iterate_in_threadpool
 
-from connector import audit, dsp, transfers
+from connector import audit, dsp
 from connector.agreements import Agreement
 from connector.assets import MEDIA_TYPES, Asset, stream_records, utcnow
 from connector.catalog import UsagePolicy
 from connector.errors import NotEntitled, NotFound, PeerError, PolicyEvaluationError, TesseraError
 from connector.policy import Decision
 from connector.runtime import Runtime
-from connector.transfers import Transfer
+from connector.transfer import Transfer, tokens
 
 
 class UsageCounter(SQLModel, table=True):
@@ -56,20 +56,26 @@ def usage_input(
     }
 
 
-async def authorize(runtime: Runtime, transfer_id: str, token: str, purpose: str | None) -> tuple[Asset, Decision]:
-    """Decide one data request; count it when allowed. Raises NotEntitled with the policy's reasons."""
-    claims = transfers.verify_data_token(runtime, token, transfer_id)
+async def authorize_pull(runtime: Runtime, transfer_id: str, token: str, purpose: str | None) -> tuple[Asset, Decision]:
+    """Check a pull request's data token, then decide it by the usage policy."""
+    claims = tokens.verify(runtime, token, transfer_id)
     async with runtime.db.session() as session:
         transfer = await session.get(Transfer, transfer_id)
-        if transfer is None or transfer.role != "provider" or transfer.counterparty_id != claims["sub"]:
-            raise NotFound(f"no transfer {transfer_id}")
-        if transfer.state != "STARTED":
-            raise NotEntitled(f"transfer {transfer_id} is {transfer.state}, not STARTED")
+    if transfer is None or transfer.role != "provider" or transfer.counterparty_id != claims["sub"]:
+        raise NotFound(f"no transfer {transfer_id}")
+    return await decide_use(runtime, transfer, purpose)
+
+
+async def decide_use(runtime: Runtime, transfer: Transfer, purpose: str | None) -> tuple[Asset, Decision]:
+    """Decide one use of a transfer's data; count it when allowed. Raises NotEntitled with the policy's reasons."""
+    if transfer.state != "STARTED":
+        raise NotEntitled(f"transfer {transfer.id} is {transfer.state}, not STARTED")
+    async with runtime.db.session() as session:
         agreement = await session.get(Agreement, transfer.agreement_id)
         policy = await session.get(UsagePolicy, agreement.usage_policy_id) if agreement else None
         asset = await session.get(Asset, agreement.target) if agreement else None
     if agreement is None or asset is None:
-        raise NotFound(f"the agreement or asset of transfer {transfer_id} is gone")
+        raise NotFound(f"the agreement or asset of transfer {transfer.id} is gone")
     if policy is None or policy.hash != agreement.usage_policy_hash:
         # Fail closed: the text the agreement bound is no longer what we would evaluate.
         raise NotEntitled("the usage policy bound by the agreement is not available unchanged")
@@ -88,8 +94,8 @@ async def authorize(runtime: Runtime, transfer_id: str, token: str, purpose: str
             actor=runtime.participant_id,
             action="usage.allowed" if decision.allow else "usage.denied",
             subject=agreement.id,
-            transfer=transfer_id,
-            consumer=claims["sub"],
+            transfer=transfer.id,
+            consumer=transfer.counterparty_id,
             purpose=purpose,
             uses=counter.uses,
             reasons=list(decision.reasons),
@@ -131,6 +137,7 @@ class Pull:
 
 
 async def pull(runtime: Runtime, transfer_id: str, purpose: str | None) -> Pull:
+    """Open the provider's data for a started pull transfer, refreshing an expired data token once."""
     async with runtime.db.session() as session:
         transfer = await session.get(Transfer, transfer_id)
     if transfer is None or transfer.role != "consumer":
@@ -138,17 +145,10 @@ async def pull(runtime: Runtime, transfer_id: str, purpose: str | None) -> Pull:
     if transfer.state != "STARTED" or not transfer.data_address:
         raise NotEntitled(f"transfer {transfer_id} is {transfer.state}; no data address yet")
     address = json.loads(transfer.data_address)
-    token = dsp.endpoint_property(address, "authorization")
-    request = runtime.http.build_request(
-        "GET",
-        address["endpoint"],
-        params={"purpose": purpose} if purpose else None,
-        headers={"Authorization": f"Bearer {token}"},
-    )
-    try:
-        response = await runtime.http.send(request, stream=True)
-    except httpx.TransportError as exc:
-        raise PeerError(f"the provider's data plane is unreachable: {exc}") from exc
+    response = await _get(runtime, address, purpose)
+    if response.status_code == 401:
+        address = await _refresh(runtime, transfer, address)
+        response = await _get(runtime, address, purpose)
     if response.status_code != 200:
         await response.aread()
         await response.aclose()
@@ -158,6 +158,37 @@ async def pull(runtime: Runtime, transfer_id: str, purpose: str | None) -> Pull:
             session, actor=runtime.participant_id, action="transfer.pulled", subject=transfer_id, purpose=purpose
         )
     return Pull(response)
+
+
+async def _get(runtime: Runtime, address: dict[str, Any], purpose: str | None) -> httpx.Response:
+    token = dsp.endpoint_property(address, "authorization")
+    request = runtime.http.build_request(
+        "GET",
+        address["endpoint"],
+        params={"purpose": purpose} if purpose else None,
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    try:
+        return await runtime.http.send(request, stream=True)
+    except httpx.TransportError as exc:
+        raise PeerError(f"the provider's data plane is unreachable: {exc}") from exc
+
+
+async def _refresh(runtime: Runtime, transfer: Transfer, address: dict[str, Any]) -> dict[str, Any]:
+    """Trade our access token for a fresh data token at the provider's data plane."""
+    url = address["endpoint"].rstrip("/") + "/token"
+    try:
+        response = await runtime.http.post(url, headers=await runtime.authorization(transfer.counterparty_id))
+    except httpx.TransportError as exc:
+        raise PeerError(f"the provider's data plane is unreachable: {exc}") from exc
+    if response.status_code != 200:
+        raise _provider_refusal(response)
+    fresh = dsp.data_address(address["endpoint"], response.json()["token"])
+    async with runtime.transaction() as session:
+        stored = await session.get(Transfer, transfer.id)
+        assert stored is not None
+        stored.data_address = json.dumps(fresh)
+    return fresh
 
 
 def _provider_refusal(response: httpx.Response) -> TesseraError:

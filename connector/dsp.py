@@ -18,6 +18,7 @@ TESSERA = "https://w3id.org/tessera/v1/"  # our extension terms, as absolute IRI
 SIGNATURE = TESSERA + "signature"
 USAGE_POLICY = TESSERA + "usagePolicy"
 PULL_FORMAT = "HttpData-PULL"
+PUSH_FORMAT = "HttpData-PUSH"
 HTTP_ENDPOINT_TYPE = "https://w3id.org/idsa/v4.1/HTTP"
 
 NegotiationState = Literal["REQUESTED", "OFFERED", "ACCEPTED", "AGREED", "VERIFIED", "FINALIZED", "TERMINATED"]
@@ -146,7 +147,8 @@ def reasons(items: list[str]) -> list[str] | None:
     return list(items) or None
 
 
-def data_address(endpoint: str, token: str) -> dict[str, Any]:
+def data_address(endpoint: str, token: str, **properties: str | None) -> dict[str, Any]:
+    extra = [{"@type": "EndpointProperty", "name": k, "value": v} for k, v in properties.items() if v is not None]
     return {
         "@type": "DataAddress",
         "endpointType": HTTP_ENDPOINT_TYPE,
@@ -154,6 +156,7 @@ def data_address(endpoint: str, token: str) -> dict[str, Any]:
         "endpointProperties": [
             {"@type": "EndpointProperty", "name": "authorization", "value": token},
             {"@type": "EndpointProperty", "name": "authType", "value": "bearer"},
+            *extra,
         ],
     }
 

@@ -7,17 +7,17 @@ catalog, negotiate, transfer, pull data. Both: agreements and the audit log.
 
 import json
 import secrets
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import httpx
 from pydantic import BaseModel, Field, ValidationError
 from sqlmodel import SQLModel, col, select
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from connector import audit, dataplane, registration, timeline, transfers
+from connector import audit, dataplane, registration, timeline
 from connector.agreements import Agreement
 from connector.assets import Asset, AssetCreate
 from connector.catalog import Offer, OfferCreate, PolicyCreate, TermsIn, UsagePolicy, new_id
@@ -28,7 +28,10 @@ from connector.negotiation import Negotiation, agents, consumer, process, provid
 from connector.problems import problem_from_error
 from connector.runtime import Runtime
 from connector.terms import Terms
-from connector.transfers import Transfer
+from connector.transfer import Transfer
+from connector.transfer import consumer as transfer_consumer
+from connector.transfer import process as transfer_process
+from connector.transfer import provider as transfer_provider
 
 MAX_BODY_BYTES = 1024 * 1024
 Model = TypeVar("Model", bound=BaseModel)
@@ -241,25 +244,46 @@ async def process_timeline(request: Request) -> Response:
 
 class TransferStart(BaseModel):
     agreement_id: str = Field(min_length=1)
+    format: Literal["HttpData-PULL", "HttpData-PUSH"] = "HttpData-PULL"
+    purpose: str | None = Field(default=None, description="a push transfer's declared purpose")
 
 
 async def start_transfer(request: Request) -> Response:
     data = await read_model(request, TransferStart)
-    transfer = await transfers.start(runtime_of(request), data.agreement_id)
+    transfer = await transfer_consumer.start(
+        runtime_of(request), data.agreement_id, format=data.format, purpose=data.purpose
+    )
     return JSONResponse(transfer.public(), status_code=201)
 
 
 def _transfer_change(state: str) -> Any:
     async def handler(request: Request) -> Response:
         reason = await read_model(request, Reason)
-        transfer = await transfers.change(runtime_of(request), request.path_params["id"], state, reason.reason)
+        transfer = await transfer_process.change_by_operator(
+            runtime_of(request), request.path_params["id"], state, reason.reason
+        )
         return JSONResponse(transfer.public())
 
     return handler
 
 
+async def resume_transfer(request: Request) -> Response:
+    runtime = runtime_of(request)
+    async with runtime.db.session() as session:
+        transfer = await transfer_process.get(session, request.path_params["id"])
+    role = transfer_provider if transfer.role == "provider" else transfer_consumer
+    return JSONResponse((await role.resume_by_operator(runtime, transfer.id)).public())
+
+
 async def pull_data(request: Request) -> Response:
+    """The data of a transfer: pulled from the provider now, or what a push delivered."""
     purpose = request.query_params.get("purpose")
+    async with runtime_of(request).db.session() as session:
+        transfer = await transfer_process.get(session, request.path_params["id"])
+    if transfer.is_push:
+        if transfer.received_path is None:
+            raise NotFound(f"transfer {transfer.id} has received no data yet")
+        return FileResponse(transfer.received_path)
     pulled = await dataplane.pull(runtime_of(request), request.path_params["id"], purpose)
     return StreamingResponse(pulled, media_type=pulled.media_type)
 
@@ -336,6 +360,8 @@ routes = [
     Route("/transfers/{id}/data", pull_data, methods=["GET"]),
     Route("/transfers/{id}/complete", _transfer_change("COMPLETED"), methods=["POST"]),
     Route("/transfers/{id}/terminate", _transfer_change("TERMINATED"), methods=["POST"]),
+    Route("/transfers/{id}/suspend", _transfer_change("SUSPENDED"), methods=["POST"]),
+    Route("/transfers/{id}/resume", resume_transfer, methods=["POST"]),
     Route("/transfers/{id}", get_transfer, methods=["GET"]),
     Route("/registration", register, methods=["PUT"]),
     Route("/registration", unregister, methods=["DELETE"]),

@@ -221,7 +221,7 @@ def _rule(uses: Sequence[PatternUse], *, with_duties: bool) -> dict[str, Any]:
 
 
 def _constraints(specs: list[_Spec], params: dict[str, Any]) -> list[dict]:
-    return [_c(left, op, to(params[p])) for left, op, p, to, _ in specs if params[p] is not None]
+    return [_c(left, op, to(params[p])) for left, op, p, to, _ in specs if params[p] not in (None, "")]
 
 
 # -- ODRL -> patterns -------------------------------------------------------------------------------------

@@ -15,15 +15,18 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from connector import catalog, dsp, transfers
+from connector import catalog, dsp
 from connector.assets import Asset
 from connector.catalog import Offer, UsagePolicy
 from connector.config import DSP_PATH
-from connector.errors import IllegalTransition, InvalidMessage, TesseraError, UnknownProcess
+from connector.errors import InvalidMessage, TesseraError, UnknownProcess
 from connector.identity import Caller, bearer_token, canonical_json, content_hash
 from connector.negotiation import Negotiation, agents, consumer, process, provider
 from connector.runtime import Runtime
-from connector.transfers import Transfer
+from connector.transfer import Transfer
+from connector.transfer import consumer as transfer_consumer
+from connector.transfer import process as transfer_process
+from connector.transfer import provider as transfer_provider
 
 logger = logging.getLogger("tessera.protocol")
 MAX_MESSAGE_BYTES = 1024 * 1024
@@ -218,20 +221,11 @@ async def negotiation_termination(request: Request) -> Response:
 # -- transfer ----------------------------------------------------------------------------------------------
 
 
-async def _transfer_role(request: Request, pid: str) -> str:
-    async with runtime_of(request).db.session() as session:
-        transfer = await session.get(Transfer, pid)
-    if transfer is None:
-        raise UnknownProcess(f"no transfer {pid}")
-    return transfer.role
-
-
 @dsp_errors("TransferError")
 async def transfer_get(request: Request) -> Response:
     caller = await authenticate(request)
-    pid = request.path_params["pid"]
     async with runtime_of(request).db.session() as session:
-        transfer = await transfers.find(session, pid, role=await _transfer_role(request, pid), caller=caller)
+        transfer = await transfer_process.find(session, request.path_params["pid"], caller=caller)
     return ok(transfer.dsp())
 
 
@@ -239,7 +233,7 @@ async def transfer_get(request: Request) -> Response:
 async def transfer_request(request: Request) -> Response:
     caller = await authenticate(request)
     message = dsp.parse(await read_body(request), dsp.TransferRequest, expected_type="TransferRequestMessage")
-    transfer = await transfers.on_request(runtime_of(request), caller, message)
+    transfer = await transfer_provider.on_request(runtime_of(request), caller, message)
     return ok(transfer.dsp(), status=201)
 
 
@@ -248,9 +242,10 @@ async def transfer_start(request: Request) -> Response:
     caller = await authenticate(request)
     pid = request.path_params["pid"]
     message = dsp.parse(await read_body(request), dsp.TransferStart, expected_type="TransferStartMessage")
-    if await _transfer_role(request, pid) == "provider":
-        raise IllegalTransition("resuming a suspended transfer from the consumer side is not supported yet")
-    transfer = await transfers.on_start(runtime_of(request), caller, pid, message)
+    async with runtime_of(request).db.session() as session:
+        role = (await transfer_process.find(session, pid, caller=caller)).role
+    handle = transfer_provider.on_resume if role == "provider" else transfer_consumer.on_start
+    transfer = await handle(runtime_of(request), caller, pid, message)
     return ok(transfer.dsp())
 
 
@@ -258,10 +253,10 @@ def _transfer_update(kind: str, state: str) -> Handler:
     @dsp_errors("TransferError")
     async def handler(request: Request) -> Response:
         caller = await authenticate(request)
-        pid = request.path_params["pid"]
         message = dsp.parse(await read_body(request), dsp.TransferUpdate, expected_type=kind)
-        role = await _transfer_role(request, pid)
-        transfer = await transfers.on_update(runtime_of(request), caller, pid, message, role=role, state=state)
+        transfer = await transfer_process.on_update(
+            runtime_of(request), caller, request.path_params["pid"], message, state=state
+        )
         return ok(transfer.dsp())
 
     return handler

@@ -5,7 +5,7 @@ Built once in the app's lifespan and handed to handlers through `request.app.sta
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote
@@ -71,7 +71,19 @@ class Runtime:
         jwks = JwksCache(http, config.broker_url.rstrip("/") + "/.well-known/jwks.json")
         self.verifier = TokenVerifier(jwks, issuer=config.broker_url.rstrip("/"), audience=config.participant_id)
         self.participants = ParticipantDirectory(http, config.broker_url)
+        self._tasks: set[asyncio.Task[None]] = set()
         self.outbox = Outbox(db, http, self.tokens, on_failure=on_undeliverable, on_reply=on_reply)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        """Run background work (a push) tied to this runtime; it is cancelled on shutdown."""
+        task = asyncio.create_task(work)
+        self._tasks.add(task)  # keep a reference, or the task may be garbage-collected mid-run
+        task.add_done_callback(self._tasks.discard)
+
+    async def _cancel_tasks(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
 
     @property
     def participant_id(self) -> str:
@@ -90,6 +102,7 @@ class Runtime:
             try:
                 yield runtime
             finally:
+                await runtime._cancel_tasks()
                 await runtime.outbox.stop()
                 await engine.aclose()
                 await db.close()

@@ -134,4 +134,3 @@ async def test_unchanged_catalog_answers_304_to_revalidation(provider: Site, con
         changed = await http.post(provider.dsp_url + "/catalog/request", json=body, headers={"If-None-Match": etag})
     assert changed.status_code == 200
     assert changed.headers["etag"] != etag
-

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from tests.dataspace import RESEARCH_POLICY, Site, publish
+from tests.dataspace import RESEARCH_POLICY, Site
 
 NEGOTIATION_POLICY = """package tessera.negotiation.thirty_days
 
@@ -49,8 +49,12 @@ async def first_negotiation(site: Site) -> dict:
 
 
 async def request(consumer: Site, provider: Site, offer: dict, **needs: object) -> dict:
-    body = {"provider_id": provider.id, "provider_url": provider.dsp_url, "offer_id": offer["id"],
-            "target": offer["asset_id"]}
+    body = {
+        "provider_id": provider.id,
+        "provider_url": provider.dsp_url,
+        "offer_id": offer["id"],
+        "target": offer["asset_id"],
+    }
     if needs:
         body["needs"] = needs
     return await consumer.post("/negotiations", body)
@@ -127,15 +131,18 @@ async def test_provider_initiated_offer_accepted_by_the_consumers_operator(
     provider: Site, consumer: Site, people_csv: Path
 ) -> None:
     offer = await offer_with(provider, people_csv, terms={"purposes": ["research"], "uses": 3})
-    offered = await provider.post("/negotiations/offers", {"consumer_id": consumer.id, "consumer_url": consumer.dsp_url,
-                                                           "offer_id": offer["id"]})
+    offered = await provider.post(
+        "/negotiations/offers", {"consumer_id": consumer.id, "consumer_url": consumer.dsp_url, "offer_id": offer["id"]}
+    )
     await provider.wait_for(f"/negotiations/{offered['id']}", "OFFERED")
     received = await first_negotiation(consumer)
     assert received["state"] == "OFFERED" and received["terms"]["uses"] == 3
     await consumer.post(f"/negotiations/{received['id']}/accept", {}, 200)
     done = await consumer.wait_for(f"/negotiations/{received['id']}", "FINALIZED", "TERMINATED")
     assert done["state"] == "FINALIZED"
-    assert (await provider.wait_for(f"/negotiations/{offered['id']}", "FINALIZED"))["agreement_id"] == done["agreement_id"]
+    assert (await provider.wait_for(f"/negotiations/{offered['id']}", "FINALIZED"))["agreement_id"] == done[
+        "agreement_id"
+    ]
 
 
 async def test_operator_counter_offer_is_answered_by_the_consumers_agent(

@@ -1,0 +1,121 @@
+"""Transfers as the consumer: requesting pull or push, taking the start, receiving pushed data.
+
+Pull: the provider's start message gives the data address we pull from (`dataplane.pull`). Push: our
+request carries a data address on this connector with a token we issued for this transfer; the
+provider posts the data there and we keep it in the connector's `received/` directory.
+"""
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import anyio
+
+from connector import audit, dsp
+from connector.agreements import Agreement
+from connector.catalog import new_id
+from connector.errors import IllegalTransition, InvalidMessage, NotFound
+from connector.identity import Caller
+from connector.runtime import Runtime
+from connector.transfer import tokens
+from connector.transfer.process import Transfer, announce, find, get, log, send
+
+SUFFIX = {"text/csv": ".csv", "application/json": ".json", "application/x-ndjson": ".jsonl"}
+
+
+async def start(
+    runtime: Runtime, agreement_id: str, *, format: str = dsp.PULL_FORMAT, purpose: str | None = None
+) -> Transfer:
+    """Request a transfer under a finalized agreement. The request goes out through the outbox."""
+    async with runtime.transaction() as session:
+        agreement = await session.get(Agreement, agreement_id)
+        if agreement is None or agreement.role != "consumer":
+            raise NotFound(f"no agreement {agreement_id} on the consumer side")
+        pid = new_id()
+        transfer = Transfer(
+            id=pid,
+            role="consumer",
+            consumer_pid=pid,
+            counterparty_id=agreement.provider_id,
+            counterparty_address=agreement.provider_address,
+            agreement_id=agreement.id,
+            format=format,
+            purpose=purpose,
+        )
+        address = None
+        if format == dsp.PUSH_FORMAT:
+            token = tokens.issue(runtime, transfer_id=pid, agreement_id=agreement.id, holder=agreement.provider_id)
+            address = dsp.data_address(f"{runtime.config.url.rstrip('/')}/push/{pid}", token, purpose=purpose)
+        request = dsp.message(
+            "TransferRequestMessage",
+            consumerPid=pid,
+            agreementId=agreement.id,
+            format=format,
+            dataAddress=address,
+            callbackAddress=runtime.config.dsp_url,
+        )
+        session.add(transfer)
+        send(session, transfer, "/transfers/request", request)
+        await log(session, runtime, transfer, "requested", format=format)
+    return transfer
+
+
+async def on_start(runtime: Runtime, caller: Caller, pid: str, message: dsp.TransferStart) -> Transfer:
+    """The provider started (or resumed) the transfer; a pull start gives us the data address."""
+    address = message.dataAddress
+    async with runtime.transaction() as session:
+        transfer = await find(session, pid, caller=caller, role="consumer", message=message)
+        if not transfer.is_push:
+            if not address or not address.get("endpoint") or not dsp.endpoint_property(address, "authorization"):
+                raise InvalidMessage(
+                    "a pull transfer's start message needs a dataAddress with endpoint and authorization"
+                )
+            transfer.data_address = json.dumps(address)
+        transfer.move("STARTED")
+        await log(session, runtime, transfer, "started", by=caller.participant_id)
+    return transfer
+
+
+async def resume_by_operator(runtime: Runtime, pid: str) -> Transfer:
+    async with runtime.transaction() as session:
+        transfer = await get(session, pid)
+        await announce(session, runtime, transfer, "STARTED")
+    return transfer
+
+
+async def receive_push(runtime: Runtime, pid: str, token: str, media_type: str, body: AsyncIterator[bytes]) -> int:
+    """Store pushed data for a push transfer we requested; returns the bytes received."""
+    claims = tokens.verify(runtime, token, pid)
+    async with runtime.db.session() as session:
+        transfer = await get(session, pid)
+    if transfer.role != "consumer" or not transfer.is_push or claims["sub"] != transfer.counterparty_id:
+        raise NotFound(f"no push transfer {pid}")
+    if transfer.state not in {"REQUESTED", "STARTED"}:
+        raise IllegalTransition(f"transfer {pid} is {transfer.state}; it takes no data")
+    folder = runtime.config.directory / "received"
+    folder.mkdir(exist_ok=True)
+    path = folder / (pid.replace(":", "_") + SUFFIX.get(media_type.split(";")[0].strip(), ".bin"))
+    size = await _write(path, body)
+    async with runtime.transaction() as session:
+        transfer = await get(session, pid)
+        transfer.received_path = str(path)
+        await audit.append(
+            session,
+            actor=runtime.participant_id,
+            action="transfer.received",
+            subject=pid,
+            bytes=size,
+            agreement=transfer.agreement_id,
+        )
+    return size
+
+
+async def _write(path: Path, body: AsyncIterator[bytes]) -> int:
+    size = 0
+    partial = path.with_suffix(path.suffix + ".part")
+    async with await anyio.open_file(partial, "wb") as fh:
+        async for chunk in body:
+            size += len(chunk)
+            await fh.write(chunk)
+    partial.replace(path)  # a reader never sees half the data
+    return size

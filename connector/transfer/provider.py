@@ -1,0 +1,167 @@
+"""Transfers as the provider: pull (we serve a data address) and push (we send to the consumer's).
+
+A request is accepted only from the agreement's consumer. Pull: the start message carries our data
+plane's address with a data token for this transfer. Push: once started, the usage policy decides
+the push (with the purpose the consumer declared), the data is streamed to the consumer's address,
+and the transfer completes; a denial or a failed push terminates it with the reason.
+"""
+
+import json
+import logging
+
+import httpx
+from sqlmodel import select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from connector import dataplane, dsp
+from connector.agreements import Agreement
+from connector.catalog import new_id
+from connector.errors import IllegalTransition, InvalidMessage, NotEntitled, TesseraError
+from connector.identity import Caller
+from connector.runtime import Runtime
+from connector.transfer import tokens
+from connector.transfer.process import Transfer, announce, find, get, log
+
+logger = logging.getLogger("tessera.transfer")
+FORMATS = {dsp.PULL_FORMAT, dsp.PUSH_FORMAT}
+
+
+async def on_request(runtime: Runtime, caller: Caller, message: dsp.TransferRequest) -> Transfer:
+    if message.format not in FORMATS:
+        raise InvalidMessage(f"format {message.format!r} is not supported; use one of {sorted(FORMATS)}")
+    push_address = _push_address(message) if message.format == dsp.PUSH_FORMAT else None
+    async with runtime.transaction() as session:
+        existing = await _existing_request(session, caller, message.consumerPid)
+        if existing is not None:
+            return _as_requested(existing)  # a repeated request answers as the first did
+        agreement = await session.get(Agreement, message.agreementId)
+        if agreement is None or agreement.role != "provider" or agreement.consumer_id != caller.participant_id:
+            raise InvalidMessage(f"no agreement {message.agreementId} with {caller.participant_id}")
+        pid = new_id()
+        transfer = Transfer(
+            id=pid,
+            role="provider",
+            provider_pid=pid,
+            consumer_pid=message.consumerPid,
+            counterparty_id=caller.participant_id,
+            counterparty_address=message.callbackAddress,
+            agreement_id=agreement.id,
+            format=message.format,
+            caller_claims=json.dumps(caller.to_policy_input()),
+            data_address=json.dumps(push_address) if push_address else None,
+            purpose=dsp.endpoint_property(push_address, "purpose") if push_address else None,
+        )
+        session.add(transfer)
+        await log(session, runtime, transfer, "requested", format=message.format)
+        await announce(session, runtime, transfer, "STARTED", data_address=_pull_address(runtime, transfer))
+    if transfer.is_push:
+        runtime.spawn(push(runtime, pid))
+    return _as_requested(transfer)
+
+
+def _push_address(message: dsp.TransferRequest) -> dict:
+    address = message.dataAddress
+    if not address or not address.get("endpoint") or not dsp.endpoint_property(address, "authorization"):
+        raise InvalidMessage("a push transfer needs a dataAddress with endpoint and authorization")
+    return address
+
+
+def _pull_address(runtime: Runtime, transfer: Transfer) -> dict | None:
+    if transfer.is_push:
+        return None
+    token = tokens.issue(
+        runtime, transfer_id=transfer.id, agreement_id=transfer.agreement_id, holder=transfer.counterparty_id
+    )
+    return dsp.data_address(f"{runtime.config.url.rstrip('/')}/data/{transfer.id}", token)
+
+
+async def on_resume(runtime: Runtime, caller: Caller, pid: str, message: dsp.TransferStart) -> Transfer:
+    """The consumer resumes a suspended transfer."""
+    async with runtime.transaction() as session:
+        transfer = await find(session, pid, caller=caller, role="provider", message=message)
+        transfer.move("STARTED")
+        await log(session, runtime, transfer, "started", by=caller.participant_id)
+    return transfer
+
+
+async def resume_by_operator(runtime: Runtime, pid: str) -> Transfer:
+    async with runtime.transaction() as session:
+        transfer = await get(session, pid)
+        await announce(session, runtime, transfer, "STARTED", data_address=_pull_address(runtime, transfer))
+    return transfer
+
+
+async def refresh_token(runtime: Runtime, caller: Caller, pid: str) -> str:
+    """A new data token for a started pull transfer, for the consumer that holds it."""
+    async with runtime.db.session() as session:
+        transfer = await find(session, pid, caller=caller, role="provider")
+    if transfer.state != "STARTED" or transfer.is_push:
+        raise IllegalTransition(f"transfer {pid} is {transfer.state}; no data token to refresh")
+    return tokens.issue(runtime, transfer_id=pid, agreement_id=transfer.agreement_id, holder=caller.participant_id)
+
+
+async def _existing_request(session: AsyncSession, caller: Caller, consumer_pid: str) -> Transfer | None:
+    query = select(Transfer).where(
+        Transfer.role == "provider",
+        Transfer.consumer_pid == consumer_pid,
+        Transfer.counterparty_id == caller.participant_id,
+    )
+    return (await session.exec(query)).first()
+
+
+def _as_requested(transfer: Transfer) -> Transfer:
+    copy = transfer.model_copy()
+    copy.state = "REQUESTED"
+    return copy
+
+
+# -- push ----------------------------------------------------------------------------------------------------
+
+
+async def push(runtime: Runtime, pid: str) -> None:
+    """Decide and send a push transfer's data, then complete it; terminate it on denial or failure."""
+    async with runtime.db.session() as session:
+        transfer = await get(session, pid)
+    if transfer.state != "STARTED" or transfer.pushed or not transfer.data_address:
+        return
+    try:
+        asset, decision = await dataplane.decide_use(runtime, transfer, transfer.purpose)
+        chunks, media_type = dataplane.stream(asset, decision)
+        address = json.loads(transfer.data_address)
+        headers = {
+            "Authorization": f"Bearer {dsp.endpoint_property(address, 'authorization')}",
+            "Content-Type": media_type,
+        }
+        response = await runtime.http.post(
+            address["endpoint"], content=chunks, headers=headers, timeout=httpx.Timeout(60.0, connect=5.0)
+        )
+        if response.status_code >= 300:
+            raise NotEntitled(f"the consumer refused the data ({response.status_code}): {response.text[:300]}")
+    except (TesseraError, httpx.HTTPError) as exc:
+        reason = "; ".join(getattr(exc, "reasons", None) or [str(exc)])
+        logger.warning("push of transfer %s failed: %s", pid, reason)
+        return await _end(runtime, pid, "TERMINATED", reason)
+    await _end(runtime, pid, "COMPLETED", None)
+
+
+async def _end(runtime: Runtime, pid: str, state: str, reason: str | None) -> None:
+    async with runtime.transaction() as session:
+        transfer = await get(session, pid)
+        if transfer.state != "STARTED":
+            return
+        transfer.pushed = state == "COMPLETED"
+        await announce(session, runtime, transfer, state, reason=reason)
+
+
+async def resume_pushes(runtime: Runtime) -> None:
+    """After a restart: push again what was started but never sent."""
+    async with runtime.db.session() as session:
+        query = select(Transfer).where(
+            Transfer.role == "provider",
+            Transfer.format == dsp.PUSH_FORMAT,
+            Transfer.state == "STARTED",
+            Transfer.pushed == False,  # noqa: E712 (SQL comparison)
+        )
+        pending = [t.id for t in await session.exec(query)]
+    for pid in pending:
+        runtime.spawn(push(runtime, pid))

@@ -1,0 +1,110 @@
+"""Transfer processes: suspension and resumption from either side, completion, push, token refresh."""
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+
+from connector.identity import SigningKey
+from tests.dataspace import PEOPLE, Site, negotiate, publish, rows, start_transfer
+
+
+async def agreed(provider: Site, consumer: Site, data: Path) -> str:
+    offer = await publish(provider, data)
+    return (await negotiate(consumer, provider, offer))["agreement_id"]
+
+
+async def test_consumer_suspends_and_resumes_a_pull_transfer(provider: Site, consumer: Site, people_csv: Path) -> None:
+    transfer = await start_transfer(consumer, await agreed(provider, consumer, people_csv))
+    data = f"/transfers/{transfer['id']}/data"
+    await consumer.post(f"/transfers/{transfer['id']}/suspend", {"reason": "maintenance"}, 200)
+    await provider.wait_for(f"/transfers/{transfer['provider_pid']}", "SUSPENDED")
+    assert (await consumer.api.get(data, params={"purpose": "research"})).status_code == 403
+    await consumer.post(f"/transfers/{transfer['id']}/resume", {}, 200)
+    await provider.wait_for(f"/transfers/{transfer['provider_pid']}", "STARTED")
+    assert (await consumer.api.get(data, params={"purpose": "research"})).status_code == 200
+
+
+async def test_provider_suspends_and_resumes_with_a_new_data_address(
+    provider: Site, consumer: Site, people_csv: Path
+) -> None:
+    transfer = await start_transfer(consumer, await agreed(provider, consumer, people_csv))
+    ours = f"/transfers/{transfer['provider_pid']}"
+    await provider.post(f"{ours}/suspend", {"reason": "policy review"}, 200)
+    suspended = await consumer.wait_for(f"/transfers/{transfer['id']}", "SUSPENDED")
+    assert suspended["reasons"] == ["policy review"]
+    await provider.post(f"{ours}/resume", {}, 200)
+    await consumer.wait_for(f"/transfers/{transfer['id']}", "STARTED")
+    pulled = await consumer.api.get(f"/transfers/{transfer['id']}/data", params={"purpose": "research"})
+    assert pulled.status_code == 200
+
+
+async def test_a_suspended_transfer_cannot_complete(provider: Site, consumer: Site, people_csv: Path) -> None:
+    transfer = await start_transfer(consumer, await agreed(provider, consumer, people_csv))
+    await consumer.post(f"/transfers/{transfer['id']}/suspend", {}, 200)
+    refused = await consumer.api.post(f"/transfers/{transfer['id']}/complete", json={})
+    assert refused.status_code == 400
+    assert "SUSPENDED" in refused.json()["detail"]
+
+
+async def test_completed_transfer_takes_no_more_messages(provider: Site, consumer: Site, people_csv: Path) -> None:
+    transfer = await start_transfer(consumer, await agreed(provider, consumer, people_csv))
+    await provider.post(f"/transfers/{transfer['provider_pid']}/complete", {}, 200)
+    await consumer.wait_for(f"/transfers/{transfer['id']}", "COMPLETED")
+    for action in ("suspend", "terminate", "complete", "resume"):
+        assert (await consumer.api.post(f"/transfers/{transfer['id']}/{action}", json={})).status_code == 400
+
+
+async def test_push_transfer_delivers_masked_data_and_completes(
+    provider: Site, consumer: Site, people_csv: Path
+) -> None:
+    agreement = await agreed(provider, consumer, people_csv)
+    started = await consumer.post(
+        "/transfers", {"agreement_id": agreement, "format": "HttpData-PUSH", "purpose": "research"}
+    )
+    done = await consumer.wait_for(f"/transfers/{started['id']}", "COMPLETED", "TERMINATED")
+    assert done["state"] == "COMPLETED" and done["received"]
+    received = await consumer.api.get(f"/transfers/{started['id']}/data")
+    assert [r["name"] for r in rows(received)] == [p["name"] for p in PEOPLE]
+    assert "email" not in received.text
+    assert (await provider.api.get("/usage")).json()["items"][0]["uses"] == 1
+
+
+async def test_push_for_a_wrong_purpose_is_terminated_with_the_reasons(
+    provider: Site, consumer: Site, people_csv: Path
+) -> None:
+    agreement = await agreed(provider, consumer, people_csv)
+    started = await consumer.post(
+        "/transfers", {"agreement_id": agreement, "format": "HttpData-PUSH", "purpose": "marketing"}
+    )
+    done = await consumer.wait_for(f"/transfers/{started['id']}", "COMPLETED", "TERMINATED")
+    assert done["state"] == "TERMINATED"
+    assert "marketing" in done["reasons"][0]
+    assert not done["received"]
+
+
+async def test_an_expired_data_token_is_refreshed_with_the_access_token(
+    provider: Site, consumer: Site, people_csv: Path
+) -> None:
+    transfer = await start_transfer(consumer, await agreed(provider, consumer, people_csv))
+    now = int(time.time())
+    expired = SigningKey.load(provider.config.key_path).sign_jwt(
+        {
+            "iss": provider.id,
+            "aud": provider.id,
+            "sub": consumer.id,
+            "transfer": transfer["provider_pid"],
+            "agreement": transfer["agreement_id"],
+            "iat": now - 900,
+            "exp": now - 600,
+            "jti": "old",
+        }
+    )
+    with sqlite3.connect(consumer.config.directory / "connector.db") as db:
+        (address,) = db.execute("SELECT data_address FROM transfer WHERE id = ?", (transfer["id"],)).fetchone()
+        address = json.loads(address)
+        address["endpointProperties"][0]["value"] = expired
+        db.execute("UPDATE transfer SET data_address = ? WHERE id = ?", (json.dumps(address), transfer["id"]))
+    pulled = await consumer.api.get(f"/transfers/{transfer['id']}/data", params={"purpose": "research"})
+    assert pulled.status_code == 200, pulled.text
+    assert len(rows(pulled)) == len(PEOPLE)

@@ -15,13 +15,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from connector import catalog, dsp
+from connector import catalog, dsp, replies
 from connector.assets import Asset
 from connector.catalog import Offer, UsagePolicy
 from connector.config import DSP_PATH
 from connector.errors import InvalidMessage, TesseraError, UnknownProcess
 from connector.identity import Caller, bearer_token, canonical_json, content_hash
-from connector.negotiation import Negotiation, agents, consumer, process, provider
+from connector.negotiation import Negotiation, agents, consumer, provider
+from connector.negotiation import process as negotiation_process
 from connector.runtime import Runtime
 from connector.transfer import Transfer
 from connector.transfer import consumer as transfer_consumer
@@ -48,30 +49,42 @@ async def read_body(request: Request) -> bytes:
     return body
 
 
-def dsp_errors(kind: str) -> Callable[[Handler], Handler]:
-    """Render our errors as the DSP error message `kind`, naming the process when we know it."""
+Endpoint = Callable[[Request, Caller, bytes], Awaitable[tuple[int, dict[str, Any]]]]
 
-    def decorate(handler: Handler) -> Handler:
-        @functools.wraps(handler)
-        async def wrapper(request: Request) -> Response:
+
+def dsp_endpoint(kind: str) -> Callable[[Endpoint], Handler]:
+    """Authenticate the caller, answer a repeated message as the first, render errors as DSP `kind`."""
+
+    def decorate(endpoint: Endpoint) -> Handler:
+        @functools.wraps(endpoint)
+        async def handler(request: Request) -> Response:
+            runtime = runtime_of(request)
             try:
-                return await handler(request)
+                caller = await authenticate(request)
+                body = await read_body(request)
+                key = replies.digest(caller.participant_id, request.url.path, body) if body else None
+                if key and (earlier := await replies.recall(runtime.db, key)):
+                    return JSONResponse(earlier[1], status_code=earlier[0])
+                status, document = await endpoint(request, caller, body)
+                if key:
+                    await replies.remember(runtime.db, key, status, document)
+                return JSONResponse(document, status_code=status)
             except TesseraError as exc:
-                if exc.status_code >= 500:
-                    logger.error("%s failed: %s", request.url.path, exc.detail)
-                provider_pid, consumer_pid = await _pids(request, kind)
-                body = dsp.error(
-                    kind,
-                    provider_pid=provider_pid,
-                    consumer_pid=consumer_pid,
-                    code=str(exc.status_code),
-                    reason=exc.reasons,
-                )
-                return JSONResponse(body, status_code=exc.status_code)
+                return await _error(request, kind, exc)
 
-        return wrapper
+        return handler
 
     return decorate
+
+
+async def _error(request: Request, kind: str, exc: TesseraError) -> Response:
+    if exc.status_code >= 500:
+        logger.error("%s failed: %s", request.url.path, exc.detail)
+    provider_pid, consumer_pid = await _pids(request, kind)
+    body = dsp.error(
+        kind, provider_pid=provider_pid, consumer_pid=consumer_pid, code=str(exc.status_code), reason=exc.reasons
+    )
+    return JSONResponse(body, status_code=exc.status_code)
 
 
 async def _pids(request: Request, kind: str) -> tuple[str | None, str | None]:
@@ -86,52 +99,80 @@ async def _pids(request: Request, kind: str) -> tuple[str | None, str | None]:
     return process.provider_pid, process.consumer_pid
 
 
-def ok(body: dict[str, Any], status: int = 200) -> JSONResponse:
-    return JSONResponse(body, status_code=status)
-
-
 async def version(request: Request) -> Response:
-    return ok(dsp.version_document(DSP_PATH))
+    return JSONResponse(dsp.version_document(DSP_PATH))
 
 
 # -- catalog ---------------------------------------------------------------------------------------------
 
+PAGE_SIZE = 100
 
-@dsp_errors("CatalogError")
+
 async def catalog_request(request: Request) -> Response:
-    caller = await authenticate(request)
-    message = dsp.parse(await read_body(request), dsp.CatalogRequest, expected_type="CatalogRequestMessage")
-    if message.filter:
-        raise InvalidMessage("catalog filters are not supported")
-    runtime = runtime_of(request)
-    datasets = await visible_datasets(runtime, caller)
-    body = catalog.catalog(runtime.participant_id, runtime.config.dsp_url, datasets)
+    try:
+        caller = await authenticate(request)
+        message = dsp.parse(await read_body(request), dsp.CatalogRequest, expected_type="CatalogRequestMessage")
+        if message.filter:
+            raise InvalidMessage("catalog filters are not supported")
+        offset, limit = _paging(request)
+        runtime = runtime_of(request)
+        datasets = await visible_datasets(runtime, caller)
+        page = datasets[offset : offset + limit]
+        body = catalog.catalog(runtime.participant_id, runtime.config.dsp_url, page)
+    except TesseraError as exc:
+        return await _error(request, "CatalogError", exc)
     # A crawler (the broker) revalidates with If-None-Match, so an unchanged catalog costs one hash.
     etag = '"' + content_hash(canonical_json(body)).removeprefix("sha256:") + '"'
+    headers = {"ETag": etag} | _links(request, offset, limit, len(datasets))
     if etag in request.headers.get("if-none-match", ""):
-        return Response(status_code=304, headers={"ETag": etag})
-    return JSONResponse(body, headers={"ETag": etag})
+        return Response(status_code=304, headers=headers)
+    return JSONResponse(body, headers=headers)
 
 
-@dsp_errors("CatalogError")
+def _paging(request: Request) -> tuple[int, int]:
+    try:
+        offset = int(request.query_params.get("offset", "0"))
+        limit = int(request.query_params.get("limit", str(PAGE_SIZE)))
+    except ValueError as exc:
+        raise InvalidMessage("offset and limit must be integers") from exc
+    if offset < 0 or not 1 <= limit <= 1000:
+        raise InvalidMessage("offset must be >= 0 and limit between 1 and 1000")
+    return offset, limit
+
+
+def _links(request: Request, offset: int, limit: int, total: int) -> dict[str, str]:
+    links = []
+    if offset + limit < total:
+        links.append(f'<{request.url.include_query_params(offset=offset + limit, limit=limit)}>; rel="next"')
+    if offset > 0:
+        links.append(
+            f'<{request.url.include_query_params(offset=max(0, offset - limit), limit=limit)}>; rel="previous"'
+        )
+    return {"Link": ", ".join(links)} if links else {}
+
+
 async def dataset_request(request: Request) -> Response:
-    caller = await authenticate(request)
-    runtime = runtime_of(request)
-    wanted = request.path_params["id"]
-    for found in await visible_datasets(runtime, caller):
-        if found["@id"] == wanted:
-            return ok({"@context": [dsp.CONTEXT], **found})
-    raise UnknownProcess(f"no dataset {wanted}")
+    try:
+        caller = await authenticate(request)
+        wanted = request.path_params["id"]
+        for found in await visible_datasets(runtime_of(request), caller):
+            if found["@id"] == wanted:
+                return JSONResponse({"@context": [dsp.CONTEXT], **found})
+        raise UnknownProcess(f"no dataset {wanted}")
+    except TesseraError as exc:
+        return await _error(request, "CatalogError", exc)
 
 
 async def visible_datasets(runtime: Runtime, caller: Caller) -> list[dict[str, Any]]:
-    """Datasets with the offers whose access policy admits the caller."""
+    """Datasets with the offers whose access policy admits the caller, in a stable order."""
     async with runtime.db.session() as session:
-        rows = (
-            await session.exec(
-                select(Offer, Asset, UsagePolicy).join(Asset).join(UsagePolicy, Offer.usage_policy_id == UsagePolicy.id)
-            )
-        ).all()  # type: ignore[arg-type]
+        query = (
+            select(Offer, Asset, UsagePolicy)
+            .join(Asset)
+            .join(UsagePolicy, Offer.usage_policy_id == UsagePolicy.id)  # type: ignore[arg-type]
+            .order_by(Asset.created_at, Asset.id, Offer.id)  # type: ignore[arg-type]
+        )
+        rows = (await session.exec(query)).all()
     by_asset: dict[str, tuple[Asset, list[dict[str, Any]]]] = {}
     for offer, asset, policy in rows:
         if (await agents.access_decision(runtime, offer, caller)).allow:
@@ -143,123 +184,99 @@ async def visible_datasets(runtime: Runtime, caller: Caller) -> list[dict[str, A
 # -- negotiation -------------------------------------------------------------------------------------------
 
 
-@dsp_errors("ContractNegotiationError")
-async def negotiation_get(request: Request) -> Response:
-    caller = await authenticate(request)
+@dsp_endpoint("ContractNegotiationError")
+async def negotiation_get(request: Request, caller: Caller, _body: bytes) -> tuple[int, dict[str, Any]]:
     async with runtime_of(request).db.session() as session:
-        negotiation = await process.find(session, request.path_params["pid"], caller=caller)
-    return ok(negotiation.dsp())
+        negotiation = await negotiation_process.find(session, request.path_params["pid"], caller=caller)
+    return 200, negotiation.dsp()
 
 
-@dsp_errors("ContractNegotiationError")
-async def negotiation_request(request: Request) -> Response:
-    caller = await authenticate(request)
-    message = dsp.parse(await read_body(request), dsp.ContractRequest, expected_type="ContractRequestMessage")
-    negotiation = await provider.on_request(runtime_of(request), caller, message)
-    return ok(negotiation.dsp(), status=201)
+@dsp_endpoint("ContractNegotiationError")
+async def negotiation_request(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
+    message = dsp.parse(body, dsp.ContractRequest, expected_type="ContractRequestMessage")
+    return 201, (await provider.on_request(runtime_of(request), caller, message)).dsp()
 
 
-@dsp_errors("ContractNegotiationError")
-async def negotiation_counter_request(request: Request) -> Response:
-    caller = await authenticate(request)
-    message = dsp.parse(await read_body(request), dsp.ContractRequest, expected_type="ContractRequestMessage")
-    negotiation = await provider.on_counter_request(runtime_of(request), caller, request.path_params["pid"], message)
-    return ok(negotiation.dsp())
+@dsp_endpoint("ContractNegotiationError")
+async def negotiation_counter_request(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
+    message = dsp.parse(body, dsp.ContractRequest, expected_type="ContractRequestMessage")
+    pid = request.path_params["pid"]
+    return 200, (await provider.on_counter_request(runtime_of(request), caller, pid, message)).dsp()
 
 
-@dsp_errors("ContractNegotiationError")
-async def negotiation_initial_offer(request: Request) -> Response:
-    caller = await authenticate(request)
-    message = dsp.parse(await read_body(request), dsp.ContractOffer, expected_type="ContractOfferMessage")
-    negotiation = await consumer.on_initial_offer(runtime_of(request), caller, message)
-    return ok(negotiation.dsp(), status=201)
+@dsp_endpoint("ContractNegotiationError")
+async def negotiation_initial_offer(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
+    message = dsp.parse(body, dsp.ContractOffer, expected_type="ContractOfferMessage")
+    return 201, (await consumer.on_initial_offer(runtime_of(request), caller, message)).dsp()
 
 
-@dsp_errors("ContractNegotiationError")
-async def negotiation_offer(request: Request) -> Response:
-    caller = await authenticate(request)
-    message = dsp.parse(await read_body(request), dsp.ContractOffer, expected_type="ContractOfferMessage")
-    negotiation = await consumer.on_offer(runtime_of(request), caller, request.path_params["pid"], message)
-    return ok(negotiation.dsp())
+@dsp_endpoint("ContractNegotiationError")
+async def negotiation_offer(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
+    message = dsp.parse(body, dsp.ContractOffer, expected_type="ContractOfferMessage")
+    return 200, (await consumer.on_offer(runtime_of(request), caller, request.path_params["pid"], message)).dsp()
 
 
-@dsp_errors("ContractNegotiationError")
-async def negotiation_agreement(request: Request) -> Response:
-    caller = await authenticate(request)
-    message = dsp.parse(await read_body(request), dsp.ContractAgreement, expected_type="ContractAgreementMessage")
-    negotiation = await consumer.on_agreement(runtime_of(request), caller, request.path_params["pid"], message)
-    return ok(negotiation.dsp())
+@dsp_endpoint("ContractNegotiationError")
+async def negotiation_agreement(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
+    message = dsp.parse(body, dsp.ContractAgreement, expected_type="ContractAgreementMessage")
+    return 200, (await consumer.on_agreement(runtime_of(request), caller, request.path_params["pid"], message)).dsp()
 
 
-@dsp_errors("ContractNegotiationError")
-async def negotiation_verification(request: Request) -> Response:
-    caller = await authenticate(request)
-    body = await read_body(request)
+@dsp_endpoint("ContractNegotiationError")
+async def negotiation_verification(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
     message = dsp.parse(body, dsp.AgreementVerification, expected_type="ContractAgreementVerificationMessage")
-    negotiation = await provider.on_verification(runtime_of(request), caller, request.path_params["pid"], message)
-    return ok(negotiation.dsp())
+    pid = request.path_params["pid"]
+    return 200, (await provider.on_verification(runtime_of(request), caller, pid, message)).dsp()
 
 
-@dsp_errors("ContractNegotiationError")
-async def negotiation_event(request: Request) -> Response:
-    caller = await authenticate(request)
-    message = dsp.parse(await read_body(request), dsp.NegotiationEvent, expected_type="ContractNegotiationEventMessage")
+@dsp_endpoint("ContractNegotiationError")
+async def negotiation_event(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
+    message = dsp.parse(body, dsp.NegotiationEvent, expected_type="ContractNegotiationEventMessage")
     handle = provider.on_accepted if message.eventType == "ACCEPTED" else consumer.on_finalized
-    negotiation = await handle(runtime_of(request), caller, request.path_params["pid"], message)
-    return ok(negotiation.dsp())
+    return 200, (await handle(runtime_of(request), caller, request.path_params["pid"], message)).dsp()
 
 
-@dsp_errors("ContractNegotiationError")
-async def negotiation_termination(request: Request) -> Response:
-    caller = await authenticate(request)
-    body = await read_body(request)
+@dsp_endpoint("ContractNegotiationError")
+async def negotiation_termination(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
     message = dsp.parse(body, dsp.Termination, expected_type="ContractNegotiationTerminationMessage")
-    negotiation = await process.on_termination(runtime_of(request), caller, request.path_params["pid"], message)
-    return ok(negotiation.dsp())
+    pid = request.path_params["pid"]
+    return 200, (await negotiation_process.on_termination(runtime_of(request), caller, pid, message)).dsp()
 
 
 # -- transfer ----------------------------------------------------------------------------------------------
 
 
-@dsp_errors("TransferError")
-async def transfer_get(request: Request) -> Response:
-    caller = await authenticate(request)
+@dsp_endpoint("TransferError")
+async def transfer_get(request: Request, caller: Caller, _body: bytes) -> tuple[int, dict[str, Any]]:
     async with runtime_of(request).db.session() as session:
         transfer = await transfer_process.find(session, request.path_params["pid"], caller=caller)
-    return ok(transfer.dsp())
+    return 200, transfer.dsp()
 
 
-@dsp_errors("TransferError")
-async def transfer_request(request: Request) -> Response:
-    caller = await authenticate(request)
-    message = dsp.parse(await read_body(request), dsp.TransferRequest, expected_type="TransferRequestMessage")
-    transfer = await transfer_provider.on_request(runtime_of(request), caller, message)
-    return ok(transfer.dsp(), status=201)
+@dsp_endpoint("TransferError")
+async def transfer_request(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
+    message = dsp.parse(body, dsp.TransferRequest, expected_type="TransferRequestMessage")
+    return 201, (await transfer_provider.on_request(runtime_of(request), caller, message)).dsp()
 
 
-@dsp_errors("TransferError")
-async def transfer_start(request: Request) -> Response:
-    caller = await authenticate(request)
+@dsp_endpoint("TransferError")
+async def transfer_start(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
     pid = request.path_params["pid"]
-    message = dsp.parse(await read_body(request), dsp.TransferStart, expected_type="TransferStartMessage")
+    message = dsp.parse(body, dsp.TransferStart, expected_type="TransferStartMessage")
     async with runtime_of(request).db.session() as session:
         role = (await transfer_process.find(session, pid, caller=caller)).role
     handle = transfer_provider.on_resume if role == "provider" else transfer_consumer.on_start
-    transfer = await handle(runtime_of(request), caller, pid, message)
-    return ok(transfer.dsp())
+    return 200, (await handle(runtime_of(request), caller, pid, message)).dsp()
 
 
 def _transfer_update(kind: str, state: str) -> Handler:
-    @dsp_errors("TransferError")
-    async def handler(request: Request) -> Response:
-        caller = await authenticate(request)
-        message = dsp.parse(await read_body(request), dsp.TransferUpdate, expected_type=kind)
-        transfer = await transfer_process.on_update(
-            runtime_of(request), caller, request.path_params["pid"], message, state=state
-        )
-        return ok(transfer.dsp())
+    @dsp_endpoint("TransferError")
+    async def endpoint(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
+        message = dsp.parse(body, dsp.TransferUpdate, expected_type=kind)
+        pid = request.path_params["pid"]
+        return 200, (await transfer_process.on_update(runtime_of(request), caller, pid, message, state=state)).dsp()
 
-    return handler
+    return endpoint
 
 
 routes = [

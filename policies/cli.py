@@ -1,4 +1,4 @@
-"""`tessera policy`: evaluate queries and run Rego tests, like `opa eval` and `opa test`.
+"""`tessera policy`: eval and test (like `opa eval` and `opa test`), explain a decision, scaffold a policy.
 
 Exit codes follow `connector.cli`: 0 success, 1 an error or a failing test, 2 a usage or input error.
 """
@@ -18,7 +18,9 @@ from rich.table import Table
 from connector.errors import PolicyCompileError, PolicyError
 from connector.policy.base import PolicyModule
 from connector.policy.embedded import EmbeddedRegoEngine
+from connector.policy.explain import Explanation, explain
 from policies.loader import Loaded, LoadError, load_paths
+from policies.patterns import PATTERNS, PatternError, PatternUse, get_pattern, render
 from policies.testing import Outcome, TestReport, TestResult, run_tests
 
 __all__ = ["policy_app", "register"]
@@ -187,3 +189,86 @@ def _print_report(console: Console, report: TestReport, verbose: bool) -> None:
     for outcome, count in report.counts.items():
         if count or outcome is Outcome.PASS:
             console.print(f"{outcome.value}: {count}/{total}")
+
+
+@policy_app.command("explain")
+def explain_command(
+    data: Annotated[list[str], typer.Option("--data", "-d", help="The policy module (.rego); test files are skipped.")],
+    input: Annotated[Path, typer.Option("--input", "-i", help="A JSON file with the request (the input document).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the explanation as JSON.")] = False,
+) -> None:
+    """Explain the decision for one request, constraint by constraint. Exit 0 allowed, 1 denied, 2 error."""
+    try:
+        modules = [m for m in load_paths(data).modules if not m.id.endswith("_test.rego")]
+        request = _read_input(input)
+        if len(modules) != 1 or not isinstance(request, dict):
+            raise LoadError("explain needs exactly one policy module and an input object")
+        explanation = asyncio.run(_explain(modules[0], request))
+    except (LoadError, PolicyError) as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(2) from exc
+    if as_json:
+        typer.echo(json.dumps(explanation.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        _print_explanation(Console(highlight=False, soft_wrap=True), explanation)
+    raise typer.Exit(0 if explanation.decision.allow else 1)
+
+
+async def _explain(module: PolicyModule, request: dict) -> Explanation:
+    engine = EmbeddedRegoEngine()
+    try:
+        return await explain(engine, module, request)
+    finally:
+        await engine.aclose()
+
+
+def _print_explanation(console: Console, explanation: Explanation) -> None:
+    decision = explanation.decision
+    console.print("ALLOWED" if decision.allow else "DENIED", markup=False)
+    for reason in decision.reasons:
+        console.print(f"  - {reason}", markup=False)
+    for obligation in decision.obligations:
+        console.print(f"  obligation: {json.dumps(obligation.to_dict())}", markup=False)
+    if explanation.patterns:
+        table = Table("pattern", "result", "input compared", "reasons / obligations")
+        for part in explanation.patterns:
+            inputs = ", ".join(f"{k}={json.dumps(v)}" for k, v in part.inputs.items()) or "-"
+            notes = [*part.reasons, *(json.dumps(o) for o in part.obligations)]
+            table.add_row(part.name, "allow" if part.allow else "deny", inputs, "\n".join(notes) or "-")
+        console.print(table)
+
+
+@policy_app.command("new")
+def new_command(
+    pattern: Annotated[str, typer.Argument(help=f"A library pattern: {', '.join(sorted(PATTERNS))}.")],
+    param: Annotated[
+        list[str] | None, typer.Option("--param", "-p", help="NAME=VALUE, VALUE as JSON (or a bare string).")
+    ] = None,
+    output: Annotated[Path, typer.Option("--output", "-o", help="Directory to write the files to.")] = Path("."),
+) -> None:
+    """Scaffold a policy from a library pattern, with the pattern's Rego tests beside it."""
+    try:
+        spec = get_pattern(pattern)
+        use = PatternUse.of(pattern, **dict(_param(p) for p in param or []))
+    except PatternError as exc:
+        typer.echo(f"error: {exc.detail}", err=True)
+        raise typer.Exit(2) from exc
+    output.mkdir(parents=True, exist_ok=True)
+    policy, tests = output / f"{pattern}.rego", output / f"{pattern}_test.rego"
+    policy.write_text(render(f"tessera.usage.{pattern}", [use]), encoding="utf-8")
+    note = "" if use.params == spec.resolve({}) else _CHANGED_PARAMS
+    tests.write_text(note + spec.tests, encoding="utf-8")
+    typer.echo(f"wrote {policy} and {tests}; run: tessera policy test {output}")
+
+
+_CHANGED_PARAMS = "# These are the library's tests, written for its default parameters: adapt the expected values.\n"
+
+
+def _param(text: str) -> tuple[str, object]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise PatternError(f"--param must be NAME=VALUE, got {text!r}")
+    try:
+        return name, json.loads(value)
+    except ValueError:
+        return name, value

@@ -138,7 +138,7 @@ async def _answer(
             "ContractRequestMessage",
             providerPid=negotiation.provider_pid,
             consumerPid=negotiation.consumer_pid,
-            offer=offer_body(negotiation, verdict.terms, negotiation.offer_id),
+            offer=offer_body(negotiation, verdict.terms, new_id()),  # each counter-offer is a new offer
         )
         send(session, negotiation, f"/negotiations/{negotiation.provider_pid}/request", request)
         await log(session, runtime, negotiation, "requested", terms=verdict.terms.to_dict(), round=negotiation.rounds)

@@ -68,19 +68,33 @@ def load_engine(modules: Iterable[PolicyModule], data: object | None = None) -> 
     Raises PolicyCompileError for a module that does not compile, PolicyEvaluationError for bad data.
     """
     engine = new_engine()
+    problem = _load(engine, modules, data)
+    if problem is not None:
+        del engine  # see _drop_before_raising below
+        raise problem
+    return engine
+
+
+def _load(engine: regorus.Engine, modules: Iterable[PolicyModule], data: object | None) -> Exception | None:
     for module in modules:
         try:
             engine.add_policy(module.id, module.source)
         except Exception as exc:  # regorus raises RuntimeError/ValueError; translate all of them
-            raise compile_error(exc) from exc
+            return compile_error(exc)
     if data is not None:
         if not isinstance(data, dict):
-            raise PolicyEvaluationError("data must be a JSON object")
+            return PolicyEvaluationError("data must be a JSON object")
         try:
             engine.add_data_json(json.dumps(data))
         except Exception as exc:
-            raise PolicyEvaluationError(f"cannot load data: {regorus_error(exc)}") from exc
-    return engine
+            return PolicyEvaluationError(f"cannot load data: {regorus_error(exc)}")
+    return None
+
+
+# _drop_before_raising: a regorus Engine may only be dropped on the thread that made it. An exception
+# whose traceback still holds an engine in some frame can end up in a reference cycle that the garbage
+# collector frees on whatever thread it runs (a thread-pool worker), so code here lets go of an
+# engine before it raises.
 
 
 @dataclass(frozen=True)
@@ -105,7 +119,9 @@ class EmbeddedRegoEngine(PolicyEngine):
             # As JSON: regorus cannot hand a set of objects (obligations) to Python as a set.
             rows = json.loads(prepared.engine.eval_query_as_json(prepared.package))["result"]
         except Exception as exc:
-            raise PolicyEvaluationError(f"policy {module.id}: {regorus_error(exc)}") from exc
+            problem = PolicyEvaluationError(f"policy {module.id}: {regorus_error(exc)}")
+            del prepared  # see _drop_before_raising
+            raise problem from None
         return decision_from_document(rows[0]["expressions"][0]["value"] if rows else None)
 
     async def evaluate(
@@ -121,11 +137,19 @@ class EmbeddedRegoEngine(PolicyEngine):
                 engine.set_input_json(json.dumps(input))
             rows = json.loads(engine.eval_query_as_json(query)).get("result") or []
         except (TypeError, ValueError) as exc:
-            raise PolicyEvaluationError(f"input is not JSON: {exc}") from exc
+            problem = PolicyEvaluationError(f"input is not JSON: {exc}")
         except Exception as exc:
-            raise PolicyEvaluationError(str(regorus_error(exc))) from exc
+            problem = PolicyEvaluationError(str(regorus_error(exc)))
+        else:
+            problem = None
+        del engine  # see _drop_before_raising
+        if problem is not None:
+            raise problem
         # regorus leaves out empty bindings; the interface always has them (the CLI drops them like OPA).
         return [{"expressions": row["expressions"], "bindings": row.get("bindings", {})} for row in rows]
+
+    async def aclose(self) -> None:
+        self._prepared.clear()  # drop the engines here, on the thread that made them
 
     def _prepare(self, module: PolicyModule) -> _Prepared:
         try:
@@ -140,13 +164,16 @@ def _compile(source: str, name: str = "policy.rego") -> tuple[regorus.Engine, st
     engine = new_engine()
     try:
         package = engine.add_policy(name, source)
+        problem = _static_problem(engine, package)
     except Exception as exc:
-        raise compile_error(exc) from exc
-    _check_statically(engine, package)
+        package, problem = "", compile_error(exc)
+    if problem is not None:
+        del engine  # see _drop_before_raising
+        raise problem
     return engine, package
 
 
-def _check_statically(engine: regorus.Engine, package: str) -> None:
+def _static_problem(engine: regorus.Engine, package: str) -> PolicyCompileError | None:
     # regorus' add_policy only parses: unsafe variables and unknown functions surface when a rule is
     # first evaluated. Evaluate the package once without input to find them at upload; any other
     # error (a builtin failing on a value) is a property of some input, not of the module.
@@ -154,7 +181,8 @@ def _check_statically(engine: regorus.Engine, package: str) -> None:
         engine.eval_query(package)
     except Exception as exc:
         if _STATIC_ERRORS.search(str(exc).split("Stack backtrace:")[0]):
-            raise compile_error(exc) from exc
+            return compile_error(exc)
+    return None
 
 
 @dataclass(frozen=True)

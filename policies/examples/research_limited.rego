@@ -21,7 +21,7 @@ deny contains msg if {
 	msg := sprintf("purpose %q is not allowed (allowed: %q)", [object.get(input, "purpose", ""), allowed_purpose])
 }
 
-deny contains "use count is missing" if not is_number(input.uses)
+deny contains "use count is missing" if not is_number(object.get(input, "uses", null))
 
 deny contains msg if {
 	is_number(input.uses)

@@ -1,8 +1,11 @@
 # Masked fields: every use is allowed, and these fields are removed from every record.
 package tessera.usage.masked_fields
 
+# tessera:params
 # The personal fields that never leave the provider.
-masked_fields := {"email", "phone"}
+masked_fields := ["email", "phone"]
+
+# tessera:end
 
 default allow := false
 

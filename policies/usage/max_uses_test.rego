@@ -11,9 +11,9 @@ test_last_use_is_allowed if {
 }
 
 test_use_beyond_limit_is_denied if {
-	max_uses.deny == {"use limit reached: 10 of 10 uses consumed"} with input as {"uses": 10}
+	max_uses.deny == {"uses: 10 uses consumed, limit 10"} with input as {"uses": 10}
 }
 
 test_missing_count_is_denied if {
-	max_uses.deny == {"use count is missing"} with input as {"uses": "3"}
+	max_uses.deny == {"uses: use count (input.uses) is missing"} with input as {"uses": "3"}
 }

@@ -11,14 +11,13 @@ test_offset_timestamps_are_compared_as_instants if {
 }
 
 test_before_window_is_denied if {
-	time_window.deny == {"request time 2025-12-31T23:59:59Z is before the usage window opens at 2026-01-01T00:00:00Z"} with input as {"now": "2025-12-31T23:59:59Z"}
+	time_window.deny == {`time interval: now "2025-12-31T23:59:59Z" is before not_before "2026-01-01T00:00:00Z"`} with input as {"now": "2025-12-31T23:59:59Z"}
 }
 
 test_window_end_is_excluded if {
-	time_window.deny == {"request time 2027-01-01T00:00:00Z is not before the usage window closes at 2027-01-01T00:00:00Z"} with input as {"now": "2027-01-01T00:00:00Z"}
+	time_window.deny == {`time interval: now "2027-01-01T00:00:00Z" is not before not_after "2027-01-01T00:00:00Z"`} with input as {"now": "2027-01-01T00:00:00Z"}
 }
 
 test_missing_time_is_denied if {
-	not time_window.allow with input as {}
-	time_window.deny == {"request time is missing"} with input as {}
+	time_window.deny == {"time interval: request time (input.now) is missing"} with input as {}
 }

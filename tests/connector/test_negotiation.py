@@ -110,8 +110,7 @@ async def test_agents_that_cannot_meet_stop_bargaining_and_terminate(
     done = await consumer.wait_for(f"/negotiations/{started['id']}", "FINALIZED", "TERMINATED")
     assert done["state"] == "TERMINATED"
     assert "does not meet our needs" in done["reasons"][0]
-    provider_side = (await provider.api.get(f"/negotiations/{done['provider_pid']}")).json()
-    assert provider_side["state"] == "TERMINATED"
+    await provider.wait_for(f"/negotiations/{done['provider_pid']}", "TERMINATED")
 
 
 async def test_manual_approval_waits_for_the_operator(provider: Site, consumer: Site, people_csv: Path) -> None:

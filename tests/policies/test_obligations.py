@@ -148,7 +148,10 @@ def test_filter_rows_drops_matching_records(condition: dict, kept: list[str]) ->
 
 
 def test_filters_see_values_before_they_are_masked() -> None:
-    obligations = [Obligation("mask", {"fields": ["region"]}), Obligation("filter_rows", {"field": "region", "op": "eq", "value": "EU-FR"})]
+    obligations = [
+        Obligation("mask", {"fields": ["region"]}),
+        Obligation("filter_rows", {"field": "region", "op": "eq", "value": "EU-FR"}),
+    ]
     records = list(apply_record_obligations(people(), obligations))
     assert [r["name"] for r in records] == ["Ada", "Bob", "Di"]
     assert all("region" not in r for r in records)

@@ -13,8 +13,8 @@ import pytest
 from connector.errors import PolicyCompileError
 from connector.policy import Decision, OpaServerEngine, PolicyModule, create_engine
 from policies import read_pattern
+from tests.policies.ports import unused_port
 from tests.policies.test_engine import REQUEST
-from tests.utils import unused_port
 
 pytestmark = pytest.mark.skipif(shutil.which("opa") is None, reason="no opa binary on PATH")
 

@@ -1,0 +1,106 @@
+"""Policy benchmarks: a usage decision through the connector's decision point vs the raw engine call,
+and record throughput with masking obligations vs without.
+
+    python bench/policy.py [--n 5000] [--records 200000] [--json]
+
+Decision: `EmbeddedRegoEngine.decide` (the decision point: cached compiled module, input, package
+document, decision convention) against the raw regorus calls it makes (`set_input` +
+`eval_query_as_json`) on the same prepared engine and inputs, interleaved in one run. Every
+decision is also checked against a plain-Python reading of the quickstart policy.
+Throughput: `apply_record_obligations` over CSV-like records (dicts of strings), with a mask
+obligation and with none.
+"""
+
+import argparse
+import asyncio
+import json
+import random
+import time
+
+from connector.policy import EmbeddedRegoEngine, Obligation, PolicyModule
+from connector.policy.obligations import apply_record_obligations
+from policies import read_pattern
+
+
+def requests(n: int, seed: int = 7) -> list[dict]:
+    rng = random.Random(seed)
+    return [
+        {
+            "agreement": {"id": f"urn:uuid:{i}", "assigner": "provider", "assignee": "consumer", "target": "d"},
+            "caller": {"sub": "consumer", "org": "ACME", "region": "EU-DE", "security_profile": "base"},
+            "purpose": rng.choice(["research", "research", "marketing"]),
+            "uses": rng.randint(0, 4),
+            "now": "2026-11-23T10:00:00Z",
+            "asset": {"id": "d", "format": "csv"},
+        }
+        for i in range(n)
+    ]
+
+
+def percentile(times: list[float], q: float) -> float:
+    return sorted(times)[min(len(times) - 1, int(len(times) * q))]
+
+
+async def decisions(n: int, warmup: int) -> dict:
+    engine = EmbeddedRegoEngine()
+    module = PolicyModule(id="research_limited", source=read_pattern("examples/research_limited"))
+    inputs = requests(n + warmup)
+    for request in inputs[:warmup]:
+        await engine.decide(module, request)
+    prepared = engine._prepared[module.hash]
+    raw, point, wrong = [], [], 0
+    for request in inputs[warmup:]:
+        start = time.perf_counter_ns()
+        prepared.engine.set_input(request)
+        json.loads(prepared.engine.eval_query_as_json(prepared.package))
+        raw.append((time.perf_counter_ns() - start) / 1000)
+        start = time.perf_counter_ns()
+        decision = await engine.decide(module, request)
+        point.append((time.perf_counter_ns() - start) / 1000)
+        wrong += decision.allow != (request["purpose"] == "research" and request["uses"] < 3)
+    result = {"n": n, "wrong": wrong}
+    for name, times in (("raw", raw), ("decide", point)):
+        result[name] = {"p50_us": round(percentile(times, 0.5), 1), "p99_us": round(percentile(times, 0.99), 1)}
+    result["ratio_p50"] = round(result["decide"]["p50_us"] / result["raw"]["p50_us"], 2)
+    result["ratio_p99"] = round(result["decide"]["p99_us"] / result["raw"]["p99_us"], 2)
+    return result
+
+
+def throughput(count: int) -> dict:
+    rows = [
+        {"id": str(i), "name": f"name {i}", "email": f"p{i}@example.org", "age": str(20 + i % 60), "region": "EU-DE"}
+        for i in range(count)
+    ]
+    result = {"records": count}
+    for name, obligations in (("none", []), ("mask", [Obligation("mask", {"fields": ["email"]})])):
+        copies = [dict(r) for r in rows]
+        start = time.perf_counter()
+        released = sum(1 for _ in apply_record_obligations(copies, obligations))
+        elapsed = time.perf_counter() - start
+        assert released == count
+        result[f"{name}_records_per_s"] = round(count / elapsed)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=5000)
+    parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--records", type=int, default=200_000)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    report = {"decision": asyncio.run(decisions(args.n, args.warmup)), "throughput": throughput(args.records)}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    d, t = report["decision"], report["throughput"]
+    print(f"{'':24}{'p50 µs':>10}{'p99 µs':>10}")
+    print(f"{'raw regorus':24}{d['raw']['p50_us']:>10}{d['raw']['p99_us']:>10}")
+    print(f"{'decide (decision point)':24}{d['decide']['p50_us']:>10}{d['decide']['p99_us']:>10}")
+    print(f"{'ratio':24}{d['ratio_p50']:>10}{d['ratio_p99']:>10}   wrong={d['wrong']} of {d['n']}")
+    none, mask = t["none_records_per_s"], t["mask_records_per_s"]
+    print(f"records/s over {t['records']:,}: no obligations {none:,}, mask {mask:,}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,97 @@
+"""Explain a usage decision without side effects: which constraints failed, with the values compared.
+
+```python
+explanation = await explain(engine, module, request)
+explanation.decision.allow, explanation.decision.reasons
+for part in explanation.patterns:          # one per library pattern in a rendered policy
+    part.name, part.allow, part.reasons, part.inputs
+```
+
+Nothing is counted, logged or stored: the management API's "would this request be allowed?" and
+`tessera policy explain` call this. A module rendered from library patterns (`policies.patterns`)
+is also explained pattern by pattern, each with the input values it reads.
+"""
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from connector.policy.base import Decision, PolicyEngine, PolicyModule
+from policies.patterns import PatternError, PatternUse, get_pattern, render
+
+__all__ = ["Explanation", "PatternResult", "explain", "patterns_in"]
+
+_PATTERN_BLOCK = re.compile(r"^# pattern (?P<name>[a-z_]+)\n(?P<constants>(?:[a-z_][a-z0-9_]* := .+\n)*)", re.M)
+_CONSTANT = re.compile(r"^(?P<name>[a-z_][a-z0-9_]*) := (?P<value>.+)$", re.M)
+
+
+@dataclass(frozen=True)
+class PatternResult:
+    name: str
+    params: dict[str, Any]
+    allow: bool
+    reasons: tuple[str, ...]
+    obligations: tuple[dict[str, Any], ...]
+    inputs: dict[str, Any]  # the input fields the pattern reads, as given (None when missing)
+
+
+@dataclass(frozen=True)
+class Explanation:
+    decision: Decision
+    patterns: tuple[PatternResult, ...] = ()
+    document: dict[str, Any] = field(default_factory=dict)  # the package's rule values, for the curious
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.decision.to_dict(),
+            "patterns": [
+                {
+                    "pattern": p.name,
+                    "allow": p.allow,
+                    "reasons": list(p.reasons),
+                    "obligations": list(p.obligations),
+                    "inputs": p.inputs,
+                    "params": p.params,
+                }
+                for p in self.patterns
+            ],
+        }
+
+
+async def explain(engine: PolicyEngine, module: PolicyModule, input: dict[str, Any]) -> Explanation:
+    """The decision for `input`, and for a rendered policy each pattern's own decision."""
+    decision = await engine.decide(module, input)
+    results = []
+    for use in patterns_in(module.source):
+        alone = PolicyModule(f"{module.id}#{use.name}", render(f"tessera.explain.{use.name}", [use]))
+        part = await engine.decide(alone, input)
+        inputs = {path: _get(input, path) for path in get_pattern(use.name).input_fields}
+        obligations = tuple(o.to_dict() for o in part.obligations)
+        results.append(PatternResult(use.name, use.params, part.allow, part.reasons, obligations, inputs))
+    return Explanation(decision, tuple(results))
+
+
+def patterns_in(source: str) -> list[PatternUse]:
+    """The library patterns a module was rendered from (empty for a hand-written module).
+
+    Only single-permission renderings are split up; alternatives are explained as a whole.
+    """
+    if "# -- permission" in source:
+        return []
+    uses = []
+    for block in _PATTERN_BLOCK.finditer(source):
+        params = {m["name"]: json.loads(m["value"]) for m in _CONSTANT.finditer(block["constants"])}
+        try:
+            uses.append(PatternUse.of(block["name"], **params))
+        except PatternError:
+            return []
+    return uses
+
+
+def _get(document: Any, path: str) -> Any:
+    for part in path.split("."):
+        if not isinstance(document, dict):
+            return None
+        document = document.get(part)
+    return document

@@ -1,0 +1,99 @@
+"""Two engines, one behaviour: the pattern suite decides the same on regorus and on OPA.
+
+OpaServerEngine talks to tests/policies/opa_rest_server.py, a test fixture serving OPA's REST API
+from real OPA (opa-golib-python-bindings); tests/policies/test_opa.py runs a real `opa` binary.
+"""
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from connector.errors import PolicyCompileError
+from connector.policy import EmbeddedRegoEngine, OpaServerEngine, PolicyModule, create_engine
+from policies import read_pattern
+from policies.patterns import PATTERNS, PatternUse, render, render_policy
+from tests.policies.test_engine import REQUEST
+
+pytest.importorskip("opa_bindings", reason="opa-golib-python-bindings is not installed")
+
+from tests.policies.opa_rest_server import run_opa_rest_server
+from tests.policies.ports import unused_port
+
+CALLER = {"sub": "did:web:consumer.example", "roles": ["researcher"], "region": "EU-DE", "jurisdiction": "CH"}
+GOOD = {
+    **REQUEST,
+    "caller": {**REQUEST["caller"], **CALLER, "security_profile": "trust"},
+    "connector": {"id": "https://consumer.example/connector"},
+    "event": "incident-response",
+    "artifact": {"state": "released"},
+    "request": {"query": {"group_by": ["region"], "metrics": [{"fn": "avg", "field": "age"}, {"fn": "count"}]}},
+}
+BAD = {
+    "caller": {
+        "sub": "did:web:other",
+        "roles": ["member"],
+        "region": "US-CA",
+        "jurisdiction": "US",
+        "security_profile": "base",
+    },
+    "purpose": "marketing",
+    "uses": 10,
+    "now": "2028-01-01T00:00:00Z",
+    "agreement": {"timestamp": "2026-01-01T00:00:00Z", "assigner": "did:web:provider"},
+    "connector": {"id": "x"},
+    "event": "fair",
+    "artifact": {"state": "draft"},
+    "asset": {"classification": "core"},
+    "request": {"query": {"group_by": ["name"], "metrics": [{"fn": "max", "field": "salary"}]}},
+}
+INPUTS = [GOOD, BAD, {}, {"uses": "3", "now": "2026-06-01T00:00:00+02:00", "caller": {"roles": "researcher"}}]
+
+
+def modules() -> list[PolicyModule]:
+    found = [PolicyModule(f"lib-{name}", read_pattern(f"usage/{name}")) for name in sorted(PATTERNS)]
+    found.append(PolicyModule("research", read_pattern("examples/research_limited")))
+    everything = [PatternUse.of(n) for n in sorted(PATTERNS) if n != "masked_fields"]
+    found.append(PolicyModule("all", render("tessera.usage.all", everything)))
+    alternatives = render_policy(
+        "tessera.usage.alternatives",
+        [
+            [PatternUse.of("purpose", allowed_purposes=["research"]), PatternUse.of("log_usage")],
+            [PatternUse.of("max_uses")],
+        ],
+        [([PatternUse.of("regions", allowed_regions=["US-CA"])], "prohibited: region US-CA")],
+    )
+    found.append(PolicyModule("alternatives", alternatives))
+    return found
+
+
+@pytest.fixture
+async def opa() -> AsyncIterator[OpaServerEngine]:
+    async with run_opa_rest_server(unused_port()) as url:
+        engine = create_engine("opa", opa_url=url)
+        assert isinstance(engine, OpaServerEngine)
+        yield engine
+        await engine.aclose()
+
+
+async def test_the_pattern_suite_decides_the_same_on_both_engines(opa: OpaServerEngine) -> None:
+    embedded = EmbeddedRegoEngine()
+    compared = 0
+    for module in modules():
+        for request in INPUTS:
+            mine, theirs = await embedded.decide(module, request), await opa.decide(module, request)
+            assert mine == theirs, (module.id, request)
+            compared += 1
+    assert compared == len(INPUTS) * (len(PATTERNS) + 3)
+
+
+async def test_opa_compile_errors_name_the_line(opa: OpaServerEngine) -> None:
+    assert await opa.compile(read_pattern("usage/purpose")) == "data.tessera.usage.purpose"
+    with pytest.raises(PolicyCompileError) as caught:
+        await opa.compile("package broken\n\nallow if {\n    input.x == = 1\n}\n")
+    assert caught.value.line == 4
+
+
+async def test_opa_evaluates_raw_queries(opa: OpaServerEngine) -> None:
+    module = PolicyModule("research", read_pattern("examples/research_limited"))
+    rows = await opa.evaluate([module], "x := data.tessera.usage.research_limited.mask", input=REQUEST)
+    assert rows == [{"expressions": [], "bindings": {"x": ["email"]}}]

@@ -117,15 +117,66 @@ def parse(body: bytes, model: type[M], *, expected_type: str) -> M:
         raise InvalidMessage(f"body is not JSON: {exc}") from exc
     if not isinstance(document, dict):
         raise InvalidMessage("a message must be a JSON object")
-    kind = str(document.get("@type", "")).removeprefix("dspace:")
-    if kind != expected_type:
+    document = compact(document)
+    if document.get("@type") != expected_type:
         raise InvalidMessage(f"expected a {expected_type}, got @type {document.get('@type')!r}")
-    document["@type"] = kind
     try:
         return model.model_validate(document)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise InvalidMessage(f"invalid {expected_type}: {problems}") from exc
+
+
+# Other connectors speak the same vocabulary with prefixes (`dspace:consumerPid`, `odrl:action`), full IRIs,
+# JSON-LD value and node objects (`{"@value": "x"}`, `{"@id": "urn:x"}`), and single values where we expect
+# arrays. `compact` maps all of that onto the plain 2025-1 terms before a message is validated.
+_NAMESPACES = (
+    "https://w3id.org/dspace/2025/1/",
+    "https://w3id.org/dspace/v0.8/",
+    "http://www.w3.org/ns/odrl/2/",
+    "dspace:",
+    "odrl:",
+)
+_SCALARS = {
+    "target",
+    "assigner",
+    "assignee",
+    "action",
+    "leftOperand",
+    "operator",
+    "eventType",
+    "state",
+    "format",
+    "endpointType",
+    "code",
+}
+_ARRAYS = {"reason", "permission", "prohibition", "obligation", "constraint", "endpointProperties", "filter"}
+
+
+def _local(name: str) -> str:
+    for namespace in _NAMESPACES:
+        if name.startswith(namespace):
+            return name[len(namespace) :]
+    return name
+
+
+def compact(value: Any, key: str | None = None) -> Any:
+    """A peer's message in the plain compact form of DSP 2025-1 (see the note above)."""
+    if isinstance(value, dict):
+        if key in _SCALARS and len(value) == 1 and ("@id" in value or "@value" in value):
+            return compact(next(iter(value.values())), key)
+        if set(value) <= {"@value", "@type", "@language"} and "@value" in value:
+            return value["@value"]
+        return {
+            _local(k) if not k.startswith("@") or k == "@type" else k: compact(v, _local(k)) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [compact(item, None if key in _ARRAYS else key) for item in value]
+    if key in _ARRAYS and value is not None:
+        return [compact(value)]
+    if isinstance(value, str) and key in (_SCALARS | {"@type"}):
+        return _local(value)
+    return value
 
 
 # -- outbound ----------------------------------------------------------------------------------------

@@ -303,3 +303,38 @@ def outbox(site: Site) -> list[dict[str, Any]]:
     path = site.config.directory / "connector.db"
     with sqlite3.connect(path) as db:
         return [json.loads(body) for (body,) in db.execute("SELECT body FROM outbox_message")]
+
+
+async def test_peers_dialects_are_understood_and_answered_in_2025_1_form(
+    space: Dataspace, provider: Site, consumer: Site, people_csv: Path
+) -> None:
+    """EDC-style messages: extra contexts and terms, prefixed terms, node and value objects, bare reason."""
+    offer = await publish(provider, people_csv)
+    token = await token_as(space, "consumer", provider.id)
+    request = {
+        "@context": [*CONTEXT, {"edc": "https://w3id.org/edc/v0.0.1/ns/"}],
+        "@type": "dspace:ContractRequestMessage",
+        "dspace:consumerPid": {"@value": "urn:uuid:edc-1"},
+        "dspace:offer": {
+            "@type": "odrl:Offer",
+            "@id": offer["id"],
+            "odrl:target": {"@id": offer["asset_id"]},
+            "odrl:permission": {"odrl:action": {"@id": "odrl:use"}},
+        },
+        "dspace:callbackAddress": consumer.dsp_url,
+        "edc:extra": "ignored",
+    }
+    response = await dsp_post(provider, "/negotiations/request", request, token)
+    assert response.status_code == 201, response.text
+    assert response.json()["consumerPid"] == "urn:uuid:edc-1"
+    assert response.json()["@context"] == CONTEXT
+    assert validate_message(response.json()) == []
+    termination = {
+        "@context": CONTEXT,
+        "@type": "ContractNegotiationTerminationMessage",
+        "providerPid": response.json()["providerPid"],
+        "consumerPid": "urn:uuid:edc-1",
+        "reason": "changed plans",
+    }
+    ended = await dsp_post(provider, f"/negotiations/{response.json()['providerPid']}/termination", termination, token)
+    assert ended.status_code in (200, 400)  # 400 when the provider already finalized on its own

@@ -9,6 +9,7 @@
 ```
 """
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -19,8 +20,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
-from connector import dataplane, management, protocol
+from connector import dataplane, management, protocol, usage
 from connector.config import DSP_PATH, ConnectorConfig
+from connector.errors import BadRequest
 from connector.identity import bearer_token
 from connector.negotiation import Negotiation
 from connector.negotiation import process as negotiations
@@ -39,10 +41,23 @@ async def data(request: Request) -> Response:
     runtime: Runtime = request.app.state.runtime
     token = bearer_token(request.headers.get("authorization"))
     purpose = request.query_params.get("purpose")
-    asset, decision = await dataplane.authorize_pull(runtime, request.path_params["pid"], token, purpose)
-    chunks, media_type = dataplane.stream(asset, decision)
-    headers = {"Tessera-Masked-Fields": ",".join(decision.mask)} if decision.mask else None
-    return StreamingResponse(chunks, media_type=media_type, headers=headers)
+    use = await dataplane.authorize_pull(runtime, request.path_params["pid"], token, purpose, _query(request))
+    chunks, media_type = await usage.content(runtime, use)
+    return StreamingResponse(chunks, media_type=media_type, headers=use.headers)
+
+
+def _query(request: Request) -> dict[str, Any] | None:
+    """An aggregate query, `?query={"group_by": [...], "metrics": [...]}`, for aggregate-only data."""
+    text = request.query_params.get("query")
+    if text is None:
+        return None
+    try:
+        query = json.loads(text)
+    except ValueError as exc:
+        raise BadRequest(f"query is not JSON: {exc}") from exc
+    if not isinstance(query, dict):
+        raise BadRequest("query must be a JSON object")
+    return query
 
 
 async def data_token(request: Request) -> Response:
@@ -69,9 +84,15 @@ async def abandon_process(runtime: Runtime, message: OutboxMessage) -> None:
     await transfer_process.abandon(runtime, message.process_id, reason)
 
 
+INITIAL_REQUESTS = ("ContractRequestMessage", "TransferRequestMessage")
+
+
 async def learn_pids(runtime: Runtime, message: OutboxMessage, reply: Any) -> None:
     """The answer to an initial request names the counter-party's pid; remember it."""
-    if not isinstance(reply, dict) or not isinstance(reply.get("providerPid"), str):
+    initial = (
+        message.kind in ("ContractRequestMessage", "TransferRequestMessage") and '"providerPid"' not in message.body
+    )
+    if not initial or not isinstance(reply, dict) or not isinstance(reply.get("providerPid"), str):
         return
     async with runtime.transaction() as session:
         for model in (Negotiation, Transfer):

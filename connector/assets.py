@@ -1,8 +1,8 @@
-"""Assets: datasets a provider offers, and how their records are streamed out.
+"""Assets: datasets a provider offers, and how their records are read and written.
 
 An asset is a file on the provider's side (CSV, a JSON array, or JSON Lines). Records are read
-lazily and written out in batches, so a large file never sits whole in memory; masked fields are
-dropped from every record on the way.
+lazily and written out in batches, so a large file never sits whole in memory; the data plane
+applies a decision's obligations to the records in between.
 """
 
 import csv
@@ -64,67 +64,69 @@ class Asset(SQLModel, table=True):
         }
 
 
-def stream_records(asset: Asset, mask: Iterable[str] = ()) -> Iterator[bytes]:
-    """The asset's content in its own format, without the masked fields, in batches of bytes."""
-    masked = set(mask)
+def read_records(asset: Asset) -> Iterator[dict[str, Any]]:
+    """The asset's records, one at a time (CSV rows as dicts of strings)."""
     path = Path(asset.path)
     if asset.format == "csv":
-        yield from _csv(path, masked)
+        with path.open(newline="", encoding="utf-8") as fh:
+            yield from csv.DictReader(fh)
     elif asset.format == "json":
-        yield from _json_array(path, masked)
+        with path.open("rb") as fh:
+            yield from ijson.items(fh, "item", use_float=True)
     else:
-        yield from _json_lines(path, masked)
+        with path.open(encoding="utf-8") as fh:
+            yield from (json.loads(line) for line in fh if line.strip())
 
 
-def _csv(path: Path, masked: set[str]) -> Iterator[bytes]:
-    with path.open(newline="", encoding="utf-8") as fh:
-        reader = csv.reader(fh)
-        header = next(reader, None)
-        if header is None:
-            return
-        keep = [i for i, name in enumerate(header) if name not in masked]
-        buffer = io.StringIO()
-        writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow([header[i] for i in keep])
-        for n, row in enumerate(reader, start=1):
-            writer.writerow([row[i] for i in keep if i < len(row)])
-            if n % BATCH_RECORDS == 0:
-                yield _drain(buffer)
-        yield _drain(buffer)
+def csv_header(asset: Asset) -> list[str]:
+    with Path(asset.path).open(newline="", encoding="utf-8") as fh:
+        return next(csv.reader(fh), [])
 
 
-def _json_array(path: Path, masked: set[str]) -> Iterator[bytes]:
-    with path.open("rb") as fh:
-        yield b"["
-        chunk: list[str] = []
-        first = True
-        for record in ijson.items(fh, "item", use_float=True):
-            chunk.append(json.dumps(_without(record, masked), ensure_ascii=False))
-            if len(chunk) == BATCH_RECORDS:
-                yield (("" if first else ",") + ",".join(chunk)).encode()
-                first, chunk = False, []
-        if chunk:
+def write_records(records: Iterable[dict[str, Any]], fmt: str, header: list[str] | None = None) -> Iterator[bytes]:
+    """Records serialized in `fmt`, in batches of bytes; CSV keeps the given column order."""
+    if fmt == "csv":
+        yield from _csv(records, header or [])
+    elif fmt == "json":
+        yield from _json_array(records)
+    else:
+        yield from _json_lines(records)
+
+
+def _csv(records: Iterable[dict[str, Any]], header: list[str]) -> Iterator[bytes]:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=header, extrasaction="ignore", restval="", lineterminator="\n")
+    writer.writeheader()
+    for n, record in enumerate(records, start=1):
+        writer.writerow(record)
+        if n % BATCH_RECORDS == 0:
+            yield _drain(buffer)
+    yield _drain(buffer)
+
+
+def _json_array(records: Iterable[dict[str, Any]]) -> Iterator[bytes]:
+    yield b"["
+    chunk: list[str] = []
+    first = True
+    for record in records:
+        chunk.append(json.dumps(record, ensure_ascii=False))
+        if len(chunk) == BATCH_RECORDS:
             yield (("" if first else ",") + ",".join(chunk)).encode()
-        yield b"]"
+            first, chunk = False, []
+    if chunk:
+        yield (("" if first else ",") + ",".join(chunk)).encode()
+    yield b"]"
 
 
-def _json_lines(path: Path, masked: set[str]) -> Iterator[bytes]:
-    with path.open(encoding="utf-8") as fh:
-        chunk: list[str] = []
-        for line in fh:
-            if line.strip():
-                chunk.append(json.dumps(_without(json.loads(line), masked), ensure_ascii=False) + "\n")
-            if len(chunk) == BATCH_RECORDS:
-                yield "".join(chunk).encode()
-                chunk = []
-        if chunk:
+def _json_lines(records: Iterable[dict[str, Any]]) -> Iterator[bytes]:
+    chunk: list[str] = []
+    for record in records:
+        chunk.append(json.dumps(record, ensure_ascii=False) + "\n")
+        if len(chunk) == BATCH_RECORDS:
             yield "".join(chunk).encode()
-
-
-def _without(record: Any, masked: set[str]) -> Any:
-    if isinstance(record, dict) and masked:
-        return {k: v for k, v in record.items() if k not in masked}
-    return record
+            chunk = []
+    if chunk:
+        yield "".join(chunk).encode()
 
 
 def _drain(buffer: io.StringIO) -> bytes:

@@ -20,6 +20,7 @@ from rich.console import Console
 from connector.audit import ChainReport, verify
 from connector.config import CONFIG_FILE, DEFAULT_HOST, DEFAULT_PORT, JWK_FILE, KEY_FILE, ConnectorConfig
 from connector.identity import generate_key, public_jwk, save_private_key
+from connector.selftest.command import selftest
 from connector.store import Database
 
 console = Console()
@@ -42,6 +43,11 @@ def _load_plugins() -> None:
 def main() -> None:
     _load_plugins()
     app()
+
+
+# -- conformance ---------------------------------------------------------------------------------------
+
+app.command("selftest")(selftest)
 
 
 # -- connector -------------------------------------------------------------------------------------------

@@ -1,10 +1,8 @@
-"""The data plane: every data request is decided by the agreement's usage policy, then streamed.
+"""The data plane: HTTP pull of agreed data.
 
-Provider: `GET /data/{transfer}` with the transfer's data token. The usage policy sees the agreement,
-the consumer's verified claims, the declared purpose, the uses so far and the clock; a denial is a 403
-carrying the policy's reasons, an allowed request counts one use and streams the asset with the
-masked fields removed. Decision and count are one transaction, with their audit entry.
-Consumer: `pull` fetches from the provider's data address and hands the stream on.
+Provider: `GET /data/{transfer}` with the transfer's data token; `connector.usage` decides the use and
+shapes the data. Consumer: `pull` fetches from the provider's data address (refreshing an expired
+data token once) and hands the stream on.
 """
 
 import json
@@ -12,110 +10,23 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
-from sqlmodel import Field, SQLModel
-from starlette.concurrency import iterate_in_threadpool
 
-from connector import audit, dsp
-from connector.agreements import Agreement
-from connector.assets import MEDIA_TYPES, Asset, stream_records, utcnow
-from connector.catalog import UsagePolicy
-from connector.errors import NotEntitled, NotFound, PeerError, PolicyEvaluationError, TesseraError
-from connector.policy import Decision
+from connector import audit, dsp, usage
+from connector.errors import NotEntitled, NotFound, PeerError, TesseraError
 from connector.runtime import Runtime
 from connector.transfer import Transfer, tokens
 
 
-class UsageCounter(SQLModel, table=True):
-    """Uses of one agreement, kept by the provider."""
-
-    __tablename__ = "usage_counter"
-
-    agreement_id: str = Field(primary_key=True)
-    uses: int = 0
-    denials: int = 0
-    last_used_at: str | None = None
-
-
-def usage_input(
-    agreement: Agreement, caller: dict[str, Any], purpose: str | None, uses: int, asset: Asset
-) -> dict[str, Any]:
-    return {
-        "agreement": {
-            "id": agreement.id,
-            "assigner": agreement.provider_id,
-            "assignee": agreement.consumer_id,
-            "target": agreement.target,
-            "timestamp": json.loads(agreement.document).get("timestamp"),
-            "terms": agreement.terms.to_dict(),
-        },
-        "caller": caller,
-        "purpose": purpose,
-        "uses": uses,
-        "now": utcnow(),
-        "asset": {"id": asset.id, "format": asset.format},
-    }
-
-
-async def authorize_pull(runtime: Runtime, transfer_id: str, token: str, purpose: str | None) -> tuple[Asset, Decision]:
-    """Check a pull request's data token, then decide it by the usage policy."""
+async def authorize_pull(
+    runtime: Runtime, transfer_id: str, token: str, purpose: str | None, query: dict[str, Any] | None
+) -> usage.Use:
+    """Check a pull request's data token, then decide the use by the usage policy."""
     claims = tokens.verify(runtime, token, transfer_id)
     async with runtime.db.session() as session:
         transfer = await session.get(Transfer, transfer_id)
     if transfer is None or transfer.role != "provider" or transfer.counterparty_id != claims["sub"]:
         raise NotFound(f"no transfer {transfer_id}")
-    return await decide_use(runtime, transfer, purpose)
-
-
-async def decide_use(runtime: Runtime, transfer: Transfer, purpose: str | None) -> tuple[Asset, Decision]:
-    """Decide one use of a transfer's data; count it when allowed. Raises NotEntitled with the policy's reasons."""
-    if transfer.state != "STARTED":
-        raise NotEntitled(f"transfer {transfer.id} is {transfer.state}, not STARTED")
-    async with runtime.db.session() as session:
-        agreement = await session.get(Agreement, transfer.agreement_id)
-        policy = await session.get(UsagePolicy, agreement.usage_policy_id) if agreement else None
-        asset = await session.get(Asset, agreement.target) if agreement else None
-    if agreement is None or asset is None:
-        raise NotFound(f"the agreement or asset of transfer {transfer.id} is gone")
-    if policy is None or policy.hash != agreement.usage_policy_hash:
-        # Fail closed: the text the agreement bound is no longer what we would evaluate.
-        raise NotEntitled("the usage policy bound by the agreement is not available unchanged")
-    caller = json.loads(transfer.caller_claims)
-    async with runtime.transaction() as session:
-        counter = await session.get(UsageCounter, agreement.id) or UsageCounter(agreement_id=agreement.id)
-        decision = await _decide(runtime, policy, usage_input(agreement, caller, purpose, counter.uses, asset))
-        if decision.allow:
-            counter.uses += 1
-            counter.last_used_at = utcnow()
-        else:
-            counter.denials += 1
-        session.add(counter)
-        await audit.append(
-            session,
-            actor=runtime.participant_id,
-            action="usage.allowed" if decision.allow else "usage.denied",
-            subject=agreement.id,
-            transfer=transfer.id,
-            consumer=transfer.counterparty_id,
-            purpose=purpose,
-            uses=counter.uses,
-            reasons=list(decision.reasons),
-            masked=list(decision.mask),
-            policy_hash=policy.hash,
-        )
-    if not decision.allow:
-        raise NotEntitled("the usage policy denied this request", reasons=list(decision.reasons))
-    return asset, decision
-
-
-async def _decide(runtime: Runtime, policy: UsagePolicy, request: dict[str, Any]) -> Decision:
-    try:
-        return await runtime.engine.decide(policy.module, request)
-    except PolicyEvaluationError as exc:
-        return Decision(allow=False, reasons=(f"policy evaluation failed: {exc.detail}",))
-
-
-def stream(asset: Asset, decision: Decision) -> tuple[AsyncIterator[bytes], str]:
-    return iterate_in_threadpool(stream_records(asset, decision.mask)), MEDIA_TYPES[asset.format]
+    return await usage.decide_use(runtime, transfer, purpose, query)
 
 
 # -- consumer side ----------------------------------------------------------------------------------------

@@ -5,6 +5,8 @@ Provider side: assets, usage policies (compiled on upload), offers. Consumer sid
 catalog, negotiate, transfer, pull data. Both: agreements and the audit log.
 """
 
+import asyncio
+import contextlib
 import json
 import secrets
 from typing import Any, Literal, TypeVar
@@ -17,7 +19,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from connector import audit, dataplane, registration, timeline
+from connector import audit, dataplane, registration, timeline, usage
 from connector.agreements import Agreement
 from connector.assets import Asset, AssetCreate
 from connector.catalog import Offer, OfferCreate, PolicyCreate, TermsIn, UsagePolicy, new_id
@@ -142,9 +144,34 @@ def _collection(model: type[SQLModel]) -> tuple[Any, Any]:
         return listing(await _all(runtime_of(request), model))
 
     async def get_one(request: Request) -> Response:
-        return JSONResponse((await _get(runtime_of(request), model, request.path_params["id"])).public())
+        runtime = runtime_of(request)
+        found = await _get(runtime, model, request.path_params["id"])
+        if wanted := request.query_params.get("wait_for"):
+            found = await _wait_for_state(runtime, model, found, set(wanted.split(",")), _timeout(request))
+        return JSONResponse(found.public())
 
     return list_all, get_one
+
+
+MAX_WAIT = 60.0
+FINAL = {"FINALIZED", "COMPLETED", "TERMINATED"}
+
+
+def _timeout(request: Request) -> float:
+    try:
+        return min(MAX_WAIT, max(0.0, float(request.query_params.get("timeout", "10"))))
+    except ValueError as exc:
+        raise BadRequest("timeout must be a number of seconds") from exc
+
+
+async def _wait_for_state(runtime: Runtime, model: type[SQLModel], found: Any, wanted: set[str], within: float) -> Any:
+    """Long poll: answer once the process is in one of `wanted` (or final), or when `within` seconds pass."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(within):
+            while found.state not in wanted | FINAL:
+                await runtime.changed()
+                found = await _get(runtime, model, found.id)
+    return found
 
 
 # -- consumer: catalog, negotiations, transfers ------------------------------------------------------------
@@ -320,9 +347,9 @@ async def audit_verify(request: Request) -> Response:
     return JSONResponse(report.to_dict())
 
 
-async def usage(request: Request) -> Response:
+async def usage_report(request: Request) -> Response:
     async with runtime_of(request).db.session() as session:
-        counters = await session.exec(select(dataplane.UsageCounter).order_by(col(dataplane.UsageCounter.agreement_id)))
+        counters = await session.exec(select(usage.UsageCounter).order_by(col(usage.UsageCounter.agreement_id)))
         return JSONResponse({"items": [c.model_dump() for c in counters]})
 
 
@@ -365,7 +392,7 @@ routes = [
     Route("/transfers/{id}", get_transfer, methods=["GET"]),
     Route("/registration", register, methods=["PUT"]),
     Route("/registration", unregister, methods=["DELETE"]),
-    Route("/usage", usage, methods=["GET"]),
+    Route("/usage", usage_report, methods=["GET"]),
     Route("/audit", audit_entries, methods=["GET"]),
     Route("/audit/verify", audit_verify, methods=["GET"]),
 ]

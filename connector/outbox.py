@@ -27,6 +27,7 @@ logger = logging.getLogger("tessera.outbox")
 MAX_ATTEMPTS = 12
 FIRST_BACKOFF = 0.2  # seconds; doubles per attempt
 MAX_BACKOFF = 30.0
+MAX_IN_FLIGHT = 32  # deliveries at once, each to a different process
 
 
 class OutboxMessage(SQLModel, table=True):
@@ -109,28 +110,20 @@ class Outbox:
                 await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
 
     async def _deliver_due(self) -> float:
-        """Send what is due; return how long to sleep until the next retry."""
+        """Send what is due, many processes at once; return how long to sleep until the next retry."""
         while True:
             async with self._db.session() as session:
-                pending = list(
-                    await session.exec(
-                        select(OutboxMessage).where(OutboxMessage.status == "pending").order_by(col(OutboxMessage.id))
-                    )
-                )
-            now, blocked, sent_any = time.time(), set(), False
+                query = select(OutboxMessage).where(OutboxMessage.status == "pending").order_by(col(OutboxMessage.id))
+                pending = list(await session.exec(query))
+            heads: dict[str, OutboxMessage] = {}
             for message in pending:
-                if message.process_id in blocked:
-                    continue  # an earlier message of this process is still waiting: keep the order
-                if message.next_attempt_at > now:
-                    blocked.add(message.process_id)
-                    continue
-                await self._deliver(message)
-                sent_any = True
-                if message.status == "pending":
-                    blocked.add(message.process_id)
-            if not sent_any:
-                waits = [m.next_attempt_at - now for m in pending if m.next_attempt_at > now]
+                heads.setdefault(message.process_id, message)  # a process's later messages wait their turn
+            now = time.time()
+            due = [m for m in heads.values() if m.next_attempt_at <= now][:MAX_IN_FLIGHT]
+            if not due:
+                waits = [m.next_attempt_at - now for m in heads.values()]
                 return max(0.05, min(waits)) if waits else 3600.0
+            await asyncio.gather(*(self._deliver(message) for message in due))
 
     async def _deliver(self, message: OutboxMessage) -> None:
         try:

@@ -63,7 +63,8 @@ def dsp_endpoint(kind: str) -> Callable[[Endpoint], Handler]:
                 caller = await authenticate(request)
                 body = await read_body(request)
                 key = replies.digest(caller.participant_id, request.url.path, body) if body else None
-                if key and (earlier := await replies.recall(runtime.db, key)):
+                earlier = await replies.recall(runtime.db, key) if key else None
+                if earlier and await _unchanged_since(request, kind, earlier[1]):
                     return JSONResponse(earlier[1], status_code=earlier[0])
                 status, document = await endpoint(request, caller, body)
                 if key:
@@ -75,6 +76,20 @@ def dsp_endpoint(kind: str) -> Callable[[Endpoint], Handler]:
         return handler
 
     return decorate
+
+
+async def _unchanged_since(request: Request, kind: str, answer: dict[str, Any]) -> bool:
+    """A repeat is a retry only while the process is still where the first answer left it.
+
+    DSP messages carry no id: the same suspension can legitimately come again after a resumption.
+    """
+    pid = request.path_params.get("pid")
+    model = {"ContractNegotiationError": Negotiation, "TransferError": Transfer}.get(kind)
+    if pid is None or model is None:
+        return True
+    async with runtime_of(request).db.session() as session:
+        process = await session.get(model, pid)
+    return process is not None and process.state == answer.get("state")
 
 
 async def _error(request: Request, kind: str, exc: TesseraError) -> Response:

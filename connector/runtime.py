@@ -72,6 +72,7 @@ class Runtime:
         self.verifier = TokenVerifier(jwks, issuer=config.broker_url.rstrip("/"), audience=config.participant_id)
         self.participants = ParticipantDirectory(http, config.broker_url)
         self._tasks: set[asyncio.Task[None]] = set()
+        self._changed = asyncio.Event()
         self.outbox = Outbox(db, http, self.tokens, on_failure=on_undeliverable, on_reply=on_reply)
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
@@ -113,6 +114,12 @@ class Runtime:
         async with self.db.transaction() as session:
             yield session
         self.outbox.wake()
+        self._changed.set()  # wake everyone waiting for a change, then start a new round
+        self._changed = asyncio.Event()
+
+    async def changed(self) -> None:
+        """Return when the next write transaction commits."""
+        await self._changed.wait()
 
     async def authorization(self, audience: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {await self.tokens.token_for(audience)}"}

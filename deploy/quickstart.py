@@ -11,15 +11,10 @@ import argparse
 import csv
 import io
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -30,62 +25,19 @@ from rich.console import Console
 from rich.table import Table
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from cluster import (  # noqa: E402 (deploy/ is a folder of scripts, not a package)
+    Processes,
+    StepFailed,
+    free_port,
+    management,
+    tessera,
+)
+
 REPO = HERE.parent
 SAMPLE = HERE / "sample" / "study_participants.csv"
 POLICY = REPO / "policies" / "examples" / "research_limited.rego"
-TESSERA = str(Path(sys.executable).parent / "tessera")
 console = Console(highlight=False)
-
-
-class StepFailed(Exception):
-    pass
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def tessera(*args: str) -> str:
-    done = subprocess.run([TESSERA, *args], capture_output=True, text=True)
-    if done.returncode != 0:
-        raise StepFailed(f"`tessera {' '.join(args)}` exited {done.returncode}: {done.stderr.strip() or done.stdout}")
-    return done.stdout
-
-
-class Processes:
-    """The services this run started; all are stopped on exit, whatever happens."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.running: list[tuple[str, subprocess.Popen[bytes]]] = []
-
-    def start(self, name: str, *args: str, health: str) -> None:
-        log = (self.logs / f"{name}.log").open("wb")
-        process = subprocess.Popen([TESSERA, *args], stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.running.append((name, process))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if process.poll() is not None:
-                raise StepFailed(f"{name} exited with {process.returncode}; see {self.logs / f'{name}.log'}")
-            try:
-                if httpx.get(health, timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise StepFailed(f"{name} did not answer at {health} within 30 s")
-
-    def stop_all(self) -> None:
-        for _name, process in reversed(self.running):
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-        for _name, process in self.running:
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
 
 
 @contextmanager
@@ -119,12 +71,6 @@ def wait_state(api: httpx.Client, path: str, wanted: str) -> dict[str, Any]:
             raise StepFailed(f"{path} was terminated: {body.get('reasons')}")
         time.sleep(0.05)
     raise StepFailed(f"{path} did not reach {wanted}")
-
-
-def management(directory: Path) -> httpx.Client:
-    config = tomllib.loads((directory / "connector.toml").read_text())
-    headers = {"Authorization": f"Bearer {config['management_token']}"}
-    return httpx.Client(base_url=f"{config['url']}/api", headers=headers, timeout=15)
 
 
 def run(work: Path, processes: Processes) -> None:

@@ -13,7 +13,7 @@ import httpx
 from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from connector import dataplane, dsp
+from connector import dsp, usage
 from connector.agreements import Agreement
 from connector.catalog import new_id
 from connector.errors import IllegalTransition, InvalidMessage, NotEntitled, TesseraError
@@ -125,13 +125,11 @@ async def push(runtime: Runtime, pid: str) -> None:
     if transfer.state != "STARTED" or transfer.pushed or not transfer.data_address:
         return
     try:
-        asset, decision = await dataplane.decide_use(runtime, transfer, transfer.purpose)
-        chunks, media_type = dataplane.stream(asset, decision)
+        use = await usage.decide_use(runtime, transfer, transfer.purpose)
+        chunks, media_type = await usage.content(runtime, use)
         address = json.loads(transfer.data_address)
-        headers = {
-            "Authorization": f"Bearer {dsp.endpoint_property(address, 'authorization')}",
-            "Content-Type": media_type,
-        }
+        token = dsp.endpoint_property(address, "authorization")
+        headers = {"Authorization": f"Bearer {token}", "Content-Type": media_type, **use.headers}
         response = await runtime.http.post(
             address["endpoint"], content=chunks, headers=headers, timeout=httpx.Timeout(60.0, connect=5.0)
         )

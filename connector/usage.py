@@ -1,0 +1,248 @@
+"""The policy enforcement point: one use of agreed data, decided, counted, carried out, metered.
+
+The usage policy sees the agreement (with its agreed terms), the consumer's verified claims, the
+declared purpose, the uses so far, the clock and, for aggregate-only data, the query. Decision, use
+count and audit entry are one transaction, so 50 parallel requests under "at most 10 uses" let
+exactly 10 through. The decision's obligations are then carried out: record obligations (mask,
+replace, filter rows, aggregate) on the stream; side effects (log, notify) at once; delete-after and
+next-policy travel to the consumer as response headers. An obligation that cannot be carried out
+denies the request: fail closed. Bytes sent are metered per agreement.
+"""
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlmodel import Field, SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
+
+from connector import audit, timeline
+from connector.agreements import Agreement
+from connector.assets import MEDIA_TYPES, Asset, csv_header, read_records, utcnow, write_records
+from connector.catalog import UsagePolicy, new_id
+from connector.errors import NotEntitled, NotFound, PolicyEvaluationError
+from connector.outbox import enqueue
+from connector.policy import Decision
+from connector.policy.obligations import (
+    KNOWN_KINDS,
+    AggregateRefused,
+    ObligationError,
+    aggregate,
+    apply_record_obligations,
+    require_supported,
+)
+from connector.runtime import Runtime
+from connector.transfer import Transfer
+
+DELETE_AFTER_HEADER = "Tessera-Delete-After"
+NEXT_POLICY_HEADER = "Tessera-Next-Policy"
+
+
+class UsageCounter(SQLModel, table=True):
+    """Uses and bytes of one agreement, kept by the provider."""
+
+    __tablename__ = "usage_counter"
+
+    agreement_id: str = Field(primary_key=True)
+    uses: int = 0
+    denials: int = 0
+    bytes: int = 0
+    last_used_at: str | None = None
+
+
+@dataclass
+class Use:
+    """An allowed use: what to send, under which obligations, with which headers for the consumer."""
+
+    transfer: Transfer
+    agreement: Agreement
+    asset: Asset
+    decision: Decision
+    query: dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def usage_input(
+    agreement: Agreement,
+    caller: dict[str, Any],
+    purpose: str | None,
+    uses: int,
+    asset: Asset,
+    query: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "agreement": {
+            "id": agreement.id,
+            "assigner": agreement.provider_id,
+            "assignee": agreement.consumer_id,
+            "target": agreement.target,
+            "timestamp": json.loads(agreement.document).get("timestamp"),
+            "terms": agreement.terms.to_dict(),
+        },
+        "caller": caller,
+        "purpose": purpose,
+        "uses": uses,
+        "now": utcnow(),
+        "asset": {"id": asset.id, "format": asset.format},
+        "request": {"query": query},
+    }
+
+
+async def parts(runtime: Runtime, transfer: Transfer) -> tuple[Agreement, UsagePolicy, Asset]:
+    """The agreement, its bound usage policy (unchanged, or we fail closed) and the asset of a transfer."""
+    async with runtime.db.session() as session:
+        agreement = await session.get(Agreement, transfer.agreement_id)
+        policy = await session.get(UsagePolicy, agreement.usage_policy_id) if agreement else None
+        asset = await session.get(Asset, agreement.target) if agreement else None
+    if agreement is None or asset is None:
+        raise NotFound(f"the agreement or asset of transfer {transfer.id} is gone")
+    if policy is None or policy.hash != agreement.usage_policy_hash:
+        raise NotEntitled("the usage policy bound by the agreement is not available unchanged")
+    return agreement, policy, asset
+
+
+async def decide_use(
+    runtime: Runtime, transfer: Transfer, purpose: str | None, query: dict[str, Any] | None = None
+) -> Use:
+    """Decide one use; count it when allowed. Raises NotEntitled carrying the policy's reasons."""
+    if transfer.state != "STARTED":
+        raise NotEntitled(f"transfer {transfer.id} is {transfer.state}, not STARTED")
+    agreement, policy, asset = await parts(runtime, transfer)
+    caller = json.loads(transfer.caller_claims)
+    async with runtime.transaction() as session:
+        counter = await session.get(UsageCounter, agreement.id) or UsageCounter(agreement_id=agreement.id)
+        request = usage_input(agreement, caller, purpose, counter.uses, asset, query)
+        decision = _executable(await _decide(runtime, policy, request), query)
+        counter.uses += decision.allow
+        counter.denials += not decision.allow
+        counter.last_used_at = utcnow() if decision.allow else counter.last_used_at
+        session.add(counter)
+        await audit.append(
+            session,
+            actor=runtime.participant_id,
+            action="usage.allowed" if decision.allow else "usage.denied",
+            subject=agreement.id,
+            transfer=transfer.id,
+            consumer=transfer.counterparty_id,
+            purpose=purpose,
+            uses=counter.uses,
+            reasons=list(decision.reasons),
+            obligations=[o.to_dict() for o in decision.obligations],
+            policy_hash=policy.hash,
+        )
+        if decision.allow:
+            await _side_effects(session, runtime, transfer, decision)
+    if not decision.allow:
+        raise NotEntitled("the usage policy denied this request", reasons=list(decision.reasons))
+    return Use(transfer, agreement, asset, decision, query, _headers(decision))
+
+
+async def _decide(runtime: Runtime, policy: UsagePolicy, request: dict[str, Any]) -> Decision:
+    try:
+        return await runtime.engine.decide(policy.module, request)
+    except PolicyEvaluationError as exc:
+        return Decision(allow=False, reasons=(f"policy evaluation failed: {exc.detail}",))
+
+
+def _executable(decision: Decision, query: dict[str, Any] | None) -> Decision:
+    """The decision, or a denial when one of its obligations cannot be carried out (fail closed)."""
+    if not decision.allow:
+        return decision
+    try:
+        require_supported(decision.obligations, KNOWN_KINDS)
+        for notify in decision.of_kind("notify"):
+            if not notify.params.get("url"):
+                raise ObligationError(f"notify {notify.params.get('party')!r} has no address to notify")
+        for rule in decision.of_kind("aggregate"):
+            if query is None:
+                raise AggregateRefused("aggregate-only data: send an aggregate query; raw records never leave")
+            aggregate([], rule, query)  # refuses a query the policy does not allow before a use is counted
+    except ObligationError as exc:
+        return Decision(allow=False, reasons=(f"obligation cannot be carried out: {exc.detail}",))
+    return decision
+
+
+async def _side_effects(session: AsyncSession, runtime: Runtime, transfer: Transfer, decision: Decision) -> None:
+    for log in decision.of_kind("log"):
+        await audit.append(
+            session,
+            actor=runtime.participant_id,
+            action="usage.logged",
+            subject=transfer.agreement_id,
+            transfer=transfer.id,
+            event=log.params.get("event"),
+        )
+    for notify in decision.of_kind("notify"):
+        body = {
+            "event": notify.params.get("event", "use"),
+            "agreement": transfer.agreement_id,
+            "transfer": transfer.id,
+            "consumer": transfer.counterparty_id,
+            "at": utcnow(),
+        }
+        # Its own outbox lane: a slow party to notify must not hold up the transfer's protocol messages.
+        enqueue(
+            session,
+            process_id=f"notify:{new_id()}",
+            url=str(notify.params["url"]),
+            audience=str(notify.params.get("party") or runtime.participant_id),
+            body=body,
+        )
+        timeline.record(session, transfer.id, "queued", "notification", detail=str(notify.params["url"]))
+
+
+def _headers(decision: Decision) -> dict[str, str]:
+    headers = {}
+    for delete in decision.of_kind("delete_after"):
+        deadline = delete.params.get("date") or (
+            datetime.now(UTC) + timedelta(seconds=int(delete.params.get("seconds", 0)))
+        ).isoformat(timespec="seconds").replace("+00:00", "Z")
+        headers[DELETE_AFTER_HEADER] = min(str(deadline), headers.get(DELETE_AFTER_HEADER, str(deadline)))
+    for next_policy in decision.of_kind("next_policy"):
+        headers[NEXT_POLICY_HEADER] = json.dumps(next_policy.params, sort_keys=True)
+    if decision.mask:
+        headers["Tessera-Masked-Fields"] = ",".join(decision.mask)
+    return headers
+
+
+async def content(runtime: Runtime, use: Use) -> tuple[AsyncIterator[bytes], str]:
+    """The data of an allowed use, obligations applied, as a metered byte stream and its media type."""
+    asset, decision = use.asset, use.decision
+    rules = decision.of_kind("aggregate")
+    if rules:
+        assert use.query is not None
+        rows = await run_in_threadpool(aggregate, read_records(asset), rules[0], use.query)
+        chunks = iterate_in_threadpool(write_records(rows, "json"))
+        media_type = MEDIA_TYPES["json"]
+    else:
+        records = apply_record_obligations(read_records(asset), decision.obligations)  # raises before any record
+        header = _columns(asset, decision) if asset.format == "csv" else None
+        chunks = iterate_in_threadpool(write_records(records, asset.format, header))
+        media_type = MEDIA_TYPES[asset.format]
+    return _metered(runtime, use.agreement.id, chunks), media_type
+
+
+def _columns(asset: Asset, decision: Decision) -> list[str]:
+    masked = {name.removeprefix("$.") for name in decision.mask}
+    return [name for name in csv_header(asset) if name not in masked]
+
+
+async def _metered(runtime: Runtime, agreement_id: str, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    sent = 0
+    try:
+        async for chunk in chunks:
+            sent += len(chunk)
+            yield chunk
+    finally:
+        await asyncio.shield(_count_bytes(runtime, agreement_id, sent))
+
+
+async def _count_bytes(runtime: Runtime, agreement_id: str, sent: int) -> None:
+    async with runtime.transaction() as session:
+        counter = await session.get(UsageCounter, agreement_id)
+        if counter is not None:
+            counter.bytes += sent

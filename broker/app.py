@@ -1,46 +1,69 @@
-"""The broker service: the cluster's identity authority and metadata registry in one Starlette app.
+"""The broker service: the cluster's identity authority, registry, search and feeds in one Starlette app.
 
 ```python
 config = BrokerConfig.load(Path("broker"))
 uvicorn.run(create_app(config), host=config.host, port=config.port)
 ```
+
+The lifespan opens the database, sets up the search index and starts the crawler as a background task;
+shutdown cancels the task before the database closes.
 """
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+import httpx
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
-from broker import authority, registry
+from broker import authority, feeds, operations, products, registry, text
 from broker.authority import Authority, AuthorityKeys
 from broker.config import BrokerConfig
+from broker.crawler import Crawler
+from broker.quotas import QuotaExceeded, quota_handler
 from broker.registry import Registry
+from broker.search import Fts5Search
 from connector.identity import SigningKey, TokenVerifier
 from connector.problems import problem_handlers
 from connector.store import Database
 
 
-async def health(_request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+def create_app(config: BrokerConfig, *, crawl: bool = True) -> Starlette:
+    """The broker app; `crawl=False` leaves the crawler off (benchmarks that have no connectors to crawl)."""
 
-
-def create_app(config: BrokerConfig) -> Starlette:
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
         signer = SigningKey.load(config.key_path)
         db = await Database.open(config.database_url)
+        search = Fts5Search()
+        await search.setup(db)
+        await asyncio.to_thread(text.warm_up)
         verifier = TokenVerifier(AuthorityKeys(signer), issuer=config.url, audience=config.url)
-        try:
-            yield {
-                "authority": Authority(db, signer, url=config.url),
-                "registry": Registry(db, verifier),
-            }
-        finally:
-            await db.close()
+        async with httpx.AsyncClient(timeout=config.crawl_timeout) as http:
+            crawler = Crawler(db, search, config, signer, http)
+            task = asyncio.create_task(crawler.run(), name="broker-crawler") if crawl else None
+            try:
+                yield {
+                    "authority": Authority(db, signer, url=config.url),
+                    "registry": Registry(db, verifier, search, config, on_registered=crawler.wake),
+                    "crawler": crawler,
+                    "crawler_task": task,
+                }
+            finally:
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                await db.close()
 
-    routes = [Route("/health", health, methods=["GET"]), *authority.routes, *registry.routes]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=problem_handlers())
+    routes = [
+        *operations.routes,
+        *authority.routes,
+        *registry.routes,
+        *products.routes,
+        *feeds.routes,
+    ]
+    handlers = {**problem_handlers(), QuotaExceeded: quota_handler}
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)

@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from broker import events
 from connector.errors import BadRequest, Conflict, NotFound, TesseraError, TokenRejected
 from connector.identity import (
     ACCESS_TOKEN_LIFETIME,
@@ -163,6 +164,8 @@ async def set_suspended(db: Database, participant_id: str, suspended: bool) -> P
             raise NotFound(f"no participant {participant_id!r}")
         participant.suspended = suspended
         session.add(participant)
+        action = "participant.suspended" if suspended else "participant.resumed"
+        await events.record(await session.connection(), [events.event("operator", action, participant_id)])
         await session.commit()
     logger.info("participant %s %s", participant_id, "suspended" if suspended else "resumed")
     return participant

@@ -1,7 +1,8 @@
-"""`tessera broker …` and `tessera participant …`: set up and run a broker, admit participants.
+"""`tessera broker …`, `tessera participant …` and `tessera certificate …`.
 
-Participant commands are the operator's: they write the broker's database directly, so they run on the
-broker's host. Exit codes follow `connector.cli`: 2 for usage or input errors.
+Participant commands and `broker delete-entry` / `broker events` are the operator's: they use the broker's
+database directly, so they run on the broker's host. `certificate verify` runs anywhere: it needs only the
+broker's JWKS. Exit codes follow `connector.cli`: 1 a check failed, 2 usage or input errors.
 """
 
 import asyncio
@@ -14,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from broker import authority
+from broker import authority, events, products
 from broker.config import BrokerConfig
 from connector.errors import TesseraError
 from connector.identity import SigningKey, generate_key, save_private_key
@@ -28,6 +29,7 @@ broker_app = typer.Typer(
 participant_app = typer.Typer(
     help="Admit and list participants (operator commands, on the broker host).", no_args_is_help=True
 )
+certificate_app = typer.Typer(help="Check data-product registration certificates offline.", no_args_is_help=True)
 
 BrokerDir = Annotated[Path, typer.Option("--broker-dir", help="The broker's directory (holds broker.toml).")]
 err = Console(stderr=True)
@@ -36,6 +38,7 @@ err = Console(stderr=True)
 def register(app: typer.Typer) -> None:
     app.add_typer(broker_app, name="broker")
     app.add_typer(participant_app, name="participant")
+    app.add_typer(certificate_app, name="certificate")
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -97,6 +100,113 @@ def serve(directory: Annotated[Path, typer.Option("--dir", help="The broker's di
     if not config.key_path.exists():
         raise _fail(f"no authority key at {config.key_path}; run `tessera broker init`")
     uvicorn.run(create_app(config), host=config.host, port=config.port)
+
+
+@broker_app.command("delete-entry")
+def delete_entry(
+    participant_id: Annotated[str, typer.Argument(help="The participant whose entry to remove.")],
+    broker_dir: BrokerDir,
+    reason: Annotated[str, typer.Option(help="Why; kept in the tombstone and the event log.")],
+    offering: Annotated[str | None, typer.Option(help="Remove only this offering (and keep it out).")] = None,
+) -> None:
+    """Force-delete a registration or one offering, leaving a tombstone with the reason (operator)."""
+    from broker.registry import OPERATOR, Registry
+    from broker.search import Fts5Search
+
+    if not reason.strip():
+        raise _fail("--reason must not be empty")
+    config = _load(broker_dir)
+
+    async def run(db: Database) -> None:
+        search = Fts5Search()
+        await search.setup(db)
+        registry = Registry(db, None, search, config)  # type: ignore[arg-type]  # no tokens to verify here
+        if offering is None:
+            await registry.unregister(participant_id, actor=OPERATOR, reason=reason)
+        else:
+            await registry.force_delete_offering(participant_id, offering, reason=reason)
+
+    _with_database(config, run)
+    typer.echo(f"deleted {participant_id}{' offering ' + offering if offering else ''}: {reason}")
+
+
+@broker_app.command("events")
+def events_(
+    broker_dir: BrokerDir,
+    since: Annotated[int, typer.Option(help="Show events after this sequence number.", min=0)] = 0,
+    participant: Annotated[str | None, typer.Option(help="Only this participant's events.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many events.", min=1, max=events.MAX_EVENTS)] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """Show the event log: every registration change, crawl result and operator action."""
+    found = _with_database(
+        _load(broker_dir), lambda db: events.since(db, since, limit=limit, participant_id=participant)
+    )
+    if as_json:
+        typer.echo(json.dumps([e.public() for e in found], indent=2, ensure_ascii=False))
+        return
+    table = Table()
+    for name in ("seq", "at", "actor", "action", "participant", "offering", "detail"):
+        table.add_column(name, overflow="fold")
+    for e in found:
+        table.add_row(str(e.seq), str(e.at), e.actor, e.action, e.participant_id, e.offering_id or "", e.detail)
+    Console().print(table)
+
+
+@certificate_app.command("verify")
+def verify(
+    certificate: Annotated[str, typer.Argument(help="A certificate file, or the certificate (JWT) itself.")],
+    jwks: Annotated[str, typer.Option(help="The broker's JWKS: a file, or its URL (fetched once).")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the verified claims as JSON.")] = False,
+) -> None:
+    """Verify a data-product certificate offline against the broker's JWKS; exit 0 valid, 1 invalid."""
+    token = _read_certificate(certificate)
+    keys = _read_jwks(jwks)
+    try:
+        claims = products.verify_certificate(token, keys)
+    except TesseraError as exc:
+        raise _fail(f"certificate invalid: {exc.detail}", code=1) from exc
+    if as_json:
+        typer.echo(json.dumps(claims, indent=2, ensure_ascii=False))
+        return
+    typer.echo(f"valid: {claims['product_code']} {claims['title']!r} of {claims['participant_id']}")
+    typer.echo(f"  status {claims['status']}, version {claims['version']}, metadata {claims['content_hash']}")
+    typer.echo(f"  issued by {claims['iss']}")
+
+
+def _read_certificate(argument: str) -> str:
+    text = argument.strip()
+    try:
+        if Path(argument).is_file():
+            text = Path(argument).read_text().strip()
+        elif text.count(".") != 2:
+            raise _fail(f"{argument} is neither a file nor a certificate")
+    except (OSError, UnicodeDecodeError) as exc:
+        if text.count(".") != 2:  # a name too long for a file is fine when it is the token itself
+            raise _fail(f"cannot read {argument}: {exc}") from exc
+    if text.startswith("{"):  # the JSON the broker's /certificate endpoint answers
+        try:
+            text = str(json.loads(text)["certificate"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise _fail("the JSON holds no `certificate`") from exc
+    return text
+
+
+def _read_jwks(source: str) -> dict[str, Any]:
+    try:
+        if source.startswith(("http://", "https://")):
+            import httpx
+
+            response = httpx.get(source, timeout=10)
+            response.raise_for_status()
+            data = response.json()
+        else:
+            data = json.loads(Path(source).read_text())
+    except Exception as exc:  # network, file or JSON: all an input error for this command
+        raise _fail(f"cannot read a JWKS from {source}: {exc}") from exc
+    if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+        raise _fail(f"{source} is not a JWKS (no `keys` list)")
+    return data
 
 
 @participant_app.command("add")

@@ -9,6 +9,13 @@ host = "127.0.0.1"
 port = 8500
 # database_url = "postgresql+asyncpg://…"   default: sqlite file broker.db in the directory
 # key_path = "authority.key"                 default; relative paths are resolved against the directory
+# crawl_interval = 900          seconds between crawls of one connector's DSP catalog
+# crawl_timeout = 10            seconds one catalog request may take
+# dead_after = 259200           seconds without contact before an OFFLINE entry is DEAD
+# hide_dead_after = 86400       seconds a DEAD entry stays in search before it leaves
+# notice_period = 0             seconds of public notice before a new data product takes effect
+# registrations_per_minute = 30 write quota per participant (PUT/DELETE), bursts up to that number
+# max_offerings = 10000         offerings one participant may have registered
 ```
 """
 
@@ -30,6 +37,21 @@ KEY_FILE = "authority.key"
 DATABASE_FILE = "broker.db"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8500
+DEFAULT_CRAWL_INTERVAL = 900.0
+DEFAULT_CRAWL_TIMEOUT = 10.0
+DEFAULT_DEAD_AFTER = 3 * 86400.0
+DEFAULT_HIDE_DEAD_AFTER = 86400.0
+DEFAULT_REGISTRATIONS_PER_MINUTE = 30
+DEFAULT_MAX_OFFERINGS = 10_000
+_TUNING = {
+    "crawl_interval": float,
+    "crawl_timeout": float,
+    "dead_after": float,
+    "hide_dead_after": float,
+    "notice_period": float,
+    "registrations_per_minute": int,
+    "max_offerings": int,
+}
 
 
 @dataclass(frozen=True, kw_only=True, repr=False)
@@ -46,6 +68,13 @@ class BrokerConfig:
     port: int = DEFAULT_PORT
     database_url: str = field(default="")
     key_path: Path = field(default=Path(KEY_FILE))
+    crawl_interval: float = DEFAULT_CRAWL_INTERVAL
+    crawl_timeout: float = DEFAULT_CRAWL_TIMEOUT
+    dead_after: float = DEFAULT_DEAD_AFTER
+    hide_dead_after: float = DEFAULT_HIDE_DEAD_AFTER
+    notice_period: float = 0.0
+    registrations_per_minute: int = DEFAULT_REGISTRATIONS_PER_MINUTE
+    max_offerings: int = DEFAULT_MAX_OFFERINGS
 
     def __post_init__(self) -> None:
         # Resolved, so that joining `key_path` again (dataclasses.replace) changes nothing.
@@ -73,7 +102,7 @@ class BrokerConfig:
 
     @classmethod
     def from_mapping(cls, directory: Path, data: dict[str, Any]) -> "BrokerConfig":
-        known = {"url", "host", "port", "database_url", "key_path"}
+        known = {"url", "host", "port", "database_url", "key_path", *_TUNING}
         if unknown := sorted(set(data) - known):
             raise BadRequest(f"unknown settings in {CONFIG_FILE}: {', '.join(unknown)}")
         if not isinstance(data.get("url"), str):
@@ -88,6 +117,7 @@ class BrokerConfig:
             port=port,
             database_url=str(data.get("database_url", "")),
             key_path=Path(str(data.get("key_path", KEY_FILE))),
+            **{name: _number(data, name, kind) for name, kind in _TUNING.items() if name in data},
         )
 
     def save(self) -> Path:
@@ -97,6 +127,8 @@ class BrokerConfig:
             data["database_url"] = self.database_url
         if self.key_path != self.directory / KEY_FILE:
             data["key_path"] = str(self.key_path)
+        defaults = BrokerConfig(directory=self.directory, url=self.url)
+        data.update({name: getattr(self, name) for name in _TUNING if getattr(self, name) != getattr(defaults, name)})
         path = self.directory / CONFIG_FILE
         path.write_text(tomli_w.dumps(data))
         return path
@@ -106,6 +138,18 @@ class BrokerConfig:
             f"BrokerConfig(directory={str(self.directory)!r}, url={self.url!r}, host={self.host!r}, "
             f"port={self.port}, database_url={_masked(self.database_url)!r}, key_path={str(self.key_path)!r})"
         )
+
+
+def _number(data: dict[str, Any], name: str, kind: type) -> Any:
+    value = data[name]
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or value < 0
+        or (kind is int and value != int(value))
+    ):
+        raise BadRequest(f"`{name}` must be a non-negative {'integer' if kind is int else 'number'}, not {value!r}")
+    return kind(value)
 
 
 def check_url(url: str) -> str:

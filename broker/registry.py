@@ -1,41 +1,40 @@
-"""The metadata registry: connectors' self-descriptions and offerings, and search over them.
+"""The metadata registry: connectors' self-descriptions and offerings, pushed, crawled and searched.
 
 A connector registers with an access token this broker's authority issued for the broker's own URL; the
-token's subject must be the participant being registered. A registration replaces that participant's
-offerings in one transaction. Search is public.
-
-`search()` is the one function that knows how offerings are found (case-insensitive `LIKE` over title,
-description and keywords); a full-text backend can replace it without touching the routes.
+token's subject must be the participant being registered, so only it may change or remove its entry. The
+operator may force-delete an entry or one offering (a tombstone keeps the reason). Every change is one
+transaction: offerings, search index, product lifecycle and event log together.
 """
 
-import json
 import logging
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from pydantic import Field as Check
-from sqlalchemy import ColumnElement, and_, exists, func, or_
-from sqlalchemy.exc import IntegrityError
-from sqlmodel import Field, SQLModel, col, delete, select
-from sqlmodel.ext.asyncio.session import AsyncSession
+from sqlalchemy import delete
+from sqlmodel import col, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from broker import entries, events, products
 from broker.authority import Participant, read_body
-from connector.errors import BadRequest, Conflict, NotEntitled, NotFound
+from broker.config import BrokerConfig
+from broker.entries import ONLINE, Merge, Offering, Registration, Tombstone
+from broker.quality import assess
+from broker.quotas import WriteQuota
+from broker.search import DEFAULT_LIMIT, FACETS, MAX_LIMIT, SORTS, SearchBackend, SearchQuery
+from connector.errors import BadRequest, NotEntitled, NotFound
 from connector.identity import Caller, TokenVerifier, bearer_token
 from connector.store import Database
 
 logger = logging.getLogger("broker.registry")
 
 MAX_BODY_BYTES = 1024 * 1024
-DEFAULT_LIMIT = 20
-MAX_LIMIT = 100
 MAX_QUERY_LENGTH = 256
+OPERATOR = "operator"
 
 
 class ContentTooLarge(BadRequest):
@@ -43,20 +42,36 @@ class ContentTooLarge(BadRequest):
     title = "Content too large"
 
 
+class Gone(NotFound):
+    """The operator force-deleted this entry; the detail carries the reason."""
+
+    status_code = 410
+    title = "Gone"
+
+
 # -- what the API accepts -----------------------------------------------------------------------------
 
 Text = Annotated[str, Check(max_length=8192)]
-Name = Annotated[str, Check(min_length=1, max_length=512)]
+Name = Annotated[str, Check(min_length=1, max_length=512, pattern=r"\S")]
+Label = Annotated[str, Check(max_length=128)]
 
 
 class OfferingIn(BaseModel):
+    """One offering as a connector pushes it; everything after `format` is optional and newer."""
+
     model_config = ConfigDict(extra="forbid")
 
     id: Annotated[str, Check(min_length=1, max_length=256)]
     title: Name
     description: Text = ""
     keywords: Annotated[list[Annotated[str, Check(min_length=1, max_length=64)]], Check(max_length=64)] = []
-    format: Annotated[str, Check(max_length=128)] = ""
+    format: Label = ""
+    theme: Label = ""
+    license: Annotated[str, Check(max_length=512)] = ""
+    classification: Label = ""
+    region: Label = ""
+    language: Label = ""
+    correction: Annotated[str, Check(max_length=1024)] = ""  # a reason: record this change as a correction
 
 
 class RegistrationIn(BaseModel):
@@ -91,196 +106,37 @@ def parse_registration(body: bytes) -> RegistrationIn:
         raise BadRequest("invalid registration: " + "; ".join(reasons[:5]), reasons=reasons) from exc
 
 
-# -- records ------------------------------------------------------------------------------------------
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
-
-
-class Registration(SQLModel, table=True):
-    __tablename__ = "broker_registration"
-
-    participant_id: str = Field(primary_key=True)
-    endpoint: str
-    title: str
-    description: str
-    updated_at: datetime = Field(default_factory=_now)
-
-
-class Offering(SQLModel, table=True):
-    __tablename__ = "broker_offering"
-
-    participant_id: str = Field(primary_key=True)
-    id: str = Field(primary_key=True)
-    title: str
-    description: str
-    keywords: str  # JSON list, as registered
-    format: str
-
-    def public(self) -> dict[str, Any]:
-        return {**self.model_dump(exclude={"participant_id"}), "keywords": json.loads(self.keywords)}
-
-
-class OfferingKeyword(SQLModel, table=True):
-    """One lower-cased keyword of an offering, so `keyword=` filters match whole keywords only."""
-
-    __tablename__ = "broker_offering_keyword"
-
-    participant_id: str = Field(primary_key=True)
-    offering_id: str = Field(primary_key=True)
-    keyword: str = Field(primary_key=True, index=True)
-
-
-# -- storage ------------------------------------------------------------------------------------------
-
-
-async def save_registration(db: Database, participant_id: str, data: RegistrationIn) -> bool:
-    """Store a registration, replacing the participant's previous offerings; True if it is new."""
-    async with db.session() as session:
-        record = await session.get(Registration, participant_id)
-        created = record is None
-        await _delete_offerings(session, participant_id)
-        record = record or Registration(participant_id=participant_id, endpoint="", title="", description="")
-        record.sqlmodel_update(data.model_dump(exclude={"offerings"}) | {"updated_at": _now()})
-        session.add(record)
-        for offering in data.offerings:
-            session.add(
-                Offering(
-                    participant_id=participant_id,
-                    **offering.model_dump(exclude={"keywords"}),
-                    keywords=json.dumps(offering.keywords, ensure_ascii=False),
-                )
-            )
-            for keyword in {k.lower() for k in offering.keywords}:
-                session.add(OfferingKeyword(participant_id=participant_id, offering_id=offering.id, keyword=keyword))
-        try:
-            await session.commit()
-        except IntegrityError as exc:
-            raise Conflict(f"registration of {participant_id!r} changed concurrently; retry") from exc
-    logger.info("registration of %s saved with %d offerings", participant_id, len(data.offerings))
-    return created
-
-
-async def delete_registration(db: Database, participant_id: str) -> None:
-    async with db.session() as session:
-        await _delete_offerings(session, participant_id)
-        await session.exec(delete(Registration).where(col(Registration.participant_id) == participant_id))
-        await session.commit()
-    logger.info("registration of %s deleted", participant_id)
-
-
-async def _delete_offerings(session: AsyncSession, participant_id: str) -> None:
-    await session.exec(delete(OfferingKeyword).where(col(OfferingKeyword.participant_id) == participant_id))
-    await session.exec(delete(Offering).where(col(Offering.participant_id) == participant_id))
-
-
-async def load_registration(db: Database, participant_id: str) -> dict[str, Any]:
-    async with db.session() as session:
-        record = await session.get(Registration, participant_id)
-        if record is None:
-            raise NotFound(f"{participant_id!r} has no registration")
-        statement = select(Offering).where(col(Offering.participant_id) == participant_id).order_by(col(Offering.id))
-        offerings = list(await session.exec(statement))
-    return {
-        **record.model_dump(mode="json"),
-        "offerings": [offering.public() for offering in offerings],
-    }
-
-
-# -- search -------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class SearchQuery:
-    text: str = ""
-    participant: str | None = None
-    keyword: str | None = None
-    limit: int = DEFAULT_LIMIT
-    offset: int = 0
-
-
-async def search(db: Database, query: SearchQuery) -> dict[str, Any]:
-    """Offerings of active participants matching every word of `text`, ordered by participant and id."""
-    conditions = _conditions(query)
-    joined = col(Registration.participant_id) == col(Offering.participant_id)
-    page = (
-        select(Offering, col(Registration.endpoint))
-        .join(Registration, joined)
-        .where(*conditions)
-        .order_by(col(Offering.participant_id), col(Offering.id))
-        .limit(query.limit)
-        .offset(query.offset)
-    )
-    count = select(func.count()).select_from(Offering).join(Registration, joined).where(*conditions)
-    async with db.session() as session:
-        total = (await session.exec(count)).one()
-        rows = list(await session.exec(page))
-    results = [
-        {"participant_id": offering.participant_id, "endpoint": endpoint, "offering": offering.public()}
-        for offering, endpoint in rows
-    ]
-    return {"total": total, "results": results}
-
-
-def _conditions(query: SearchQuery) -> list[ColumnElement[bool]]:
-    suspended = select(Participant.id).where(col(Participant.suspended))
-    conditions = [col(Offering.participant_id).not_in(suspended)]
-    if query.participant is not None:
-        conditions.append(col(Offering.participant_id) == query.participant)
-    if query.keyword is not None:
-        conditions.append(_has_keyword(OfferingKeyword.keyword == query.keyword.lower()))
-    for word in query.text.split():
-        pattern = "%" + word.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-        conditions.append(
-            or_(
-                col(Offering.title).ilike(pattern, escape="\\"),
-                col(Offering.description).ilike(pattern, escape="\\"),
-                _has_keyword(col(OfferingKeyword.keyword).ilike(pattern, escape="\\")),
-            )
-        )
-    return conditions
-
-
-def _has_keyword(condition: ColumnElement[bool]) -> ColumnElement[bool]:
-    same_offering = and_(
-        col(OfferingKeyword.participant_id) == col(Offering.participant_id),
-        col(OfferingKeyword.offering_id) == col(Offering.id),
-    )
-    return exists().where(same_offering, condition)
-
-
-def search_query(params: dict[str, str]) -> SearchQuery:
-    text = params.get("q", "")
-    if len(text) > MAX_QUERY_LENGTH:
-        raise BadRequest(f"q is longer than {MAX_QUERY_LENGTH} characters")
-    return SearchQuery(
-        text=text,
-        participant=params.get("participant") or None,
-        keyword=params.get("keyword") or None,
-        limit=_integer(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
-        offset=_integer(params, "offset", 0, 0, 1_000_000),
-    )
-
-
-def _integer(params: dict[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = params.get(name)
-    if raw is None or raw == "":
-        return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
-        raise BadRequest(f"{name} must be an integer from {low} to {high}")
-    return int(raw)
-
-
-# -- HTTP ---------------------------------------------------------------------------------------------
+# -- the service --------------------------------------------------------------------------------------
 
 
 class Registry:
-    """The registry's store plus the rule for who may change an entry."""
+    """The registry's store, its search backend, and the rules for who may change an entry.
 
-    def __init__(self, db: Database, verifier: TokenVerifier) -> None:
+    ```python
+    registry = Registry(db, verifier, Fts5Search(), config)
+    answer = await registry.push("urn:tessera:acme", parse_registration(body))
+    ```
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        verifier: TokenVerifier,
+        search: SearchBackend,
+        config: BrokerConfig,
+        *,
+        on_registered: Callable[[str], None] | None = None,
+    ) -> None:
         self.db = db
+        self.search_backend = search
+        self.config = config
+        self.quota = WriteQuota(config.registrations_per_minute)
         self._verifier = verifier
+        self._on_registered = on_registered
+
+    @property
+    def url(self) -> str:
+        return self.config.url
 
     async def authorize(self, request: Request, participant_id: str) -> Caller:
         """The caller, if its token is for this broker and names `participant_id` as subject."""
@@ -291,7 +147,197 @@ class Registry:
             participant = await session.get(Participant, participant_id)
         if participant is None or participant.suspended:
             raise NotEntitled(f"{participant_id!r} is not an active participant")
+        self.quota.spend(participant_id)
         return caller
+
+    async def push(self, participant_id: str, data: RegistrationIn) -> dict[str, Any]:
+        """Store a registration: self-description plus the pushed offerings, replacing the pushed set."""
+        async with self.db.transaction() as session:
+            connection = await session.connection()
+            participant = await session.get(Participant, participant_id)
+            record = await session.get(Registration, participant_id)
+            created = record is None
+            context = Merge(
+                participant_id=participant_id,
+                source="push",
+                actor=participant_id,
+                region=participant.region if participant else "",
+                notice_period=self.config.notice_period,
+                max_offerings=self.config.max_offerings,
+                corrections={o.id: o.correction for o in data.offerings if o.correction},
+            )
+            incoming = {o.id: o.model_dump(include=set(entries.METADATA)) for o in data.offerings}
+            action = "registration.created" if created else "registration.updated"
+            described_as = {"endpoint": data.endpoint, "title": data.title}
+            await events.record(connection, [events.event(participant_id, action, participant_id, **described_as)])
+            outcome = await entries.merge(connection, self.search_backend, context, incoming)
+            moment = entries.now()
+            if record is None:
+                record = Registration(participant_id=participant_id, endpoint="", title="", description="")
+            elif record.state != ONLINE:
+                await entries.set_state(connection, participant_id, state=ONLINE, listed=True)
+                record.state, record.state_changed_at = ONLINE, moment
+            described = (data.endpoint, data.title, data.description) != (
+                record.endpoint,
+                record.title,
+                record.description,
+            )
+            record.sqlmodel_update(data.model_dump(exclude={"offerings"}))
+            record.updated_at = record.last_seen_at = record.next_crawl_at = moment
+            if created or described or outcome.changed_anything:
+                record.changed_at = moment
+            record.offerings = len(outcome.codes)
+            session.add(record)
+            await connection.execute(
+                delete(Tombstone).where(
+                    col(Tombstone.participant_id) == participant_id, col(Tombstone.offering_id) == ""
+                )
+            )
+        logger.info("registration of %s saved: %s", participant_id, outcome.summary())
+        if self._on_registered:
+            self._on_registered(participant_id)
+        answer = await self.entry(participant_id)
+        answer["created"] = created
+        answer["changes"] = outcome.summary()
+        answer["quality"] = assess(data.description, data.offerings)
+        return answer
+
+    async def unregister(self, participant_id: str, *, actor: str, reason: str = "") -> None:
+        """Remove an entry and all its offerings; with a reason, the operator's force-delete (tombstoned)."""
+        async with self.db.transaction() as session:
+            connection = await session.connection()
+            record = await session.get(Registration, participant_id)
+            existing = await entries.offerings_of(connection, participant_id)
+            if record is None and not existing:
+                raise NotFound(f"{participant_id!r} has no registration")
+            await self._cancel(connection, participant_id, list(existing.values()), actor=actor, reason=reason)
+            if record is not None:
+                await session.delete(record)
+            if actor == OPERATOR:
+                await session.merge(Tombstone(participant_id=participant_id, offering_id="", reason=reason))
+            action = "entry.force_deleted" if actor == OPERATOR else "registration.deleted"
+            await events.record(connection, [events.event(actor, action, participant_id, reason=reason)])
+        logger.info("registration of %s deleted by %s %s", participant_id, actor, reason)
+
+    async def force_delete_offering(self, participant_id: str, offering_id: str, *, reason: str) -> None:
+        """Remove one offering for good: a tombstone keeps push and crawl from bringing it back."""
+        async with self.db.transaction() as session:
+            connection = await session.connection()
+            found = (await entries.offerings_of(connection, participant_id)).get(offering_id)
+            if found is None:
+                raise NotFound(f"{participant_id!r} has no offering {offering_id!r}")
+            await self._cancel(connection, participant_id, [found], actor=OPERATOR, reason=reason)
+            await session.merge(Tombstone(participant_id=participant_id, offering_id=offering_id, reason=reason))
+            record = await session.get(Registration, participant_id)
+            if record is not None:
+                record.offerings -= 1
+                record.changed_at = entries.now()
+                session.add(record)
+            event = events.event(
+                OPERATOR, "offering.force_deleted", participant_id, offering_id=offering_id, reason=reason
+            )
+            await events.record(connection, [event])
+
+    async def _cancel(
+        self, connection: Any, participant_id: str, gone: list[Offering], *, actor: str, reason: str
+    ) -> None:
+        steps = [
+            products.Step(
+                participant_id=participant_id,
+                offering_id=o.id,
+                action=products.CANCELLED,
+                actor=actor,
+                reason=reason or "unregistered",
+            )
+            for o in gone
+        ]
+        await products.apply(connection, steps, notice_period=0)
+        await entries.remove_offerings(connection, self.search_backend, gone)
+
+    async def entry(self, participant_id: str) -> dict[str, Any]:
+        async with self.db.session() as session:
+            record = await session.get(Registration, participant_id)
+            if record is None:
+                tombstone = await session.get(Tombstone, (participant_id, ""))
+                if tombstone is not None:
+                    raise Gone(f"{participant_id!r} was removed by the operator: {tombstone.reason}")
+                raise NotFound(f"{participant_id!r} has no registration")
+            statement = (
+                select(Offering).where(col(Offering.participant_id) == participant_id).order_by(col(Offering.id))
+            )
+            offerings = list(await session.exec(statement))
+        return {**record.public(), "offerings": [o.public() for o in offerings]}
+
+    async def search(self, query: SearchQuery) -> dict[str, Any]:
+        page = await self.search_backend.search(self.db, query)
+        async with self.db.session() as session:
+            rows = (
+                await session.exec(
+                    select(Offering, Registration)
+                    .join(Registration, col(Registration.participant_id) == col(Offering.participant_id))
+                    .where(col(Offering.pk).in_(page.pks))
+                )
+            ).all()
+        by_pk = {offering.pk: (offering, registration) for offering, registration in rows}
+        results = []
+        for pk, score in zip(page.pks, page.scores, strict=True):
+            if pk in by_pk:
+                offering, registration = by_pk[pk]
+                results.append(
+                    {
+                        "participant_id": offering.participant_id,
+                        "endpoint": registration.endpoint,
+                        "product_code": offering.product_code,
+                        "score": score,
+                        "liveness": registration.liveness(),
+                        "offering": offering.public(),
+                    }
+                )
+        answer: dict[str, Any] = {"total": page.total, "results": results, "next_cursor": page.next_cursor}
+        if query.facets:
+            answer["facets"] = page.facets
+        return answer
+
+
+# -- HTTP ---------------------------------------------------------------------------------------------
+
+
+def search_query(request: Request) -> SearchQuery:
+    params = request.query_params
+    text = params.get("q", "")
+    if len(text) > MAX_QUERY_LENGTH:
+        raise BadRequest(f"q is longer than {MAX_QUERY_LENGTH} characters")
+    sort = params.get("sort") or None
+    if sort is not None and sort not in SORTS:
+        raise BadRequest(f"sort must be one of {', '.join(SORTS)}")
+    filters = {}
+    for name in FACETS:
+        values = tuple(v for v in params.getlist(name) if v)
+        if name == "liveness":
+            values = tuple(v.upper() for v in values)
+        if len(values) > 20:
+            raise BadRequest(f"at most 20 values for {name}")
+        if values:
+            filters[name] = values
+    return SearchQuery(
+        text=text,
+        filters=filters,
+        keyword=params.get("keyword") or None,
+        sort=sort,
+        limit=integer_param(params, "limit", DEFAULT_LIMIT, 1, MAX_LIMIT),
+        offset=integer_param(params, "offset", 0, 0, 10_000),
+        cursor=params.get("cursor") or None,
+        facets=params.get("facets", "true").lower() not in ("false", "0", "no"),
+    )
+
+
+def integer_param(params: Any, name: str, default: int, low: int, high: int) -> int:
+    raw = params.get(name)
+    if raw is None or raw == "":
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise BadRequest(f"{name} must be an integer from {low} to {high}")
+    return int(raw)
 
 
 async def put_registration(request: Request) -> Response:
@@ -301,31 +347,31 @@ async def put_registration(request: Request) -> Response:
     body = await read_body(request, MAX_BODY_BYTES)
     if body is None:
         raise ContentTooLarge(f"a registration may not exceed {MAX_BODY_BYTES} bytes")
-    created = await save_registration(registry.db, participant_id, parse_registration(body))
-    return JSONResponse(await load_registration(registry.db, participant_id), status_code=201 if created else 200)
+    answer = await registry.push(participant_id, parse_registration(body))
+    return JSONResponse(answer, status_code=201 if answer["created"] else 200)
 
 
-async def delete_registration_route(request: Request) -> Response:
+async def delete_registration(request: Request) -> Response:
     registry: Registry = request.state.registry
     participant_id = request.path_params["participant_id"]
     await registry.authorize(request, participant_id)
-    await delete_registration(registry.db, participant_id)
+    await registry.unregister(participant_id, actor=participant_id)
     return Response(status_code=204)
 
 
 async def get_registration(request: Request) -> Response:
     registry: Registry = request.state.registry
-    return JSONResponse(await load_registration(registry.db, request.path_params["participant_id"]))
+    return JSONResponse(await registry.entry(request.path_params["participant_id"]))
 
 
 async def search_route(request: Request) -> Response:
     registry: Registry = request.state.registry
-    return JSONResponse(await search(registry.db, search_query(dict(request.query_params))))
+    return JSONResponse(await registry.search(search_query(request)))
 
 
 routes = [
     Route("/registrations/{participant_id}", put_registration, methods=["PUT"]),
-    Route("/registrations/{participant_id}", delete_registration_route, methods=["DELETE"]),
+    Route("/registrations/{participant_id}", delete_registration, methods=["DELETE"]),
     Route("/registrations/{participant_id}", get_registration, methods=["GET"]),
     Route("/search", search_route, methods=["GET"]),
 ]

@@ -1,4 +1,8 @@
-"""A real broker on a loopback port, with helpers to admit participants and sign client assertions."""
+"""A real broker on a loopback port, with helpers to admit participants and sign client assertions.
+
+The `broker` fixture runs without its crawler: the registrations here name endpoints nobody serves, and
+the crawler would (rightly) mark them OFFLINE. `tests/broker/test_crawler.py` crawls real connectors.
+"""
 
 import time
 import uuid
@@ -89,7 +93,10 @@ async def broker(tmp_path: Any) -> AsyncIterator[RunningBroker]:
     config = broker_config(tmp_path / "broker", port)
     db = await Database.open(config.database_url)
     try:
-        async with run_server(create_app(config), port=port) as url, httpx.AsyncClient(base_url=url) as http:
+        async with (
+            run_server(create_app(config, crawl=False), port=port) as url,
+            httpx.AsyncClient(base_url=url) as http,
+        ):
             yield RunningBroker(config, url, http, db)
     finally:
         await db.close()

@@ -158,6 +158,9 @@ def test_every_command_has_help(tessera: Run) -> None:
         ["broker", "serve"],
         ["participant", "add"],
         ["participant", "list"],
+        ["broker", "delete-entry"],
+        ["broker", "events"],
+        ["certificate", "verify"],
     ):
         code, out, _ = tessera(*command, "--help")
         assert code == 0 and "Usage" in out

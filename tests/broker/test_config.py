@@ -53,3 +53,14 @@ def test_repr_masks_the_database_password(tmp_path: Path) -> None:
 
 def test_public_surface_is_pinned() -> None:
     assert broker.__all__ == ["BrokerConfig", "create_app"]
+
+
+def test_crawl_and_quota_settings_round_trip_and_are_checked(tmp_path: Path) -> None:
+    config = BrokerConfig(directory=tmp_path, url="https://b.example", crawl_interval=60, max_offerings=5)
+    config.save()
+
+    assert BrokerConfig.load(tmp_path) == config
+    assert "dead_after" not in (tmp_path / "broker.toml").read_text()
+    (tmp_path / "broker.toml").write_text('url = "https://b.example"\nmax_offerings = -1\n')
+    with pytest.raises(BadRequest, match="max_offerings"):
+        BrokerConfig.load(tmp_path)

@@ -1,0 +1,70 @@
+"""Operations: `/health` for load balancers and `/status`, the crawl result of every registered connector.
+
+`/status` answers JSON, or an HTML table to a browser (`Accept: text/html`), listing per connector its
+liveness, last crawl (status, error, consecutive failures), next crawl and number of offerings.
+"""
+
+import html
+from typing import Any
+
+from sqlalchemy import func, text
+from sqlmodel import col, select
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from broker.entries import Offering, Registration
+from broker.registry import Registry
+
+
+async def health(request: Request) -> Response:
+    registry: Registry = request.state.registry
+    crawler_task = request.state.crawler_task
+    try:
+        async with registry.db.session() as session:
+            await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+            entries = (await session.exec(select(func.count()).select_from(Registration))).one()
+            offerings = (await session.exec(select(func.count()).select_from(Offering))).one()
+    except Exception as exc:  # any database failure makes the broker unhealthy, never a 500 page
+        return JSONResponse({"status": "error", "database": str(exc)[:200]}, status_code=503)
+    crawler = "disabled" if crawler_task is None else "stopped" if crawler_task.done() else "running"
+    healthy = crawler != "stopped"
+    body = {"status": "ok" if healthy else "degraded", "crawler": crawler, "entries": entries, "offerings": offerings}
+    return JSONResponse(body, status_code=200 if healthy else 503)
+
+
+async def status(request: Request) -> Response:
+    registry: Registry = request.state.registry
+    async with registry.db.session() as session:
+        records = list(await session.exec(select(Registration).order_by(col(Registration.participant_id))))
+    rows = [
+        {
+            "participant_id": r.participant_id,
+            "endpoint": r.endpoint,
+            "offerings": r.offerings,
+            **r.liveness(),
+            **r.crawl(),
+        }
+        for r in records
+    ]
+    if "text/html" in request.headers.get("accept", ""):
+        return HTMLResponse(_page(rows))
+    return JSONResponse({"connectors": rows})
+
+
+COLUMNS = ("participant_id", "state", "last_seen_at", "crawled_at", "status", "failures", "error", "offerings")
+
+
+def _page(rows: list[dict[str, Any]]) -> str:
+    head = "".join(f"<th>{name}</th>" for name in COLUMNS)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(row[name] or ''))}</td>" for name in COLUMNS) + "</tr>" for row in rows
+    )
+    return (
+        "<!doctype html><meta charset=utf-8><title>Broker status</title>"
+        "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:left}</style>"
+        f"<h1>Crawl status</h1><table><tr>{head}</tr>{body}</table>"
+    )
+
+
+routes = [Route("/health", health, methods=["GET"]), Route("/status", status, methods=["GET"])]

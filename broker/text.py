@@ -1,0 +1,57 @@
+"""Turning text into search tokens, the same way for documents and queries.
+
+SQLite's `unicode61` tokenizer splits on spaces and punctuation, which leaves a run of Chinese characters
+as one long token: "医疗数据共享平台" would only match itself. So before text reaches the index, every run
+of CJK characters is replaced by its jieba search segmentation (`cut_for_search`: words and the shorter
+words inside them) plus its character bigrams, so a two-character query such as "数据" or "医疗" finds
+every text that contains it. Other scripts pass through untouched; `unicode61` handles them.
+"""
+
+import logging
+import re
+import threading
+from functools import lru_cache
+
+import jieba
+
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
+_WORD = re.compile(r"\w+")
+_lock = threading.Lock()
+MAX_QUERY_TERMS = 16
+
+jieba.setLogLevel(logging.WARNING)
+
+
+def warm_up() -> None:
+    """Load jieba's dictionary now (about a second) rather than inside the first request."""
+    with _lock:
+        jieba.initialize()
+
+
+def index_text(text: str) -> str:
+    """`text` with each CJK run replaced by its words and bigrams, space separated."""
+    return _CJK.sub(lambda match: " " + " ".join(_cjk_tokens(match.group())) + " ", text)
+
+
+@lru_cache(maxsize=4096)
+def _cjk_tokens(run: str) -> list[str]:
+    words = [w for w in jieba.cut_for_search(run) if w.strip()]
+    bigrams = [run[i : i + 2] for i in range(len(run) - 1)]
+    return list(dict.fromkeys([*words, *bigrams]))
+
+
+def query_terms(query: str) -> list[str]:
+    """The tokens of a search query: words as typed, CJK runs as jieba words (bigrams for short runs)."""
+    terms: list[str] = []
+    position = 0
+    for match in _CJK.finditer(query):
+        terms.extend(_WORD.findall(query[position : match.start()]))
+        run = match.group()
+        if len(run) <= 2:
+            terms.append(run)
+        else:
+            # The longest words jieba finds, so "医疗数据" asks for 医疗 AND 数据, not every sub-word.
+            terms.extend(w for w in jieba.cut(run) if w.strip())
+        position = match.end()
+    terms.extend(_WORD.findall(query[position:]))
+    return list(dict.fromkeys(term.lower() for term in terms))[:MAX_QUERY_TERMS]

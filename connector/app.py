@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Mount, Route
 
-from connector import dataplane, management, protocol, usage
+from connector import audit, copies, dataplane, management, protocol, usage
 from connector.config import DSP_PATH, ConnectorConfig
 from connector.errors import BadRequest
 from connector.identity import bearer_token
@@ -68,13 +68,40 @@ async def data_token(request: Request) -> Response:
     return JSONResponse({"token": token})
 
 
+async def deletion(request: Request) -> Response:
+    """A consumer reports that it deleted its copy, as a delete-after obligation required."""
+    runtime: Runtime = request.app.state.runtime
+    caller = await runtime.verifier.verify(bearer_token(request.headers.get("authorization")))
+    try:
+        report = json.loads(await request.body())
+    except ValueError as exc:
+        raise BadRequest(f"the deletion report is not JSON: {exc}") from exc
+    if not isinstance(report, dict):
+        raise BadRequest("the deletion report must be a JSON object")
+    async with runtime.transaction() as session:
+        transfer = await transfer_process.find(session, request.path_params["pid"], caller=caller, role="provider")
+        await audit.append(
+            session,
+            actor=caller.participant_id,
+            action="usage.deleted",
+            subject=transfer.agreement_id,
+            transfer=transfer.id,
+            copy=report.get("copy"),
+            deleted_at=report.get("deleted_at"),
+            due=report.get("due"),
+            reported_by=caller.participant_id,
+        )
+    return JSONResponse({"recorded": True})
+
+
 async def pushed(request: Request) -> Response:
     """A provider pushes a push transfer's data to us."""
     runtime: Runtime = request.app.state.runtime
     token = bearer_token(request.headers.get("authorization"))
     media_type = request.headers.get("content-type", "application/octet-stream")
-    size = await consumer.receive_push(runtime, request.path_params["pid"], token, media_type, request.stream())
-    return JSONResponse({"received": size})
+    delete_at = request.headers.get(usage.DELETE_AFTER_HEADER)
+    await consumer.receive_push(runtime, request.path_params["pid"], token, media_type, delete_at, request.stream())
+    return JSONResponse({"received": True})
 
 
 async def abandon_process(runtime: Runtime, message: OutboxMessage) -> None:
@@ -112,6 +139,9 @@ def create_app(config: ConnectorConfig) -> Starlette:
 
         async with Runtime.running(config, on_undeliverable=on_undeliverable, on_reply=on_reply) as runtime:
             app.state.runtime = runtime
+            sweeper = copies.Sweeper(runtime)
+            runtime.wake_sweeper = sweeper.wake
+            runtime.spawn(sweeper.run())
             await provider.resume_pushes(runtime)
             yield
 
@@ -120,6 +150,7 @@ def create_app(config: ConnectorConfig) -> Starlette:
         Route("/health", health, methods=["GET"]),
         Route("/data/{pid}", data, methods=["GET"]),
         Route("/data/{pid}/token", data_token, methods=["POST"]),
+        Route("/data/{pid}/deletion", deletion, methods=["POST"]),
         Route("/push/{pid}", pushed, methods=["POST"]),
         Mount(DSP_PATH, routes=protocol.routes),
         Mount(

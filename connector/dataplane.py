@@ -47,7 +47,7 @@ class Pull:
             await self.response.aclose()
 
 
-async def pull(runtime: Runtime, transfer_id: str, purpose: str | None) -> Pull:
+async def pull(runtime: Runtime, transfer_id: str, purpose: str | None, query: str | None = None) -> Pull:
     """Open the provider's data for a started pull transfer, refreshing an expired data token once."""
     async with runtime.db.session() as session:
         transfer = await session.get(Transfer, transfer_id)
@@ -56,10 +56,10 @@ async def pull(runtime: Runtime, transfer_id: str, purpose: str | None) -> Pull:
     if transfer.state != "STARTED" or not transfer.data_address:
         raise NotEntitled(f"transfer {transfer_id} is {transfer.state}; no data address yet")
     address = json.loads(transfer.data_address)
-    response = await _get(runtime, address, purpose)
+    response = await _get(runtime, address, purpose, query)
     if response.status_code == 401:
         address = await _refresh(runtime, transfer, address)
-        response = await _get(runtime, address, purpose)
+        response = await _get(runtime, address, purpose, query)
     if response.status_code != 200:
         await response.aread()
         await response.aclose()
@@ -71,12 +71,13 @@ async def pull(runtime: Runtime, transfer_id: str, purpose: str | None) -> Pull:
     return Pull(response)
 
 
-async def _get(runtime: Runtime, address: dict[str, Any], purpose: str | None) -> httpx.Response:
+async def _get(runtime: Runtime, address: dict[str, Any], purpose: str | None, query: str | None) -> httpx.Response:
     token = dsp.endpoint_property(address, "authorization")
+    params = {k: v for k, v in {"purpose": purpose, "query": query}.items() if v is not None}
     request = runtime.http.build_request(
         "GET",
         address["endpoint"],
-        params={"purpose": purpose} if purpose else None,
+        params=params,
         headers={"Authorization": f"Bearer {token}"},
     )
     try:

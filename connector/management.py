@@ -19,7 +19,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from connector import audit, dataplane, registration, timeline, usage
+from connector import audit, copies, dataplane, registration, timeline, usage
 from connector.agreements import Agreement
 from connector.assets import Asset, AssetCreate
 from connector.catalog import Offer, OfferCreate, PolicyCreate, TermsIn, UsagePolicy, new_id
@@ -304,15 +304,41 @@ async def resume_transfer(request: Request) -> Response:
 
 async def pull_data(request: Request) -> Response:
     """The data of a transfer: pulled from the provider now, or what a push delivered."""
-    purpose = request.query_params.get("purpose")
-    async with runtime_of(request).db.session() as session:
+    runtime = runtime_of(request)
+    async with runtime.db.session() as session:
         transfer = await transfer_process.get(session, request.path_params["id"])
     if transfer.is_push:
-        if transfer.received_path is None:
-            raise NotFound(f"transfer {transfer.id} has received no data yet")
-        return FileResponse(transfer.received_path)
-    pulled = await dataplane.pull(runtime_of(request), request.path_params["id"], purpose)
-    return StreamingResponse(pulled, media_type=pulled.media_type)
+        return await _pushed_copy(runtime, transfer)
+    purpose, query = request.query_params.get("purpose"), request.query_params.get("query")
+    pulled = await dataplane.pull(runtime, transfer.id, purpose, query)
+    delete_at = pulled.response.headers.get(usage.DELETE_AFTER_HEADER)
+    kept = copies.keep(runtime, transfer, aiter(pulled), pulled.media_type, delete_at)
+    return StreamingResponse(kept, media_type=pulled.media_type, headers=_obligation_headers(pulled.response))
+
+
+def _obligation_headers(response: httpx.Response) -> dict[str, str]:
+    names = (usage.DELETE_AFTER_HEADER, usage.NEXT_POLICY_HEADER, "Tessera-Masked-Fields")
+    return {name: response.headers[name] for name in names if name in response.headers}
+
+
+async def _pushed_copy(runtime: Runtime, transfer: Transfer) -> Response:
+    copy = await copies.latest(runtime, transfer.id)
+    if copy is None:
+        raise NotFound(f"transfer {transfer.id} has received no data yet")
+    if copy.deleted_at:
+        raise Gone(f"the copy was deleted at {copy.deleted_at}, as its delete-after obligation required")
+    return FileResponse(copy.path)
+
+
+class Gone(NotFound):
+    status_code = 410
+    title = "Gone"
+
+
+async def list_copies(request: Request) -> Response:
+    async with runtime_of(request).db.session() as session:
+        found = await session.exec(select(copies.ReceivedCopy).order_by(col(copies.ReceivedCopy.received_at)))
+        return listing(list(found))
 
 
 # -- broker registration ---------------------------------------------------------------------------------
@@ -393,6 +419,7 @@ routes = [
     Route("/registration", register, methods=["PUT"]),
     Route("/registration", unregister, methods=["DELETE"]),
     Route("/usage", usage_report, methods=["GET"]),
+    Route("/copies", list_copies, methods=["GET"]),
     Route("/audit", audit_entries, methods=["GET"]),
     Route("/audit/verify", audit_verify, methods=["GET"]),
 ]

@@ -5,7 +5,7 @@ Built once in the app's lifespan and handed to handlers through `request.app.sta
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote
@@ -73,6 +73,7 @@ class Runtime:
         self.participants = ParticipantDirectory(http, config.broker_url)
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
+        self.wake_sweeper: Callable[[], None] = lambda: None  # the app wires in the copies' sweeper
         self.outbox = Outbox(db, http, self.tokens, on_failure=on_undeliverable, on_reply=on_reply)
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
@@ -116,6 +117,7 @@ class Runtime:
         self.outbox.wake()
         self._changed.set()  # wake everyone waiting for a change, then start a new round
         self._changed = asyncio.Event()
+        self.wake_sweeper: Callable[[], None] = lambda: None  # the app wires in the copies' sweeper
 
     async def changed(self) -> None:
         """Return when the next write transaction commits."""

@@ -7,11 +7,8 @@ provider posts the data there and we keep it in the connector's `received/` dire
 
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 
-import anyio
-
-from connector import audit, dsp
+from connector import copies, dsp
 from connector.agreements import Agreement
 from connector.catalog import new_id
 from connector.errors import IllegalTransition, InvalidMessage, NotFound
@@ -19,8 +16,6 @@ from connector.identity import Caller
 from connector.runtime import Runtime
 from connector.transfer import tokens
 from connector.transfer.process import Transfer, announce, find, get, log, send
-
-SUFFIX = {"text/csv": ".csv", "application/json": ".json", "application/x-ndjson": ".jsonl"}
 
 
 async def start(
@@ -83,8 +78,10 @@ async def resume_by_operator(runtime: Runtime, pid: str) -> Transfer:
     return transfer
 
 
-async def receive_push(runtime: Runtime, pid: str, token: str, media_type: str, body: AsyncIterator[bytes]) -> int:
-    """Store pushed data for a push transfer we requested; returns the bytes received."""
+async def receive_push(
+    runtime: Runtime, pid: str, token: str, media_type: str, delete_at: str | None, body: AsyncIterator[bytes]
+) -> None:
+    """Keep pushed data for a push transfer we requested, as a copy under its obligations."""
     claims = tokens.verify(runtime, token, pid)
     async with runtime.db.session() as session:
         transfer = await get(session, pid)
@@ -92,30 +89,6 @@ async def receive_push(runtime: Runtime, pid: str, token: str, media_type: str, 
         raise NotFound(f"no push transfer {pid}")
     if transfer.state not in {"REQUESTED", "STARTED"}:
         raise IllegalTransition(f"transfer {pid} is {transfer.state}; it takes no data")
-    folder = runtime.config.directory / "received"
-    folder.mkdir(exist_ok=True)
-    path = folder / (pid.replace(":", "_") + SUFFIX.get(media_type.split(";")[0].strip(), ".bin"))
-    size = await _write(path, body)
+    await copies.store(runtime, transfer, body, media_type, delete_at)
     async with runtime.transaction() as session:
-        transfer = await get(session, pid)
-        transfer.received_path = str(path)
-        await audit.append(
-            session,
-            actor=runtime.participant_id,
-            action="transfer.received",
-            subject=pid,
-            bytes=size,
-            agreement=transfer.agreement_id,
-        )
-    return size
-
-
-async def _write(path: Path, body: AsyncIterator[bytes]) -> int:
-    size = 0
-    partial = path.with_suffix(path.suffix + ".part")
-    async with await anyio.open_file(partial, "wb") as fh:
-        async for chunk in body:
-            size += len(chunk)
-            await fh.write(chunk)
-    partial.replace(path)  # a reader never sees half the data
-    return size
+        (await get(session, pid)).received = True

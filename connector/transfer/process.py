@@ -48,7 +48,7 @@ class Transfer(SQLModel, table=True):
     caller_claims: str = "{}"  # JSON: the consumer's verified attributes (provider side)
     purpose: str | None = None  # a push transfer's declared purpose
     pushed: bool = False  # a push transfer's data went out
-    received_path: str | None = None  # a push transfer's data, as the consumer stored it
+    received: bool = False  # a push transfer's data arrived (the consumer keeps it as a copy)
     reasons: str = "[]"
     created_at: str = Field(default_factory=utcnow)
     updated_at: str = Field(default_factory=utcnow)
@@ -62,9 +62,8 @@ class Transfer(SQLModel, table=True):
         return self.format == dsp.PUSH_FORMAT
 
     def public(self) -> dict[str, Any]:
-        data = self.model_dump(exclude={"data_address", "caller_claims", "reasons", "received_path"})
+        data = self.model_dump(exclude={"data_address", "caller_claims", "reasons"})
         data["reasons"] = json.loads(self.reasons)
-        data["received"] = self.received_path is not None
         return data
 
     def dsp(self) -> dict[str, Any]:

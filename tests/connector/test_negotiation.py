@@ -1,5 +1,6 @@
 """Negotiation agents: counter-offers, Rego negotiation policies, operator approval, provider-initiated offers."""
 
+import asyncio
 from pathlib import Path
 
 from tests.dataspace import RESEARCH_POLICY, Site
@@ -161,7 +162,10 @@ async def test_operator_terminates_a_running_negotiation(provider: Site, consume
     offer = await offer_with(provider, people_csv, approval="manual")
     started = await request(consumer, provider, offer)
     provider_pid = (await first_negotiation(provider))["id"]
-    await consumer.wait_for(f"/negotiations/{started['id']}", "REQUESTED")
+    for _ in range(250):  # the provider's answer to the request names its pid
+        if (await consumer.api.get(f"/negotiations/{started['id']}")).json()["provider_pid"]:
+            break
+        await asyncio.sleep(0.02)
     await consumer.post(f"/negotiations/{started['id']}/terminate", {"reason": "no longer needed"}, 200)
     ended = await provider.wait_for(f"/negotiations/{provider_pid}", "TERMINATED")
     assert ended["reasons"] == ["no longer needed"]

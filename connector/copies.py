@@ -1,0 +1,186 @@
+"""The consumer's copies of received data, and the delete-after obligation on them.
+
+Every pull the consumer makes through its connector, and every push it receives, is kept as a copy
+in the connector's `received/` directory. When the provider's decision carried a delete-after
+obligation (the `Tessera-Delete-After` header), the sweeper deletes the copy when it falls due,
+records that in the audit log and reports it to the provider, which records it too.
+"""
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import anyio
+from sqlmodel import Field, SQLModel, col, select
+
+from connector import audit
+from connector.assets import utcnow
+from connector.catalog import new_id
+from connector.outbox import enqueue
+from connector.runtime import Runtime
+from connector.transfer import Transfer
+
+logger = logging.getLogger("tessera.copies")
+SWEEP_AT_LEAST_EVERY = 60.0  # seconds; copies due earlier wake the sweeper themselves
+SUFFIX = {"text/csv": ".csv", "application/json": ".json", "application/x-ndjson": ".jsonl"}
+
+
+class ReceivedCopy(SQLModel, table=True):
+    __tablename__ = "received_copy"
+
+    id: str = Field(primary_key=True)
+    transfer_id: str = Field(index=True)
+    agreement_id: str
+    path: str
+    bytes: int = 0
+    received_at: str = Field(default_factory=utcnow)
+    delete_at: str | None = Field(default=None, index=True)  # RFC 3339, from the provider's obligation
+    deleted_at: str | None = None
+
+    def public(self) -> dict[str, object]:
+        return self.model_dump()
+
+
+def new_path(runtime: Runtime, media_type: str) -> tuple[str, Path]:
+    folder = runtime.config.directory / "received"
+    folder.mkdir(exist_ok=True)
+    copy_id = new_id()
+    suffix = SUFFIX.get(media_type.split(";")[0].strip(), ".bin")
+    return copy_id, folder / (copy_id.removeprefix("urn:uuid:") + suffix)
+
+
+async def keep(
+    runtime: Runtime, transfer: Transfer, chunks: AsyncIterator[bytes], media_type: str, delete_at: str | None
+) -> AsyncIterator[bytes]:
+    """Pass `chunks` on while writing them to a new copy; the copy is recorded once complete."""
+    copy_id, path = new_path(runtime, media_type)
+    partial = path.with_suffix(path.suffix + ".part")
+    size = 0
+    async with await anyio.open_file(partial, "wb") as fh:
+        async for chunk in chunks:
+            size += len(chunk)
+            await fh.write(chunk)
+            yield chunk
+    await anyio.Path(partial).replace(path)  # a reader never sees half the data
+    await record(runtime, transfer, copy_id, path, size, delete_at)
+
+
+async def store(
+    runtime: Runtime, transfer: Transfer, chunks: AsyncIterator[bytes], media_type: str, delete_at: str | None
+) -> None:
+    """Write `chunks` to a new copy (pushed data)."""
+    async for _chunk in keep(runtime, transfer, chunks, media_type, delete_at):
+        pass
+
+
+async def latest(runtime: Runtime, transfer_id: str) -> ReceivedCopy | None:
+    async with runtime.db.session() as session:
+        query = select(ReceivedCopy).where(ReceivedCopy.transfer_id == transfer_id)
+        return (await session.exec(query.order_by(col(ReceivedCopy.received_at).desc()))).first()
+
+
+async def record(
+    runtime: Runtime, transfer: Transfer, copy_id: str, path: Path, size: int, delete_at: str | None
+) -> ReceivedCopy:
+    copy = ReceivedCopy(
+        id=copy_id,
+        transfer_id=transfer.id,
+        agreement_id=transfer.agreement_id,
+        path=str(path),
+        bytes=size,
+        delete_at=delete_at,
+    )
+    async with runtime.transaction() as session:
+        session.add(copy)
+        await audit.append(
+            session,
+            actor=runtime.participant_id,
+            action="copy.received",
+            subject=transfer.agreement_id,
+            copy=copy_id,
+            transfer=transfer.id,
+            bytes=size,
+            delete_at=delete_at,
+        )
+    runtime.wake_sweeper()
+    return copy
+
+
+class Sweeper:
+    """Deletes copies whose delete-after time has come, and tells their providers."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self._runtime = runtime
+        self._wakeup = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    async def run(self) -> None:
+        while True:
+            self._wakeup.clear()
+            try:
+                delay = await self.sweep()
+            except Exception:  # keep sweeping; the copies stay recorded
+                logger.exception("sweeping expired copies failed")
+                delay = SWEEP_AT_LEAST_EVERY
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
+
+    async def sweep(self) -> float:
+        """Delete what is due; return the seconds until the next copy falls due."""
+        now = datetime.now(UTC)
+        async with self._runtime.db.session() as session:
+            query = select(ReceivedCopy).where(
+                col(ReceivedCopy.delete_at).is_not(None), col(ReceivedCopy.deleted_at).is_(None)
+            )
+            pending = list(await session.exec(query))
+        later = [SWEEP_AT_LEAST_EVERY]
+        for copy in pending:
+            due = datetime.fromisoformat(str(copy.delete_at).replace("Z", "+00:00"))
+            if due <= now:
+                await self._delete(copy)
+            else:
+                later.append((due - now).total_seconds())
+        return max(0.05, min(later))
+
+    async def _delete(self, copy: ReceivedCopy) -> None:
+        await anyio.Path(copy.path).unlink(missing_ok=True)
+        runtime = self._runtime
+        async with runtime.transaction() as session:
+            stored = await session.get(ReceivedCopy, copy.id)
+            transfer = await session.get(Transfer, copy.transfer_id)
+            if stored is None or stored.deleted_at or transfer is None:
+                return
+            stored.deleted_at = utcnow()
+            await audit.append(
+                session,
+                actor=runtime.participant_id,
+                action="copy.deleted",
+                subject=copy.agreement_id,
+                copy=copy.id,
+                deleted_at=stored.deleted_at,
+                obligation="delete_after",
+                due=copy.delete_at,
+            )
+            report = {
+                "copy": copy.id,
+                "agreement": copy.agreement_id,
+                "deleted_at": stored.deleted_at,
+                "due": copy.delete_at,
+            }
+            url = f"{_data_plane(transfer)}/deletion"
+            enqueue(session, process_id=f"deletion:{copy.id}", url=url, audience=transfer.counterparty_id, body=report)
+        logger.info("deleted copy %s of agreement %s (delete-after %s)", copy.id, copy.agreement_id, copy.delete_at)
+
+
+def _data_plane(transfer: Transfer) -> str:
+    """The provider's data endpoint of this transfer: its pull address, or `<provider>/data/<providerPid>`."""
+    if transfer.data_address:
+        return str(json.loads(transfer.data_address)["endpoint"]).rstrip("/")
+    base = transfer.counterparty_address.rstrip("/").removesuffix("/dsp")
+    return f"{base}/data/{transfer.provider_pid}"

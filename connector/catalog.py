@@ -5,28 +5,53 @@ policy (Rego, decides who sees the offer and may contract for it). In the catalo
 `Offer` that names the usage policy by id and content hash, so the agreement can bind that exact text.
 """
 
+import hashlib
 import json
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from sqlmodel import Field as Column
 from sqlmodel import SQLModel
 
 from connector import dsp
 from connector.assets import Asset, utcnow
+from connector.odrl import offer_from_patterns
 from connector.policy import PolicyModule
+from connector.policy.explain import patterns_in
 from connector.terms import Terms
+from policies.patterns import PatternUse, render
 
 
 def new_id() -> str:
     return f"urn:uuid:{uuid.uuid4()}"
 
 
+class PatternSpec(BaseModel):
+    name: str = Field(min_length=1, description="a pattern of the library, e.g. purpose or max_uses")
+    params: dict[str, Any] = {}
+
+
 class PolicyCreate(BaseModel):
+    """A Rego module, given as `source` or composed from library `patterns` (all must allow)."""
+
     id: str | None = Field(default=None, min_length=1, max_length=200)
     title: str = ""
-    source: str = Field(min_length=1, max_length=256 * 1024)
+    source: str | None = Field(default=None, min_length=1, max_length=256 * 1024)
+    patterns: list[PatternSpec] | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> "PolicyCreate":
+        if (self.source is None) == (self.patterns is None):
+            raise ValueError("give either source (Rego) or patterns, not both")
+        return self
+
+    def rego(self, policy_id: str) -> str:
+        if self.source is not None:
+            return self.source
+        assert self.patterns is not None
+        package = "tessera.usage.p" + hashlib.sha256(policy_id.encode()).hexdigest()[:16]
+        return render(package, [PatternUse.of(p.name, **p.params) for p in self.patterns])
 
 
 class UsagePolicy(SQLModel, table=True):
@@ -84,13 +109,23 @@ class Offer(SQLModel, table=True):
 
 
 def odrl_offer(offer: Offer, usage_policy: UsagePolicy, *, terms: Terms | None = None) -> dict[str, Any]:
-    """The offer as ODRL: its terms as constraints, its usage policy by id and content hash."""
-    return {
-        "@id": offer.id,
-        "@type": "Offer",
-        "permission": (terms or offer.granted).permission(),
-        dsp.USAGE_POLICY: {"@id": usage_policy.id, "hash": usage_policy.hash},
-    }
+    """The offer as ODRL: the usage policy's patterns as constraints and duties (when it was built from
+    library patterns), the negotiable terms, and the usage policy itself by id and content hash."""
+    negotiable = (terms or offer.granted).constraints()
+    uses = patterns_in(usage_policy.source)
+    if not uses:
+        permission = [{"action": "use", "constraint": negotiable} if negotiable else {"action": "use"}]
+        return {
+            "@id": offer.id,
+            "@type": "Offer",
+            "permission": permission,
+            dsp.USAGE_POLICY: {"@id": usage_policy.id, "hash": usage_policy.hash},
+        }
+    document = offer_from_patterns(offer.id, uses, policy_ref=(usage_policy.id, usage_policy.hash))
+    for rule in document["permission"]:
+        if negotiable:
+            rule["constraint"] = [*rule.get("constraint", []), *negotiable]
+    return document
 
 
 def dataset(asset: Asset, offers: list[dict[str, Any]], service_id: str) -> dict[str, Any]:

@@ -19,7 +19,7 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from connector import audit, copies, dataplane, registration, timeline, usage
+from connector import audit, copies, dataplane, registration, simulate, timeline, usage
 from connector.agreements import Agreement
 from connector.assets import Asset, AssetCreate
 from connector.catalog import Offer, OfferCreate, PolicyCreate, TermsIn, UsagePolicy, new_id
@@ -119,8 +119,10 @@ async def create_asset(request: Request) -> Response:
 async def create_policy(request: Request) -> Response:
     runtime = runtime_of(request)
     data = await read_model(request, PolicyCreate)
-    package = await runtime.engine.compile(data.source)
-    policy = UsagePolicy(id=data.id or new_id(), title=data.title, source=data.source, package=package, hash="")
+    policy_id = data.id or new_id()
+    source = data.rego(policy_id)  # a PatternError (400) names a bad pattern or parameter
+    package = await runtime.engine.compile(source)
+    policy = UsagePolicy(id=policy_id, title=data.title, source=source, package=package, hash="")
     policy.hash = policy.module.hash
     return await _create(runtime, policy, policy.id, hash=policy.hash)
 
@@ -341,6 +343,33 @@ async def list_copies(request: Request) -> Response:
         return listing(list(found))
 
 
+# -- explain and simulate ---------------------------------------------------------------------------------
+
+
+class OfferQuestion(BaseModel):
+    participant_id: str = Field(min_length=1)
+    offer_id: str = Field(min_length=1)
+
+
+class UseQuestion(BaseModel):
+    agreement_id: str = Field(min_length=1)
+    purpose: str | None = None
+    query: dict[str, Any] | None = None
+
+
+async def explain_offer(request: Request) -> Response:
+    """Would participant X get offer Y? No side effects."""
+    question = await read_model(request, OfferQuestion)
+    return JSONResponse(await simulate.would_get_offer(runtime_of(request), question.participant_id, question.offer_id))
+
+
+async def explain_use(request: Request) -> Response:
+    """Would this data request be allowed, and with which obligations? No side effects."""
+    question = await read_model(request, UseQuestion)
+    answer = await simulate.would_use(runtime_of(request), question.agreement_id, question.purpose, question.query)
+    return JSONResponse(answer)
+
+
 # -- broker registration ---------------------------------------------------------------------------------
 
 
@@ -419,6 +448,8 @@ routes = [
     Route("/registration", register, methods=["PUT"]),
     Route("/registration", unregister, methods=["DELETE"]),
     Route("/usage", usage_report, methods=["GET"]),
+    Route("/explain/offer", explain_offer, methods=["POST"]),
+    Route("/explain/use", explain_use, methods=["POST"]),
     Route("/copies", list_copies, methods=["GET"]),
     Route("/audit", audit_entries, methods=["GET"]),
     Route("/audit/verify", audit_verify, methods=["GET"]),

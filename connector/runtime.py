@@ -14,7 +14,7 @@ import httpx
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from connector.config import ConnectorConfig
-from connector.errors import PeerError
+from connector.errors import NotFound, PeerError
 from connector.identity import JwksCache, SigningKey, TokenClient, TokenVerifier
 from connector.outbox import FailureHandler, Outbox, ReplyHandler
 from connector.policy import PolicyEngine, create_engine
@@ -33,6 +33,10 @@ class ParticipantDirectory:
         self._lock = asyncio.Lock()
 
     async def jwk(self, participant_id: str) -> dict[str, Any]:
+        return dict((await self.record(participant_id))["jwk"])
+
+    async def record(self, participant_id: str) -> dict[str, Any]:
+        """The authority's public record of a participant: id, org, region, security profile, key."""
         async with self._lock:
             cached = self._cache.get(participant_id)
             if cached and cached[1] > time.time():
@@ -41,12 +45,14 @@ class ParticipantDirectory:
             try:
                 response = await self._http.get(url)
             except httpx.TransportError as exc:
-                raise PeerError(f"broker unreachable for {participant_id}'s key: {exc}") from exc
+                raise PeerError(f"broker unreachable for {participant_id}'s record: {exc}") from exc
+            if response.status_code == 404:
+                raise NotFound(f"the broker knows no participant {participant_id}")
             if response.status_code != 200:
-                raise PeerError(f"broker has no key for {participant_id} ({response.status_code})")
-            jwk = response.json()["jwk"]
-            self._cache[participant_id] = (jwk, time.time() + PARTICIPANT_CACHE_SECONDS)
-            return jwk
+                raise PeerError(f"broker has no record of {participant_id} ({response.status_code})")
+            record = response.json()
+            self._cache[participant_id] = (record, time.time() + PARTICIPANT_CACHE_SECONDS)
+            return record
 
 
 class Runtime:
@@ -117,7 +123,6 @@ class Runtime:
         self.outbox.wake()
         self._changed.set()  # wake everyone waiting for a change, then start a new round
         self._changed = asyncio.Event()
-        self.wake_sweeper: Callable[[], None] = lambda: None  # the app wires in the copies' sweeper
 
     async def changed(self) -> None:
         """Return when the next write transaction commits."""

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import regorus
 
 from connector.errors import PolicyCompileError, PolicyEvaluationError
+from connector.policy import builtins
 from connector.policy.base import Decision, PolicyEngine, PolicyModule, decision_from_document
 
 __all__ = ["EmbeddedRegoEngine", "ModuleRules", "load_engine", "module_rules", "regorus_error"]
@@ -59,6 +60,7 @@ def compile_error(exc: Exception) -> PolicyCompileError:
 def new_engine() -> regorus.Engine:
     engine = regorus.Engine()
     engine.set_rego_v0(False)
+    builtins.register(engine)  # OPA builtins regorus lacks (crypto, io.jwt, regex.globs_match)
     return engine
 
 

@@ -1,0 +1,67 @@
+"""Explain and simulate, without side effects: would a participant get an offer, would a data request
+be allowed, and with which obligations. Nothing is counted, logged or sent."""
+
+import json
+from typing import Any
+
+from sqlmodel import col, select
+
+from connector import usage
+from connector.agreements import Agreement
+from connector.assets import utcnow
+from connector.catalog import Offer, UsagePolicy
+from connector.errors import NotFound
+from connector.policy.explain import explain
+from connector.runtime import Runtime
+from connector.transfer import Transfer
+
+
+async def would_get_offer(runtime: Runtime, participant_id: str, offer_id: str) -> dict[str, Any]:
+    """Would `participant_id` see offer `offer_id` in our catalog and be able to contract for it?"""
+    caller = await _claims(runtime, participant_id)
+    async with runtime.db.session() as session:
+        offer = await session.get(Offer, offer_id)
+        policy = await session.get(UsagePolicy, offer.access_policy_id) if offer and offer.access_policy_id else None
+    if offer is None:
+        raise NotFound(f"no offer {offer_id}")
+    answer = {"participant": caller, "offer": offer.id, "terms": json.loads(offer.terms)}
+    if policy is None:
+        return answer | {"allow": True, "reasons": [], "obligations": [], "patterns": [], "access_policy": None}
+    request = {"caller": caller, "offer": {"id": offer.id, "target": offer.asset_id}, "now": utcnow()}
+    explanation = await explain(runtime.engine, policy.module, request)
+    return answer | explanation.to_dict() | {"access_policy": policy.id}
+
+
+async def would_use(
+    runtime: Runtime, agreement_id: str, purpose: str | None, query: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Would the next data request under `agreement_id` be allowed, and with which obligations?"""
+    async with runtime.db.session() as session:
+        agreement = await session.get(Agreement, agreement_id)
+        if agreement is None or agreement.role != "provider":
+            raise NotFound(f"no agreement {agreement_id} on the provider side")
+        latest = select(Transfer).where(Transfer.agreement_id == agreement_id, Transfer.role == "provider")
+        transfer = (await session.exec(latest.order_by(col(Transfer.created_at).desc()))).first()
+        counter = await session.get(usage.UsageCounter, agreement_id)
+    if transfer is not None:
+        _agreement, policy, asset = await usage.parts(runtime, transfer)
+        caller = json.loads(transfer.caller_claims)
+    else:
+        async with runtime.db.session() as session:
+            policy = await session.get(UsagePolicy, agreement.usage_policy_id)
+            asset = await session.get(usage.Asset, agreement.target)
+        record = await runtime.participants.record(agreement.consumer_id)
+        caller = {key: record.get(key) for key in ("org", "region", "security_profile")} | {
+            "sub": agreement.consumer_id
+        }
+    if policy is None or asset is None:
+        raise NotFound(f"the usage policy or asset of agreement {agreement_id} is gone")
+    request = usage.usage_input(agreement, caller, purpose, counter.uses if counter else 0, asset, query)
+    explanation = await explain(runtime.engine, policy.module, request)
+    return {"agreement": agreement_id, "input": request, "policy": policy.id} | explanation.to_dict()
+
+
+async def _claims(runtime: Runtime, participant_id: str) -> dict[str, Any]:
+    """A participant's attributes as the authority would put them in its access token."""
+    record = await runtime.participants.record(participant_id)
+    return {"sub": participant_id} | {key: record.get(key) for key in ("org", "region", "security_profile")}

@@ -14,14 +14,19 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, NoReturn
 
+import httpx
 import typer
 from rich.console import Console
+from rich.table import Table
+from sqlmodel import col, select
 
+from connector.agreements import Agreement
 from connector.audit import ChainReport, verify
 from connector.config import CONFIG_FILE, DEFAULT_HOST, DEFAULT_PORT, JWK_FILE, KEY_FILE, ConnectorConfig
 from connector.identity import generate_key, public_jwk, save_private_key
 from connector.selftest.command import selftest
 from connector.store import Database
+from connector.usage import UsageCounter
 
 console = Console()
 err_console = Console(stderr=True)
@@ -56,6 +61,8 @@ connector_app = typer.Typer(help="Set up and run a connector.", no_args_is_help=
 audit_app = typer.Typer(help="Inspect and verify a connector's audit chain.", no_args_is_help=True)
 app.add_typer(connector_app, name="connector")
 app.add_typer(audit_app, name="audit")
+usage_app = typer.Typer(help="Metering: uses and bytes per agreement.", no_args_is_help=True)
+app.add_typer(usage_app, name="usage")
 
 DirOption = Annotated[Path, typer.Option("--dir", "-d", help="The connector's directory (config, key, database).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
@@ -116,6 +123,42 @@ def connector_serve(directory: DirOption) -> None:
     uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info")
 
 
+@connector_app.command("timeline")
+def connector_timeline(
+    directory: DirOption,
+    process_id: Annotated[str, typer.Argument(help="A negotiation or transfer id (ours).")],
+    as_json: JsonOption = False,
+) -> None:
+    """Every message, delivery attempt and decision of a negotiation or transfer, and why it is waiting."""
+    config = _load_config(directory)
+    headers = {"Authorization": f"Bearer {config.management_token}"}
+    kind = (
+        "negotiations"
+        if httpx.get(f"{config.url}/api/negotiations/{process_id}", headers=headers).is_success
+        else "transfers"
+    )
+    try:
+        response = httpx.get(f"{config.url}/api/{kind}/{process_id}/timeline", headers=headers, timeout=10)
+    except httpx.TransportError as exc:
+        _fail(f"the connector at {config.url} is not reachable: {exc}", code=3)
+    if response.status_code != 200:
+        _fail(response.json().get("detail", response.text), code=2 if response.status_code == 404 else 3)
+    body = response.json()
+    if as_json:
+        typer.echo(json.dumps(body))
+        return
+    process = body["process"]
+    console.print(f"[bold]{process['id']}[/] ({process['role']}, {process['state']})")
+    table = Table("at", "event", "message", "status", "detail")
+    for event in body["events"]:
+        table.add_row(
+            event["at"], event["kind"], event["message_type"] or "", str(event["status"] or ""), event["detail"] or ""
+        )
+    console.print(table)
+    if body["waiting_for"]:
+        console.print(f"waiting for: {body['waiting_for']}")
+
+
 @audit_app.command("verify")
 def audit_verify(directory: DirOption, as_json: JsonOption = False) -> None:
     """Recompute the audit hash chain; exit 1 and name the first broken entry if it does not hold."""
@@ -128,6 +171,42 @@ def audit_verify(directory: DirOption, as_json: JsonOption = False) -> None:
     else:
         console.print(f"[red]audit chain broken at entry {report.first_broken}[/]: {report.problem}")
     raise typer.Exit(0 if report.ok else 1)
+
+
+@usage_app.command("report")
+def usage_report(directory: DirOption, as_json: JsonOption = False) -> None:
+    """Uses, denials and bytes sent per agreement, as this provider metered them."""
+    config = _load_config(directory)
+    rows = asyncio.run(_usage_rows(config.database_url))
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    table = Table("agreement", "consumer", "dataset", "uses", "denials", "bytes", "last used", title="Usage")
+    for row in rows:
+        table.add_row(
+            row["agreement_id"],
+            row["consumer_id"],
+            row["target"],
+            str(row["uses"]),
+            str(row["denials"]),
+            f"{row['bytes']:,}",
+            row["last_used_at"] or "",
+        )
+    console.print(table)
+
+
+async def _usage_rows(database_url: str) -> list[dict[str, object]]:
+    db = await Database.open(database_url)
+    try:
+        async with db.session() as session:
+            query = select(UsageCounter, Agreement).join(Agreement, UsageCounter.agreement_id == Agreement.id)
+            found = (await session.exec(query.order_by(col(UsageCounter.agreement_id)))).all()  # type: ignore[arg-type]
+    finally:
+        await db.close()
+    return [
+        counter.model_dump() | {"consumer_id": agreement.consumer_id, "target": agreement.target}
+        for counter, agreement in found
+    ]
 
 
 async def _verify_chain(database_url: str) -> ChainReport:

@@ -3,6 +3,7 @@
 import asyncio
 import csv
 import json
+import sys
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -211,3 +212,15 @@ def rows(response: httpx.Response) -> list[dict[str, str]]:
 
 def as_json(response: httpx.Response) -> Any:
     return json.loads(response.text)
+
+
+async def tessera(*args: str) -> tuple[int, str, str]:
+    """Run the `tessera` CLI without blocking the servers in this event loop: (exit code, stdout, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        str(Path(sys.executable).parent / "tessera"),
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await process.communicate()
+    return process.returncode or 0, out.decode(), err.decode()

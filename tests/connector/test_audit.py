@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.dataspace import Site, negotiate, publish, start_transfer
+from tests.dataspace import Site, negotiate, publish, start_transfer, tessera
 
 TESSERA = str(Path(sys.executable).parent / "tessera")
 
@@ -79,3 +79,19 @@ async def test_a_deleted_entry_breaks_the_chain(provider: Site, consumer: Site, 
     report = json.loads(verify(provider).stdout)
     assert report["first_broken"] == 4
     assert report["problem"] == "entry 4 is missing"
+
+
+async def test_usage_report_and_timeline_on_the_command_line(provider: Site, consumer: Site, people_csv: Path) -> None:
+    await exchange(provider, consumer, people_csv)
+    code, out, err = await tessera("usage", "report", "--dir", str(provider.config.directory), "--json")
+    assert code == 0, err
+    (row,) = json.loads(out)
+    assert (row["uses"], row["denials"], row["consumer_id"]) == (1, 1, consumer.id)
+    assert row["bytes"] > 0
+    negotiation = (await consumer.api.get("/negotiations")).json()["items"][0]
+    code, out, err = await tessera(
+        "connector", "timeline", "--dir", str(consumer.config.directory), negotiation["id"], "--json"
+    )
+    assert code == 0, err
+    kinds = [e["message_type"] for e in json.loads(out)["events"] if e["kind"] == "sent"]
+    assert kinds == ["ContractRequestMessage", "ContractAgreementVerificationMessage"]

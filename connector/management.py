@@ -171,8 +171,10 @@ async def _wait_for_state(runtime: Runtime, model: type[SQLModel], found: Any, w
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(within):
             while found.state not in wanted | FINAL:
-                await runtime.changed()
+                changed = runtime.watch(found.id)
                 found = await _get(runtime, model, found.id)
+                if found.state not in wanted | FINAL:
+                    await changed.wait()
     return found
 
 

@@ -78,7 +78,7 @@ class Runtime:
         self.verifier = TokenVerifier(jwks, issuer=config.broker_url.rstrip("/"), audience=config.participant_id)
         self.participants = ParticipantDirectory(http, config.broker_url)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._changed = asyncio.Event()
+        self._watched: dict[str, asyncio.Event] = {}  # process id -> woken when it changes
         self.wake_sweeper: Callable[[], None] = lambda: None  # the app wires in the copies' sweeper
         self.outbox = Outbox(db, http, self.tokens, on_failure=on_undeliverable, on_reply=on_reply)
 
@@ -120,13 +120,18 @@ class Runtime:
         """A write transaction; messages it put in the outbox are sent as soon as it commits."""
         async with self.db.transaction() as session:
             yield session
+            # Every process this transaction loaded or added (flushed changes are no longer "dirty").
+            touched = {obj.id for obj in (*session.new, *session.identity_map.values()) if hasattr(obj, "state")}
         self.outbox.wake()
-        self._changed.set()  # wake everyone waiting for a change, then start a new round
-        self._changed = asyncio.Event()
+        for process_id in touched & self._watched.keys():
+            self._watched.pop(process_id).set()
 
-    async def changed(self) -> None:
-        """Return when the next write transaction commits."""
-        await self._changed.wait()
+    def watch(self, process_id: str) -> asyncio.Event:
+        """An event set when a write transaction that touches negotiation or transfer `process_id` commits.
+
+        Take it before reading the process, so a change between the read and the wait is not missed.
+        """
+        return self._watched.setdefault(process_id, asyncio.Event())
 
     async def authorization(self, audience: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {await self.tokens.token_for(audience)}"}

@@ -88,7 +88,7 @@ def usage_input(
         "uses": uses,
         "now": utcnow(),
         "asset": {"id": asset.id, "format": asset.format},
-        "request": {"query": query},
+        "request": {"query": query} if query is not None else {},
     }
 
 

@@ -220,17 +220,18 @@ class _Constraints:
         elif self.aud is not None:
             return False
         now = self.time_ns / 1e9
-        return _before(now, payload, "exp") and not _before(now, payload, "nbf")
+        expires, not_before = _instant(payload, "exp"), _instant(payload, "nbf")
+        return (expires is None or now < expires) and (not_before is None or now >= not_before)
 
 
-def _before(now: float, payload: dict[str, Any], claim: str) -> bool:
-    """Is `now` before the claim's instant? True when the claim is absent."""
+def _instant(payload: dict[str, Any], claim: str) -> float | None:
+    """A registered time claim in seconds, None when absent; any other value is an error, as in OPA."""
     if claim not in payload:
-        return claim == "exp"
+        return None
     value = payload[claim]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise BuiltinError(f"{claim} value must be a number")
-    return now < value
+    return value
 
 
 UNVERIFIED: list[Any] = [False, {}, {}]

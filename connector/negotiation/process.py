@@ -5,16 +5,13 @@ also queues the message announcing the change.
 """
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 
-from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from connector import audit, dsp, timeline
-from connector.assets import utcnow
-from connector.errors import IllegalTransition, InvalidMessage, NotFound, UnknownProcess
+from connector import dsp, processes, timeline
 from connector.identity import Caller
-from connector.outbox import enqueue
+from connector.processes import Process
 from connector.runtime import Runtime
 from connector.terms import Terms
 
@@ -33,16 +30,12 @@ TRANSITIONS: dict[str, set[str]] = {
 }
 
 
-class Negotiation(SQLModel, table=True):
-    id: str = Field(primary_key=True)  # our pid: providerPid as provider, consumerPid as consumer
-    role: str  # provider | consumer
-    provider_pid: str | None = Field(default=None, index=True)
-    consumer_pid: str | None = Field(default=None, index=True)
-    counterparty_id: str
-    counterparty_address: str  # their DSP base URL (provider) or callbackAddress (consumer)
+class Negotiation(Process, table=True):
+    noun: ClassVar[str] = "negotiation"
+    transitions: ClassVar[dict[str, set[str]]] = TRANSITIONS
+
     offer_id: str  # the catalog offer negotiated over
     target: str
-    state: str = "REQUESTED"
     terms: str = "{}"  # JSON: the terms currently on the table
     needs: str | None = None  # JSON: a consumer's needs for its agent; None = an operator decides
     rounds: int = 0  # counter-offers so far
@@ -50,17 +43,10 @@ class Negotiation(SQLModel, table=True):
     agreement: str | None = None  # JSON, once agreed
     provider_signature: str | None = None
     consumer_signature: str | None = None
-    reasons: str = "[]"  # JSON: why it was terminated
-    created_at: str = Field(default_factory=utcnow)
-    updated_at: str = Field(default_factory=utcnow)
 
     @property
     def current_terms(self) -> Terms:
         return Terms.from_dict(json.loads(self.terms))
-
-    @property
-    def counterpart_pid(self) -> str | None:
-        return self.consumer_pid if self.role == "provider" else self.provider_pid
 
     def public(self) -> dict[str, Any]:
         data = self.model_dump(
@@ -76,62 +62,21 @@ class Negotiation(SQLModel, table=True):
         return dsp.negotiation(self.provider_pid or "", self.consumer_pid or "", self.state)
 
     def move(self, state: str) -> None:
-        if state not in TRANSITIONS[self.state]:
-            raise IllegalTransition(f"negotiation {self.id} is {self.state}; it cannot become {state}")
-        self.state = state
+        super().move(state)
         self.waiting = None
-        self.updated_at = utcnow()
 
 
-async def find(
-    session: AsyncSession, pid: str, *, caller: Caller, role: str | None = None, message: dsp.Message | None = None
-) -> Negotiation:
-    """Our negotiation `pid`, if `caller` is its counter-party; otherwise as unknown (404)."""
-    negotiation = await session.get(Negotiation, pid)
-    if negotiation is None or negotiation.counterparty_id != caller.participant_id:
-        raise UnknownProcess(f"no negotiation {pid}")
-    if role is not None and negotiation.role != role:
-        raise IllegalTransition(f"negotiation {pid} is ours as {negotiation.role}; this message is for a {role}")
-    if message is not None:
-        check_pids(negotiation, message)
-    return negotiation
+async def find(session: AsyncSession, pid: str, **options: Any) -> Negotiation:
+    """Our negotiation `pid`, if the caller is its counter-party (see `processes.find`)."""
+    return await processes.find(session, Negotiation, pid, **options)
 
 
 async def get(session: AsyncSession, pid: str) -> Negotiation:
-    negotiation = await session.get(Negotiation, pid)
-    if negotiation is None:
-        raise NotFound(f"no negotiation {pid}")
-    return negotiation
+    return await processes.get(session, Negotiation, pid)
 
 
-def check_pids(negotiation: Negotiation, message: dsp.Message) -> None:
-    """The pids a message names must be this process's; a counterpart pid we did not know yet is learned."""
-    for name, attribute in (("consumerPid", "consumer_pid"), ("providerPid", "provider_pid")):
-        given = getattr(message, name, None)
-        known = getattr(negotiation, attribute)
-        if given is not None and known not in (None, given):
-            raise InvalidMessage(f"{name} {given} does not belong to negotiation {negotiation.id}")
-        if given is not None and known is None:
-            setattr(negotiation, attribute, given)
-
-
-def send(session: AsyncSession, negotiation: Negotiation, path: str, body: dict[str, Any]) -> None:
-    url = negotiation.counterparty_address.rstrip("/") + path
-    enqueue(session, process_id=negotiation.id, url=url, audience=negotiation.counterparty_id, body=body)
-    timeline.record(session, negotiation.id, "queued", body["@type"], detail=url)
-
-
-async def log(session: AsyncSession, runtime: Runtime, negotiation: Negotiation, action: str, **details: Any) -> None:
-    await audit.append(
-        session,
-        actor=runtime.participant_id,
-        action=f"negotiation.{action}",
-        subject=negotiation.id,
-        role=negotiation.role,
-        counterparty=negotiation.counterparty_id,
-        state=negotiation.state,
-        **details,
-    )
+send = processes.send
+log = processes.log
 
 
 def wait_for_operator(session: AsyncSession, negotiation: Negotiation, why: str) -> None:
@@ -182,10 +127,4 @@ async def terminate_by_operator(runtime: Runtime, pid: str, reason: str) -> Nego
 
 async def abandon(runtime: Runtime, pid: str, reason: str) -> None:
     """Mark a negotiation TERMINATED locally when the counter-party cannot be told anything."""
-    async with runtime.transaction() as session:
-        negotiation = await session.get(Negotiation, pid)
-        if negotiation is None or negotiation.state in FINAL_STATES:
-            return
-        negotiation.move("TERMINATED")
-        negotiation.reasons = json.dumps([reason])
-        await log(session, runtime, negotiation, "abandoned", reasons=[reason])
+    await processes.abandon(runtime, Negotiation, pid, reason)

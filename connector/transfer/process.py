@@ -5,16 +5,14 @@ is written with its audit entry and the message that announces it in one transac
 """
 
 import json
-from typing import Any
+from typing import Any, ClassVar
 
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from connector import audit, dsp, timeline
-from connector.assets import utcnow
-from connector.errors import IllegalTransition, InvalidMessage, NotFound, UnknownProcess
+from connector import dsp, processes
 from connector.identity import Caller
-from connector.outbox import enqueue
+from connector.processes import Process
 from connector.runtime import Runtime
 
 FINAL_STATES = {"COMPLETED", "TERMINATED"}
@@ -34,28 +32,17 @@ MESSAGE_FOR_STATE = {
 }
 
 
-class Transfer(SQLModel, table=True):
-    id: str = Field(primary_key=True)  # our pid
-    role: str  # provider | consumer
-    provider_pid: str | None = Field(default=None, index=True)
-    consumer_pid: str = Field(index=True)
-    counterparty_id: str
-    counterparty_address: str
+class Transfer(Process, table=True):
+    noun: ClassVar[str] = "transfer"
+    transitions: ClassVar[dict[str, set[str]]] = TRANSITIONS
+
     agreement_id: str = Field(index=True)
     format: str = dsp.PULL_FORMAT
-    state: str = "REQUESTED"
     data_address: str | None = None  # JSON: where the data is pulled from (consumer) or pushed to (provider)
     caller_claims: str = "{}"  # JSON: the consumer's verified attributes (provider side)
     purpose: str | None = None  # a push transfer's declared purpose
     pushed: bool = False  # a push transfer's data went out
     received: bool = False  # a push transfer's data arrived (the consumer keeps it as a copy)
-    reasons: str = "[]"
-    created_at: str = Field(default_factory=utcnow)
-    updated_at: str = Field(default_factory=utcnow)
-
-    @property
-    def counterpart_pid(self) -> str | None:
-        return self.consumer_pid if self.role == "provider" else self.provider_pid
 
     @property
     def is_push(self) -> bool:
@@ -67,63 +54,23 @@ class Transfer(SQLModel, table=True):
         return data
 
     def dsp(self) -> dict[str, Any]:
-        return dsp.transfer_process(self.provider_pid or "", self.consumer_pid, self.state)
-
-    def move(self, state: str) -> None:
-        if state not in TRANSITIONS[self.state]:
-            raise IllegalTransition(f"transfer {self.id} is {self.state}; it cannot become {state}")
-        self.state = state
-        self.updated_at = utcnow()
+        return dsp.transfer_process(self.provider_pid or "", self.consumer_pid or "", self.state)
 
 
-async def find(
-    session: AsyncSession, pid: str, *, caller: Caller, role: str | None = None, message: dsp.Message | None = None
-) -> Transfer:
-    """Our transfer `pid`, if `caller` is its counter-party; otherwise as unknown (404)."""
-    transfer = await session.get(Transfer, pid)
-    if transfer is None or transfer.counterparty_id != caller.participant_id:
-        raise UnknownProcess(f"no transfer {pid}")
-    if role is not None and transfer.role != role:
-        raise IllegalTransition(f"transfer {pid} is ours as {transfer.role}; this message is for a {role}")
-    if message is not None:
-        check_pids(transfer, message)
-    return transfer
+async def find(session: AsyncSession, pid: str, **options: Any) -> Transfer:
+    """Our transfer `pid`, if the caller is its counter-party (see `processes.find`)."""
+    return await processes.find(session, Transfer, pid, **options)
 
 
 async def get(session: AsyncSession, pid: str) -> Transfer:
-    transfer = await session.get(Transfer, pid)
-    if transfer is None:
-        raise NotFound(f"no transfer {pid}")
-    return transfer
+    return await processes.get(session, Transfer, pid)
 
 
-def check_pids(transfer: Transfer, message: dsp.Message) -> None:
-    for name, attribute in (("consumerPid", "consumer_pid"), ("providerPid", "provider_pid")):
-        given = getattr(message, name, None)
-        known = getattr(transfer, attribute)
-        if given is not None and known not in (None, given):
-            raise InvalidMessage(f"{name} {given} does not belong to transfer {transfer.id}")
-        if given is not None and known is None:
-            setattr(transfer, attribute, given)
-
-
-def send(session: AsyncSession, transfer: Transfer, path: str, body: dict[str, Any]) -> None:
-    url = transfer.counterparty_address.rstrip("/") + path
-    enqueue(session, process_id=transfer.id, url=url, audience=transfer.counterparty_id, body=body)
-    timeline.record(session, transfer.id, "queued", body["@type"], detail=url)
+send = processes.send
 
 
 async def log(session: AsyncSession, runtime: Runtime, transfer: Transfer, action: str, **details: Any) -> None:
-    await audit.append(
-        session,
-        actor=runtime.participant_id,
-        action=f"transfer.{action}",
-        subject=transfer.id,
-        role=transfer.role,
-        agreement=transfer.agreement_id,
-        state=transfer.state,
-        **details,
-    )
+    await processes.log(session, runtime, transfer, action, agreement=transfer.agreement_id, **details)
 
 
 async def announce(
@@ -174,10 +121,4 @@ async def change_by_operator(runtime: Runtime, pid: str, state: str, reason: str
 
 async def abandon(runtime: Runtime, pid: str, reason: str) -> None:
     """Mark a transfer TERMINATED locally when the counter-party cannot be told anything."""
-    async with runtime.transaction() as session:
-        transfer = await session.get(Transfer, pid)
-        if transfer is None or transfer.state in FINAL_STATES:
-            return
-        transfer.move("TERMINATED")
-        transfer.reasons = json.dumps([reason])
-        await log(session, runtime, transfer, "abandoned", reasons=[reason])
+    await processes.abandon(runtime, Transfer, pid, reason)

@@ -1,0 +1,120 @@
+"""What negotiations and transfers share: the record's common fields, state moves, lookups that only
+the counter-party passes, pid checks, queued messages, audit entries and local abandonment.
+
+`Negotiation` and `Transfer` extend `Process` with their own fields and state machine.
+"""
+
+import json
+from typing import Any, ClassVar, TypeVar
+
+from sqlmodel import Field, SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from connector import audit, dsp, timeline
+from connector.assets import utcnow
+from connector.errors import IllegalTransition, InvalidMessage, NotFound, UnknownProcess
+from connector.identity import Caller
+from connector.outbox import enqueue
+from connector.runtime import Runtime
+
+
+class Process(SQLModel):
+    noun: ClassVar[str]  # "negotiation" or "transfer"
+    transitions: ClassVar[dict[str, set[str]]]  # state -> states it may move to
+
+    id: str = Field(primary_key=True)  # our pid: providerPid as provider, consumerPid as consumer
+    role: str  # provider | consumer
+    provider_pid: str | None = Field(default=None, index=True)
+    consumer_pid: str | None = Field(default=None, index=True)
+    counterparty_id: str
+    counterparty_address: str  # their DSP base URL (provider) or callbackAddress (consumer)
+    state: str = "REQUESTED"
+    reasons: str = "[]"  # JSON: why it was terminated
+    created_at: str = Field(default_factory=utcnow)
+    updated_at: str = Field(default_factory=utcnow)
+
+    @property
+    def counterpart_pid(self) -> str | None:
+        return self.consumer_pid if self.role == "provider" else self.provider_pid
+
+    @property
+    def final(self) -> bool:
+        return not self.transitions[self.state]
+
+    def move(self, state: str) -> None:
+        if state not in self.transitions[self.state]:
+            raise IllegalTransition(f"{self.noun} {self.id} is {self.state}; it cannot become {state}")
+        self.state = state
+        self.updated_at = utcnow()
+
+
+P = TypeVar("P", bound=Process)
+
+
+async def find(
+    session: AsyncSession,
+    model: type[P],
+    pid: str,
+    *,
+    caller: Caller,
+    role: str | None = None,
+    message: dsp.Message | None = None,
+) -> P:
+    """Our process `pid`, if `caller` is its counter-party; otherwise as unknown (404)."""
+    process = await session.get(model, pid)
+    if process is None or process.counterparty_id != caller.participant_id:
+        raise UnknownProcess(f"no {model.noun} {pid}")
+    if role is not None and process.role != role:
+        raise IllegalTransition(f"{model.noun} {pid} is ours as {process.role}; this message is for a {role}")
+    if message is not None:
+        check_pids(process, message)
+    return process
+
+
+async def get(session: AsyncSession, model: type[P], pid: str) -> P:
+    process = await session.get(model, pid)
+    if process is None:
+        raise NotFound(f"no {model.noun} {pid}")
+    return process
+
+
+def check_pids(process: Process, message: dsp.Message) -> None:
+    """The pids a message names must be this process's; a counterpart pid we did not know yet is learned."""
+    for name, attribute in (("consumerPid", "consumer_pid"), ("providerPid", "provider_pid")):
+        given = getattr(message, name, None)
+        known = getattr(process, attribute)
+        if given is not None and known not in (None, given):
+            raise InvalidMessage(f"{name} {given} does not belong to {process.noun} {process.id}")
+        if given is not None and known is None:
+            setattr(process, attribute, given)
+
+
+def send(session: AsyncSession, process: Process, path: str, body: dict[str, Any]) -> None:
+    """Queue a message to the counter-party (sent when the transaction commits)."""
+    url = process.counterparty_address.rstrip("/") + path
+    enqueue(session, process_id=process.id, url=url, audience=process.counterparty_id, body=body)
+    timeline.record(session, process.id, "queued", body["@type"], detail=url)
+
+
+async def log(session: AsyncSession, runtime: Runtime, process: Process, action: str, **details: Any) -> None:
+    await audit.append(
+        session,
+        actor=runtime.participant_id,
+        action=f"{process.noun}.{action}",
+        subject=process.id,
+        role=process.role,
+        counterparty=process.counterparty_id,
+        state=process.state,
+        **details,
+    )
+
+
+async def abandon(runtime: Runtime, model: type[Process], pid: str, reason: str) -> None:
+    """Mark a process TERMINATED locally when the counter-party cannot be told anything."""
+    async with runtime.transaction() as session:
+        process = await session.get(model, pid)
+        if process is None or process.final:
+            return
+        process.move("TERMINATED")
+        process.reasons = json.dumps([reason])
+        await log(session, runtime, process, "abandoned", reasons=[reason])

@@ -7,7 +7,6 @@ The decision convention is described in `connector.policy.base` and docs/policy-
 from connector.policy.auto import create_engine
 from connector.policy.base import Decision, Obligation, PolicyEngine, PolicyModule
 from connector.policy.embedded import EmbeddedRegoEngine
-from connector.policy.opa import OpaServerEngine
 
 __all__ = [
     "Decision",
@@ -18,3 +17,12 @@ __all__ = [
     "PolicyModule",
     "create_engine",
 ]
+
+
+def __getattr__(name: str) -> object:
+    # The OPA client pulls in aiohttp; load it only for those who use it.
+    if name == "OpaServerEngine":
+        from connector.policy.opa import OpaServerEngine
+
+        return OpaServerEngine
+    raise AttributeError(name)

@@ -7,7 +7,7 @@ the counter-party passes, pid checks, queued messages, audit entries and local a
 import json
 from typing import Any, ClassVar, TypeVar
 
-from sqlmodel import Field, SQLModel
+from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from connector import audit, dsp, timeline
@@ -76,6 +76,21 @@ async def get(session: AsyncSession, model: type[P], pid: str) -> P:
     if process is None:
         raise NotFound(f"no {model.noun} {pid}")
     return process
+
+
+async def existing_request(session: AsyncSession, model: type[P], caller: Caller, consumer_pid: str) -> P | None:
+    """The process an initial request with this `consumerPid` from this caller created before, if any."""
+    query = select(model).where(
+        model.role == "provider", model.consumer_pid == consumer_pid, model.counterparty_id == caller.participant_id
+    )
+    return (await session.exec(query)).first()
+
+
+def as_requested(process: P) -> P:
+    """The process as the 201 answer to its initial request reports it (whatever happened since)."""
+    copy = process.model_copy()
+    copy.state = "REQUESTED"
+    return copy
 
 
 def check_pids(process: Process, message: dsp.Message) -> None:

@@ -13,7 +13,17 @@ from connector.catalog import new_id
 from connector.errors import IllegalTransition, InvalidMessage
 from connector.identity import Caller
 from connector.negotiation import agents
-from connector.negotiation.process import Negotiation, find, get, log, offer_body, send, terminate, wait_for_operator
+from connector.negotiation.process import (
+    Negotiation,
+    find,
+    get,
+    log,
+    log_decision,
+    offer_body,
+    send,
+    terminate,
+    wait_for_operator,
+)
 from connector.runtime import Runtime
 from connector.terms import Terms
 
@@ -110,15 +120,7 @@ async def decide_by_operator(runtime: Runtime, pid: str, action: str, counter: T
 async def _answer(
     session: Any, runtime: Runtime, negotiation: Negotiation, verdict: agents.Verdict, *, by_operator: bool = False
 ) -> None:
-    await log(
-        session,
-        runtime,
-        negotiation,
-        "decided",
-        verdict=verdict.action,
-        reasons=list(verdict.reasons),
-        by="operator" if by_operator else "agent",
-    )
+    await log_decision(session, runtime, negotiation, verdict, by_operator=by_operator)
     if verdict.action == "accept":
         negotiation.move("ACCEPTED")
         event = dsp.message(

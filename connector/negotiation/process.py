@@ -79,6 +79,21 @@ send = processes.send
 log = processes.log
 
 
+async def log_decision(
+    session: AsyncSession, runtime: Runtime, negotiation: Negotiation, verdict: Any, *, by_operator: bool
+) -> None:
+    """An agent's or operator's answer (accept, counter, terminate, wait) with its reasons."""
+    await log(
+        session,
+        runtime,
+        negotiation,
+        "decided",
+        verdict=verdict.action,
+        reasons=list(verdict.reasons),
+        by="operator" if by_operator else "agent",
+    )
+
+
 def wait_for_operator(session: AsyncSession, negotiation: Negotiation, why: str) -> None:
     negotiation.waiting = why
     timeline.record(session, negotiation.id, "waiting", None, detail=why)

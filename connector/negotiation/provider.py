@@ -7,15 +7,24 @@ operator. The consumer's verification carries its countersignature and finalizes
 
 import json
 
-from sqlmodel import select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from connector import agreements, dsp, terms
+from connector import agreements, dsp, processes, terms
 from connector.catalog import Offer, UsagePolicy, new_id
 from connector.errors import IllegalTransition, InvalidMessage
 from connector.identity import Caller
 from connector.negotiation import agents
-from connector.negotiation.process import Negotiation, find, get, log, offer_body, send, terminate, wait_for_operator
+from connector.negotiation.process import (
+    Negotiation,
+    find,
+    get,
+    log,
+    log_decision,
+    offer_body,
+    send,
+    terminate,
+    wait_for_operator,
+)
 from connector.runtime import Runtime
 from connector.terms import Terms
 
@@ -30,9 +39,9 @@ async def on_request(runtime: Runtime, caller: Caller, message: dsp.ContractRequ
     requested = _requested_terms(message, offer)
     verdict = await agents.provider_verdict(runtime, offer, caller, requested, rounds=0)
     async with runtime.transaction() as session:
-        existing = await _existing_request(session, caller, message.consumerPid)
+        existing = await processes.existing_request(session, Negotiation, caller, message.consumerPid)
         if existing is not None:
-            return _as_requested(existing)  # a repeated request answers as the first did
+            return processes.as_requested(existing)  # a repeated request answers as the first did
         pid = new_id()
         negotiation = Negotiation(
             id=pid,
@@ -48,7 +57,7 @@ async def on_request(runtime: Runtime, caller: Caller, message: dsp.ContractRequ
         session.add(negotiation)
         await log(session, runtime, negotiation, "requested", offer=offer.id, terms=requested.to_dict())
         await _answer(session, runtime, negotiation, offer, verdict)
-    return _as_requested(negotiation)
+    return processes.as_requested(negotiation)
 
 
 async def on_counter_request(runtime: Runtime, caller: Caller, pid: str, message: dsp.ContractRequest) -> Negotiation:
@@ -167,15 +176,7 @@ async def _answer(
     *,
     by_operator: bool = False,
 ) -> None:
-    await log(
-        session,
-        runtime,
-        negotiation,
-        "decided",
-        verdict=verdict.action,
-        reasons=list(verdict.reasons),
-        by="operator" if by_operator else "agent",
-    )
+    await log_decision(session, runtime, negotiation, verdict, by_operator=by_operator)
     if verdict.action == "accept":
         assert verdict.terms is not None
         _offer, policy = await _offer_and_policy(session, offer.id)
@@ -248,19 +249,3 @@ def _requested_terms(message: dsp.ContractRequest, offer: Offer) -> Terms:
     stated = message.offer.model_dump(by_alias=True)
     requested = terms.from_odrl(stated)
     return offer.granted if requested == Terms() else requested
-
-
-async def _existing_request(session: AsyncSession, caller: Caller, consumer_pid: str) -> Negotiation | None:
-    query = select(Negotiation).where(
-        Negotiation.role == "provider",
-        Negotiation.consumer_pid == consumer_pid,
-        Negotiation.counterparty_id == caller.participant_id,
-    )
-    return (await session.exec(query)).first()
-
-
-def _as_requested(negotiation: Negotiation) -> Negotiation:
-    """The negotiation as the 201 answer to its initial request reports it."""
-    copy = negotiation.model_copy()
-    copy.state = "REQUESTED"
-    return copy

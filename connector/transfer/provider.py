@@ -11,9 +11,8 @@ import logging
 
 import httpx
 from sqlmodel import select
-from sqlmodel.ext.asyncio.session import AsyncSession
 
-from connector import dsp, usage
+from connector import dsp, processes, usage
 from connector.agreements import Agreement
 from connector.catalog import new_id
 from connector.errors import IllegalTransition, InvalidMessage, NotEntitled, TesseraError
@@ -31,9 +30,9 @@ async def on_request(runtime: Runtime, caller: Caller, message: dsp.TransferRequ
         raise InvalidMessage(f"format {message.format!r} is not supported; use one of {sorted(FORMATS)}")
     push_address = _push_address(message) if message.format == dsp.PUSH_FORMAT else None
     async with runtime.transaction() as session:
-        existing = await _existing_request(session, caller, message.consumerPid)
+        existing = await processes.existing_request(session, Transfer, caller, message.consumerPid)
         if existing is not None:
-            return _as_requested(existing)  # a repeated request answers as the first did
+            return processes.as_requested(existing)  # a repeated request answers as the first did
         agreement = await session.get(Agreement, message.agreementId)
         if agreement is None or agreement.role != "provider" or agreement.consumer_id != caller.participant_id:
             raise InvalidMessage(f"no agreement {message.agreementId} with {caller.participant_id}")
@@ -56,7 +55,7 @@ async def on_request(runtime: Runtime, caller: Caller, message: dsp.TransferRequ
         await announce(session, runtime, transfer, "STARTED", data_address=_pull_address(runtime, transfer))
     if transfer.is_push:
         runtime.spawn(push(runtime, pid))
-    return _as_requested(transfer)
+    return processes.as_requested(transfer)
 
 
 def _push_address(message: dsp.TransferRequest) -> dict:
@@ -98,21 +97,6 @@ async def refresh_token(runtime: Runtime, caller: Caller, pid: str) -> str:
     if transfer.state != "STARTED" or transfer.is_push:
         raise IllegalTransition(f"transfer {pid} is {transfer.state}; no data token to refresh")
     return tokens.issue(runtime, transfer_id=pid, agreement_id=transfer.agreement_id, holder=caller.participant_id)
-
-
-async def _existing_request(session: AsyncSession, caller: Caller, consumer_pid: str) -> Transfer | None:
-    query = select(Transfer).where(
-        Transfer.role == "provider",
-        Transfer.consumer_pid == consumer_pid,
-        Transfer.counterparty_id == caller.participant_id,
-    )
-    return (await session.exec(query)).first()
-
-
-def _as_requested(transfer: Transfer) -> Transfer:
-    copy = transfer.model_copy()
-    copy.state = "REQUESTED"
-    return copy
 
 
 # -- push ----------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from connector.identity import canonical_json
 
 GENESIS = "0" * 64
+HEAD = "audit_head"  # key of the chain head in a transaction's and the database's memory
 
 
 class AuditEntry(SQLModel, table=True):
@@ -50,20 +51,33 @@ def entry_hash(content: dict[str, Any]) -> str:
 
 async def append(session: AsyncSession, *, actor: str, action: str, subject: str, **details: Any) -> AuditEntry:
     """Add an entry to the chain; call inside `Database.transaction()` so appends never interleave."""
-    last = (await session.exec(select(AuditEntry).order_by(col(AuditEntry.seq).desc()).limit(1))).first()
+    seq, prev_hash = await _head(session)
     entry = AuditEntry(
-        seq=(last.seq + 1) if last else 1,
+        seq=seq + 1,
         at=datetime.now(UTC).isoformat(timespec="microseconds"),
         actor=actor,
         action=action,
         subject=subject,
         details=json.dumps(details, sort_keys=True, default=str),
-        prev_hash=last.hash if last else GENESIS,
+        prev_hash=prev_hash,
         hash="",
     )
     entry.hash = entry_hash(entry.content())
     session.add(entry)
+    session.info.setdefault("after_commit", {})[HEAD] = (entry.seq, entry.hash)
     return entry
+
+
+async def _head(session: AsyncSession) -> tuple[int, str]:
+    """The chain's last (seq, hash): this transaction's own, else the last committed one, else the database's."""
+    pending = session.info.get("after_commit", {}).get(HEAD)
+    if pending:
+        return pending
+    database = session.info.get("database")
+    if database is not None and HEAD in database.committed:
+        return database.committed[HEAD]
+    last = (await session.exec(select(AuditEntry).order_by(col(AuditEntry.seq).desc()).limit(1))).first()
+    return (last.seq, last.hash) if last else (0, GENESIS)
 
 
 @dataclass(frozen=True)

@@ -51,6 +51,7 @@ class OutboxMessage(SQLModel, table=True):
 def enqueue(session: AsyncSession, *, process_id: str, url: str, audience: str, body: dict[str, Any]) -> None:
     """Add a message inside the caller's transaction; `Outbox.wake()` after commit sends it."""
     session.add(OutboxMessage(process_id=process_id, url=url, audience=audience, body=json.dumps(body)))
+    session.info["queued"] = True
 
 
 FailureHandler = Callable[[OutboxMessage], Awaitable[None]]

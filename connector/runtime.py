@@ -122,7 +122,9 @@ class Runtime:
             yield session
             # Every process this transaction loaded or added (flushed changes are no longer "dirty").
             touched = {obj.id for obj in (*session.new, *session.identity_map.values()) if hasattr(obj, "state")}
-        self.outbox.wake()
+            queued = session.info.get("queued", False)
+        if queued:
+            self.outbox.wake()
         for process_id in touched & self._watched.keys():
             self._watched.pop(process_id).set()
 

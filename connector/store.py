@@ -9,6 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine.url import make_url
@@ -37,6 +38,7 @@ class Database:
         self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
         # One writer at a time in this process: state checks and the audit chain head stay consistent.
         self._write_lock = asyncio.Lock()
+        self.committed: dict[str, Any] = {}  # facts written transactions leave behind (see `transaction`)
 
     @classmethod
     async def open(cls, url: str) -> "Database":
@@ -56,12 +58,15 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A serialized write transaction: commits when the block ends, rolls back if it raises."""
         async with self._write_lock, self._sessions() as session:
+            session.info["database"] = self
             try:
                 yield session
                 await session.commit()
             except BaseException:
                 await session.rollback()
                 raise
+            for key, value in session.info.get("after_commit", {}).items():
+                self.committed[key] = value  # e.g. the audit chain's head, known without a query next time
 
     async def close(self) -> None:
         await self.engine.dispose()

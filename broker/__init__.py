@@ -7,7 +7,17 @@ app = create_app(BrokerConfig.load(Path("broker")))
 ```
 """
 
-from broker.app import create_app
+from typing import Any
+
 from broker.config import BrokerConfig
 
 __all__ = ["BrokerConfig", "create_app"]
+
+
+def __getattr__(name: str) -> Any:
+    # The app pulls in search, crawling and Chinese segmentation; the CLI's operator commands need none of it.
+    if name == "create_app":
+        from broker.app import create_app
+
+        return create_app
+    raise AttributeError(name)

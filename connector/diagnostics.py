@@ -1,13 +1,12 @@
 """Why a negotiation or transfer is not moving: pending deliveries, or whose turn it is."""
 
-import json
 from datetime import UTC, datetime
-from typing import Any
 
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from connector.outbox import OutboxMessage
+from connector.processes import Process
 
 # (kind, role, state) -> what the process waits for
 _TURNS = {
@@ -32,12 +31,12 @@ async def outbox_pending(session: AsyncSession, process_id: str) -> list[OutboxM
     return list(await session.exec(query.order_by(col(OutboxMessage.id))))
 
 
-def waiting_for(process: Any, pending: list[OutboxMessage]) -> str | None:
-    if process.state in {"FINALIZED", "COMPLETED", "TERMINATED"}:
+def waiting_for(process: Process, pending: list[OutboxMessage]) -> str | None:
+    if process.final:
         return None
     if pending:
         first = pending[0]
-        kind = json.loads(first.body).get("@type")
+        kind = first.kind
         retry_at = datetime.fromtimestamp(first.next_attempt_at, UTC).isoformat(timespec="seconds")
         tried = (
             f"; {first.attempts} failed attempts, last: {first.last_error}; next at {retry_at}"
@@ -47,5 +46,4 @@ def waiting_for(process: Any, pending: list[OutboxMessage]) -> str | None:
         return f"delivery of {kind} to {first.url}{tried}"
     if getattr(process, "waiting", None):
         return f"an operator: {process.waiting}"
-    kind = "negotiation" if hasattr(process, "offer_id") else "transfer"
-    return _TURNS.get((kind, process.role, process.state))
+    return _TURNS.get((process.noun, process.role, process.state))

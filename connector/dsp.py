@@ -194,10 +194,6 @@ def transfer_process(provider_pid: str, consumer_pid: str, state: str) -> dict[s
     return message("TransferProcess", providerPid=provider_pid, consumerPid=consumer_pid, state=state)
 
 
-def reasons(items: list[str]) -> list[str] | None:
-    return list(items) or None
-
-
 def data_address(endpoint: str, token: str, **properties: str | None) -> dict[str, Any]:
     extra = [{"@type": "EndpointProperty", "name": k, "value": v} for k, v in properties.items() if v is not None]
     return {

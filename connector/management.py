@@ -28,6 +28,7 @@ from connector.errors import BadRequest, Conflict, NotFound, PeerError, TokenRej
 from connector.identity import bearer_token
 from connector.negotiation import Negotiation, agents, consumer, process, provider
 from connector.problems import problem_from_error
+from connector.processes import Process
 from connector.runtime import Runtime
 from connector.terms import Terms
 from connector.transfer import Transfer
@@ -156,7 +157,6 @@ def _collection(model: type[SQLModel]) -> tuple[Any, Any]:
 
 
 MAX_WAIT = 60.0
-FINAL = {"FINALIZED", "COMPLETED", "TERMINATED"}
 
 
 def _timeout(request: Request) -> float:
@@ -166,14 +166,18 @@ def _timeout(request: Request) -> float:
         raise BadRequest("timeout must be a number of seconds") from exc
 
 
+def _settled(process: Process, wanted: set[str]) -> bool:
+    return process.state in wanted or process.final
+
+
 async def _wait_for_state(runtime: Runtime, model: type[SQLModel], found: Any, wanted: set[str], within: float) -> Any:
     """Long poll: answer once the process is in one of `wanted` (or final), or when `within` seconds pass."""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(within):
-            while found.state not in wanted | FINAL:
+            while not _settled(found, wanted):
                 changed = runtime.watch(found.id)
                 found = await _get(runtime, model, found.id)
-                if found.state not in wanted | FINAL:
+                if not _settled(found, wanted):
                     await changed.wait()
     return found
 

@@ -4,6 +4,6 @@
 handlers, `agents` the decisions each side's agent takes (accept, counter, terminate, wait).
 """
 
-from connector.negotiation.process import FINAL_STATES, Negotiation
+from connector.negotiation.process import Negotiation
 
-__all__ = ["FINAL_STATES", "Negotiation"]
+__all__ = ["Negotiation"]

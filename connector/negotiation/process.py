@@ -15,7 +15,6 @@ from connector.processes import Process
 from connector.runtime import Runtime
 from connector.terms import Terms
 
-FINAL_STATES = {"FINALIZED", "TERMINATED"}
 MAX_COUNTER_ROUNDS = 3  # after this many counter-offers an agent stops bargaining and terminates
 
 # The DSP 2025-1 negotiation state machine: state -> states it may move to.

@@ -4,6 +4,6 @@
 `tokens` the data-plane tokens a connector issues and checks for one transfer.
 """
 
-from connector.transfer.process import FINAL_STATES, Transfer
+from connector.transfer.process import Transfer
 
-__all__ = ["FINAL_STATES", "Transfer"]
+__all__ = ["Transfer"]

@@ -15,7 +15,6 @@ from connector.identity import Caller
 from connector.processes import Process
 from connector.runtime import Runtime
 
-FINAL_STATES = {"COMPLETED", "TERMINATED"}
 # The DSP 2025-1 transfer state machine: state -> states it may move to (SUSPENDED -> COMPLETED is not one).
 TRANSITIONS: dict[str, set[str]] = {
     "REQUESTED": {"STARTED", "TERMINATED"},

@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SOURCES := tessera policies connector broker tests deploy bench
 
 .PHONY: quickstart test lint bench clean
 
@@ -18,13 +19,16 @@ quickstart: $(STAMP)
 	$(BIN)/python deploy/quickstart.py
 
 test: $(STAMP)
-	$(BIN)/ruff check connector broker policies tests deploy bench
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/lint-imports
 	$(BIN)/tessera policy test policies
 	$(BIN)/pytest -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check connector broker policies tests deploy bench
-	$(BIN)/ruff format --check connector broker policies tests deploy bench
+	$(BIN)/ruff check $(SOURCES)
+	$(BIN)/ruff format --check $(SOURCES)
+	$(BIN)/lint-imports
+	$(BIN)/mypy
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

@@ -36,8 +36,8 @@ from sqlalchemy import insert  # noqa: E402
 from broker.app import create_app  # noqa: E402
 from broker.authority import Participant  # noqa: E402
 from broker.config import BrokerConfig  # noqa: E402
-from connector.identity import ACCESS_TOKEN_TYPE, SigningKey, generate_key, public_jwk, save_private_key  # noqa: E402
-from connector.store import Database  # noqa: E402
+from tessera.identity import ACCESS_TOKEN_TYPE, SigningKey, generate_key, public_jwk, save_private_key  # noqa: E402
+from tessera.store import Database  # noqa: E402
 
 ENGLISH = [
     "sensor",

@@ -17,9 +17,9 @@ import json
 import random
 import time
 
-from connector.policy import EmbeddedRegoEngine, Obligation, PolicyModule
-from connector.policy.obligations import apply_record_obligations
 from policies import read_pattern
+from tessera.policy import EmbeddedRegoEngine, Obligation, PolicyModule
+from tessera.policy.obligations import apply_record_obligations
 
 
 def requests(n: int, seed: int = 7) -> list[dict]:

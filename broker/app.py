@@ -25,9 +25,9 @@ from broker.crawler import Crawler
 from broker.quotas import QuotaExceeded, quota_handler
 from broker.registry import Registry
 from broker.search import Fts5Search
-from connector.identity import SigningKey, TokenVerifier
-from connector.problems import problem_handlers
-from connector.store import Database
+from tessera.identity import SigningKey, TokenVerifier
+from tessera.problems import problem_handlers
+from tessera.store import Database
 
 
 def create_app(config: BrokerConfig, *, crawl: bool = True) -> Starlette:

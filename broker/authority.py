@@ -16,11 +16,10 @@ import re
 import time
 import uuid
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
-import jwt
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel, col, delete, select
 from starlette.requests import Request
@@ -28,19 +27,23 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from broker import events
-from connector.errors import BadRequest, Conflict, NotFound, TesseraError, TokenRejected
-from connector.identity import (
+from tessera.clock import utcnow
+from tessera.errors import BadRequest, Conflict, NotFound, TesseraError, TokenRejected
+from tessera.identity import (
     ACCESS_TOKEN_LIFETIME,
     ACCESS_TOKEN_TYPE,
     ALGORITHM,
     CLIENT_ASSERTION_TYPE,
     CLOCK_SKEW,
+    Expect,
     JwksCache,
     SigningKey,
+    decode_jwt,
     key_from_jwk,
     thumbprint,
+    unverified_claims,
 )
-from connector.store import Database
+from tessera.store import Database
 
 logger = logging.getLogger("broker.authority")
 
@@ -52,10 +55,6 @@ _PARTICIPANT_ID = re.compile(r"[^\s/?#%]{1,256}")
 
 
 # -- records ------------------------------------------------------------------------------------------
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class ParticipantBase(SQLModel):
@@ -71,7 +70,7 @@ class Participant(ParticipantBase, table=True):
     __tablename__ = "broker_participant"
 
     jwk: str
-    created_at: datetime = Field(default_factory=_now)
+    created_at: datetime = Field(default_factory=utcnow)
     suspended: bool = False
 
     @property
@@ -249,18 +248,16 @@ class Authority:
         return participant
 
     def _verify(self, assertion: str, participant: Participant) -> dict[str, Any]:
+        expect = Expect(
+            issuer=participant.id,
+            audience=[self._token_endpoint, self._url],
+            require=("iss", "sub", "aud", "exp", "jti"),
+            what="client assertion",
+        )
         try:
-            claims: dict[str, Any] = jwt.decode(
-                assertion,
-                key_from_jwk(participant.public_jwk),
-                algorithms=[ALGORITHM],
-                audience=[self._token_endpoint, self._url],
-                issuer=participant.id,
-                leeway=CLOCK_SKEW,
-                options={"require": ["iss", "sub", "aud", "exp", "jti"]},
-            )
-        except (jwt.InvalidTokenError, TokenRejected) as exc:
-            raise OAuthError("invalid_client", f"client assertion rejected: {exc}") from exc
+            claims = decode_jwt(assertion, key_from_jwk(participant.public_jwk), expect)
+        except TokenRejected as exc:
+            raise OAuthError("invalid_client", str(exc)) from exc
         exp, iat, jti = claims["exp"], claims.get("iat", time.time()), claims["jti"]
         if not all(isinstance(value, int | float) for value in (exp, iat)):
             raise OAuthError("invalid_client", "exp and iat must be numbers")
@@ -324,12 +321,9 @@ def _required(form: Mapping[str, str], name: str) -> str:
 def _unverified_issuer(assertion: str) -> str:
     """The client an assertion claims to be; its signature is checked afterwards, with that client's key."""
     try:
-        header = jwt.get_unverified_header(assertion)
-        claims = jwt.decode(assertion, options={"verify_signature": False})
-    except jwt.InvalidTokenError as exc:
-        raise OAuthError("invalid_client", f"malformed client assertion: {exc}") from exc
-    if header.get("alg") != ALGORITHM:
-        raise OAuthError("invalid_client", f"client assertion algorithm {header.get('alg')!r} is not {ALGORITHM}")
+        claims = unverified_claims(assertion, Expect(what="client assertion"))
+    except TokenRejected as exc:
+        raise OAuthError("invalid_client", str(exc)) from exc
     issuer = claims.get("iss")
     if not isinstance(issuer, str) or not issuer or claims.get("sub") != issuer:
         raise OAuthError("invalid_client", "the assertion's iss and sub must both name the client")

@@ -17,9 +17,9 @@ from rich.table import Table
 
 from broker import authority, events, products
 from broker.config import BrokerConfig
-from connector.errors import TesseraError
-from connector.identity import SigningKey, generate_key, save_private_key
-from connector.store import Database
+from tessera.errors import TesseraError
+from tessera.identity import SigningKey, generate_key, save_private_key
+from tessera.store import Database
 
 T = TypeVar("T")
 

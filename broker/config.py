@@ -29,8 +29,8 @@ import tomli_w
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import ArgumentError
 
-from connector.errors import BadRequest
-from connector.store import sqlite_url
+from tessera.errors import BadRequest
+from tessera.store import sqlite_url
 
 CONFIG_FILE = "broker.toml"
 KEY_FILE = "authority.key"

@@ -26,9 +26,10 @@ from broker.authority import Participant
 from broker.config import BrokerConfig
 from broker.entries import DEAD, OFFLINE, ONLINE, Merge, Offering, Registration
 from broker.search import SearchBackend
-from connector.errors import TesseraError
-from connector.identity import ACCESS_TOKEN_TYPE, SigningKey
-from connector.store import Database
+from tessera.clock import aware, utcnow
+from tessera.errors import TesseraError
+from tessera.identity import ACCESS_TOKEN_TYPE, SigningKey
+from tessera.store import Database
 
 logger = logging.getLogger("broker.crawler")
 
@@ -97,7 +98,7 @@ class Crawler:
     async def _due(self) -> list[tuple[str, str, str]]:
         statement = (
             select(Registration.participant_id, Registration.endpoint, Registration.crawl_etag)
-            .where(col(Registration.next_crawl_at) <= entries.now())
+            .where(col(Registration.next_crawl_at) <= utcnow())
             .order_by(col(Registration.next_crawl_at))
             .limit(BATCH)
         )
@@ -160,7 +161,7 @@ class Crawler:
         return self._signer.sign_jwt(claims, typ=ACCESS_TOKEN_TYPE)
 
     async def _succeeded(self, participant_id: str, catalog: dict[str, Any] | None, etag: str) -> None:
-        moment = entries.now()
+        moment = utcnow()
         async with self._db.transaction() as session:
             record = await session.get(Registration, participant_id)
             if record is None:
@@ -191,7 +192,7 @@ class Crawler:
             session.add(record)
 
     async def _failed(self, participant_id: str, error: str, *, reachable: bool = False) -> None:
-        moment = entries.now()
+        moment = utcnow()
         async with self._db.transaction() as session:
             record = await session.get(Registration, participant_id)
             if record is None:
@@ -200,7 +201,7 @@ class Crawler:
                 record.last_seen_at = moment
                 await self._set_state(session, record, ONLINE)
             else:
-                silent = (moment - entries.aware(record.last_seen_at)).total_seconds()
+                silent = (moment - aware(record.last_seen_at)).total_seconds()
                 await self._set_state(session, record, DEAD if silent >= self._config.dead_after else OFFLINE)
             record.crawled_at, record.crawl_status, record.crawl_error = moment, "error", error[:500]
             record.crawl_failures += 1
@@ -216,14 +217,14 @@ class Crawler:
         event = events.event("crawler", "liveness.changed", record.participant_id, old=record.state, new=state)
         await events.record(connection, [event])
         logger.info("%s is now %s (was %s)", record.participant_id, state, record.state)
-        record.state, record.state_changed_at = state, entries.now()
+        record.state, record.state_changed_at = state, utcnow()
 
     async def _region(self, session: Any, participant_id: str) -> str:
         participant = await session.get(Participant, participant_id)
         return participant.region if participant else ""
 
     async def _hide_dead(self) -> None:
-        cutoff = entries.now() - timedelta(seconds=self._config.hide_dead_after)
+        cutoff = utcnow() - timedelta(seconds=self._config.hide_dead_after)
         dead = select(Registration.participant_id).where(
             col(Registration.state) == DEAD, col(Registration.state_changed_at) <= cutoff
         )

@@ -15,7 +15,7 @@ index, the product lifecycle steps and the events, so nothing is ever half-writt
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Literal
 
 from sqlalchemy import delete, insert, update
@@ -25,7 +25,8 @@ from sqlmodel import Field, SQLModel, UniqueConstraint, col, select
 from broker import events, products
 from broker.quotas import QuotaExceeded
 from broker.search import Document, SearchBackend
-from connector.identity import canonical_json, content_hash
+from tessera.clock import rfc3339, utcnow
+from tessera.identity import canonical_json, content_hash
 
 ONLINE, OFFLINE, DEAD = "ONLINE", "OFFLINE", "DEAD"
 METADATA = ("title", "description", "keywords", "format", "theme", "license", "classification", "region", "language")
@@ -33,17 +34,8 @@ CATALOG_FIELDS = ("title", "description", "keywords")
 EMPTY: dict[str, Any] = {name: "" for name in METADATA} | {"keywords": []}
 
 
-def now() -> datetime:
-    return datetime.now(UTC)
-
-
-def aware(moment: datetime) -> datetime:
-    """SQLite hands datetimes back naive; they were stored in UTC."""
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
 def iso(moment: datetime | None) -> str | None:
-    return None if moment is None else aware(moment).isoformat().replace("+00:00", "Z")
+    return None if moment is None else rfc3339(moment, timespec="auto")
 
 
 class Registration(SQLModel, table=True):
@@ -55,13 +47,13 @@ class Registration(SQLModel, table=True):
     endpoint: str
     title: str
     description: str
-    created_at: datetime = Field(default_factory=now)
-    updated_at: datetime = Field(default_factory=now)  # last push
-    changed_at: datetime = Field(default_factory=now)  # last change of content, pushed or crawled
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)  # last push
+    changed_at: datetime = Field(default_factory=utcnow)  # last change of content, pushed or crawled
     state: str = ONLINE
-    state_changed_at: datetime = Field(default_factory=now)
-    last_seen_at: datetime = Field(default_factory=now)
-    next_crawl_at: datetime = Field(default_factory=now, index=True)
+    state_changed_at: datetime = Field(default_factory=utcnow)
+    last_seen_at: datetime = Field(default_factory=utcnow)
+    next_crawl_at: datetime = Field(default_factory=utcnow, index=True)
     crawled_at: datetime | None = None
     crawl_status: str = ""  # "200", "304", "error"
     crawl_error: str = ""
@@ -120,8 +112,8 @@ class Offering(SQLModel, table=True):
     listed: bool = True  # false once a DEAD entry has been dead long enough to leave search
     product_code: str = ""
     content_hash: str = ""
-    created_at: datetime = Field(default_factory=now)
-    changed_at: datetime = Field(default_factory=now, index=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    changed_at: datetime = Field(default_factory=utcnow, index=True)
 
     def described(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in METADATA} | {"keywords": json.loads(self.keywords)}
@@ -147,7 +139,7 @@ class Tombstone(SQLModel, table=True):
     participant_id: str = Field(primary_key=True)
     offering_id: str = Field(primary_key=True, default="")
     reason: str
-    at: datetime = Field(default_factory=now)
+    at: datetime = Field(default_factory=utcnow)
 
 
 @dataclass
@@ -290,7 +282,7 @@ async def _write(
     outcome: Outcome,
     gone: list[Offering],
 ) -> None:
-    pid, moment, pushing = context.participant_id, now(), context.source == "push"
+    pid, moment, pushing = context.participant_id, utcnow(), context.source == "push"
     await remove_offerings(connection, search, gone)
     flag = {"pushed": True} if pushing else {"in_catalog": True}
     inserts = [

@@ -8,20 +8,17 @@ to the operator.
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import Field, SQLModel, col, select
 
-from connector.store import Database
+from tessera.clock import utcnow
+from tessera.store import Database
 
 MAX_EVENTS = 1000
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Event(SQLModel, table=True):
@@ -30,7 +27,7 @@ class Event(SQLModel, table=True):
     __tablename__ = "broker_event"
 
     seq: int | None = Field(default=None, primary_key=True)
-    at: datetime = Field(default_factory=_now)
+    at: datetime = Field(default_factory=utcnow)
     actor: str  # a participant id, "operator" or "crawler"
     action: str
     participant_id: str = Field(index=True)
@@ -53,7 +50,7 @@ def event(
 ) -> dict[str, Any]:
     """An event row, ready for `record`."""
     return {
-        "at": _now(),
+        "at": utcnow(),
         "actor": actor,
         "action": action,
         "participant_id": participant_id,

@@ -16,10 +16,9 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-import jwt
 from sqlalchemy import func, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import Field, SQLModel, UniqueConstraint, col, select
@@ -27,17 +26,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from connector.errors import NotFound, TokenRejected
-from connector.identity import ALGORITHM, CLOCK_SKEW, SigningKey, key_from_jwk
-from connector.store import Database
+from tessera.clock import aware, utcnow
+from tessera.errors import NotFound, TokenRejected
+from tessera.identity import Expect, SigningKey, decode_jwt, key_from_jwk, unverified_header
+from tessera.store import Database
 
 CODE_PREFIX = "TDP"
 CERTIFICATE_TYPE = "tessera-product+jwt"
 REGISTERED, CHANGED, CORRECTED, CANCELLED = "registered", "changed", "corrected", "cancelled"
-
-
-def _now() -> datetime:
-    return datetime.now(UTC)
 
 
 class Product(SQLModel, table=True):
@@ -59,7 +55,7 @@ class Product(SQLModel, table=True):
     def status(self, now: datetime | None = None) -> str:
         if self.cancelled:
             return "CANCELLED"
-        return "IN_NOTICE" if _aware(self.effective_at) > (now or _now()) else "ACTIVE"
+        return "IN_NOTICE" if aware(self.effective_at) > (now or utcnow()) else "ACTIVE"
 
     def public(self) -> dict[str, Any]:
         return {**self.model_dump(mode="json", exclude={"seq", "cancelled"}), "status": self.status()}
@@ -129,7 +125,7 @@ async def apply(connection: AsyncConnection, steps: Sequence[Step], *, notice_pe
     """Record lifecycle steps in the caller's transaction; answers offering id -> product code."""
     if not steps:
         return {}
-    now = _now()
+    now = utcnow()
     effective = now + timedelta(seconds=notice_period)
     known = await products_of(connection, steps[0].participant_id)
     next_seq = int((await connection.execute(select(func.coalesce(func.max(Product.seq), 0)))).scalar_one()) + 1
@@ -211,43 +207,23 @@ def certificate(product: Product, signer: SigningKey, *, issuer: str) -> str:
         "content_hash": product.content_hash,
         "status": product.status(),
         "version": product.version,
-        "registered_at": _aware(product.registered_at).isoformat(),
-        "effective_at": _aware(product.effective_at).isoformat(),
+        "registered_at": aware(product.registered_at).isoformat(),
+        "effective_at": aware(product.effective_at).isoformat(),
     }
     return signer.sign_jwt(claims, typ=CERTIFICATE_TYPE)
 
 
 def verify_certificate(token: str, jwks: dict[str, Any]) -> dict[str, Any]:
     """The certificate's claims if its signature verifies against a key in `jwks`; TokenRejected says why not."""
-    try:
-        header = jwt.get_unverified_header(token)
-    except jwt.InvalidTokenError as exc:
-        raise TokenRejected(f"not a JWT: {exc}") from exc
-    if header.get("alg") != ALGORITHM:
-        raise TokenRejected(f"algorithm {header.get('alg')!r} is not {ALGORITHM}")
-    if header.get("typ") != CERTIFICATE_TYPE:
-        raise TokenRejected(f"type {header.get('typ')!r} is not {CERTIFICATE_TYPE}")
-    keys = [k for k in jwks.get("keys", []) if isinstance(k, dict) and k.get("kid") == header.get("kid")]
+    expect = Expect(require=("iss", "sub", "iat"), typ=CERTIFICATE_TYPE, what="certificate")
+    kid = unverified_header(token, expect).get("kid")
+    keys = [k for k in jwks.get("keys", []) if isinstance(k, dict) and k.get("kid") == kid]
     if not keys:
-        raise TokenRejected(f"the JWKS has no key {header.get('kid')!r}")
-    try:
-        claims: dict[str, Any] = jwt.decode(
-            token,
-            key_from_jwk(keys[0]),
-            algorithms=[ALGORITHM],
-            leeway=CLOCK_SKEW,
-            options={"require": ["iss", "sub", "iat"], "verify_aud": False},
-        )
-    except jwt.InvalidTokenError as exc:
-        raise TokenRejected(f"signature or claims do not verify: {exc}") from exc
+        raise TokenRejected(f"the JWKS has no key {kid!r}")
+    claims = decode_jwt(token, key_from_jwk(keys[0]), expect)
     if not valid_code(str(claims.get("product_code"))) or claims.get("sub") != claims.get("product_code"):
         raise TokenRejected("the certificate names no valid product code")
     return claims
-
-
-def _aware(moment: datetime) -> datetime:
-    # SQLite gives naive datetimes back; they were stored in UTC.
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 # -- HTTP ---------------------------------------------------------------------------------------------

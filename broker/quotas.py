@@ -12,8 +12,8 @@ import time
 from starlette.requests import Request
 from starlette.responses import Response
 
-from connector.errors import TesseraError
-from connector.problems import problem_from_error
+from tessera.errors import TesseraError
+from tessera.problems import problem_from_error
 
 
 class QuotaExceeded(TesseraError):

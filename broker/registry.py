@@ -26,9 +26,10 @@ from broker.entries import ONLINE, Merge, Offering, Registration, Tombstone
 from broker.quality import assess
 from broker.quotas import WriteQuota
 from broker.search import DEFAULT_LIMIT, FACETS, MAX_LIMIT, SORTS, SearchBackend, SearchQuery
-from connector.errors import BadRequest, NotEntitled, NotFound
-from connector.identity import Caller, TokenVerifier, bearer_token
-from connector.store import Database
+from tessera.clock import utcnow
+from tessera.errors import BadRequest, NotEntitled, NotFound
+from tessera.identity import Caller, TokenVerifier, bearer_token
+from tessera.store import Database
 
 logger = logging.getLogger("broker.registry")
 
@@ -171,7 +172,7 @@ class Registry:
             described_as = {"endpoint": data.endpoint, "title": data.title}
             await events.record(connection, [events.event(participant_id, action, participant_id, **described_as)])
             outcome = await entries.merge(connection, self.search_backend, context, incoming)
-            moment = entries.now()
+            moment = utcnow()
             if record is None:
                 record = Registration(participant_id=participant_id, endpoint="", title="", description="")
             elif record.state != ONLINE:
@@ -231,7 +232,7 @@ class Registry:
             record = await session.get(Registration, participant_id)
             if record is not None:
                 record.offerings -= 1
-                record.changed_at = entries.now()
+                record.changed_at = utcnow()
                 session.add(record)
             event = events.event(
                 OPERATOR, "offering.force_deleted", participant_id, offering_id=offering_id, reason=reason

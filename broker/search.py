@@ -25,8 +25,8 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from broker.text import index_text, query_terms
-from connector.errors import BadRequest
-from connector.store import Database
+from tessera.errors import BadRequest
+from tessera.store import Database
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100

@@ -11,16 +11,17 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Field, SQLModel
 
-from connector import dsp
-from connector.assets import utcnow
-from connector.catalog import Offer, UsagePolicy, new_id
-from connector.errors import InvalidMessage
-from connector.identity import SigningKey, canonical_json, sign_document, verify_document
-from connector.terms import Terms
-from connector.terms import from_odrl as terms_of
+from connector.catalog import Offer, UsagePolicy
+from tessera import dsp
+from tessera.clock import rfc3339
+from tessera.errors import InvalidMessage
+from tessera.identity import SigningKey, canonical_json, sign_document, verify_document
+from tessera.ids import new_id
+from tessera.terms import Terms
+from tessera.terms import from_odrl as terms_of
 
 if TYPE_CHECKING:
-    from connector.negotiation.process import Negotiation
+    from connector.negotiations import Negotiation
 
 
 class Agreement(SQLModel, table=True):
@@ -60,7 +61,7 @@ def build(offer: Offer, policy: UsagePolicy, agreed: Terms, *, provider_id: str,
         "target": offer.asset_id,
         "assigner": provider_id,
         "assignee": consumer_id,
-        "timestamp": utcnow(),
+        "timestamp": rfc3339(),
         "permission": agreed.permission(),
         dsp.USAGE_POLICY: {"@id": policy.id, "hash": policy.hash, "offer": offer.id},
     }
@@ -85,7 +86,7 @@ def record(negotiation: "Negotiation", *, provider_address: str) -> Agreement:
         document=negotiation.agreement,
         provider_signature=negotiation.provider_signature,
         consumer_signature=negotiation.consumer_signature,
-        signed_at=utcnow(),
+        signed_at=rfc3339(),
     )
 
 

@@ -9,7 +9,6 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
@@ -18,13 +17,11 @@ from pydantic import BaseModel, Field, field_validator
 from sqlmodel import Field as Column
 from sqlmodel import SQLModel
 
+from tessera.clock import rfc3339
+
 Format = Literal["csv", "json", "jsonl"]
 MEDIA_TYPES: dict[str, str] = {"csv": "text/csv", "json": "application/json", "jsonl": "application/x-ndjson"}
 BATCH_RECORDS = 500
-
-
-def utcnow() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 class AssetCreate(BaseModel):
@@ -51,7 +48,7 @@ class Asset(SQLModel, table=True):
     keywords: str = "[]"  # JSON array
     format: str
     path: str
-    created_at: str = Column(default_factory=utcnow)
+    created_at: str = Column(default_factory=rfc3339)
 
     def public(self) -> dict[str, Any]:
         return {

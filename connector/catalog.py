@@ -7,24 +7,20 @@ policy (Rego, decides who sees the offer and may contract for it). In the catalo
 
 import hashlib
 import json
-import uuid
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 from sqlmodel import Field as Column
 from sqlmodel import SQLModel
 
-from connector import dsp
-from connector.assets import Asset, utcnow
-from connector.odrl import offer_from_patterns
-from connector.policy import PolicyModule
-from connector.policy.explain import patterns_in
-from connector.terms import Terms
+from connector.assets import Asset
+from policies.explain import patterns_in
+from policies.odrl import offer_from_patterns
 from policies.patterns import PatternUse, render
-
-
-def new_id() -> str:
-    return f"urn:uuid:{uuid.uuid4()}"
+from tessera import dsp
+from tessera.clock import rfc3339
+from tessera.policy import PolicyModule
+from tessera.terms import Terms
 
 
 class PatternSpec(BaseModel):
@@ -64,7 +60,7 @@ class UsagePolicy(SQLModel, table=True):
     source: str
     package: str
     hash: str
-    created_at: str = Column(default_factory=utcnow)
+    created_at: str = Column(default_factory=rfc3339)
 
     @property
     def module(self) -> PolicyModule:
@@ -98,7 +94,7 @@ class Offer(SQLModel, table=True):
     negotiation_policy_id: str | None = Column(default=None, foreign_key="usage_policy.id")
     terms: str = "{}"  # JSON of Terms: what the offer grants at most
     approval: str = "auto"  # auto: the agent decides; manual: an operator accepts or counters
-    created_at: str = Column(default_factory=utcnow)
+    created_at: str = Column(default_factory=rfc3339)
 
     @property
     def granted(self) -> Terms:

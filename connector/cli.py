@@ -1,16 +1,11 @@
-"""The `tessera` command line.
+"""The connector's commands: `tessera connector …`, `tessera audit …`, `tessera usage …`, `tessera selftest`.
 
-Connector commands live here; other packages (broker, policies) plug their command groups in through
-the `tessera.commands` entry point, so this package never imports them. Each entry point is a function
-`register(app: typer.Typer) -> None`.
-
-Exit codes: 0 success, 1 a check failed (test failure, broken audit chain, denied request),
-2 usage or input error, 3 a service could not be reached.
+Exit codes: 0 success, 1 a check failed (broken audit chain), 2 usage or input error, 3 a service could
+not be reached.
 """
 
 import asyncio
 import json
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -21,48 +16,28 @@ from rich.table import Table
 from sqlmodel import col, select
 
 from connector.agreements import Agreement
-from connector.audit import ChainReport, verify
 from connector.config import CONFIG_FILE, DEFAULT_HOST, DEFAULT_PORT, JWK_FILE, KEY_FILE, ConnectorConfig
-from connector.identity import generate_key, public_jwk, save_private_key
 from connector.selftest.command import selftest
-from connector.store import Database
 from connector.usage import UsageCounter
+from tessera.audit import ChainReport, verify
+from tessera.identity import generate_key, public_jwk, save_private_key
+from tessera.store import Database
 
 console = Console()
 err_console = Console(stderr=True)
 
-app = typer.Typer(
-    name="tessera",
-    help="Tessera: a trusted data space connector, broker and policy toolkit.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
-
-
-def _load_plugins() -> None:
-    for entry in entry_points(group="tessera.commands"):
-        entry.load()(app)
-
-
-def main() -> None:
-    _load_plugins()
-    app()
-
-
-# -- conformance ---------------------------------------------------------------------------------------
-
-app.command("selftest")(selftest)
-
-
-# -- connector -------------------------------------------------------------------------------------------
-
 connector_app = typer.Typer(help="Set up and run a connector.", no_args_is_help=True)
 audit_app = typer.Typer(help="Inspect and verify a connector's audit chain.", no_args_is_help=True)
-app.add_typer(connector_app, name="connector")
-app.add_typer(audit_app, name="audit")
 usage_app = typer.Typer(help="Metering: uses and bytes per agreement.", no_args_is_help=True)
-app.add_typer(usage_app, name="usage")
+
+
+def register(app: typer.Typer) -> None:
+    """Plug the connector's commands into the root `tessera` command."""
+    app.command("selftest")(selftest)
+    app.add_typer(connector_app, name="connector")
+    app.add_typer(audit_app, name="audit")
+    app.add_typer(usage_app, name="usage")
+
 
 DirOption = Annotated[Path, typer.Option("--dir", "-d", help="The connector's directory (config, key, database).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import tomli_w
 
-from connector.store import sqlite_url
+from tessera.store import sqlite_url
 
 CONFIG_FILE = "connector.toml"
 KEY_FILE = "connector.key"

@@ -11,18 +11,18 @@ import contextlib
 import json
 import logging
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 
 import anyio
 from sqlmodel import Field, SQLModel, col, select
 
-from connector import audit
-from connector.assets import utcnow
-from connector.catalog import new_id
 from connector.outbox import enqueue
 from connector.runtime import Runtime
-from connector.transfer import Transfer
+from connector.transfers import Transfer
+from tessera import audit
+from tessera.clock import rfc3339, utcnow
+from tessera.ids import new_id
 
 logger = logging.getLogger("tessera.copies")
 SWEEP_AT_LEAST_EVERY = 60.0  # seconds; copies due earlier wake the sweeper themselves
@@ -37,7 +37,7 @@ class ReceivedCopy(SQLModel, table=True):
     agreement_id: str
     path: str
     bytes: int = 0
-    received_at: str = Field(default_factory=utcnow)
+    received_at: str = Field(default_factory=rfc3339)
     delete_at: str | None = Field(default=None, index=True)  # RFC 3339, from the provider's obligation
     deleted_at: str | None = None
 
@@ -133,7 +133,7 @@ class Sweeper:
 
     async def sweep(self) -> float:
         """Delete what is due; return the seconds until the next copy falls due."""
-        now = datetime.now(UTC)
+        now = utcnow()
         async with self._runtime.db.session() as session:
             query = select(ReceivedCopy).where(
                 col(ReceivedCopy.delete_at).is_not(None), col(ReceivedCopy.deleted_at).is_(None)
@@ -156,7 +156,7 @@ class Sweeper:
             transfer = await session.get(Transfer, copy.transfer_id)
             if stored is None or stored.deleted_at or transfer is None:
                 return
-            stored.deleted_at = utcnow()
+            stored.deleted_at = rfc3339()
             await audit.append(
                 session,
                 actor=runtime.participant_id,

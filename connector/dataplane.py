@@ -1,6 +1,7 @@
-"""The data plane: HTTP pull of agreed data.
+"""The data plane: HTTP pull and push of agreed data.
 
-Provider: `GET /data/{transfer}` with the transfer's data token; `connector.usage` decides the use and
+Provider: `GET /data/{transfer}` with the transfer's data token (plus token refresh and a consumer's
+deletion reports); `connector.usage` decides the use and
 shapes the data. Consumer: `pull` fetches from the provider's data address (refreshing an expired
 data token once) and hands the stream on.
 """
@@ -10,23 +11,108 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
 
-from connector import audit, dsp, usage
-from connector.errors import NotEntitled, NotFound, PeerError, TesseraError
+from connector import data_tokens, transfer_consumer, transfer_provider, transfers, usage
 from connector.runtime import Runtime
-from connector.transfer import Transfer, tokens
+from connector.transfers import Transfer
+from tessera import audit, dsp
+from tessera.errors import BadRequest, NotEntitled, NotFound, PeerError, TesseraError
+from tessera.identity import bearer_token
 
 
 async def authorize_pull(
     runtime: Runtime, transfer_id: str, token: str, purpose: str | None, query: dict[str, Any] | None
 ) -> usage.Use:
     """Check a pull request's data token, then decide the use by the usage policy."""
-    claims = tokens.verify(runtime, token, transfer_id)
+    claims = data_tokens.verify(runtime, token, transfer_id)
     async with runtime.db.session() as session:
         transfer = await session.get(Transfer, transfer_id)
     if transfer is None or transfer.role != "provider" or transfer.counterparty_id != claims["sub"]:
         raise NotFound(f"no transfer {transfer_id}")
     return await usage.decide_use(runtime, transfer, purpose, query)
+
+
+# -- provider side: routes ----------------------------------------------------------------------------
+
+
+async def data(request: Request) -> Response:
+    runtime: Runtime = request.app.state.runtime
+    token = bearer_token(request.headers.get("authorization"))
+    purpose = request.query_params.get("purpose")
+    use = await authorize_pull(runtime, request.path_params["pid"], token, purpose, _query(request))
+    chunks, media_type = await usage.content(runtime, use)
+    return StreamingResponse(chunks, media_type=media_type, headers=use.headers)
+
+
+def _query(request: Request) -> dict[str, Any] | None:
+    """An aggregate query, `?query={"group_by": [...], "metrics": [...]}`, for aggregate-only data."""
+    text = request.query_params.get("query")
+    if text is None:
+        return None
+    try:
+        query = json.loads(text)
+    except ValueError as exc:
+        raise BadRequest(f"query is not JSON: {exc}") from exc
+    if not isinstance(query, dict):
+        raise BadRequest("query must be a JSON object")
+    return query
+
+
+async def data_token(request: Request) -> Response:
+    """A consumer whose data token expired trades its access token for a fresh one."""
+    runtime: Runtime = request.app.state.runtime
+    caller = await runtime.verifier.verify(bearer_token(request.headers.get("authorization")))
+    token = await transfer_provider.refresh_token(runtime, caller, request.path_params["pid"])
+    return JSONResponse({"token": token})
+
+
+async def deletion(request: Request) -> Response:
+    """A consumer reports that it deleted its copy, as a delete-after obligation required."""
+    runtime: Runtime = request.app.state.runtime
+    caller = await runtime.verifier.verify(bearer_token(request.headers.get("authorization")))
+    try:
+        report = json.loads(await request.body())
+    except ValueError as exc:
+        raise BadRequest(f"the deletion report is not JSON: {exc}") from exc
+    if not isinstance(report, dict):
+        raise BadRequest("the deletion report must be a JSON object")
+    async with runtime.transaction() as session:
+        transfer = await transfers.find(session, request.path_params["pid"], caller=caller, role="provider")
+        await audit.append(
+            session,
+            actor=caller.participant_id,
+            action="usage.deleted",
+            subject=transfer.agreement_id,
+            transfer=transfer.id,
+            copy=report.get("copy"),
+            deleted_at=report.get("deleted_at"),
+            due=report.get("due"),
+            reported_by=caller.participant_id,
+        )
+    return JSONResponse({"recorded": True})
+
+
+async def pushed(request: Request) -> Response:
+    """A provider pushes a push transfer's data to us."""
+    runtime: Runtime = request.app.state.runtime
+    token = bearer_token(request.headers.get("authorization"))
+    media_type = request.headers.get("content-type", "application/octet-stream")
+    delete_at = request.headers.get(usage.DELETE_AFTER_HEADER)
+    await transfer_consumer.receive_push(
+        runtime, request.path_params["pid"], token, media_type, delete_at, request.stream()
+    )
+    return JSONResponse({"received": True})
+
+
+routes = [
+    Route("/data/{pid}", data, methods=["GET"]),
+    Route("/data/{pid}/token", data_token, methods=["POST"]),
+    Route("/data/{pid}/deletion", deletion, methods=["POST"]),
+    Route("/push/{pid}", pushed, methods=["POST"]),
+]
 
 
 # -- consumer side ----------------------------------------------------------------------------------------

@@ -19,22 +19,35 @@ from starlette.responses import FileResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from connector import audit, copies, dataplane, registration, simulate, timeline, usage
+from connector import (
+    agents,
+    copies,
+    dataplane,
+    negotiation_consumer,
+    negotiation_provider,
+    negotiations,
+    registration,
+    simulate,
+    timeline,
+    transfer_consumer,
+    transfer_provider,
+    transfers,
+    usage,
+)
 from connector.agreements import Agreement
 from connector.assets import Asset, AssetCreate
-from connector.catalog import Offer, OfferCreate, PolicyCreate, TermsIn, UsagePolicy, new_id
+from connector.catalog import Offer, OfferCreate, PolicyCreate, TermsIn, UsagePolicy
 from connector.diagnostics import outbox_pending, waiting_for
-from connector.errors import BadRequest, Conflict, NotFound, PeerError, TokenRejected
-from connector.identity import bearer_token
-from connector.negotiation import Negotiation, agents, consumer, process, provider
-from connector.problems import problem_from_error
+from connector.negotiations import Negotiation
 from connector.processes import Process
 from connector.runtime import Runtime
-from connector.terms import Terms
-from connector.transfer import Transfer
-from connector.transfer import consumer as transfer_consumer
-from connector.transfer import process as transfer_process
-from connector.transfer import provider as transfer_provider
+from connector.transfers import Transfer
+from tessera import audit
+from tessera.errors import BadRequest, Conflict, NotFound, PeerError, TokenRejected
+from tessera.identity import bearer_token
+from tessera.ids import new_id
+from tessera.problems import problem_from_error
+from tessera.terms import Terms
 
 MAX_BODY_BYTES = 1024 * 1024
 Model = TypeVar("Model", bound=BaseModel)
@@ -214,7 +227,9 @@ class NegotiationStart(BaseModel):
 
 async def start_negotiation(request: Request) -> Response:
     data = await read_model(request, NegotiationStart)
-    negotiation = await consumer.start(runtime_of(request), **data.model_dump(exclude={"needs"}), needs=data.needs)
+    negotiation = await negotiation_consumer.start(
+        runtime_of(request), **data.model_dump(exclude={"needs"}), needs=data.needs
+    )
     return JSONResponse(negotiation.public(), status_code=201)
 
 
@@ -226,7 +241,7 @@ class OfferTo(BaseModel):
 
 async def offer_negotiation(request: Request) -> Response:
     data = await read_model(request, OfferTo)
-    negotiation = await provider.offer_to(runtime_of(request), **data.model_dump())
+    negotiation = await negotiation_provider.offer_to(runtime_of(request), **data.model_dump())
     return JSONResponse(negotiation.public(), status_code=201)
 
 
@@ -237,8 +252,8 @@ class Counter(BaseModel):
 async def _decide(request: Request, action: str, counter: Terms | None) -> Response:
     runtime = runtime_of(request)
     async with runtime.db.session() as session:
-        negotiation = await process.get(session, request.path_params["id"])
-    role = provider if negotiation.role == "provider" else consumer
+        negotiation = await negotiations.get(session, request.path_params["id"])
+    role = negotiation_provider if negotiation.role == "provider" else negotiation_consumer
     decided = await role.decide_by_operator(runtime, negotiation.id, action, counter)
     return JSONResponse(decided.public())
 
@@ -258,7 +273,9 @@ class Reason(BaseModel):
 
 async def terminate_negotiation(request: Request) -> Response:
     reason = await read_model(request, Reason)
-    negotiation = await process.terminate_by_operator(runtime_of(request), request.path_params["id"], reason.reason)
+    negotiation = await negotiations.terminate_by_operator(
+        runtime_of(request), request.path_params["id"], reason.reason
+    )
     return JSONResponse(negotiation.public())
 
 
@@ -294,7 +311,7 @@ async def start_transfer(request: Request) -> Response:
 def _transfer_change(state: str) -> Any:
     async def handler(request: Request) -> Response:
         reason = await read_model(request, Reason)
-        transfer = await transfer_process.change_by_operator(
+        transfer = await transfers.change_by_operator(
             runtime_of(request), request.path_params["id"], state, reason.reason
         )
         return JSONResponse(transfer.public())
@@ -305,7 +322,7 @@ def _transfer_change(state: str) -> Any:
 async def resume_transfer(request: Request) -> Response:
     runtime = runtime_of(request)
     async with runtime.db.session() as session:
-        transfer = await transfer_process.get(session, request.path_params["id"])
+        transfer = await transfers.get(session, request.path_params["id"])
     role = transfer_provider if transfer.role == "provider" else transfer_consumer
     return JSONResponse((await role.resume_by_operator(runtime, transfer.id)).public())
 
@@ -314,7 +331,7 @@ async def pull_data(request: Request) -> Response:
     """The data of a transfer: pulled from the provider now, or what a push delivered."""
     runtime = runtime_of(request)
     async with runtime.db.session() as session:
-        transfer = await transfer_process.get(session, request.path_params["id"])
+        transfer = await transfers.get(session, request.path_params["id"])
     if transfer.is_push:
         return await _pushed_copy(runtime, transfer)
     purpose, query = request.query_params.get("purpose"), request.query_params.get("query")

@@ -18,9 +18,9 @@ from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from connector import timeline
-from connector.errors import PeerError
-from connector.identity import TokenClient
-from connector.store import Database
+from tessera.errors import PeerError
+from tessera.identity import TokenClient
+from tessera.store import Database
 
 logger = logging.getLogger("tessera.outbox")
 

@@ -10,12 +10,13 @@ from typing import Any, ClassVar, TypeVar
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from connector import audit, dsp, timeline
-from connector.assets import utcnow
-from connector.errors import IllegalTransition, InvalidMessage, NotFound, UnknownProcess
-from connector.identity import Caller
+from connector import timeline
 from connector.outbox import enqueue
 from connector.runtime import Runtime
+from tessera import audit, dsp
+from tessera.clock import rfc3339
+from tessera.errors import IllegalTransition, InvalidMessage, NotFound, UnknownProcess
+from tessera.identity import Caller
 
 
 class Process(SQLModel):
@@ -30,8 +31,8 @@ class Process(SQLModel):
     counterparty_address: str  # their DSP base URL (provider) or callbackAddress (consumer)
     state: str = "REQUESTED"
     reasons: str = "[]"  # JSON: why it was terminated
-    created_at: str = Field(default_factory=utcnow)
-    updated_at: str = Field(default_factory=utcnow)
+    created_at: str = Field(default_factory=rfc3339)
+    updated_at: str = Field(default_factory=rfc3339)
 
     @property
     def counterpart_pid(self) -> str | None:
@@ -45,7 +46,7 @@ class Process(SQLModel):
         if state not in self.transitions[self.state]:
             raise IllegalTransition(f"{self.noun} {self.id} is {self.state}; it cannot become {state}")
         self.state = state
-        self.updated_at = utcnow()
+        self.updated_at = rfc3339()
 
 
 P = TypeVar("P", bound=Process)

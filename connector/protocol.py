@@ -15,19 +15,26 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from connector import catalog, dsp, replies
+from connector import (
+    agents,
+    catalog,
+    negotiation_consumer,
+    negotiation_provider,
+    negotiations,
+    replies,
+    transfer_consumer,
+    transfer_provider,
+    transfers,
+)
 from connector.assets import Asset
 from connector.catalog import Offer, UsagePolicy
 from connector.config import DSP_PATH
-from connector.errors import InvalidMessage, TesseraError, UnknownProcess
-from connector.identity import Caller, bearer_token, canonical_json, content_hash
-from connector.negotiation import Negotiation, agents, consumer, provider
-from connector.negotiation import process as negotiation_process
+from connector.negotiations import Negotiation
 from connector.runtime import Runtime
-from connector.transfer import Transfer
-from connector.transfer import consumer as transfer_consumer
-from connector.transfer import process as transfer_process
-from connector.transfer import provider as transfer_provider
+from connector.transfers import Transfer
+from tessera import dsp
+from tessera.errors import InvalidMessage, TesseraError, UnknownProcess
+from tessera.identity import Caller, bearer_token, canonical_json, content_hash
 
 logger = logging.getLogger("tessera.protocol")
 MAX_MESSAGE_BYTES = 1024 * 1024
@@ -202,52 +209,56 @@ async def visible_datasets(runtime: Runtime, caller: Caller) -> list[dict[str, A
 @dsp_endpoint("ContractNegotiationError")
 async def negotiation_get(request: Request, caller: Caller, _body: bytes) -> tuple[int, dict[str, Any]]:
     async with runtime_of(request).db.session() as session:
-        negotiation = await negotiation_process.find(session, request.path_params["pid"], caller=caller)
+        negotiation = await negotiations.find(session, request.path_params["pid"], caller=caller)
     return 200, negotiation.dsp()
 
 
 @dsp_endpoint("ContractNegotiationError")
 async def negotiation_request(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
     message = dsp.parse(body, dsp.ContractRequest, expected_type="ContractRequestMessage")
-    return 201, (await provider.on_request(runtime_of(request), caller, message)).dsp()
+    return 201, (await negotiation_provider.on_request(runtime_of(request), caller, message)).dsp()
 
 
 @dsp_endpoint("ContractNegotiationError")
 async def negotiation_counter_request(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
     message = dsp.parse(body, dsp.ContractRequest, expected_type="ContractRequestMessage")
     pid = request.path_params["pid"]
-    return 200, (await provider.on_counter_request(runtime_of(request), caller, pid, message)).dsp()
+    return 200, (await negotiation_provider.on_counter_request(runtime_of(request), caller, pid, message)).dsp()
 
 
 @dsp_endpoint("ContractNegotiationError")
 async def negotiation_initial_offer(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
     message = dsp.parse(body, dsp.ContractOffer, expected_type="ContractOfferMessage")
-    return 201, (await consumer.on_initial_offer(runtime_of(request), caller, message)).dsp()
+    return 201, (await negotiation_consumer.on_initial_offer(runtime_of(request), caller, message)).dsp()
 
 
 @dsp_endpoint("ContractNegotiationError")
 async def negotiation_offer(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
     message = dsp.parse(body, dsp.ContractOffer, expected_type="ContractOfferMessage")
-    return 200, (await consumer.on_offer(runtime_of(request), caller, request.path_params["pid"], message)).dsp()
+    return 200, (
+        await negotiation_consumer.on_offer(runtime_of(request), caller, request.path_params["pid"], message)
+    ).dsp()
 
 
 @dsp_endpoint("ContractNegotiationError")
 async def negotiation_agreement(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
     message = dsp.parse(body, dsp.ContractAgreement, expected_type="ContractAgreementMessage")
-    return 200, (await consumer.on_agreement(runtime_of(request), caller, request.path_params["pid"], message)).dsp()
+    return 200, (
+        await negotiation_consumer.on_agreement(runtime_of(request), caller, request.path_params["pid"], message)
+    ).dsp()
 
 
 @dsp_endpoint("ContractNegotiationError")
 async def negotiation_verification(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
     message = dsp.parse(body, dsp.AgreementVerification, expected_type="ContractAgreementVerificationMessage")
     pid = request.path_params["pid"]
-    return 200, (await provider.on_verification(runtime_of(request), caller, pid, message)).dsp()
+    return 200, (await negotiation_provider.on_verification(runtime_of(request), caller, pid, message)).dsp()
 
 
 @dsp_endpoint("ContractNegotiationError")
 async def negotiation_event(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
     message = dsp.parse(body, dsp.NegotiationEvent, expected_type="ContractNegotiationEventMessage")
-    handle = provider.on_accepted if message.eventType == "ACCEPTED" else consumer.on_finalized
+    handle = negotiation_provider.on_accepted if message.eventType == "ACCEPTED" else negotiation_consumer.on_finalized
     return 200, (await handle(runtime_of(request), caller, request.path_params["pid"], message)).dsp()
 
 
@@ -255,7 +266,7 @@ async def negotiation_event(request: Request, caller: Caller, body: bytes) -> tu
 async def negotiation_termination(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
     message = dsp.parse(body, dsp.Termination, expected_type="ContractNegotiationTerminationMessage")
     pid = request.path_params["pid"]
-    return 200, (await negotiation_process.on_termination(runtime_of(request), caller, pid, message)).dsp()
+    return 200, (await negotiations.on_termination(runtime_of(request), caller, pid, message)).dsp()
 
 
 # -- transfer ----------------------------------------------------------------------------------------------
@@ -264,7 +275,7 @@ async def negotiation_termination(request: Request, caller: Caller, body: bytes)
 @dsp_endpoint("TransferError")
 async def transfer_get(request: Request, caller: Caller, _body: bytes) -> tuple[int, dict[str, Any]]:
     async with runtime_of(request).db.session() as session:
-        transfer = await transfer_process.find(session, request.path_params["pid"], caller=caller)
+        transfer = await transfers.find(session, request.path_params["pid"], caller=caller)
     return 200, transfer.dsp()
 
 
@@ -279,7 +290,7 @@ async def transfer_start(request: Request, caller: Caller, body: bytes) -> tuple
     pid = request.path_params["pid"]
     message = dsp.parse(body, dsp.TransferStart, expected_type="TransferStartMessage")
     async with runtime_of(request).db.session() as session:
-        role = (await transfer_process.find(session, pid, caller=caller)).role
+        role = (await transfers.find(session, pid, caller=caller)).role
     handle = transfer_provider.on_resume if role == "provider" else transfer_consumer.on_start
     return 200, (await handle(runtime_of(request), caller, pid, message)).dsp()
 
@@ -289,7 +300,7 @@ def _transfer_update(kind: str, state: str) -> Handler:
     async def endpoint(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
         message = dsp.parse(body, dsp.TransferUpdate, expected_type=kind)
         pid = request.path_params["pid"]
-        return 200, (await transfer_process.on_update(runtime_of(request), caller, pid, message, state=state)).dsp()
+        return 200, (await transfers.on_update(runtime_of(request), caller, pid, message, state=state)).dsp()
 
     return endpoint
 

@@ -12,11 +12,11 @@ import httpx
 from pydantic import BaseModel, Field
 from sqlmodel import select
 
-from connector import audit
 from connector.assets import Asset
 from connector.catalog import Offer
-from connector.errors import PeerError
 from connector.runtime import Runtime
+from tessera import audit
+from tessera.errors import PeerError
 
 
 class SelfDescription(BaseModel):

@@ -11,15 +11,15 @@ from typing import Any
 
 from sqlmodel import Field, SQLModel
 
-from connector.assets import utcnow
-from connector.store import Database
+from tessera.clock import rfc3339
+from tessera.store import Database
 
 
 class Reply(SQLModel, table=True):
     digest: str = Field(primary_key=True)
     status: int
     body: str  # JSON
-    at: str = Field(default_factory=utcnow)
+    at: str = Field(default_factory=rfc3339)
 
 
 def digest(sender: str, path: str, body: bytes) -> str:

@@ -14,11 +14,11 @@ import httpx
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from connector.config import ConnectorConfig
-from connector.errors import NotFound, PeerError
-from connector.identity import JwksCache, SigningKey, TokenClient, TokenVerifier
 from connector.outbox import FailureHandler, Outbox, ReplyHandler
-from connector.policy import PolicyEngine, create_engine
-from connector.store import Database
+from tessera.errors import NotFound, PeerError
+from tessera.identity import JwksCache, SigningKey, TokenClient, TokenVerifier
+from tessera.policy import PolicyEngine, create_engine
+from tessera.store import Database
 
 PARTICIPANT_CACHE_SECONDS = 300
 

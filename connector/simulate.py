@@ -8,12 +8,12 @@ from sqlmodel import col, select
 
 from connector import usage
 from connector.agreements import Agreement
-from connector.assets import utcnow
 from connector.catalog import Offer, UsagePolicy
-from connector.errors import NotFound
-from connector.policy.explain import explain
 from connector.runtime import Runtime
-from connector.transfer import Transfer
+from connector.transfers import Transfer
+from policies.explain import explain
+from tessera.clock import rfc3339
+from tessera.errors import NotFound
 
 
 async def would_get_offer(runtime: Runtime, participant_id: str, offer_id: str) -> dict[str, Any]:
@@ -27,7 +27,7 @@ async def would_get_offer(runtime: Runtime, participant_id: str, offer_id: str) 
     answer = {"participant": caller, "offer": offer.id, "terms": json.loads(offer.terms)}
     if policy is None:
         return answer | {"allow": True, "reasons": [], "obligations": [], "patterns": [], "access_policy": None}
-    request = {"caller": caller, "offer": {"id": offer.id, "target": offer.asset_id}, "now": utcnow()}
+    request = {"caller": caller, "offer": {"id": offer.id, "target": offer.asset_id}, "now": rfc3339()}
     explanation = await explain(runtime.engine, policy.module, request)
     return answer | explanation.to_dict() | {"access_policy": policy.id}
 

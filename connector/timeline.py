@@ -10,7 +10,7 @@ from typing import Any
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from connector.assets import utcnow
+from tessera.clock import rfc3339
 
 
 class TimelineEvent(SQLModel, table=True):
@@ -18,7 +18,7 @@ class TimelineEvent(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     process_id: str = Field(index=True)
-    at: str = Field(default_factory=utcnow)
+    at: str = Field(default_factory=rfc3339)
     kind: str  # received | queued | sent | retry | failed | decided | waiting
     message_type: str | None = None
     status: int | None = None  # HTTP status of a delivery or of our answer

@@ -13,21 +13,26 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from connector import audit, timeline
+from connector import timeline
 from connector.agreements import Agreement
-from connector.assets import MEDIA_TYPES, Asset, csv_header, read_records, utcnow, write_records
-from connector.catalog import UsagePolicy, new_id
-from connector.errors import NotEntitled, NotFound, PolicyEvaluationError
+from connector.assets import MEDIA_TYPES, Asset, csv_header, read_records, write_records
+from connector.catalog import UsagePolicy
 from connector.outbox import enqueue
-from connector.policy import Decision
-from connector.policy.obligations import (
+from connector.runtime import Runtime
+from connector.transfers import Transfer
+from tessera import audit
+from tessera.clock import rfc3339, utcnow
+from tessera.errors import NotEntitled, NotFound, PolicyEvaluationError
+from tessera.ids import new_id
+from tessera.policy import Decision
+from tessera.policy.obligations import (
     KNOWN_KINDS,
     AggregateRefused,
     ObligationError,
@@ -35,8 +40,6 @@ from connector.policy.obligations import (
     apply_record_obligations,
     require_supported,
 )
-from connector.runtime import Runtime
-from connector.transfer import Transfer
 
 DELETE_AFTER_HEADER = "Tessera-Delete-After"
 NEXT_POLICY_HEADER = "Tessera-Next-Policy"
@@ -86,7 +89,7 @@ def usage_input(
         "caller": caller,
         "purpose": purpose,
         "uses": uses,
-        "now": utcnow(),
+        "now": rfc3339(),
         "asset": {"id": asset.id, "format": asset.format},
         "request": {"query": query} if query is not None else {},
     }
@@ -119,7 +122,7 @@ async def decide_use(
         decision = _executable(await _decide(runtime, policy, request), query)
         counter.uses += decision.allow
         counter.denials += not decision.allow
-        counter.last_used_at = utcnow() if decision.allow else counter.last_used_at
+        counter.last_used_at = rfc3339() if decision.allow else counter.last_used_at
         session.add(counter)
         await audit.append(
             session,
@@ -182,7 +185,7 @@ async def _side_effects(session: AsyncSession, runtime: Runtime, transfer: Trans
             "agreement": transfer.agreement_id,
             "transfer": transfer.id,
             "consumer": transfer.counterparty_id,
-            "at": utcnow(),
+            "at": rfc3339(),
         }
         # Its own outbox lane: a slow party to notify must not hold up the transfer's protocol messages.
         enqueue(
@@ -199,7 +202,7 @@ def _headers(decision: Decision) -> dict[str, str]:
     headers = {}
     for delete in decision.of_kind("delete_after"):
         deadline = delete.params.get("date") or (
-            datetime.now(UTC) + timedelta(seconds=int(delete.params.get("seconds", 0)))
+            utcnow() + timedelta(seconds=int(delete.params.get("seconds", 0)))
         ).isoformat(timespec="seconds").replace("+00:00", "Z")
         headers[DELETE_AFTER_HEADER] = min(str(deadline), headers.get(DELETE_AFTER_HEADER, str(deadline)))
     for next_policy in decision.of_kind("next_policy"):

@@ -15,13 +15,13 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from connector.errors import PolicyCompileError, PolicyError
-from connector.policy.base import PolicyModule
-from connector.policy.embedded import EmbeddedRegoEngine
-from connector.policy.explain import Explanation, explain
+from policies.explain import Explanation, explain
 from policies.loader import Loaded, LoadError, load_paths
 from policies.patterns import PATTERNS, PatternError, PatternUse, get_pattern, render
 from policies.testing import Outcome, TestReport, TestResult, run_tests
+from tessera.errors import PolicyCompileError, PolicyError
+from tessera.policy.base import PolicyModule
+from tessera.policy.embedded import EmbeddedRegoEngine
 
 __all__ = ["policy_app", "register"]
 

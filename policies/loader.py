@@ -11,8 +11,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from connector.errors import BadRequest
-from connector.policy.base import PolicyModule
+from tessera.errors import BadRequest
+from tessera.policy.base import PolicyModule
 
 __all__ = ["LoadError", "Loaded", "load_paths"]
 

@@ -28,8 +28,8 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from connector.errors import BadRequest
 from policies import LIBRARY
+from tessera.errors import BadRequest
 
 __all__ = [
     "PATTERNS",

@@ -18,8 +18,8 @@ from enum import StrEnum
 
 import regorus
 
-from connector.policy.embedded import load_engine, module_rules, regorus_error
 from policies.loader import Loaded
+from tessera.policy.embedded import load_engine, module_rules, regorus_error
 
 __all__ = ["Outcome", "TestReport", "TestResult", "run_tests"]
 

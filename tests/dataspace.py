@@ -17,9 +17,9 @@ from broker.authority import add_participant
 from broker.config import BrokerConfig
 from connector.app import create_app as create_connector_app
 from connector.config import ConnectorConfig
-from connector.identity import SigningKey, TokenClient, generate_key, public_jwk, save_private_key
-from connector.store import Database
 from policies import LIBRARY
+from tessera.identity import SigningKey, TokenClient, generate_key, public_jwk, save_private_key
+from tessera.store import Database
 from tests.utils import run_server, unused_port
 
 RESEARCH_POLICY = (LIBRARY / "examples" / "research_limited.rego").read_text()

@@ -10,9 +10,9 @@ import asyncio
 from typing import Any
 from urllib.parse import quote
 
-from connector.catalog import new_id
 from connector.selftest import messages
 from connector.selftest.steps import Run, StepFailed
+from tessera.ids import new_id
 
 REFUSE_ALL = "package tessera.selftest.refuse\n\ndefault allow := false\n"
 

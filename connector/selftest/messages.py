@@ -7,9 +7,10 @@ check the provider's signature and the usage-policy reference; other connectors 
 
 from typing import TYPE_CHECKING, Any
 
-from connector import agreements, dsp
-from connector.assets import utcnow
-from connector.catalog import new_id
+from connector import agreements
+from tessera import dsp
+from tessera.clock import rfc3339
+from tessera.ids import new_id
 
 if TYPE_CHECKING:
     from connector.selftest.steps import Run
@@ -95,7 +96,7 @@ def agreement(run: "Run") -> dict[str, Any]:
         "target": run.vars.get("dataset", TCK_TARGET),
         "assigner": run.peer.id,
         "assignee": run.target.participant_id,
-        "timestamp": utcnow(),
+        "timestamp": rfc3339(),
         "permission": ALLOW_USE,
         dsp.USAGE_POLICY: TCK_POLICY,
     }

@@ -22,12 +22,12 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from connector import dsp
-from connector.catalog import new_id
 from connector.config import ConnectorConfig
-from connector.errors import TesseraError
-from connector.identity import JwksCache, SigningKey, TokenClient, TokenVerifier, bearer_token
 from connector.selftest.schemas import Schemas
+from tessera import dsp
+from tessera.errors import TesseraError
+from tessera.identity import JwksCache, SigningKey, TokenClient, TokenVerifier, bearer_token
+from tessera.ids import new_id
 
 NEGOTIATION_STATE = {
     "ContractRequestMessage": "REQUESTED",

@@ -12,13 +12,13 @@ from typing import Any, Literal
 
 import httpx
 
-from connector import dsp
-from connector.catalog import new_id
-from connector.errors import TesseraError
 from connector.selftest.messages import OWN_OFFER
 from connector.selftest.peer import Peer
 from connector.selftest.scenarios import SCENARIOS, Scenario
 from connector.selftest.steps import Run, StepFailed, Target
+from tessera import dsp
+from tessera.errors import TesseraError
+from tessera.ids import new_id
 
 Outcome = Literal["passed", "failed", "skipped"]
 DEFAULT_WITHIN = 10.0  # seconds to wait for a message or a state

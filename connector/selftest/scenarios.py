@@ -10,17 +10,7 @@ from dataclasses import dataclass
 
 from connector.selftest import actions
 from connector.selftest import messages as m
-from connector.selftest.steps import (
-    Dataset,
-    NewProcess,
-    Operator,
-    Receive,
-    Send,
-    State,
-    Step,
-    Unknown,
-    Version,
-)
+from connector.selftest.steps import Dataset, NewProcess, Operator, Receive, Send, State, Step, Unknown, Version
 
 
 @dataclass(frozen=True)

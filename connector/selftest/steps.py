@@ -14,9 +14,9 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from connector import dsp
-from connector.catalog import new_id
 from connector.selftest.peer import Peer
+from tessera import dsp
+from tessera.ids import new_id
 
 Builder = Callable[["Run"], dict[str, Any]]
 Action = Callable[["Run"], Awaitable[None]]

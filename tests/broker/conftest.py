@@ -16,15 +16,8 @@ import pytest
 from broker.app import create_app
 from broker.authority import add_participant, set_suspended
 from broker.config import BrokerConfig
-from connector.identity import (
-    CLIENT_ASSERTION_TYPE,
-    SigningKey,
-    TokenClient,
-    generate_key,
-    public_jwk,
-    save_private_key,
-)
-from connector.store import Database
+from tessera.identity import CLIENT_ASSERTION_TYPE, SigningKey, TokenClient, generate_key, public_jwk, save_private_key
+from tessera.store import Database
 from tests.utils import run_server, unused_port
 
 

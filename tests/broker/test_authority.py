@@ -11,8 +11,8 @@ from sqlmodel import select
 
 from broker.app import create_app
 from broker.authority import UsedAssertion, public_part
-from connector.errors import BadRequest
-from connector.identity import ACCESS_TOKEN_LIFETIME, JwksCache, TokenVerifier
+from tessera.errors import BadRequest
+from tessera.identity import ACCESS_TOKEN_LIFETIME, JwksCache, TokenVerifier
 from tests.broker.conftest import RunningBroker, broker_config, new_key
 from tests.utils import run_server, unused_port
 

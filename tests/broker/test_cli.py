@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from broker.cli import register
-from connector.identity import generate_key, public_jwk
+from tessera.identity import generate_key, public_jwk
 
 Run = Callable[..., tuple[int, str, str]]
 TESSERA = Path(sys.executable).parent / "tessera"

@@ -7,7 +7,7 @@ import pytest
 
 import broker
 from broker.config import BrokerConfig
-from connector.errors import BadRequest
+from tessera.errors import BadRequest
 
 
 def test_defaults_live_in_the_directory(tmp_path: Path) -> None:

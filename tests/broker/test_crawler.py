@@ -16,7 +16,7 @@ import pytest
 from broker.app import create_app
 from broker.config import BrokerConfig
 from broker.crawler import offerings_in
-from connector.identity import generate_key, save_private_key
+from tessera.identity import generate_key, save_private_key
 from tests.dataspace import RESEARCH_POLICY, Dataspace, Site, publish, write_people_csv
 from tests.utils import run_server, unused_port
 

@@ -180,7 +180,7 @@ async def test_write_quota_refuses_a_flood_with_429(tmp_path: Path, broker: Runn
     config, port = await quota_broker(tmp_path, registrations_per_minute=2)
     async with run_server(create_app(config, crawl=False), port=port) as url, httpx.AsyncClient(base_url=url) as http:
         flooding = RunningBroker(config, url, http, broker.db)
-        from connector.store import Database
+        from tessera.store import Database
 
         flooding.db = await Database.open(config.database_url)
         try:
@@ -199,7 +199,7 @@ async def test_offering_quota_refuses_too_many_offerings_and_changes_nothing(
 ) -> None:
     config, port = await quota_broker(tmp_path, max_offerings=2)
     async with run_server(create_app(config, crawl=False), port=port) as url, httpx.AsyncClient(base_url=url) as http:
-        from connector.store import Database
+        from tessera.store import Database
 
         limited = RunningBroker(config, url, http, await Database.open(config.database_url))
         try:
@@ -219,7 +219,7 @@ async def test_offering_quota_refuses_too_many_offerings_and_changes_nothing(
 async def test_notice_period_keeps_a_new_product_in_notice(tmp_path: Path, broker: RunningBroker) -> None:
     config, port = await quota_broker(tmp_path, notice_period=3600)
     async with run_server(create_app(config, crawl=False), port=port) as url, httpx.AsyncClient(base_url=url) as http:
-        from connector.store import Database
+        from tessera.store import Database
 
         noticed = RunningBroker(config, url, http, await Database.open(config.database_url))
         try:

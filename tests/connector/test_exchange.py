@@ -6,7 +6,7 @@ import httpx
 import jwt
 
 from connector.agreements import usage_policy_ref
-from connector.identity import canonical_json, verify_document
+from tessera.identity import canonical_json, verify_document
 from tests.dataspace import Dataspace, Site, negotiate, publish, rows, start_transfer
 from tests.dsp_schemas import validate_message
 

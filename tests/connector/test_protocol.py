@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from connector.identity import SigningKey, generate_key
+from tessera.identity import SigningKey, generate_key
 from tests.dataspace import Dataspace, Site, negotiate, publish, start_transfer
 from tests.dsp_schemas import validate_message
 

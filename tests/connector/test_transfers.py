@@ -5,7 +5,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from connector.identity import SigningKey
+from tessera.identity import SigningKey
 from tests.dataspace import PEOPLE, Site, negotiate, publish, rows, start_transfer
 
 

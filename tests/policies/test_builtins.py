@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 from typer.testing import CliRunner
 
-from connector.errors import PolicyEvaluationError
-from connector.policy import EmbeddedRegoEngine, PolicyModule
-from connector.policy.builtins import BUILTINS, glob_intersects
+from tessera.errors import PolicyEvaluationError
+from tessera.policy import EmbeddedRegoEngine, PolicyModule
+from tessera.policy.builtins import BUILTINS, glob_intersects
 
 # From the conformance kit: HS256, secret "secret", payload {"sub": "alice", "purpose": "analytics"}.
 KIT_TOKEN = (

@@ -2,9 +2,9 @@
 
 import pytest
 
-from connector.errors import PolicyCompileError, PolicyEvaluationError
-from connector.policy import Decision, EmbeddedRegoEngine, PolicyModule, create_engine
 from policies import read_pattern
+from tessera.errors import PolicyCompileError, PolicyEvaluationError
+from tessera.policy import Decision, EmbeddedRegoEngine, PolicyModule, create_engine
 
 REQUEST = {
     "agreement": {
@@ -162,7 +162,7 @@ async def test_evaluate_compile_error(engine: EmbeddedRegoEngine) -> None:
 
 
 def test_create_engine_rejects_unknown_kinds() -> None:
-    from connector.errors import BadRequest
+    from tessera.errors import BadRequest
 
     with pytest.raises(BadRequest):
         create_engine("wasm")

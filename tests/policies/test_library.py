@@ -2,11 +2,11 @@
 
 import pytest
 
-from connector.policy import EmbeddedRegoEngine, PolicyModule
 from policies import LIBRARY, read_pattern
 from policies.loader import load_paths
 from policies.patterns import PATTERNS as REGISTRY
 from policies.testing import Outcome, run_tests
+from tessera.policy import EmbeddedRegoEngine, PolicyModule
 
 PATTERNS = sorted(
     str(p.relative_to(LIBRARY).with_suffix("")) for p in LIBRARY.rglob("*.rego") if not p.name.endswith("_test.rego")

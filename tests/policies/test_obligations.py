@@ -2,10 +2,10 @@
 
 import pytest
 
-from connector.errors import PolicyError, PolicyEvaluationError
-from connector.policy import Decision, EmbeddedRegoEngine, Obligation, PolicyModule
-from connector.policy.base import decision_from_document
-from connector.policy.obligations import (
+from tessera.errors import PolicyError, PolicyEvaluationError
+from tessera.policy import Decision, EmbeddedRegoEngine, Obligation, PolicyModule
+from tessera.policy.base import decision_from_document
+from tessera.policy.obligations import (
     AggregateRefused,
     ObligationError,
     UnsupportedObligation,

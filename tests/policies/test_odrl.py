@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from connector.odrl import (
+from policies.odrl import (
     USAGE_POLICY,
     OdrlPolicy,
     UnsupportedOdrl,
@@ -15,8 +15,8 @@ from connector.odrl import (
     policy_from_offer,
     rego_from_offer,
 )
-from connector.policy import Decision, EmbeddedRegoEngine, Obligation, PolicyModule
 from policies.patterns import PATTERNS, PatternUse
+from tessera.policy import Decision, EmbeddedRegoEngine, Obligation, PolicyModule
 
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "dsp"
 CUSTOM = {

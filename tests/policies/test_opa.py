@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from connector.errors import PolicyCompileError
-from connector.policy import Decision, OpaServerEngine, PolicyModule, create_engine
 from policies import read_pattern
+from tessera.errors import PolicyCompileError
+from tessera.policy import Decision, OpaServerEngine, PolicyModule, create_engine
 from tests.policies.ports import unused_port
 from tests.policies.test_engine import REQUEST
 

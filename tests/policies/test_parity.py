@@ -8,10 +8,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from connector.errors import PolicyCompileError
-from connector.policy import EmbeddedRegoEngine, OpaServerEngine, PolicyModule, create_engine
 from policies import read_pattern
 from policies.patterns import PATTERNS, PatternUse, render, render_policy
+from tessera.errors import PolicyCompileError
+from tessera.policy import EmbeddedRegoEngine, OpaServerEngine, PolicyModule, create_engine
 from tests.policies.test_engine import REQUEST
 
 pytest.importorskip("opa_bindings", reason="opa-golib-python-bindings is not installed")

@@ -7,9 +7,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from connector.policy import Decision, EmbeddedRegoEngine, Obligation, PolicyModule
-from connector.policy.explain import explain, patterns_in
+from policies.explain import explain, patterns_in
 from policies.patterns import PATTERNS, PatternError, PatternUse, render
+from tessera.policy import Decision, EmbeddedRegoEngine, Obligation, PolicyModule
 
 
 def test_defaults_come_from_the_template() -> None:

@@ -8,14 +8,14 @@ provider posts the data there and we keep it in the connector's `received/` dire
 import json
 from collections.abc import AsyncIterator
 
-from connector import copies, dsp
+from connector import copies, data_tokens
 from connector.agreements import Agreement
-from connector.catalog import new_id
-from connector.errors import IllegalTransition, InvalidMessage, NotFound
-from connector.identity import Caller
 from connector.runtime import Runtime
-from connector.transfer import tokens
-from connector.transfer.process import Transfer, announce, find, get, log, send
+from connector.transfers import Transfer, announce, find, get, log, send
+from tessera import dsp
+from tessera.errors import IllegalTransition, InvalidMessage, NotFound
+from tessera.identity import Caller
+from tessera.ids import new_id
 
 
 async def start(
@@ -39,7 +39,7 @@ async def start(
         )
         address = None
         if format == dsp.PUSH_FORMAT:
-            token = tokens.issue(runtime, transfer_id=pid, agreement_id=agreement.id, holder=agreement.provider_id)
+            token = data_tokens.issue(runtime, transfer_id=pid, agreement_id=agreement.id, holder=agreement.provider_id)
             address = dsp.data_address(f"{runtime.config.url.rstrip('/')}/push/{pid}", token, purpose=purpose)
         request = dsp.message(
             "TransferRequestMessage",
@@ -82,7 +82,7 @@ async def receive_push(
     runtime: Runtime, pid: str, token: str, media_type: str, delete_at: str | None, body: AsyncIterator[bytes]
 ) -> None:
     """Keep pushed data for a push transfer we requested, as a copy under its obligations."""
-    claims = tokens.verify(runtime, token, pid)
+    claims = data_tokens.verify(runtime, token, pid)
     async with runtime.db.session() as session:
         transfer = await get(session, pid)
     if transfer.role != "consumer" or not transfer.is_push or claims["sub"] != transfer.counterparty_id:

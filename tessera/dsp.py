@@ -10,7 +10,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from connector.errors import InvalidMessage
+from tessera.errors import InvalidMessage
 
 CONTEXT = "https://w3id.org/dspace/2025/1/context.jsonld"
 VERSION = "2025-1"

@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector.errors import BadRequest
 from policies.patterns import PatternError, PatternUse, render_policy
+from tessera.errors import BadRequest
 
 __all__ = [
     "TESSERA",

@@ -34,7 +34,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector.errors import PolicyEvaluationError
+from tessera.errors import PolicyEvaluationError
 
 NO_RULE_ALLOWED = "no rule allowed the request"
 

@@ -25,8 +25,8 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from connector.errors import PolicyError
-from connector.policy.base import Obligation
+from tessera.errors import PolicyError
+from tessera.policy.base import Obligation
 
 __all__ = [
     "KNOWN_KINDS",

@@ -11,7 +11,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from connector.errors import PolicyCompileError, TesseraError
+from tessera.errors import PolicyCompileError, TesseraError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 logger = logging.getLogger("tessera.errors")

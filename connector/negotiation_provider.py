@@ -9,12 +9,9 @@ import json
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from connector import agreements, dsp, processes, terms
-from connector.catalog import Offer, UsagePolicy, new_id
-from connector.errors import IllegalTransition, InvalidMessage
-from connector.identity import Caller
-from connector.negotiation import agents
-from connector.negotiation.process import (
+from connector import agents, agreements, processes
+from connector.catalog import Offer, UsagePolicy
+from connector.negotiations import (
     Negotiation,
     find,
     get,
@@ -26,7 +23,11 @@ from connector.negotiation.process import (
     wait_for_operator,
 )
 from connector.runtime import Runtime
-from connector.terms import Terms
+from tessera import dsp, terms
+from tessera.errors import IllegalTransition, InvalidMessage
+from tessera.identity import Caller
+from tessera.ids import new_id
+from tessera.terms import Terms
 
 
 async def on_request(runtime: Runtime, caller: Caller, message: dsp.ContractRequest) -> Negotiation:

@@ -16,8 +16,8 @@ import aiohttp
 from opa_client.errors import DeletePolicyError, RegoParseError
 from opa_client.opa_async import AsyncOpaClient
 
-from connector.errors import PolicyCompileError, PolicyEvaluationError
-from connector.policy.base import Decision, PolicyEngine, PolicyModule, decision_from_document
+from tessera.errors import PolicyCompileError, PolicyEvaluationError
+from tessera.policy.base import Decision, PolicyEngine, PolicyModule, decision_from_document
 
 __all__ = ["OpaServerEngine"]
 

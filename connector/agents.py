@@ -18,14 +18,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from connector.assets import utcnow
 from connector.catalog import Offer, UsagePolicy
-from connector.errors import PolicyEvaluationError
-from connector.identity import Caller
-from connector.negotiation.process import MAX_COUNTER_ROUNDS
-from connector.policy import Decision
+from connector.negotiations import MAX_COUNTER_ROUNDS
 from connector.runtime import Runtime
-from connector.terms import Terms
+from tessera.clock import rfc3339
+from tessera.errors import PolicyEvaluationError
+from tessera.identity import Caller
+from tessera.policy import Decision
+from tessera.terms import Terms
 
 Action = Literal["accept", "counter", "terminate", "wait"]
 
@@ -79,7 +79,11 @@ async def access_decision(runtime: Runtime, offer: Offer, caller: Caller) -> Dec
     if offer.access_policy_id is None:
         return Decision(allow=True)
     policy = await _policy(runtime, offer.access_policy_id)
-    request = {"caller": caller.to_policy_input(), "offer": {"id": offer.id, "target": offer.asset_id}, "now": utcnow()}
+    request = {
+        "caller": caller.to_policy_input(),
+        "offer": {"id": offer.id, "target": offer.asset_id},
+        "now": rfc3339(),
+    }
     return await runtime.engine.decide(policy.module, request)
 
 
@@ -110,7 +114,7 @@ async def _policy_verdict(runtime: Runtime, offer: Offer, caller: Caller, reques
         "offer": offer.granted.to_dict(),
         "request": requested.to_dict(),
         "round": rounds,
-        "now": utcnow(),
+        "now": rfc3339(),
     }
     try:
         rows = await runtime.engine.evaluate([policy.module], policy.package, request)

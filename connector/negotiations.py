@@ -9,11 +9,12 @@ from typing import Any, ClassVar
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from connector import dsp, processes, timeline
-from connector.identity import Caller
+from connector import processes, timeline
 from connector.processes import Process
 from connector.runtime import Runtime
-from connector.terms import Terms
+from tessera import dsp
+from tessera.identity import Caller
+from tessera.terms import Terms
 
 MAX_COUNTER_ROUNDS = 3  # after this many counter-offers an agent stops bargaining and terminates
 

@@ -7,12 +7,10 @@ consumer puts one in a push transfer's data address (the provider presents it to
 import time
 from typing import Any
 
-import jwt
-
-from connector.catalog import new_id
-from connector.errors import TokenRejected
-from connector.identity import ALGORITHM, CLOCK_SKEW
 from connector.runtime import Runtime
+from tessera.errors import TokenExpired, TokenRejected
+from tessera.identity import Expect, decode_jwt
+from tessera.ids import new_id
 
 DATA_TOKEN_LIFETIME = 600  # seconds; a consumer refreshes an expired pull token with its access token
 
@@ -34,20 +32,16 @@ def issue(runtime: Runtime, *, transfer_id: str, agreement_id: str, holder: str)
 
 def verify(runtime: Runtime, token: str, transfer_id: str) -> dict[str, Any]:
     """The claims of a data token we issued for `transfer_id`."""
+    expect = Expect(
+        issuer=runtime.participant_id,
+        audience=runtime.participant_id,
+        require=("iss", "aud", "sub", "exp", "transfer", "agreement"),
+        what="data token",
+    )
     try:
-        claims = jwt.decode(
-            token,
-            runtime.signer.key.public_key(),
-            algorithms=[ALGORITHM],
-            issuer=runtime.participant_id,
-            audience=runtime.participant_id,
-            leeway=CLOCK_SKEW,
-            options={"require": ["iss", "aud", "sub", "exp", "transfer", "agreement"]},
-        )
-    except jwt.ExpiredSignatureError as exc:
-        raise TokenRejected("data token expired; refresh it") from exc
-    except jwt.InvalidTokenError as exc:
-        raise TokenRejected(f"data token rejected: {exc}") from exc
+        claims = decode_jwt(token, runtime.signer.key.public_key(), expect)
+    except TokenExpired as exc:
+        raise TokenExpired("data token expired; refresh it") from exc
     if claims["transfer"] != transfer_id:
         raise TokenRejected("the data token was issued for another transfer")
     return claims

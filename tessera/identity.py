@@ -11,6 +11,7 @@ import hashlib
 import json
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
-from connector.errors import PeerError, TokenRejected
+from tessera.errors import PeerError, TokenExpired, TokenRejected
 
 ALGORITHM = "ES256"
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -238,34 +239,80 @@ class JwksCache:
         self._fetched_at = time.time()
 
 
+@dataclass(frozen=True)
+class Expect:
+    """What a JWT must be for us to accept it: the checks `decode_jwt` makes beside the signature.
+
+    ```python
+    ACCESS = Expect(issuer=authority_url, audience=our_participant_id, what="token")
+    claims = decode_jwt(token, key, ACCESS)
+    ```
+    An `issuer` or `audience` of None is not checked; several values mean any one of them.
+    """
+
+    issuer: str | Sequence[str] | None = None
+    audience: str | Sequence[str] | None = None
+    require: tuple[str, ...] = ("iss", "sub", "aud", "exp", "iat", "jti")
+    typ: str | None = None  # the header's `typ`, where it tells one kind of token from another
+    what: str = "token"  # how errors name the token: "token", "data token", "client assertion" …
+
+
+def unverified_header(token: str, expect: Expect = Expect()) -> dict[str, Any]:
+    """The JWT header, after the checks that need no key: well-formed, ES256, the expected `typ`."""
+    try:
+        header: dict[str, Any] = jwt.get_unverified_header(token)
+    except jwt.InvalidTokenError as exc:
+        raise TokenRejected(f"malformed {expect.what}: {exc}") from exc
+    if header.get("alg") != ALGORITHM:
+        raise TokenRejected(f"{expect.what} algorithm {header.get('alg')!r} is not {ALGORITHM}")
+    if expect.typ is not None and header.get("typ") != expect.typ:
+        raise TokenRejected(f"{expect.what} type {header.get('typ')!r} is not {expect.typ}")
+    return header
+
+
+def unverified_claims(token: str, expect: Expect = Expect()) -> dict[str, Any]:
+    """The claims a JWT makes before anything is checked: only to choose the key that will check them."""
+    unverified_header(token, expect)
+    try:
+        claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+    except jwt.InvalidTokenError as exc:
+        raise TokenRejected(f"malformed {expect.what}: {exc}") from exc
+    return claims
+
+
+def decode_jwt(token: str, key: Any, expect: Expect) -> dict[str, Any]:
+    """The claims of `token` once signature (`key`), issuer, audience, expiry and required claims hold.
+
+    Every JWT we accept passes here: access tokens, data tokens, client assertions, certificates.
+    """
+    unverified_header(token, expect)
+    try:
+        claims: dict[str, Any] = jwt.decode(
+            token,
+            key,
+            algorithms=[ALGORITHM],
+            issuer=expect.issuer,
+            audience=expect.audience,
+            leeway=CLOCK_SKEW,
+            options={"require": list(expect.require), "verify_aud": expect.audience is not None},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise TokenExpired(f"{expect.what} expired") from exc
+    except jwt.InvalidTokenError as exc:
+        raise TokenRejected(f"{expect.what} rejected: {exc}") from exc
+    return claims
+
+
 class TokenVerifier:
     """Checks access tokens: signature (authority JWKS), issuer, audience (us), expiry, subject."""
 
     def __init__(self, keys: JwksCache, *, issuer: str, audience: str) -> None:
         self._keys = keys
-        self._issuer = issuer
-        self._audience = audience
+        self._expect = Expect(issuer=issuer, audience=audience)
 
     async def verify(self, token: str) -> Caller:
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.InvalidTokenError as exc:
-            raise TokenRejected(f"malformed token: {exc}") from exc
-        if header.get("alg") != ALGORITHM:
-            raise TokenRejected(f"token algorithm {header.get('alg')!r} is not {ALGORITHM}")
-        key = await self._keys.key(str(header.get("kid")))
-        try:
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=[ALGORITHM],
-                issuer=self._issuer,
-                audience=self._audience,
-                leeway=CLOCK_SKEW,
-                options={"require": ["iss", "sub", "aud", "exp", "iat", "jti"]},
-            )
-        except jwt.InvalidTokenError as exc:
-            raise TokenRejected(f"token rejected: {exc}") from exc
+        header = unverified_header(token, self._expect)
+        claims = decode_jwt(token, await self._keys.key(str(header.get("kid"))), self._expect)
         return Caller(
             participant_id=claims["sub"],
             org=claims.get("org"),

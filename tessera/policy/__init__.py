@@ -4,9 +4,9 @@
 The decision convention is described in `connector.policy.base` and docs/policy-engine.md.
 """
 
-from connector.policy.auto import create_engine
-from connector.policy.base import Decision, Obligation, PolicyEngine, PolicyModule
-from connector.policy.embedded import EmbeddedRegoEngine
+from tessera.policy.auto import create_engine
+from tessera.policy.base import Decision, Obligation, PolicyEngine, PolicyModule
+from tessera.policy.embedded import EmbeddedRegoEngine
 
 __all__ = [
     "Decision",
@@ -22,7 +22,7 @@ __all__ = [
 def __getattr__(name: str) -> object:
     # The OPA client pulls in aiohttp; load it only for those who use it.
     if name == "OpaServerEngine":
-        from connector.policy.opa import OpaServerEngine
+        from tessera.policy.opa import OpaServerEngine
 
         return OpaServerEngine
     raise AttributeError(name)

@@ -9,13 +9,13 @@ names the first entry that does not match.
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from connector.identity import canonical_json
+from tessera.clock import rfc3339
+from tessera.identity import canonical_json
 
 GENESIS = "0" * 64
 HEAD = "audit_head"  # key of the chain head in a transaction's and the database's memory
@@ -54,7 +54,7 @@ async def append(session: AsyncSession, *, actor: str, action: str, subject: str
     seq, prev_hash = await _head(session)
     entry = AuditEntry(
         seq=seq + 1,
-        at=datetime.now(UTC).isoformat(timespec="microseconds"),
+        at=rfc3339(timespec="microseconds"),
         actor=actor,
         action=action,
         subject=subject,

@@ -10,10 +10,11 @@ from typing import Any, ClassVar
 from sqlmodel import Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from connector import dsp, processes
-from connector.identity import Caller
+from connector import processes
 from connector.processes import Process
 from connector.runtime import Runtime
+from tessera import dsp
+from tessera.identity import Caller
 
 # The DSP 2025-1 transfer state machine: state -> states it may move to (SUSPENDED -> COMPLETED is not one).
 TRANSITIONS: dict[str, set[str]] = {

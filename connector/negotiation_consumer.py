@@ -8,12 +8,8 @@ policy it binds) and countersigned at once; the provider's FINALIZED event compl
 import json
 from typing import Any
 
-from connector import agreements, dsp, terms
-from connector.catalog import new_id
-from connector.errors import IllegalTransition, InvalidMessage
-from connector.identity import Caller
-from connector.negotiation import agents
-from connector.negotiation.process import (
+from connector import agents, agreements
+from connector.negotiations import (
     Negotiation,
     find,
     get,
@@ -25,7 +21,11 @@ from connector.negotiation.process import (
     wait_for_operator,
 )
 from connector.runtime import Runtime
-from connector.terms import Terms
+from tessera import dsp, terms
+from tessera.errors import IllegalTransition, InvalidMessage
+from tessera.identity import Caller
+from tessera.ids import new_id
+from tessera.terms import Terms
 
 
 async def start(

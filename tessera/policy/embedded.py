@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 import regorus
 
-from connector.errors import PolicyCompileError, PolicyEvaluationError
-from connector.policy import builtins
-from connector.policy.base import Decision, PolicyEngine, PolicyModule, decision_from_document
+from tessera.errors import PolicyCompileError, PolicyEvaluationError
+from tessera.policy import builtins
+from tessera.policy.base import Decision, PolicyEngine, PolicyModule, decision_from_document
 
 __all__ = ["EmbeddedRegoEngine", "ModuleRules", "load_engine", "module_rules", "regorus_error"]
 

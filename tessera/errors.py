@@ -3,6 +3,7 @@
 * TesseraError
   x IdentityError            - a token or key failed verification (401)
     + TokenRejected          - signature, issuer, audience, expiry, replay or subject check failed
+      - TokenExpired         - a token past its expiry (the holder may fetch a fresh one)
     + NotEntitled            - the verified caller may not act on this resource (403)
   x ProtocolError            - a peer sent a message we cannot accept (400)
     + InvalidMessage         - malformed JSON or a message that breaks its schema
@@ -38,6 +39,10 @@ class IdentityError(TesseraError):
 
 class TokenRejected(IdentityError):
     """A bearer token or client assertion failed a check."""
+
+
+class TokenExpired(TokenRejected):
+    """A token that was valid has expired; the holder may get a fresh one."""
 
 
 class NotEntitled(IdentityError):

@@ -12,14 +12,14 @@ import logging
 import httpx
 from sqlmodel import select
 
-from connector import dsp, processes, usage
+from connector import data_tokens, processes, usage
 from connector.agreements import Agreement
-from connector.catalog import new_id
-from connector.errors import IllegalTransition, InvalidMessage, NotEntitled, TesseraError
-from connector.identity import Caller
 from connector.runtime import Runtime
-from connector.transfer import tokens
-from connector.transfer.process import Transfer, announce, find, get, log
+from connector.transfers import Transfer, announce, find, get, log
+from tessera import dsp
+from tessera.errors import IllegalTransition, InvalidMessage, NotEntitled, TesseraError
+from tessera.identity import Caller
+from tessera.ids import new_id
 
 logger = logging.getLogger("tessera.transfer")
 FORMATS = {dsp.PULL_FORMAT, dsp.PUSH_FORMAT}
@@ -68,7 +68,7 @@ def _push_address(message: dsp.TransferRequest) -> dict:
 def _pull_address(runtime: Runtime, transfer: Transfer) -> dict | None:
     if transfer.is_push:
         return None
-    token = tokens.issue(
+    token = data_tokens.issue(
         runtime, transfer_id=transfer.id, agreement_id=transfer.agreement_id, holder=transfer.counterparty_id
     )
     return dsp.data_address(f"{runtime.config.url.rstrip('/')}/data/{transfer.id}", token)
@@ -96,7 +96,7 @@ async def refresh_token(runtime: Runtime, caller: Caller, pid: str) -> str:
         transfer = await find(session, pid, caller=caller, role="provider")
     if transfer.state != "STARTED" or transfer.is_push:
         raise IllegalTransition(f"transfer {pid} is {transfer.state}; no data token to refresh")
-    return tokens.issue(runtime, transfer_id=pid, agreement_id=transfer.agreement_id, holder=caller.participant_id)
+    return data_tokens.issue(runtime, transfer_id=pid, agreement_id=transfer.agreement_id, holder=caller.participant_id)
 
 
 # -- push ----------------------------------------------------------------------------------------------------

@@ -17,8 +17,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from connector.policy.base import Decision, PolicyEngine, PolicyModule
 from policies.patterns import PatternError, PatternUse, get_pattern, render
+from tessera.policy.base import Decision, PolicyEngine, PolicyModule
 
 __all__ = ["Explanation", "PatternResult", "explain", "patterns_in"]
 

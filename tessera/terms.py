@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from connector.errors import InvalidMessage
+from tessera.errors import InvalidMessage
 
 _DAYS = re.compile(r"^P(\d+)D$")
 

@@ -418,3 +418,8 @@ def _combine(permissions: int, reasons: list[str]) -> str:
         lines.append(f"obligations contains o if {{\n\ttessera_chosen == {i}\n\tsome o in obligations_p{i}\n}}\n")
         lines.append(f'mask contains f if {{\n\ttessera_chosen == {i}\n\tsome f in mask_p{i}\n\tf != ""\n}}\n')
     return "\n".join(lines)
+
+
+def render_block(uses: Sequence[PatternUse], suffix: str) -> str:
+    """The rules of `uses` with every top-level name (and deny, obligations, mask) ending in `suffix`."""
+    return _block([u.resolved() for u in uses], suffix)

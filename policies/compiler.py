@@ -1,0 +1,394 @@
+"""The agreement as law: an ODRL policy compiled to one Rego module that the data plane evaluates.
+
+```python
+compiled = compile_policy(parse_policy(agreement_document))
+compiled.source     # package tessera.agreement … allow / deny / obligations / mask
+compiled.problems   # what cannot be enforced, one line each (empty for an enforceable policy)
+```
+
+Semantics (ODRL 2.2): permissions are alternatives, each granting its action when all its
+constraints hold; a prohibition whose constraints hold overrides every permission; duties become
+obligations (through the library's duty patterns, so they are carried out as the patterns define).
+Every failed constraint gives one reason. Whatever the compiler does not understand — an action,
+a left operand, an operator, a value — compiles to a rule that denies with a reason naming it, and
+is listed in `problems`: never a silent allow.
+
+The input is the data plane's usage input (see docs/policy-engine.md): `purpose`, `uses` (before this
+one), `now`, `agreement.timestamp`, `caller.{sub, region, jurisdiction, roles, security_profile}`,
+`connector.id`, `event`, `asset.classification`, `artifact.state`.
+"""
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from policies.odrl import UnsupportedOdrl, policy_from_offer
+from policies.patterns import SECURITY_PROFILES, PatternError, render_block
+from tessera import clock
+from tessera.odrl import TESSERA, AnyConstraint, Constraint, Duty, LogicalConstraint, Policy, Value
+
+PACKAGE = "tessera.agreement"
+USE_ACTIONS = ("use", "read")  # what a pull through the data plane does
+OTHER_ACTIONS = frozenset(  # ODRL actions the provider's data plane never performs: not ours to enforce here
+    [
+        "distribute",
+        "reproduce",
+        "modify",
+        "delete",
+        "archive",
+        "print",
+        "sell",
+        "transfer",
+        "display",
+        "play",
+        "present",
+        "stream",
+        "aggregate",
+        "anonymize",
+        "derive",
+        "digitize",
+        "execute",
+        "extract",
+        "grantUse",
+        "index",
+        "install",
+        "move",
+        "translate",
+        "compensate",
+        "inform",
+        "ensureExclusivity",
+        "include",
+        "attribute",
+        "concurrentUse",
+        "annotate",
+        "attachPolicy",
+        "attachSource",
+        "lease",
+        "lend",
+        "license",
+        "give",
+        "nextPolicy",
+        "obtainConsent",
+        "reviewPolicy",
+        "textToSpeech",
+        "transform",
+        "uninstall",
+        "watermark",
+        "acceptTracking",
+    ]
+)
+_DURATION = re.compile(
+    r"^P(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+(?:\.\d+)?)S)?)?$"
+)
+_NS = 1_000_000_000
+
+
+@dataclass(frozen=True)
+class CompiledPolicy:
+    package: str
+    source: str
+    problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Operand:
+    """How a left operand is read from the usage input, and of what kind its values are."""
+
+    value: str  # a Rego expression
+    kind: str  # string | strings | number | instant | elapsed | rank
+
+
+_INPUT = "object.get(input, {path}, null)"
+
+
+def _at(*path: str) -> str:
+    return _INPUT.format(path=json.dumps(list(path)))
+
+
+OPERANDS: dict[str, _Operand] = {
+    "purpose": _Operand(_at("purpose"), "string"),
+    "recipient": _Operand(_at("caller", "sub"), "string"),
+    "assignee": _Operand(_at("caller", "sub"), "string"),
+    "spatial": _Operand(_at("caller", "region"), "string"),
+    "system": _Operand(_at("connector", "id"), "string"),
+    "event": _Operand(_at("event"), "string"),
+    "count": _Operand(f"{_at('uses')} + 1", "number"),  # the use being decided is counted
+    "dateTime": _Operand("time.parse_rfc3339_ns(input.now)", "instant"),
+    "elapsedTime": _Operand(
+        "time.parse_rfc3339_ns(input.now) - time.parse_rfc3339_ns(input.agreement.timestamp)", "elapsed"
+    ),
+    TESSERA + "role": _Operand(_at("caller", "roles"), "strings"),
+    TESSERA + "jurisdiction": _Operand(_at("caller", "jurisdiction"), "string"),
+    TESSERA + "securityLevel": _Operand(_at("caller", "security_profile"), "rank"),
+    TESSERA + "classification": _Operand(_at("asset", "classification"), "string"),
+    TESSERA + "artifactState": _Operand(_at("artifact", "state"), "string"),
+}
+_SET_OPERATORS = ("isAnyOf", "isNoneOf", "isAllOf", "isPartOf", "hasPart")
+_ORDER_OPERATORS = {"lt": "<", "lteq": "<=", "gt": ">", "gteq": ">=", "eq": "==", "neq": "!="}
+
+
+class _Unsupported(Exception):
+    """A constraint the compiler cannot turn into Rego; the message says what and why."""
+
+
+@dataclass
+class _Module:
+    """The Rego text being written, with fresh rule names."""
+
+    lines: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    count: int = 0
+
+    def name(self, prefix: str) -> str:
+        self.count += 1
+        return f"{prefix}{self.count}"
+
+    def add(self, text: str) -> None:
+        self.lines.append(text)
+
+
+def compile_policy(policy: Policy, package: str = PACKAGE) -> CompiledPolicy:
+    module = _Module()
+    module.add(f"# Compiled by tessera from the ODRL {policy.kind.lower()} {policy.id or ''}; do not edit.")
+    module.add(f"package {package}\n")
+    module.add("default allow := false\n\nallow if count(deny) == 0\n")
+    module.add('deny contains "" if false\n\nobligations contains "" if false\n\nmask contains "" if false\n')
+    permissions = [p for p in policy.permissions]
+    if not permissions:
+        module.add('deny contains "agreement: no permission grants any use"\n')
+    for i, permission in enumerate(permissions, 1):
+        _permission(module, i, permission.action, permission.constraints, permission.duties, len(permissions))
+    for j, prohibition in enumerate(policy.prohibitions, 1):
+        _prohibition(module, j, prohibition.action, prohibition.constraints)
+    if policy.obligations:
+        _duties(module, "_o", policy.obligations, top_level=True)
+    if permissions:
+        _combine(module, len(permissions))
+    return CompiledPolicy(package, "\n".join(module.lines), tuple(module.problems))
+
+
+# -- rules ------------------------------------------------------------------------------------------------
+
+
+def _permission(
+    module: _Module, i: int, action: str, constraints: Sequence[AnyConstraint], duties: Sequence[Duty], total: int
+) -> None:
+    suffix = f"_p{i}"
+    module.add(f"# -- permission {i}{' (an alternative)' if total > 1 else ''}: {action} --")
+    if action not in USE_ACTIONS:
+        known = "grants" if action in OTHER_ACTIONS else "names an action we do not know:"
+        module.add(f"deny{suffix} contains {json.dumps(f'agreement: permission {known} {action}, not use')}\n")
+        if action not in OTHER_ACTIONS:
+            module.problems.append(f"permission {i}: unknown action {action}")
+    module.add("".join(f'{rule}{suffix} contains "" if false\n\n' for rule in ("deny", "obligations", "mask")))
+    for constraint in constraints:
+        rule, text = _constraint(module, constraint, f"permission {i}")
+        module.add(
+            f"deny{suffix} contains msg if {{\n\tnot {rule}\n\tmsg := {_reason(module, rule, text, constraint)}\n}}\n"
+        )
+    _duties(module, suffix, duties, top_level=False)
+
+
+def _prohibition(module: _Module, j: int, action: str, constraints: Sequence[AnyConstraint]) -> None:
+    module.add(f"# -- prohibition {j}: {action} (overrides every permission) --")
+    if action in OTHER_ACTIONS:
+        return  # the data plane never performs it; the consumer's copy carries the agreement
+    if action not in USE_ACTIONS:
+        module.problems.append(f"prohibition {j}: unknown action {action}")
+        module.add(f"deny contains {json.dumps(f'agreement: prohibition {j} names an unknown action {action}')}\n")
+        return
+    rules = [_constraint(module, c, f"prohibition {j}") for c in constraints]
+    described = " and ".join(text for _, text in rules) or "any use"
+    body = "; ".join(rule for rule, _ in rules) or "true"
+    module.add(f"deny contains {json.dumps(f'agreement: prohibited: {described}')} if {{ {body} }}\n")
+
+
+def _duties(module: _Module, suffix: str, duties: Sequence[Duty], *, top_level: bool) -> None:
+    """Duties through the library's duty patterns: obligations, and the denials those patterns make."""
+    for k, duty in enumerate(duties, 1):
+        try:
+            uses = policy_from_offer({"permission": [{"action": "use", "duty": [duty.to_json()]}]}).permissions[0]
+            block = render_block(uses, f"{suffix}d{k}")
+        except (UnsupportedOdrl, PatternError) as exc:
+            module.problems.append(f"duty {duty.action}: {exc.detail}")
+            target = "deny" if top_level else f"deny{suffix}"
+            module.add(f"{target} contains {json.dumps(f'agreement: duty {duty.action} cannot be carried out')}\n")
+            continue
+        module.add(block)
+        target = "" if top_level else suffix
+        for rule in ("deny", "obligations", "mask"):
+            module.add(f"{rule}{target} contains x if {{ some x in {rule}{suffix}d{k} }}\n")
+
+
+def _combine(module: _Module, permissions: int) -> None:
+    module.add("# -- how the rules combine: the first permission whose constraints all hold applies --")
+    for i in range(1, permissions + 1):
+        module.add(f'tessera_permitted contains {i} if {{ every r in deny_p{i} {{ r == "" }} }}')
+    module.add("")
+    for i in range(1, permissions + 1):
+        prefix = json.dumps(f"permission {i}: " if permissions > 1 else "")
+        module.add(
+            f"deny contains msg if {{\n\tcount(tessera_permitted) == 0\n\tsome reason in deny_p{i}\n"
+            f'\treason != ""\n\tmsg := concat("", [{prefix}, reason])\n}}\n'
+        )
+    module.add("tessera_chosen := min(tessera_permitted)\n")
+    for i in range(1, permissions + 1):
+        for rule in ("obligations", "mask"):
+            module.add(f"{rule} contains x if {{\n\ttessera_chosen == {i}\n\tsome x in {rule}_p{i}\n}}\n")
+
+
+def _reason(module: _Module, rule: str, text: str, constraint: AnyConstraint) -> str:
+    """A Rego expression for the reason `rule` failed, naming the value it saw (always defined)."""
+    operand = OPERANDS.get(constraint.left) if isinstance(constraint, Constraint) else None
+    if operand is None:
+        return json.dumps(f"agreement: {text} does not hold")
+    module.add(f'default {rule}_seen := "unknown"\n\n{rule}_seen := {_shown(operand)} if true\n')
+    return f'concat("", [{json.dumps(f"agreement: {text} does not hold (")}, {rule}_seen, ")"])'
+
+
+def _shown(operand: _Operand) -> str:
+    """A Rego expression rendering the operand's current value, for a reason."""
+    if operand.kind == "elapsed":
+        return f'sprintf("elapsed %ds", [round(({operand.value}) / {_NS})])'
+    if operand.kind == "instant":
+        return 'sprintf("now %s", [input.now])'
+    if operand.kind == "number":
+        return f'sprintf("this would be use %d", [{operand.value}])'
+    return f"json.marshal({operand.value})"
+
+
+# -- constraints ------------------------------------------------------------------------------------------
+
+
+def _constraint(module: _Module, constraint: AnyConstraint, where: str) -> tuple[str, str]:
+    """A rule that holds when the constraint does, and the constraint in words."""
+    rule = module.name("c")
+    module.add(f"default {rule} := false\n")
+    if isinstance(constraint, LogicalConstraint):
+        members = [_constraint(module, c, where) for c in constraint.constraints]
+        text = f"{constraint.operator}({', '.join(t for _, t in members)})"
+        names = [name for name, _ in members]
+        if constraint.operator in ("and", "andSequence"):
+            module.add(f"{rule} if {{ {'; '.join(names)} }}\n")
+        elif constraint.operator == "or":
+            module.add("".join(f"{rule} if {name}\n" for name in names))
+        else:  # xone: exactly one holds
+            module.add(f"{rule} if count([x | some x in [{', '.join(names)}]; x]) == 1\n")
+        return rule, text
+    text = f"{_short(constraint.left)} {constraint.operator} {json.dumps(_plain(constraint.right))}"
+    try:
+        module.add(f"{rule} if {{\n\t{_expression(constraint)}\n}}\n")
+    except _Unsupported as exc:
+        module.problems.append(f"{where}: constraint {text}: {exc}")
+        module.add(f"# {rule} cannot hold: {exc}\n")
+    return rule, text
+
+
+def _expression(constraint: Constraint) -> str:
+    operand = OPERANDS.get(constraint.left)
+    if operand is None:
+        raise _Unsupported(f"unknown left operand {constraint.left}")
+    compare = _COMPARISONS[operand.kind]
+    return compare(operand.value, constraint.operator, constraint.right)
+
+
+def _strings_of(right: Value) -> list[str]:
+    items = list(right) if isinstance(right, tuple) else [right]
+    if not items or not all(isinstance(item, str) for item in items):
+        raise _Unsupported(f"right operand {_plain(right)!r} is not a string or a list of strings")
+    return [str(item) for item in items]
+
+
+def _string(value: str, operator: str, right: Value) -> str:
+    items = json.dumps(_strings_of(right))
+    if operator in ("eq", "isAnyOf", "isPartOf") or (operator == "isAllOf" and len(_strings_of(right)) == 1):
+        return f"{value} in {items}"
+    if operator in ("neq", "isNoneOf"):
+        return f"not {value} in {items}"
+    raise _Unsupported(f"operator {operator} on a single value")
+
+
+def _strings(value: str, operator: str, right: Value) -> str:
+    items = json.dumps(_strings_of(right))
+    held = f"{{x | some x in {value}}}" if value else "set()"
+    if operator in ("isAnyOf", "eq"):
+        return f"count({held} & {{x | some x in {items}}}) > 0"
+    if operator in ("isAllOf", "hasPart"):
+        return f"count({{x | some x in {items}}} - {held}) == 0"
+    if operator == "isNoneOf":
+        return f"count({held} & {{x | some x in {items}}}) == 0"
+    raise _Unsupported(f"operator {operator} on a set of values")
+
+
+def _number(value: str, operator: str, right: Value) -> str:
+    try:
+        bound = float(str(right)) if not isinstance(right, tuple | dict | bool) else None
+    except ValueError:
+        bound = None
+    if bound is None:
+        raise _Unsupported(f"right operand {_plain(right)!r} is not a number")
+    return _ordered(value, operator, _number_text(bound))
+
+
+def _instant(value: str, operator: str, right: Value) -> str:
+    try:
+        moment = clock.parse(str(right)) if isinstance(right, str) else None
+    except ValueError:
+        moment = None
+    if moment is None:
+        raise _Unsupported(f"right operand {_plain(right)!r} is not an RFC 3339 date and time")
+    return _ordered(value, operator, str(int(moment.timestamp()) * _NS + moment.microsecond * 1000))
+
+
+def _elapsed(value: str, operator: str, right: Value) -> str:
+    seconds = duration_seconds(right)
+    if seconds is None:
+        raise _Unsupported(f"right operand {_plain(right)!r} is not an ISO 8601 duration (PnDTnHnMnS)")
+    return _ordered(value, operator, str(round(seconds * _NS)))
+
+
+def _rank(value: str, operator: str, right: Value) -> str:
+    if right not in SECURITY_PROFILES:
+        raise _Unsupported(f"security level {_plain(right)!r} is not one of {list(SECURITY_PROFILES)}")
+    levels = json.dumps(list(SECURITY_PROFILES))
+    return f"some i, level in {levels}\n\tlevel == {value}\n\t" + _ordered(
+        "i", operator, str(SECURITY_PROFILES.index(str(right)))
+    )
+
+
+def _ordered(value: str, operator: str, bound: str) -> str:
+    if operator not in _ORDER_OPERATORS:
+        raise _Unsupported(f"operator {operator} on an ordered value")
+    return f"{value} {_ORDER_OPERATORS[operator]} {bound}"
+
+
+_COMPARISONS: dict[str, Callable[[str, str, Value], str]] = {
+    "string": _string,
+    "strings": _strings,
+    "number": _number,
+    "instant": _instant,
+    "elapsed": _elapsed,
+    "rank": _rank,
+}
+
+
+def duration_seconds(value: Value) -> float | None:
+    """An ISO 8601 duration (`P30D`, `PT3600S`, `P1W`) in seconds; None when it is not one."""
+    match = _DURATION.match(str(value)) if isinstance(value, str) else None
+    if not match or not any(match.groupdict().values()):
+        return None
+    w, d, h, m = (int(match[k] or 0) for k in "wdhm")
+    return (((w * 7 + d) * 24 + h) * 60 + m) * 60 + float(match["s"] or 0)
+
+
+def _number_text(number: float) -> str:
+    return str(int(number)) if number == int(number) else repr(number)
+
+
+def _plain(value: Value) -> object:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _short(term: str) -> str:
+    return "tessera:" + term.removeprefix(TESSERA) if term.startswith(TESSERA) else term

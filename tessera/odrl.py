@@ -31,6 +31,7 @@ Scalar: TypeAlias = str | int | float | bool
 Value: TypeAlias = Scalar | tuple[Scalar, ...] | dict[str, JSON]  # a right operand, unwrapped
 
 LOGICAL_OPERATORS = ("and", "or", "xone", "andSequence")
+SET_OPERATORS = ("isAnyOf", "isAllOf", "isNoneOf", "isPartOf", "hasPart")
 LogicalOperator = Literal["and", "or", "xone", "andSequence"]
 PolicyKind = Literal["Offer", "Agreement", "Set", "Policy", "Request"]
 _KINDS: tuple[PolicyKind, ...] = ("Offer", "Agreement", "Set", "Policy", "Request")
@@ -173,6 +174,8 @@ def _rule_json(
 
 def term(value: object) -> str:
     """A vocabulary term's canonical name: ODRL terms compact, Tessera's and others' as full IRIs."""
+    if isinstance(value, list) and len(value) == 1:  # expanded JSON-LD wraps every value in an array
+        value = value[0]
     if isinstance(value, Mapping):
         value = value.get("@id", value.get("@value"))
     if not isinstance(value, str) or not value:
@@ -278,13 +281,23 @@ def _constraint(document: JSON, where: str) -> AnyConstraint:
         raise InvalidPolicy(f"{where}: a constraint needs leftOperand, operator and rightOperand")
     right, datatype = _right_operand(_get(data, "rightOperand"), f"{where}.rightOperand")
     unit = _get(data, "unit")
+    operator_name = _term_at(operator, f"{where}.operator")
     return Constraint(
         left=_term_at(left, f"{where}.leftOperand"),
-        operator=_term_at(operator, f"{where}.operator"),
-        right=right,
+        operator=operator_name,
+        right=_shaped(right, operator_name),
         datatype=datatype,
         unit=_term_at(unit, f"{where}.unit") if unit is not None else None,
     )
+
+
+def _shaped(right: Value, operator: str) -> Value:
+    """Set operators take a tuple, others a single value, however many brackets the peer wrote."""
+    if operator in SET_OPERATORS:
+        return right if isinstance(right, tuple) else (right,) if not isinstance(right, dict) else right
+    if isinstance(right, tuple) and len(right) == 1:
+        return right[0]
+    return right
 
 
 def _right_operand(value: JSON, where: str) -> tuple[Value, str | None]:
@@ -331,6 +344,8 @@ def _object(value: object, where: str) -> dict[str, JSON]:
 
 def _optional_id(data: Mapping[str, JSON], key: str, where: str) -> str | None:
     value = _get(data, key)
+    if isinstance(value, list) and len(value) == 1:
+        value = value[0]
     if value is None:
         return None
     if isinstance(value, Mapping):

@@ -194,7 +194,9 @@ class Peer:
             consumer_pid, status = new_id(), 201
         return status, self._track(path, kind, message, str(provider_pid or ""), str(consumer_pid or ""))
 
-    def _track(self, path: str, kind: str, message: dict[str, Any], provider_pid: str, consumer_pid: str) -> dict:
+    def _track(
+        self, path: str, kind: str, message: dict[str, Any], provider_pid: str, consumer_pid: str
+    ) -> dict[str, Any]:
         if path.startswith("/transfers/"):
             state = TRANSFER_STATE.get(kind, "REQUESTED")
             document = dsp.transfer_process(provider_pid, consumer_pid, state)

@@ -10,14 +10,26 @@ from dataclasses import dataclass
 
 from connector.selftest import actions
 from connector.selftest import messages as m
-from connector.selftest.steps import Dataset, NewProcess, Operator, Receive, Send, State, Step, Unknown, Version
+from connector.selftest.steps import (
+    Dataset,
+    NewProcess,
+    Operator,
+    Process,
+    Receive,
+    Role,
+    Send,
+    State,
+    Step,
+    Unknown,
+    Version,
+)
 
 
 @dataclass(frozen=True)
 class Scenario:
     id: str
     title: str
-    role: str  # the connector under test's role: provider | consumer | any
+    role: Role
     steps: tuple[Step, ...]
 
     @property
@@ -25,7 +37,8 @@ class Scenario:
         return any(isinstance(step, Operator) for step in self.steps)
 
 
-N, T = "negotiations", "transfers"
+N: Process = "negotiations"
+T: Process = "transfers"
 P_NEG = "/negotiations/{providerPid}"
 C_NEG = "/negotiations/{consumerPid}"
 P_TRANSFER = "/transfers/{providerPid}"

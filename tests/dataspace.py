@@ -17,6 +17,7 @@ from broker.authority import add_participant
 from broker.config import BrokerConfig
 from connector.app import create_app as create_connector_app
 from connector.config import ConnectorConfig
+from connector.selftest import Participant
 from policies import LIBRARY
 from tessera.identity import SigningKey, TokenClient, generate_key, public_jwk, save_private_key
 from tessera.store import Database
@@ -32,20 +33,12 @@ PEOPLE = [
 
 
 @dataclass
-class Site:
+class Site(Participant):
     """A running connector and a management client for it."""
 
     config: ConnectorConfig
     api: httpx.AsyncClient
     server: Any = None
-
-    @property
-    def id(self) -> str:
-        return self.config.participant_id
-
-    @property
-    def dsp_url(self) -> str:
-        return self.config.dsp_url
 
     async def token_for(self, audience: str) -> str:
         """An access token from the authority, as this connector would get it."""

@@ -194,9 +194,12 @@ async def negotiate(consumer: Site, provider: Site, offer: dict, *, until: tuple
     return await consumer.wait_for(f"/negotiations/{started['id']}", *until, "TERMINATED")
 
 
-async def start_transfer(consumer: Site, agreement_id: str) -> dict:
-    started = await consumer.post("/transfers", {"agreement_id": agreement_id})
-    return await consumer.wait_for(f"/transfers/{started['id']}", "STARTED", "TERMINATED")
+async def start_transfer(
+    consumer: Site, agreement_id: str, *, until: tuple[str, ...] = ("STARTED",), **options: str
+) -> dict[str, Any]:
+    """Request a transfer (`options`: format, purpose …) and wait until it reaches `until` or is terminated."""
+    started = await consumer.post("/transfers", {"agreement_id": agreement_id, **options})
+    return await consumer.wait_for(f"/transfers/{started['id']}", *until, "TERMINATED")
 
 
 def rows(response: httpx.Response) -> list[dict[str, str]]:

@@ -50,13 +50,14 @@ class Site(Participant):
     async def post(self, path: str, body: dict[str, Any], expect: int = 201) -> dict[str, Any]:
         response = await self.api.post(path, json=body)
         assert response.status_code == expect, response.text
-        return response.json()
+        resource: dict[str, Any] = response.json()
+        return resource
 
     async def wait_for(self, path: str, *states: str, within: float = 10.0) -> dict[str, Any]:
         """Poll a management resource until its `state` is one of `states` (a list: until it has items)."""
         deadline = asyncio.get_running_loop().time() + within
         while True:
-            body = (await self.api.get(path)).json()
+            body: dict[str, Any] = (await self.api.get(path)).json()
             if body.get("state") in states or ("present" in states and body.get("items")):
                 return body
             if asyncio.get_running_loop().time() > deadline:
@@ -170,7 +171,9 @@ def write_people_csv(path: Path) -> Path:
     return path
 
 
-async def publish(provider: Site, data_file: Path, *, policy: str = RESEARCH_POLICY, access: str | None = None) -> dict:
+async def publish(
+    provider: Site, data_file: Path, *, policy: str = RESEARCH_POLICY, access: str | None = None
+) -> dict[str, Any]:
     """Asset + usage policy (+ access policy) + offer on the provider; returns the offer."""
     fmt = {".csv": "csv", ".json": "json", ".jsonl": "jsonl"}[data_file.suffix]
     asset = await provider.post("/assets", {"title": "People", "format": fmt, "path": str(data_file)})
@@ -181,7 +184,9 @@ async def publish(provider: Site, data_file: Path, *, policy: str = RESEARCH_POL
     return await provider.post("/offers", body)
 
 
-async def negotiate(consumer: Site, provider: Site, offer: dict, *, until: tuple[str, ...] = ("FINALIZED",)) -> dict:
+async def negotiate(
+    consumer: Site, provider: Site, offer: dict[str, Any], *, until: tuple[str, ...] = ("FINALIZED",)
+) -> dict[str, Any]:
     started = await consumer.post(
         "/negotiations",
         {

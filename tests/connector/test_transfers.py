@@ -12,7 +12,8 @@ from tests.dataspace import PEOPLE, Site, negotiate, publish, rows, start_transf
 
 async def agreed(provider: Site, consumer: Site, data: Path) -> str:
     offer = await publish(provider, data)
-    return (await negotiate(consumer, provider, offer))["agreement_id"]
+    agreement_id: str = (await negotiate(consumer, provider, offer))["agreement_id"]
+    return agreement_id
 
 
 async def pushed(provider: Site, consumer: Site, data: Path, purpose: str) -> dict[str, Any]:

@@ -29,7 +29,10 @@ sys.path.insert(0, str(HERE))
 from cluster import (  # noqa: E402 (deploy/ is a folder of scripts, not a package)
     Processes,
     StepFailed,
+    admit,
     free_port,
+    init_broker,
+    init_connector,
     management,
     tessera,
 )
@@ -64,7 +67,7 @@ def expect(response: httpx.Response, status: int) -> Any:
 def wait_state(api: httpx.Client, path: str, wanted: str) -> dict[str, Any]:
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
-        body = expect(api.get(path), 200)
+        body: dict[str, Any] = expect(api.get(path), 200)
         if body["state"] == wanted:
             return body
         if body["state"] == "TERMINATED":
@@ -80,42 +83,13 @@ def run(work: Path, processes: Processes) -> None:
     profiles = {"provider": ("SensorLab GmbH", "EU-DE"), "consumer": ("University Research Institute", "EU-FR")}
 
     with step("Broker: authority key and configuration (tessera broker init)"):
-        tessera(
-            "broker", "init", "--dir", str(work / "broker"), "--url", urls["broker"], "--port", str(ports["broker"])
-        )
+        init_broker(work, urls["broker"], ports["broker"])
     for role in ("provider", "consumer"):
         with step(f"{role.title()} connector {ids[role]}: key pair and configuration (tessera connector init)"):
-            tessera(
-                "connector",
-                "init",
-                "--dir",
-                str(work / role),
-                "--participant-id",
-                ids[role],
-                "--url",
-                urls[role],
-                "--broker-url",
-                urls["broker"],
-                "--port",
-                str(ports[role]),
-            )
+            init_connector(work, role, ids[role], urls[role], urls["broker"], ports[role])
         org, region = profiles[role]
         with step(f"Operator admits {ids[role]} ({org}, {region}) (tessera participant add)"):
-            tessera(
-                "participant",
-                "add",
-                ids[role],
-                "--broker-dir",
-                str(work / "broker"),
-                "--jwk",
-                str(work / role / "connector.jwk.json"),
-                "--org",
-                org,
-                "--region",
-                region,
-                "--security-profile",
-                "base",
-            )
+            admit(work, role, ids[role], org, region)
     with step(f"Start broker and both connectors as separate processes (logs in {work})"):
         processes.start("broker", "broker", "serve", "--dir", str(work / "broker"), health=urls["broker"] + "/health")
         for role in ("provider", "consumer"):

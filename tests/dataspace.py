@@ -17,6 +17,7 @@ from broker.authority import add_participant
 from broker.config import BrokerConfig
 from connector.app import create_app as create_connector_app
 from connector.config import ConnectorConfig
+from connector.selftest import Participant
 from policies import LIBRARY
 from tessera.identity import SigningKey, TokenClient, generate_key, public_jwk, save_private_key
 from tessera.store import Database
@@ -32,20 +33,12 @@ PEOPLE = [
 
 
 @dataclass
-class Site:
+class Site(Participant):
     """A running connector and a management client for it."""
 
     config: ConnectorConfig
     api: httpx.AsyncClient
     server: Any = None
-
-    @property
-    def id(self) -> str:
-        return self.config.participant_id
-
-    @property
-    def dsp_url(self) -> str:
-        return self.config.dsp_url
 
     async def token_for(self, audience: str) -> str:
         """An access token from the authority, as this connector would get it."""
@@ -57,13 +50,14 @@ class Site:
     async def post(self, path: str, body: dict[str, Any], expect: int = 201) -> dict[str, Any]:
         response = await self.api.post(path, json=body)
         assert response.status_code == expect, response.text
-        return response.json()
+        resource: dict[str, Any] = response.json()
+        return resource
 
     async def wait_for(self, path: str, *states: str, within: float = 10.0) -> dict[str, Any]:
         """Poll a management resource until its `state` is one of `states` (a list: until it has items)."""
         deadline = asyncio.get_running_loop().time() + within
         while True:
-            body = (await self.api.get(path)).json()
+            body: dict[str, Any] = (await self.api.get(path)).json()
             if body.get("state") in states or ("present" in states and body.get("items")):
                 return body
             if asyncio.get_running_loop().time() > deadline:
@@ -177,7 +171,9 @@ def write_people_csv(path: Path) -> Path:
     return path
 
 
-async def publish(provider: Site, data_file: Path, *, policy: str = RESEARCH_POLICY, access: str | None = None) -> dict:
+async def publish(
+    provider: Site, data_file: Path, *, policy: str = RESEARCH_POLICY, access: str | None = None
+) -> dict[str, Any]:
     """Asset + usage policy (+ access policy) + offer on the provider; returns the offer."""
     fmt = {".csv": "csv", ".json": "json", ".jsonl": "jsonl"}[data_file.suffix]
     asset = await provider.post("/assets", {"title": "People", "format": fmt, "path": str(data_file)})
@@ -188,7 +184,9 @@ async def publish(provider: Site, data_file: Path, *, policy: str = RESEARCH_POL
     return await provider.post("/offers", body)
 
 
-async def negotiate(consumer: Site, provider: Site, offer: dict, *, until: tuple[str, ...] = ("FINALIZED",)) -> dict:
+async def negotiate(
+    consumer: Site, provider: Site, offer: dict[str, Any], *, until: tuple[str, ...] = ("FINALIZED",)
+) -> dict[str, Any]:
     started = await consumer.post(
         "/negotiations",
         {
@@ -201,9 +199,12 @@ async def negotiate(consumer: Site, provider: Site, offer: dict, *, until: tuple
     return await consumer.wait_for(f"/negotiations/{started['id']}", *until, "TERMINATED")
 
 
-async def start_transfer(consumer: Site, agreement_id: str) -> dict:
-    started = await consumer.post("/transfers", {"agreement_id": agreement_id})
-    return await consumer.wait_for(f"/transfers/{started['id']}", "STARTED", "TERMINATED")
+async def start_transfer(
+    consumer: Site, agreement_id: str, *, until: tuple[str, ...] = ("STARTED",), **options: str
+) -> dict[str, Any]:
+    """Request a transfer (`options`: format, purpose …) and wait until it reaches `until` or is terminated."""
+    started = await consumer.post("/transfers", {"agreement_id": agreement_id, **options})
+    return await consumer.wait_for(f"/transfers/{started['id']}", *until, "TERMINATED")
 
 
 def rows(response: httpx.Response) -> list[dict[str, str]]:

@@ -12,7 +12,7 @@ command     `tessera selftest`
 ```
 """
 
-from connector.selftest.peer import Peer
+from connector.selftest.peer import Participant, Peer
 from connector.selftest.runner import ScenarioResult, run_all, run_scenario, select
 from connector.selftest.scenarios import SCENARIOS, Scenario
 from connector.selftest.schemas import Schemas, SchemaSetupError
@@ -21,6 +21,7 @@ from connector.selftest.steps import Management, Target
 __all__ = [
     "SCENARIOS",
     "Management",
+    "Participant",
     "Peer",
     "Scenario",
     "ScenarioResult",

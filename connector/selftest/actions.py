@@ -7,24 +7,23 @@ with the harness as provider, and accept, counter, suspend, resume, complete or 
 """
 
 import asyncio
-from typing import Any
 from urllib.parse import quote
 
 from connector.selftest import messages
-from connector.selftest.steps import Run, StepFailed
+from connector.selftest.steps import Process, Run, StepFailed
 from tessera.ids import new_id
 
 REFUSE_ALL = "package tessera.selftest.refuse\n\ndefault allow := false\n"
 
 
-def _own(run: Run, area: str) -> str:
+def _own(run: Run, area: Process) -> str:
     return f"/{area}/{quote(run.own_pid, safe='')}"
 
 
 # -- provider side: offers that make the provider counter, wait or refuse --------------------------------
 
 
-async def _publish(run: Run, **extra: Any) -> None:
+async def _publish(run: Run, **extra: object) -> None:
     assert run.target.offer is not None
     base = await run.manage("GET", f"/offers/{quote(run.target.offer['@id'], safe='')}")
     offer = await run.manage(
@@ -114,7 +113,7 @@ async def _change(run: Run, action: str) -> None:
     await run.manage("POST", _own(run, "transfers") + "/" + action, {"reason": f"{action} by the operator"})
 
 
-async def _knows_counterpart(run: Run, area: str) -> None:
+async def _knows_counterpart(run: Run, area: Process) -> None:
     """Wait until the connector under test has learned the harness's pid, so it can address it."""
     counterpart = "provider_pid" if run.role == "consumer" else "consumer_pid"
     deadline = asyncio.get_running_loop().time() + run.within

@@ -90,7 +90,7 @@ def initial_offer(run: "Run") -> dict[str, Any]:
 
 def agreement(run: "Run") -> dict[str, Any]:
     """A fresh agreement, signed by the harness; it becomes the run's agreement."""
-    document = {
+    document: dict[str, Any] = {
         "@id": new_id(),
         "@type": "Agreement",
         "target": run.vars.get("dataset", TCK_TARGET),

@@ -62,7 +62,21 @@ class Received:
         return str(self.message.get("@type"))
 
 
-class Peer:
+class Participant:
+    """A participant as its connector directory describes it: its id and its DSP endpoint."""
+
+    config: ConnectorConfig
+
+    @property
+    def id(self) -> str:
+        return self.config.participant_id
+
+    @property
+    def dsp_url(self) -> str:
+        return self.config.dsp_url
+
+
+class Peer(Participant):
     """The other side of the connector under test, with an identity, a callback app and an inbox."""
 
     def __init__(self, config: ConnectorConfig, schemas: Schemas, http: httpx.AsyncClient) -> None:
@@ -78,14 +92,6 @@ class Peer:
         self.inbox: list[Received] = []
         self.scripted: dict[str, tuple[int, dict[str, Any]]] = {}
         self.processes: dict[str, dict[str, Any]] = {}  # our pid -> its DSP process document
-
-    @property
-    def id(self) -> str:
-        return self.config.participant_id
-
-    @property
-    def dsp_url(self) -> str:
-        return self.config.dsp_url
 
     def reset(self) -> None:
         self.inbox.clear()
@@ -194,7 +200,9 @@ class Peer:
             consumer_pid, status = new_id(), 201
         return status, self._track(path, kind, message, str(provider_pid or ""), str(consumer_pid or ""))
 
-    def _track(self, path: str, kind: str, message: dict[str, Any], provider_pid: str, consumer_pid: str) -> dict:
+    def _track(
+        self, path: str, kind: str, message: dict[str, Any], provider_pid: str, consumer_pid: str
+    ) -> dict[str, Any]:
         if path.startswith("/transfers/"):
             state = TRANSFER_STATE.get(kind, "REQUESTED")
             document = dsp.transfer_process(provider_pid, consumer_pid, state)

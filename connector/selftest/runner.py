@@ -15,7 +15,7 @@ import httpx
 from connector.selftest.messages import OWN_OFFER
 from connector.selftest.peer import Peer
 from connector.selftest.scenarios import SCENARIOS, Scenario
-from connector.selftest.steps import Run, StepFailed, Target
+from connector.selftest.steps import Role, Run, StepFailed, Target
 from tessera import dsp
 from tessera.errors import TesseraError
 from tessera.ids import new_id
@@ -28,11 +28,11 @@ DEFAULT_WITHIN = 10.0  # seconds to wait for a message or a state
 class ScenarioResult:
     id: str
     title: str
-    role: str
+    role: Role
     outcome: Outcome
     detail: str = ""
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, str]:
         return asdict(self)
 
 
@@ -84,9 +84,10 @@ async def run_scenario(
     peer.reset()
     run = Run(peer, target, scenario.role, within)
     if scenario.role == "provider":
-        run.vars.update(consumerPid=new_id())
+        run.vars["consumerPid"] = new_id()
         if target.dataset and target.offer:
-            run.vars.update(dataset=target.dataset, offer=target.offer)
+            run.vars["dataset"] = target.dataset
+            run.vars["offer"] = target.offer
     for number, step in enumerate(scenario.steps, 1):
         try:
             await step(run)

@@ -6,11 +6,18 @@ The validator is the project's reference, so the self-test imports it instead of
 
 import importlib.util
 from pathlib import Path
-from types import ModuleType
-from typing import Any
+from typing import Any, Protocol
 
 DEFAULT_DIRECTORY = Path(__file__).resolve().parents[2].parent / "shared" / "dsp"
 ERROR_TYPES = {"negotiation": "ContractNegotiationError", "transfer": "TransferError", "catalog": "CatalogError"}
+
+
+class Validator(Protocol):
+    """What the harness uses of `validate.py`."""
+
+    ROOT: Path  # the schema folder
+
+    def validate_message(self, message: dict[str, Any]) -> list[str]: ...
 
 
 class SchemaSetupError(Exception):
@@ -36,7 +43,7 @@ class Schemas:
             return [f"@type: {exc.args[0]}"]
 
 
-def _load(directory: Path) -> tuple[Path, ModuleType]:
+def _load(directory: Path) -> tuple[Path, Validator]:
     directory = directory.resolve()
     if (directory / "validate.py").is_file():
         script, schemas = directory / "validate.py", directory / "2025-1"
@@ -54,5 +61,6 @@ def _load(directory: Path) -> tuple[Path, ModuleType]:
         spec.loader.exec_module(module)
     except ImportError as exc:
         raise SchemaSetupError(f"{script} needs jsonschema>=4.18: {exc}") from exc
-    module.ROOT = schemas  # the validator reads ROOT when it first builds its registry
-    return schemas, module
+    validator: Validator = module
+    validator.ROOT = schemas  # the validator reads ROOT when it first builds its registry
+    return schemas, validator

@@ -9,7 +9,7 @@ connector wrong raises `StepFailed`; every message the connector sends is schema
 import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, TypedDict
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -18,8 +18,12 @@ from connector.selftest.peer import Peer
 from tessera import dsp
 from tessera.ids import new_id
 
+Role = Literal["provider", "consumer", "any"]  # the connector under test's role in a scenario
+Process = Literal["negotiations", "transfers"]
+ProcessState = dsp.NegotiationState | dsp.TransferState
 Builder = Callable[["Run"], dict[str, Any]]
 Action = Callable[["Run"], Awaitable[None]]
+PIDS: tuple[Literal["providerPid"], Literal["consumerPid"]] = ("providerPid", "consumerPid")
 PROCESS_TYPE = {"negotiations": "ContractNegotiation", "transfers": "TransferProcess", "catalog": "Catalog"}
 ERROR_TYPE = {"negotiations": "ContractNegotiationError", "transfers": "TransferError", "catalog": "CatalogError"}
 
@@ -35,12 +39,13 @@ class Management:
     url: str
     api_key: str = field(repr=False)
 
-    async def call(self, http: httpx.AsyncClient, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    async def call(self, http: httpx.AsyncClient, method: str, path: str, body: object = None) -> dict[str, Any]:
         headers = {"Authorization": f"Bearer {self.api_key}"}
         response = await http.request(method, self.url.rstrip("/") + path, json=body, headers=headers)
         if response.status_code >= 300:
             raise StepFailed(f"management {method} {path} answered {response.status_code}: {response.text[:300]}")
-        return response.json()
+        resource: dict[str, Any] = response.json()  # the management API answers JSON objects
+        return resource
 
 
 @dataclass
@@ -59,31 +64,43 @@ class Target:
         return f"{parts.scheme}://{parts.netloc}"
 
 
+class Learned(TypedDict, total=False):
+    """What a run has learned so far, by DSP name; a step needing what is not known yet fails with a KeyError."""
+
+    providerPid: str
+    consumerPid: str
+    dataset: str  # the dataset under negotiation
+    offer: dict[str, Any]  # the ODRL offer under negotiation
+    ask: list[dict[str, Any]]  # ODRL permissions the harness asks for instead of the offer's
+    agreement: dict[str, Any]  # the agreement document, without its signature
+    agreementId: str | None
+
+
 @dataclass
 class Run:
     """One scenario's run: the pids, offer and agreement it has learned so far."""
 
     peer: Peer
     target: Target
-    role: str  # the connector under test's role: provider | consumer | any
+    role: Role
     within: float
-    vars: dict[str, Any] = field(default_factory=dict)
+    vars: Learned = field(default_factory=Learned)
 
     @property
     def own_pid(self) -> str:
         """The process id at the connector under test."""
-        return self.vars["providerPid" if self.role == "provider" else "consumerPid"]
+        return self.vars["providerPid"] if self.role == "provider" else self.vars["consumerPid"]
 
     def learn(self, document: dict[str, Any]) -> None:
         """Remember the pids a message or answer names, where not known yet."""
-        for name in ("providerPid", "consumerPid"):
+        for name in PIDS:
             if isinstance(document.get(name), str) and document[name]:
                 self.vars.setdefault(name, document[name])
 
     def pids(self) -> dict[str, str]:
-        return {k: self.vars[k] for k in ("providerPid", "consumerPid") if k in self.vars}
+        return {k: self.vars[k] for k in PIDS if k in self.vars}
 
-    async def manage(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+    async def manage(self, method: str, path: str, body: object = None) -> dict[str, Any]:
         assert self.target.management is not None  # the runner skips scenarios that need it
         return await self.target.management.call(self.peer.http, method, path, body)
 
@@ -101,7 +118,7 @@ class Run:
         if expect == 200 and answer is None and isinstance(body, dict) and body.get("@type") is None:
             return body
         problems = self.peer.schemas.errors(body, expected=wanted)
-        if problems:
+        if problems or not isinstance(body, dict):  # a body that is no object always has problems
             raise StepFailed(f"{expect} answer is not a valid {wanted}: {'; '.join(problems[:3])}")
         return body
 
@@ -118,7 +135,7 @@ class Send:
     path: str  # below the DSP base, with {providerPid} / {consumerPid}
     expect: int = 200
     answer: str | None = None  # the @type a 2xx answer must have (default: the process type for a 201)
-    state: str | None = None  # the state a 201 answer must report
+    state: ProcessState | None = None  # the state a 201 answer must report
 
     async def __call__(self, run: Run) -> None:
         body = self.build(run)
@@ -171,8 +188,8 @@ class Receive:
 class State:
     """The process at the connector under test reaches `state` (GET, polled briefly)."""
 
-    area: str  # negotiations | transfers
-    state: str
+    area: Process
+    state: ProcessState
 
     async def __call__(self, run: Run) -> None:
         deadline = asyncio.get_running_loop().time() + run.within
@@ -194,7 +211,7 @@ class State:
 class Unknown:
     """An unknown process id answers 404 with a DSP error."""
 
-    area: str
+    area: Process
 
     async def __call__(self, run: Run) -> None:
         url = f"{run.target.dsp_url}/{self.area}/{quote(new_id(), safe=':')}"

@@ -4,6 +4,7 @@ import json
 import sqlite3
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +30,33 @@ def authority_token(space: Dataspace, **claims: Any) -> str:
     return SigningKey.load(space.broker_config.key_path).sign_jwt({**base, **claims}, typ="at+jwt")
 
 
+def dsp_message(kind: str, **fields: Any) -> dict[str, Any]:
+    """A DSP message as a peer writes it: the 2025-1 context, the @type, then `fields` in order."""
+    return {"@context": CONTEXT, "@type": kind, **fields}
+
+
 def catalog_request() -> dict[str, Any]:
-    return {"@context": CONTEXT, "@type": "CatalogRequestMessage"}
+    return dsp_message("CatalogRequestMessage")
+
+
+def termination(provider_pid: str, consumer_pid: str, *, code: str, reason: str) -> dict[str, Any]:
+    return dsp_message(
+        "ContractNegotiationTerminationMessage",
+        providerPid=provider_pid,
+        consumerPid=consumer_pid,
+        code=code,
+        reason=[reason],
+    )
+
+
+def transfer_request(consumer_pid: str, agreement_id: str, callback_address: str) -> dict[str, Any]:
+    return dsp_message(
+        "TransferRequestMessage",
+        consumerPid=consumer_pid,
+        agreementId=agreement_id,
+        format="HttpData-PULL",
+        callbackAddress=callback_address,
+    )
 
 
 async def dsp_post(site: Site, path: str, body: Any, token: str | None) -> httpx.Response:
@@ -92,7 +118,7 @@ async def test_valid_token_is_accepted(space: Dataspace, provider: Site, consume
     ],
 )
 async def test_bad_tokens_are_rejected_with_a_dsp_error(
-    space: Dataspace, provider: Site, consumer: Site, forge
+    space: Dataspace, provider: Site, consumer: Site, forge: Callable[[Dataspace, Site], str | None]
 ) -> None:
     response = await dsp_post(provider, "/catalog/request", catalog_request(), forge(space, provider))
     assert response.status_code == 401
@@ -113,24 +139,10 @@ async def test_a_participant_cannot_act_on_another_participants_negotiation(
             f"{provider.dsp_url}/negotiations/{provider_pid}", headers={"Authorization": f"Bearer {token}"}
         )
     assert seen.status_code == 404
-    termination = {
-        "@context": CONTEXT,
-        "@type": "ContractNegotiationTerminationMessage",
-        "providerPid": provider_pid,
-        "consumerPid": negotiation["consumer_pid"],
-        "code": "x",
-        "reason": ["hijack"],
-    }
-    response = await dsp_post(provider, f"/negotiations/{provider_pid}/termination", termination, token)
+    hijack = termination(provider_pid, negotiation["consumer_pid"], code="x", reason="hijack")
+    response = await dsp_post(provider, f"/negotiations/{provider_pid}/termination", hijack, token)
     assert response.status_code == 404
-    transfer = {
-        "@context": CONTEXT,
-        "@type": "TransferRequestMessage",
-        "consumerPid": "urn:uuid:m",
-        "agreementId": negotiation["agreement_id"],
-        "format": "HttpData-PULL",
-        "callbackAddress": mallory.dsp_url,
-    }
+    transfer = transfer_request("urn:uuid:m", negotiation["agreement_id"], mallory.dsp_url)
     response = await dsp_post(provider, "/transfers/request", transfer, token)
     assert response.status_code == 400  # the agreement is not Mallory's
     assert (await provider.api.get(f"/negotiations/{provider_pid}")).json()["state"] == "FINALIZED"
@@ -140,66 +152,38 @@ async def test_a_participant_cannot_act_on_another_participants_negotiation(
     ("path", "body", "status", "kind"),
     [
         ("/negotiations/request", b"{not json", 400, "ContractNegotiationError"),
+        ("/negotiations/request", dsp_message("ContractRequestMessage"), 400, "ContractNegotiationError"),
         (
             "/negotiations/request",
-            {"@context": CONTEXT, "@type": "ContractRequestMessage"},
-            400,
-            "ContractNegotiationError",
-        ),
-        (
-            "/negotiations/request",
-            {
-                "@context": CONTEXT,
-                "@type": "ContractRequestMessage",
-                "consumerPid": "c",
-                "offer": {"@id": "urn:uuid:nope"},
-                "callbackAddress": "http://127.0.0.1:9",
-            },
+            dsp_message(
+                "ContractRequestMessage",
+                consumerPid="c",
+                offer={"@id": "urn:uuid:nope"},
+                callbackAddress="http://127.0.0.1:9",
+            ),
             400,
             "ContractNegotiationError",
         ),
         ("/negotiations/urn:uuid:unknown", None, 404, "ContractNegotiationError"),
         (
             "/negotiations/urn:uuid:unknown/termination",
-            {
-                "@context": CONTEXT,
-                "@type": "ContractNegotiationTerminationMessage",
-                "providerPid": "urn:uuid:unknown",
-                "consumerPid": "c",
-            },
+            dsp_message("ContractNegotiationTerminationMessage", providerPid="urn:uuid:unknown", consumerPid="c"),
             404,
             "ContractNegotiationError",
         ),
         (
             "/transfers/request",
-            {
-                "@context": CONTEXT,
-                "@type": "TransferRequestMessage",
-                "consumerPid": "c",
-                "agreementId": "urn:uuid:none",
-                "format": "HttpData-PULL",
-                "callbackAddress": "http://127.0.0.1:9",
-            },
+            transfer_request("c", "urn:uuid:none", "http://127.0.0.1:9"),
             400,
             "TransferError",
         ),
         (
             "/transfers/urn:uuid:unknown/completion",
-            {
-                "@context": CONTEXT,
-                "@type": "TransferCompletionMessage",
-                "providerPid": "urn:uuid:unknown",
-                "consumerPid": "c",
-            },
+            dsp_message("TransferCompletionMessage", providerPid="urn:uuid:unknown", consumerPid="c"),
             404,
             "TransferError",
         ),
-        (
-            "/catalog/request",
-            {"@context": CONTEXT, "@type": "CatalogRequestMessage", "filter": [{"x": 1}]},
-            400,
-            "CatalogError",
-        ),
+        ("/catalog/request", dsp_message("CatalogRequestMessage", filter=[{"x": 1}]), 400, "CatalogError"),
     ],
 )
 async def test_bad_messages_get_dsp_errors_and_change_nothing(
@@ -225,23 +209,13 @@ async def test_messages_after_a_final_state_are_refused(
     negotiation = await negotiate(consumer, provider, offer)
     provider_pid = negotiation["provider_pid"]
     token = await token_as(space, "consumer", provider.id)
-    message = {
-        "@context": CONTEXT,
-        "@type": "ContractNegotiationTerminationMessage",
-        "providerPid": provider_pid,
-        "consumerPid": negotiation["consumer_pid"],
-        "code": "late",
-        "reason": ["too late"],
-    }
-    response = await dsp_post(provider, f"/negotiations/{provider_pid}/termination", message, token)
+    late = termination(provider_pid, negotiation["consumer_pid"], code="late", reason="too late")
+    response = await dsp_post(provider, f"/negotiations/{provider_pid}/termination", late, token)
     assert response.status_code == 400
     assert validate_message(response.json()) == []
-    verification = {
-        "@context": CONTEXT,
-        "@type": "ContractAgreementVerificationMessage",
-        "providerPid": provider_pid,
-        "consumerPid": negotiation["consumer_pid"],
-    }
+    verification = dsp_message(
+        "ContractAgreementVerificationMessage", providerPid=provider_pid, consumerPid=negotiation["consumer_pid"]
+    )
     response = await dsp_post(provider, f"/negotiations/{provider_pid}/agreement/verification", verification, token)
     assert response.status_code == 400
     assert (await provider.api.get(f"/negotiations/{provider_pid}")).json()["state"] == "FINALIZED"
@@ -253,14 +227,7 @@ async def test_repeated_transfer_request_answers_as_the_first(
     offer = await publish(provider, people_csv)
     negotiation = await negotiate(consumer, provider, offer)
     token = await token_as(space, "consumer", provider.id)
-    request = {
-        "@context": CONTEXT,
-        "@type": "TransferRequestMessage",
-        "consumerPid": "urn:uuid:same",
-        "agreementId": negotiation["agreement_id"],
-        "format": "HttpData-PULL",
-        "callbackAddress": consumer.dsp_url,
-    }
+    request = transfer_request("urn:uuid:same", negotiation["agreement_id"], consumer.dsp_url)
     first = await dsp_post(provider, "/transfers/request", request, token)
     second = await dsp_post(provider, "/transfers/request", request, token)
     assert first.status_code == second.status_code == 201
@@ -329,12 +296,11 @@ async def test_peers_dialects_are_understood_and_answered_in_2025_1_form(
     assert response.json()["consumerPid"] == "urn:uuid:edc-1"
     assert response.json()["@context"] == CONTEXT
     assert validate_message(response.json()) == []
-    termination = {
-        "@context": CONTEXT,
-        "@type": "ContractNegotiationTerminationMessage",
-        "providerPid": response.json()["providerPid"],
-        "consumerPid": "urn:uuid:edc-1",
-        "reason": "changed plans",
-    }
-    ended = await dsp_post(provider, f"/negotiations/{response.json()['providerPid']}/termination", termination, token)
+    bare_reason = dsp_message(
+        "ContractNegotiationTerminationMessage",
+        providerPid=response.json()["providerPid"],
+        consumerPid="urn:uuid:edc-1",
+        reason="changed plans",
+    )
+    ended = await dsp_post(provider, f"/negotiations/{response.json()['providerPid']}/termination", bare_reason, token)
     assert ended.status_code in (200, 400)  # 400 when the provider already finalized on its own

@@ -4,6 +4,7 @@ import json
 import sqlite3
 import time
 from pathlib import Path
+from typing import Any
 
 from tessera.identity import SigningKey
 from tests.dataspace import PEOPLE, Site, negotiate, publish, rows, start_transfer
@@ -11,7 +12,14 @@ from tests.dataspace import PEOPLE, Site, negotiate, publish, rows, start_transf
 
 async def agreed(provider: Site, consumer: Site, data: Path) -> str:
     offer = await publish(provider, data)
-    return (await negotiate(consumer, provider, offer))["agreement_id"]
+    agreement_id: str = (await negotiate(consumer, provider, offer))["agreement_id"]
+    return agreement_id
+
+
+async def pushed(provider: Site, consumer: Site, data: Path, purpose: str) -> dict[str, Any]:
+    """A push transfer for `purpose` under a fresh agreement, once it has completed or been terminated."""
+    agreement = await agreed(provider, consumer, data)
+    return await start_transfer(consumer, agreement, until=("COMPLETED",), format="HttpData-PUSH", purpose=purpose)
 
 
 async def test_consumer_suspends_and_resumes_a_pull_transfer(provider: Site, consumer: Site, people_csv: Path) -> None:
@@ -58,13 +66,9 @@ async def test_completed_transfer_takes_no_more_messages(provider: Site, consume
 async def test_push_transfer_delivers_masked_data_and_completes(
     provider: Site, consumer: Site, people_csv: Path
 ) -> None:
-    agreement = await agreed(provider, consumer, people_csv)
-    started = await consumer.post(
-        "/transfers", {"agreement_id": agreement, "format": "HttpData-PUSH", "purpose": "research"}
-    )
-    done = await consumer.wait_for(f"/transfers/{started['id']}", "COMPLETED", "TERMINATED")
+    done = await pushed(provider, consumer, people_csv, "research")
     assert done["state"] == "COMPLETED" and done["received"]
-    received = await consumer.api.get(f"/transfers/{started['id']}/data")
+    received = await consumer.api.get(f"/transfers/{done['id']}/data")
     assert [r["name"] for r in rows(received)] == [p["name"] for p in PEOPLE]
     assert "email" not in received.text
     assert (await provider.api.get("/usage")).json()["items"][0]["uses"] == 1
@@ -73,11 +77,7 @@ async def test_push_transfer_delivers_masked_data_and_completes(
 async def test_push_for_a_wrong_purpose_is_terminated_with_the_reasons(
     provider: Site, consumer: Site, people_csv: Path
 ) -> None:
-    agreement = await agreed(provider, consumer, people_csv)
-    started = await consumer.post(
-        "/transfers", {"agreement_id": agreement, "format": "HttpData-PUSH", "purpose": "marketing"}
-    )
-    done = await consumer.wait_for(f"/transfers/{started['id']}", "COMPLETED", "TERMINATED")
+    done = await pushed(provider, consumer, people_csv, "marketing")
     assert done["state"] == "TERMINATED"
     assert "marketing" in done["reasons"][0]
     assert not done["received"]

@@ -49,22 +49,16 @@ AGGREGATE_FUNCTIONS = frozenset({"count", "sum", "avg", "min", "max"})
 _Segment = str | int | None  # a key, an index, or None for `[*]`
 
 
-class ObligationError(PolicyError):
+class ObligationError(PolicyError, status=500, title="Obligation cannot be executed"):
     """An obligation cannot be carried out; nothing may be released."""
-
-    status_code = 500
-    title = "Obligation cannot be executed"
 
 
 class UnsupportedObligation(ObligationError):
     """An obligation of a kind this executor does not carry out."""
 
 
-class AggregateRefused(ObligationError):
+class AggregateRefused(ObligationError, status=403, title="Aggregate query not allowed"):
     """An aggregate query the policy does not allow."""
-
-    status_code = 403
-    title = "Aggregate query not allowed"
 
 
 def require_supported(obligations: Iterable[Obligation], supported: Iterable[str]) -> None:

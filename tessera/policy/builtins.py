@@ -1,6 +1,6 @@
 """OPA builtins that regorus lacks, written in Python and registered on every embedded engine.
 
-`register(engine)` adds them with `regorus.Engine.add_extension`; `connector.policy.embedded.new_engine`
+`register(engine)` adds them with `regorus.Engine.add_extension`; `tessera.policy.embedded.new_engine`
 calls it, so decisions, `tessera policy eval` and `tessera policy test` all see them:
 
 ```python

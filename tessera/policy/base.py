@@ -72,6 +72,15 @@ class Obligation:
         return {"kind": self.kind, **self.params}
 
 
+class DecisionDict(TypedDict):
+    """A decision as the management API and `tessera policy explain --json` show it."""
+
+    allow: bool
+    reasons: list[str]
+    obligations: list[JSONObject]
+    mask: list[str]
+
+
 class Decision:
     """The outcome of one usage decision. Obligations are only set on an allowed decision.
 
@@ -122,7 +131,7 @@ class Decision:
     def of_kind(self, kind: str) -> tuple[Obligation, ...]:
         return tuple(o for o in self.obligations if o.kind == kind)
 
-    def to_dict(self) -> JSONObject:
+    def to_dict(self) -> DecisionDict:
         return {
             "allow": self.allow,
             "reasons": list(self.reasons),

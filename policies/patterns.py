@@ -329,7 +329,7 @@ def _canonical(value: JSON) -> str:
 
 # -- rendering --------------------------------------------------------------------------------------------
 
-Prohibition = tuple[Sequence[PatternUse], str]  # the patterns that, all admitting a request, deny it; the reason
+Prohibition = tuple[Sequence[PatternUse], str]  # (patterns, reason): a request all of them admit is denied
 
 
 def render(package: str, uses: Sequence[PatternUse]) -> str:

@@ -18,11 +18,12 @@ import random
 import time
 
 from policies import read_pattern
+from tessera.json import JSONObject
 from tessera.policy import EmbeddedRegoEngine, Obligation, PolicyModule
 from tessera.policy.obligations import apply_record_obligations
 
 
-def requests(n: int, seed: int = 7) -> list[dict]:
+def requests(n: int, seed: int = 7) -> list[JSONObject]:
     rng = random.Random(seed)
     return [
         {
@@ -41,14 +42,16 @@ def percentile(times: list[float], q: float) -> float:
     return sorted(times)[min(len(times) - 1, int(len(times) * q))]
 
 
-async def decisions(n: int, warmup: int) -> dict:
+async def decisions(n: int, warmup: int) -> JSONObject:
     engine = EmbeddedRegoEngine()
     module = PolicyModule(id="research_limited", source=read_pattern("examples/research_limited"))
     inputs = requests(n + warmup)
     for request in inputs[:warmup]:
         await engine.decide(module, request)
     prepared = engine._prepared[module.hash]
-    raw, point, wrong = [], [], 0
+    raw: list[float] = []
+    point: list[float] = []
+    wrong = 0
     for request in inputs[warmup:]:
         start = time.perf_counter_ns()
         prepared.engine.set_input(request)
@@ -58,7 +61,7 @@ async def decisions(n: int, warmup: int) -> dict:
         decision = await engine.decide(module, request)
         point.append((time.perf_counter_ns() - start) / 1000)
         wrong += decision.allow != (request["purpose"] == "research" and request["uses"] < 3)
-    result = {"n": n, "wrong": wrong}
+    result: JSONObject = {"n": n, "wrong": wrong}
     for name, times in (("raw", raw), ("decide", point)):
         result[name] = {"p50_us": round(percentile(times, 0.5), 1), "p99_us": round(percentile(times, 0.99), 1)}
     result["ratio_p50"] = round(result["decide"]["p50_us"] / result["raw"]["p50_us"], 2)
@@ -66,13 +69,14 @@ async def decisions(n: int, warmup: int) -> dict:
     return result
 
 
-def throughput(count: int) -> dict:
+def throughput(count: int) -> dict[str, int]:
     rows = [
         {"id": str(i), "name": f"name {i}", "email": f"p{i}@example.org", "age": str(20 + i % 60), "region": "EU-DE"}
         for i in range(count)
     ]
     result = {"records": count}
-    for name, obligations in (("none", []), ("mask", [Obligation("mask", {"fields": ["email"]})])):
+    cases: list[tuple[str, list[Obligation]]] = [("none", []), ("mask", [Obligation("mask", {"fields": ["email"]})])]
+    for name, obligations in cases:
         copies = [dict(r) for r in rows]
         start = time.perf_counter()
         released = sum(1 for _ in apply_record_obligations(copies, obligations))

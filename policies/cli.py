@@ -8,7 +8,7 @@ import json
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NotRequired, TypedDict
 
 import typer
 from rich.console import Console
@@ -20,7 +20,8 @@ from policies.loader import Loaded, LoadError, load_paths
 from policies.patterns import PATTERNS, PatternError, PatternUse, get_pattern, render
 from policies.testing import Outcome, TestReport, TestResult, run_tests
 from tessera.errors import PolicyCompileError, PolicyError
-from tessera.policy.base import PolicyModule
+from tessera.json import JSON, JSONObject
+from tessera.policy.base import PolicyModule, QueryRow
 from tessera.policy.embedded import EmbeddedRegoEngine
 
 __all__ = ["policy_app", "register"]
@@ -42,6 +43,19 @@ def register(app: typer.Typer) -> None:
 class OutputFormat(StrEnum):
     json = "json"
     pretty = "pretty"
+
+
+class ErrorLocation(TypedDict):
+    row: int
+    col: int | None
+
+
+class ErrorObject(TypedDict):
+    """An error as `opa eval --format json` prints it."""
+
+    message: str
+    code: str
+    location: NotRequired[ErrorLocation]
 
 
 @policy_app.command("eval")
@@ -100,7 +114,7 @@ def test_command(
     raise typer.Exit(0 if report.ok else 1)
 
 
-async def _evaluate(modules: list[PolicyModule], query: str, input: object, data: dict) -> list[dict]:
+async def _evaluate(modules: list[PolicyModule], query: str, input: JSON, data: JSONObject) -> list[QueryRow]:
     engine = EmbeddedRegoEngine()
     try:
         return await engine.evaluate(modules, query, input=input, data=data)
@@ -108,7 +122,7 @@ async def _evaluate(modules: list[PolicyModule], query: str, input: object, data
         await engine.aclose()
 
 
-def _read_input(path: Path) -> object:
+def _read_input(path: Path) -> JSON:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except OSError as exc:
@@ -117,16 +131,16 @@ def _read_input(path: Path) -> object:
         raise LoadError(f"{path}: not JSON: {exc}") from exc
 
 
-def _error_object(exc: PolicyError) -> dict:
+def _error_object(exc: PolicyError) -> ErrorObject:
     if isinstance(exc, PolicyCompileError):
-        error: dict = {"message": exc.detail, "code": "rego_compile_error"}
+        error: ErrorObject = {"message": exc.detail, "code": "rego_compile_error"}
         if exc.line is not None:
             error["location"] = {"row": exc.line, "col": exc.column}
         return error
     return {"message": exc.detail, "code": "eval_error"}
 
 
-def _print_errors(errors: list[dict], format: OutputFormat) -> None:
+def _print_errors(errors: list[ErrorObject], format: OutputFormat) -> None:
     if format is OutputFormat.json:
         typer.echo(json.dumps({"errors": errors}, indent=2))
     else:
@@ -134,9 +148,9 @@ def _print_errors(errors: list[dict], format: OutputFormat) -> None:
             typer.echo(f"{error['code']}: {error['message']}", err=True)
 
 
-def _print_rows(rows: list[dict], format: OutputFormat) -> None:
+def _print_rows(results: list[QueryRow], format: OutputFormat) -> None:
     # Like OPA: no "bindings" key when the query binds no variables, `{}` when undefined.
-    rows = [{k: v for k, v in row.items() if k != "bindings" or v} for row in rows]
+    rows: list[JSONObject] = [{k: v for k, v in row.items() if k != "bindings" or v} for row in results]
     if format is OutputFormat.json:
         typer.echo(json.dumps({"result": rows} if rows else {}, indent=2, ensure_ascii=False))
         return
@@ -214,7 +228,7 @@ def explain_command(
     raise typer.Exit(0 if explanation.decision.allow else 1)
 
 
-async def _explain(module: PolicyModule, request: dict) -> Explanation:
+async def _explain(module: PolicyModule, request: JSONObject) -> Explanation:
     engine = EmbeddedRegoEngine()
     try:
         return await explain(engine, module, request)
@@ -264,7 +278,7 @@ def new_command(
 _CHANGED_PARAMS = "# These are the library's tests, written for its default parameters: adapt the expected values.\n"
 
 
-def _param(text: str) -> tuple[str, object]:
+def _param(text: str) -> tuple[str, JSON]:
     name, sep, value = text.partition("=")
     if not sep or not name:
         raise PatternError(f"--param must be NAME=VALUE, got {text!r}")

@@ -15,9 +15,9 @@ is also explained pattern by pattern, each with the input values it reads.
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Any
 
 from policies.patterns import PatternError, PatternUse, get_pattern, render
+from tessera.json import JSON, JSONObject
 from tessera.policy.base import Decision, PolicyEngine, PolicyModule
 
 __all__ = ["Explanation", "PatternResult", "explain", "patterns_in"]
@@ -29,20 +29,20 @@ _CONSTANT = re.compile(r"^(?P<name>[a-z_][a-z0-9_]*) := (?P<value>.+)$", re.M)
 @dataclass(frozen=True)
 class PatternResult:
     name: str
-    params: dict[str, Any]
+    params: JSONObject
     allow: bool
     reasons: tuple[str, ...]
-    obligations: tuple[dict[str, Any], ...]
-    inputs: dict[str, Any]  # the input fields the pattern reads, as given (None when missing)
+    obligations: tuple[JSONObject, ...]
+    inputs: JSONObject  # the input fields the pattern reads, as given (None when missing)
 
 
 @dataclass(frozen=True)
 class Explanation:
     decision: Decision
     patterns: tuple[PatternResult, ...] = ()
-    document: dict[str, Any] = field(default_factory=dict)  # the package's rule values, for the curious
+    document: JSONObject = field(default_factory=dict)  # the package's rule values, for the curious
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {
             **self.decision.to_dict(),
             "patterns": [
@@ -59,7 +59,7 @@ class Explanation:
         }
 
 
-async def explain(engine: PolicyEngine, module: PolicyModule, input: dict[str, Any]) -> Explanation:
+async def explain(engine: PolicyEngine, module: PolicyModule, input: JSONObject) -> Explanation:
     """The decision for `input`, and for a rendered policy each pattern's own decision."""
     decision = await engine.decide(module, input)
     results = []
@@ -89,7 +89,7 @@ def patterns_in(source: str) -> list[PatternUse]:
     return uses
 
 
-def _get(document: Any, path: str) -> Any:
+def _get(document: JSON, path: str) -> JSON:
     for part in path.split("."):
         if not isinstance(document, dict):
             return None

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tessera.errors import BadRequest
+from tessera.json import JSONObject
 from tessera.policy.base import PolicyModule
 
 __all__ = ["LoadError", "Loaded", "load_paths"]
@@ -24,7 +25,7 @@ class LoadError(BadRequest):
 @dataclass
 class Loaded:
     modules: list[PolicyModule] = field(default_factory=list)
-    data: dict = field(default_factory=dict)
+    data: JSONObject = field(default_factory=dict)
 
 
 def load_paths(paths: Iterable[str]) -> Loaded:
@@ -68,7 +69,7 @@ def _load_file(loaded: Loaded, path: str, prefix: list[str]) -> None:
     _merge(loaded.data, value, path)
 
 
-def _merge(into: dict, value: dict, path: str) -> None:
+def _merge(into: JSONObject, value: JSONObject, path: str) -> None:
     for key, item in value.items():
         if isinstance(into.get(key), dict) and isinstance(item, dict):
             _merge(into[key], item, path)

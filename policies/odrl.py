@@ -19,10 +19,13 @@ import json
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import NamedTuple, TypedDict
 
 from policies.patterns import PatternError, PatternUse, render_policy
+from tessera.dsp import TESSERA, USAGE_POLICY
 from tessera.errors import BadRequest
+from tessera.json import JSON, JSONObject
+from tessera.terms import Constraint
 
 __all__ = [
     "TESSERA",
@@ -36,8 +39,6 @@ __all__ = [
     "rego_from_offer",
 ]
 
-TESSERA = "https://w3id.org/tessera/v1/"
-USAGE_POLICY = TESSERA + "usagePolicy"  # the same term as connector.dsp.USAGE_POLICY
 XSD = "http://www.w3.org/2001/XMLSchema#"
 _DURATION = re.compile(r"^P(?:(?P<d>\d+)D)?(?:T(?:(?P<h>\d+)H)?(?:(?P<m>\d+)M)?(?:(?P<s>\d+)S)?)?$")
 
@@ -56,24 +57,27 @@ class OdrlPolicy:
 
 # -- literals ---------------------------------------------------------------------------------------------
 
+# A JSON-LD value object: `{"@value": "PT60S", "@type": "http://www.w3.org/2001/XMLSchema#duration"}`.
+ValueObject = TypedDict("ValueObject", {"@value": JSON, "@type": str})
 
-def _typed(value: str, kind: str) -> dict:
+
+def _typed(value: str, kind: str) -> ValueObject:
     return {"@value": value, "@type": XSD + kind}
 
 
-def _json(value: Any) -> dict:
+def _json(value: JSON) -> ValueObject:
     return {"@value": value, "@type": "@json"}
 
 
-def _duration(seconds: int) -> dict:
+def _duration(seconds: int) -> ValueObject:
     return _typed(f"PT{seconds}S", "duration")
 
 
-def _value(operand: Any) -> Any:
+def _value(operand: JSON) -> JSON:
     return operand["@value"] if isinstance(operand, dict) and "@value" in operand else operand
 
 
-def _seconds(operand: Any) -> int:
+def _seconds(operand: JSON) -> int:
     match = _DURATION.match(str(_value(operand)))
     if not match or not any(match.groupdict().values()):
         raise UnsupportedOdrl(f"duration {operand!r} (expected ISO 8601 like PT3600S or P30D)")
@@ -81,32 +85,38 @@ def _seconds(operand: Any) -> int:
     return ((d * 24 + h) * 60 + m) * 60 + s
 
 
-def _int(operand: Any) -> int:
+def _int(operand: JSON) -> int:
     try:
         return int(_value(operand))
     except (TypeError, ValueError) as exc:
         raise UnsupportedOdrl(f"integer {operand!r}") from exc
 
 
-def _list(operand: Any) -> list:
+def _list(operand: JSON) -> list[JSON]:
     value = _value(operand)
     return value if isinstance(value, list) else [value]
 
 
-def _c(left: str, operator: str, right: Any) -> dict:
-    return {"leftOperand": left, "operator": operator, "rightOperand": right}
-
-
 # -- the mapping: pattern parameters <-> constraints and duties ---------------------------------------
-# Each entry: (constraint leftOperand, operator, parameter, to ODRL, from ODRL). Constraint patterns
-# sit in the permission's constraints; duty patterns are duties with an action.
+# Constraint patterns sit in the permission's constraints; duty patterns are duties with an action.
 
-_Spec = tuple[str, str, str, Callable[[Any], Any], Callable[[Any], Any]]
-_same: Callable[[Any], Any] = lambda v: v  # noqa: E731
+
+class _Spec(NamedTuple):
+    """One pattern parameter as one ODRL constraint: `left operator <to_odrl(value)>`."""
+
+    left: str  # the constraint's leftOperand
+    operator: str
+    param: str
+    to_odrl: Callable[[JSON], JSON]
+    from_odrl: Callable[[JSON], JSON]
+
+
+def _same(value: JSON) -> JSON:
+    return value
 
 
 def _strings(left: str, operator: str, param: str) -> _Spec:
-    return (left, operator, param, _same, _list)
+    return _Spec(left, operator, param, _same, _list)
 
 
 CONSTRAINTS: dict[str, list[_Spec]] = {
@@ -115,22 +125,22 @@ CONSTRAINTS: dict[str, list[_Spec]] = {
     "role": [_strings(TESSERA + "role", "isAnyOf", "required_roles")],
     "regions": [_strings("spatial", "isAnyOf", "allowed_regions")],
     "cross_border": [
-        (TESSERA + "homeJurisdiction", "eq", "home_jurisdiction", _same, _value),
+        _Spec(TESSERA + "homeJurisdiction", "eq", "home_jurisdiction", _same, _value),
         _strings(TESSERA + "jurisdiction", "isAnyOf", "allowed_jurisdictions"),
     ],
     "purpose": [_strings("purpose", "isAnyOf", "allowed_purposes")],
     "event": [_strings("event", "isAnyOf", "allowed_events")],
-    "security_profile": [(TESSERA + "securityLevel", "gteq", "minimum_security_profile", _same, _value)],
+    "security_profile": [_Spec(TESSERA + "securityLevel", "gteq", "minimum_security_profile", _same, _value)],
     "time_window": [
-        ("dateTime", "gteq", "not_before", lambda v: _typed(v, "dateTime"), _value),
-        ("dateTime", "lt", "not_after", lambda v: _typed(v, "dateTime"), _value),
+        _Spec("dateTime", "gteq", "not_before", lambda v: _typed(v, "dateTime"), _value),
+        _Spec("dateTime", "lt", "not_after", lambda v: _typed(v, "dateTime"), _value),
     ],
-    "duration": [("elapsedTime", "lt", "max_duration_seconds", _duration, _seconds)],
-    "max_uses": [("count", "lteq", "max_uses", lambda v: _typed(str(v), "integer"), _int)],
+    "duration": [_Spec("elapsedTime", "lt", "max_duration_seconds", _duration, _seconds)],
+    "max_uses": [_Spec("count", "lteq", "max_uses", lambda v: _typed(str(v), "integer"), _int)],
     "artifact_state": [_strings(TESSERA + "artifactState", "isAnyOf", "allowed_states")],
     "classification": [
-        (TESSERA + "classification", "eq", "classification_level", _same, _value),
-        (TESSERA + "importantMinimumSecurityLevel", "gteq", "important_minimum_profile", _same, _value),
+        _Spec(TESSERA + "classification", "eq", "classification_level", _same, _value),
+        _Spec(TESSERA + "importantMinimumSecurityLevel", "gteq", "important_minimum_profile", _same, _value),
     ],
 }
 
@@ -138,25 +148,25 @@ DUTIES: dict[str, tuple[str, list[_Spec]]] = {
     "delete_after": (
         "delete",
         [
-            ("delayPeriod", "eq", "delete_after_seconds", _duration, _seconds),
-            ("dateTime", "lteq", "delete_by", lambda v: _typed(v, "dateTime"), _value),
+            _Spec("delayPeriod", "eq", "delete_after_seconds", _duration, _seconds),
+            _Spec("dateTime", "lteq", "delete_by", lambda v: _typed(v, "dateTime"), _value),
         ],
     ),
     "masked_fields": ("anonymize", [_strings(TESSERA + "field", "isAnyOf", "masked_fields")]),
-    "log_usage": (TESSERA + "log", [("event", "eq", "log_event", _same, _value)]),
+    "log_usage": (TESSERA + "log", [_Spec("event", "eq", "log_event", _same, _value)]),
     "notify": (
         "inform",
         [
-            ("recipient", "eq", "notify_party", _same, _value),
-            (TESSERA + "endpoint", "eq", "notify_url", _same, _value),
-            ("event", "eq", "notify_event", _same, _value),
+            _Spec("recipient", "eq", "notify_party", _same, _value),
+            _Spec(TESSERA + "endpoint", "eq", "notify_url", _same, _value),
+            _Spec("event", "eq", "notify_event", _same, _value),
         ],
     ),
     "next_policy": (
         "nextPolicy",
         [
-            (TESSERA + "policyId", "eq", "next_policy_id", _same, _value),
-            (TESSERA + "policyHash", "eq", "next_policy_hash", _same, _value),
+            _Spec(TESSERA + "policyId", "eq", "next_policy_id", _same, _value),
+            _Spec(TESSERA + "policyHash", "eq", "next_policy_hash", _same, _value),
         ],
     ),
     "aggregate_only": (
@@ -165,15 +175,15 @@ DUTIES: dict[str, tuple[str, list[_Spec]]] = {
             _strings(TESSERA + "groupBy", "isAnyOf", "aggregate_group_by"),
             _strings(TESSERA + "aggregateFunction", "isAnyOf", "aggregate_functions"),
             _strings(TESSERA + "aggregateField", "isAnyOf", "aggregate_fields"),
-            (TESSERA + "minGroupSize", "gteq", "min_group_size", lambda v: _typed(str(v), "integer"), _int),
+            _Spec(TESSERA + "minGroupSize", "gteq", "min_group_size", lambda v: _typed(str(v), "integer"), _int),
         ],
     ),
     # modify_in_transit is three duties, one per kind of change (see _MODIFY).
 }
 _MODIFY = {
     "anonymize": _strings(TESSERA + "jsonPath", "isAnyOf", "masked_paths"),
-    "modify": (TESSERA + "replacements", "eq", "replacements", _json, _value),
-    TESSERA + "dropRows": (TESSERA + "rowConditions", "eq", "drop_rows", _json, _value),
+    "modify": _Spec(TESSERA + "replacements", "eq", "replacements", _json, _value),
+    TESSERA + "dropRows": _Spec(TESSERA + "rowConditions", "eq", "drop_rows", _json, _value),
 }
 
 
@@ -185,13 +195,13 @@ def offer_from_patterns(
     uses: Sequence[PatternUse],
     policy_ref: tuple[str, str] | None = None,
     prohibitions: Sequence[Sequence[PatternUse]] = (),
-) -> dict[str, Any]:
+) -> JSONObject:
     """An ODRL `Offer` with one permission (`use`) carrying the patterns' constraints and duties."""
     return offer_from_policy(offer_id, OdrlPolicy([list(uses)], [list(p) for p in prohibitions]), policy_ref)
 
 
-def offer_from_policy(offer_id: str, policy: OdrlPolicy, policy_ref: tuple[str, str] | None = None) -> dict[str, Any]:
-    offer: dict[str, Any] = {"@id": offer_id, "@type": "Offer"}
+def offer_from_policy(offer_id: str, policy: OdrlPolicy, policy_ref: tuple[str, str] | None = None) -> JSONObject:
+    offer: JSONObject = {"@id": offer_id, "@type": "Offer"}
     offer["permission"] = [_rule(uses, with_duties=True) for uses in policy.permissions]
     if policy.prohibitions:
         offer["prohibition"] = [_rule(uses, with_duties=False) for uses in policy.prohibitions]
@@ -200,9 +210,10 @@ def offer_from_policy(offer_id: str, policy: OdrlPolicy, policy_ref: tuple[str, 
     return offer
 
 
-def _rule(uses: Sequence[PatternUse], *, with_duties: bool) -> dict[str, Any]:
-    rule: dict[str, Any] = {"action": "use"}
-    constraints, duties = [], []
+def _rule(uses: Sequence[PatternUse], *, with_duties: bool) -> JSONObject:
+    rule: JSONObject = {"action": "use"}
+    constraints: list[Constraint] = []
+    duties: list[JSONObject] = []
     for use in (u.resolved() for u in uses):
         if use.name in CONSTRAINTS:
             constraints += _constraints(CONSTRAINTS[use.name], use.params)
@@ -220,14 +231,26 @@ def _rule(uses: Sequence[PatternUse], *, with_duties: bool) -> dict[str, Any]:
     return rule
 
 
-def _constraints(specs: list[_Spec], params: dict[str, Any]) -> list[dict]:
-    return [_c(left, op, to(params[p])) for left, op, p, to, _ in specs if params[p] not in (None, "")]
+def _constraints(specs: list[_Spec], params: JSONObject) -> list[Constraint]:
+    return [
+        {"leftOperand": spec.left, "operator": spec.operator, "rightOperand": spec.to_odrl(params[spec.param])}
+        for spec in specs
+        if params[spec.param] not in (None, "")
+    ]
 
 
 # -- ODRL -> patterns -------------------------------------------------------------------------------------
 
 
-def policy_from_offer(odrl: dict[str, Any]) -> OdrlPolicy:
+class _Found(NamedTuple):
+    """A constraint read back: the pattern it belongs to, the parameter and its value."""
+
+    pattern: str
+    param: str
+    value: JSON
+
+
+def policy_from_offer(odrl: JSONObject) -> OdrlPolicy:
     """Map an ODRL offer (or agreement) back to patterns; raises UnsupportedOdrl naming what does not map."""
     if not isinstance(odrl, dict):
         raise UnsupportedOdrl("an ODRL policy must be a JSON object")
@@ -241,7 +264,7 @@ def policy_from_offer(odrl: dict[str, Any]) -> OdrlPolicy:
     return OdrlPolicy(permissions, prohibitions)
 
 
-def patterns_from_offer(odrl: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+def patterns_from_offer(odrl: JSONObject) -> list[tuple[str, JSONObject]]:
     """The (pattern, params) of an offer with one permission and no prohibition (the common case)."""
     policy = policy_from_offer(odrl)
     if len(policy.permissions) > 1 or policy.prohibitions:
@@ -249,7 +272,7 @@ def patterns_from_offer(odrl: dict[str, Any]) -> list[tuple[str, dict[str, Any]]
     return [(u.name, u.params) for u in policy.permissions[0]]
 
 
-def rego_from_offer(odrl: dict[str, Any], package: str) -> str:
+def rego_from_offer(odrl: JSONObject, package: str) -> str:
     """The enforceable Rego module for an inbound ODRL offer."""
     policy = policy_from_offer(odrl)
     prohibitions = [(uses, "prohibited: " + _describe(uses)) for uses in policy.prohibitions]
@@ -260,11 +283,11 @@ def _describe(uses: Sequence[PatternUse]) -> str:
     return " and ".join(f"{u.name} {_compact(u.params)}" for u in uses)
 
 
-def _compact(params: dict) -> str:
+def _compact(params: JSONObject) -> str:
     return json.dumps(params, sort_keys=True, separators=(",", ":"))
 
 
-def _rules(odrl: dict, key: str) -> list[dict]:
+def _rules(odrl: JSONObject, key: str) -> list[JSONObject]:
     rules = odrl.get(key) or []
     if isinstance(rules, dict):
         rules = [rules]
@@ -273,12 +296,12 @@ def _rules(odrl: dict, key: str) -> list[dict]:
     return rules
 
 
-def _patterns(rule: dict, duties: list, where: str) -> list[PatternUse]:
+def _patterns(rule: JSONObject, duties: list[JSON], where: str) -> list[PatternUse]:
     action = rule.get("action")
     action = action.get("@id") if isinstance(action, dict) else action
     if action not in ("use", "odrl:use", "http://www.w3.org/ns/odrl/2/use"):
         raise UnsupportedOdrl(f"{where} action {action!r} (only use)")
-    params: dict[str, dict[str, Any]] = {}
+    params: dict[str, JSONObject] = {}
     for constraint in rule.get("constraint") or []:
         name, param, value = _match(constraint, CONSTRAINTS, where)
         params.setdefault(name, {})[param] = value
@@ -291,39 +314,39 @@ def _patterns(rule: dict, duties: list, where: str) -> list[PatternUse]:
         raise UnsupportedOdrl(f"{where}: {exc.detail}") from exc
 
 
-def _duty(duty: Any) -> list[tuple[str, str, Any]]:
+def _duty(duty: JSON) -> list[_Found]:
     if not isinstance(duty, dict):
         raise UnsupportedOdrl(f"duty {duty!r}")
     action = _term(duty.get("action"))
     constraints = duty.get("constraint") or []
-    if action in _MODIFY and constraints and all(_left(c) == _MODIFY[action][0] for c in constraints):
+    if action in _MODIFY and constraints and all(_left(c) == _MODIFY[action].left for c in constraints):
         return [_match(c, {"modify_in_transit": [_MODIFY[action]]}, f"duty {action}") for c in constraints]
     for name, (duty_action, specs) in DUTIES.items():
-        if action == duty_action and all(_left(c) in {s[0] for s in specs} for c in constraints):
+        if action == duty_action and all(_left(c) in {s.left for s in specs} for c in constraints):
             found = [_match(c, {name: specs}, f"duty {action}") for c in constraints]
-            if name == "delete_after" and not any(p == "delete_after_seconds" for _, p, _ in found):
-                found.append((name, "delete_after_seconds", None))
-            return found or [(name, specs[0][2], None)]
+            if name == "delete_after" and not any(f.param == "delete_after_seconds" for f in found):
+                found.append(_Found(name, "delete_after_seconds", None))
+            return found or [_Found(name, specs[0].param, None)]
     raise UnsupportedOdrl(f"duty {action!r} with constraints {sorted(_left(c) for c in constraints)}")
 
 
-def _match(constraint: Any, table: dict[str, list[_Spec]], where: str) -> tuple[str, str, Any]:
+def _match(constraint: JSON, table: dict[str, list[_Spec]], where: str) -> _Found:
     if not isinstance(constraint, dict) or "leftOperand" not in constraint:
         keys = sorted(constraint) if isinstance(constraint, dict) else constraint
         raise UnsupportedOdrl(f"{where}: constraint {keys!r} (logical constraints are not supported)")
     left, operator = _left(constraint), _term(constraint.get("operator"))
     for name, specs in table.items():
-        for spec_left, spec_op, param, _, back in specs:
-            if (left, operator) == (spec_left, spec_op):
-                return name, param, back(constraint.get("rightOperand"))
+        for spec in specs:
+            if (left, operator) == (spec.left, spec.operator):
+                return _Found(name, spec.param, spec.from_odrl(constraint.get("rightOperand")))
     raise UnsupportedOdrl(f"{where}: constraint {left} {operator}")
 
 
-def _left(constraint: Any) -> str:
+def _left(constraint: JSON) -> str:
     return _term(constraint.get("leftOperand")) if isinstance(constraint, dict) else ""
 
 
-def _term(value: Any) -> str:
+def _term(value: JSON) -> str:
     value = value.get("@id") if isinstance(value, dict) else value
     text = str(value)
     for prefix in ("http://www.w3.org/ns/odrl/2/", "odrl:"):

@@ -26,10 +26,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cache
-from typing import Any
 
 from policies import LIBRARY
 from tessera.errors import BadRequest
+from tessera.json import JSON, JSONObject
 
 __all__ = [
     "PATTERNS",
@@ -59,8 +59,10 @@ class PatternError(BadRequest):
 
 # -- parameter kinds --------------------------------------------------------------------------------------
 
+Check = Callable[[JSON], JSON]  # takes a parameter's JSON value; returns it checked, or raises ValueError
 
-def _strings(value: Any, *, allow_empty: bool = False) -> list[str]:
+
+def _strings(value: JSON, *, allow_empty: bool = False) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
         raise ValueError("must be a list of non-empty strings")
     if not value and not allow_empty:
@@ -68,48 +70,50 @@ def _strings(value: Any, *, allow_empty: bool = False) -> list[str]:
     return sorted(set(value))
 
 
-def _string(value: Any) -> str:
+def _string(value: JSON) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError("must be a non-empty string")
     return value
 
 
-def _integer(value: Any) -> int:
+def _integer(value: JSON) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError("must be a non-negative integer")
     return value
 
 
-def _positive(value: Any) -> int:
-    if _integer(value) < 1:
+def _positive(value: JSON) -> int:
+    number = _integer(value)
+    if number < 1:
         raise ValueError("must be at least 1")
-    return value
+    return number
 
 
-def _instant(value: Any) -> str:
+def _instant(value: JSON) -> str:
+    text = _string(value)
     try:
-        datetime.fromisoformat(_string(value).replace("Z", "+00:00"))
+        datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
         raise ValueError("must be an RFC 3339 instant with a zone, like 2027-01-01T00:00:00Z") from exc
-    if not re.search(r"(Z|[+-]\d\d:\d\d)$", value):
+    if not re.search(r"(Z|[+-]\d\d:\d\d)$", text):
         raise ValueError("must carry a zone (Z or ±hh:mm)")
-    return value
+    return text
 
 
-def _choice(*choices: str) -> Callable[[Any], str]:
-    def check(value: Any) -> str:
-        if value not in choices:
+def _choice(*choices: str) -> Check:
+    def check(value: JSON) -> str:
+        if not isinstance(value, str) or value not in choices:
             raise ValueError(f"must be one of {', '.join(choices)}")
         return value
 
     return check
 
 
-def _optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+def _optional(check: Check) -> Check:
     return lambda value: None if value is None else check(value)
 
 
-def _replacements(value: Any) -> list[dict]:
+def _replacements(value: JSON) -> list[JSONObject]:
     if not isinstance(value, list) or not all(
         isinstance(r, dict) and set(r) == {"path", "value"} and isinstance(r["path"], str) for r in value
     ):
@@ -117,7 +121,7 @@ def _replacements(value: Any) -> list[dict]:
     return value
 
 
-def _conditions(value: Any) -> list[dict]:
+def _conditions(value: JSON) -> list[JSONObject]:
     if not isinstance(value, list):
         raise ValueError('must be a list of {"field": ..., "op": ..., "value": ...}')
     for c in value:
@@ -130,7 +134,7 @@ def _conditions(value: Any) -> list[dict]:
     return value
 
 
-def _functions(value: Any) -> list[str]:
+def _functions(value: JSON) -> list[str]:
     functions = _strings(value)
     if unknown := set(functions) - {"count", "sum", "avg", "min", "max"}:
         raise ValueError(f"unknown aggregate functions {sorted(unknown)}")
@@ -143,7 +147,7 @@ def _functions(value: Any) -> list[str]:
 @dataclass(frozen=True)
 class Param:
     name: str
-    check: Callable[[Any], Any]
+    check: Check
     doc: str
 
 
@@ -172,7 +176,7 @@ class Pattern:
         return self.source.splitlines()[0].lstrip("# ").strip()
 
     @property
-    def defaults(self) -> dict[str, Any]:
+    def defaults(self) -> JSONObject:
         block = _params_block(self.source)
         return {m["name"]: json.loads(m["value"]) for m in _CONSTANT.finditer(block)}
 
@@ -180,7 +184,7 @@ class Pattern:
     def rules(self) -> str:
         return self.source.split(_HEADER, 1)[1].strip("\n") + "\n"
 
-    def resolve(self, params: dict[str, Any]) -> dict[str, Any]:
+    def resolve(self, params: JSONObject) -> JSONObject:
         """Defaults filled in and every value checked; raises PatternError naming the parameter."""
         known = {p.name: p for p in self.params}
         if unknown := sorted(set(params) - set(known)):
@@ -205,7 +209,7 @@ def _params_block(source: str) -> str:
     return match.group("block")
 
 
-def _p(name: str, check: Callable[[Any], Any], doc: str) -> Param:
+def _p(name: str, check: Check, doc: str) -> Param:
     return Param(name, check, doc)
 
 
@@ -301,10 +305,10 @@ class PatternUse:
     """One pattern with its resolved parameters."""
 
     name: str
-    params: dict[str, Any] = field(default_factory=dict)
+    params: JSONObject = field(default_factory=dict)
 
     @classmethod
-    def of(cls, name: str, /, **params: Any) -> "PatternUse":
+    def of(cls, name: str, /, **params: JSON) -> "PatternUse":
         return cls(name, get_pattern(name).resolve(params))
 
     def resolved(self) -> "PatternUse":
@@ -319,11 +323,13 @@ class PatternUse:
         return hash((self.name, _canonical(self.params)))
 
 
-def _canonical(value: Any) -> str:
+def _canonical(value: JSON) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"))
 
 
 # -- rendering --------------------------------------------------------------------------------------------
+
+Prohibition = tuple[Sequence[PatternUse], str]  # (patterns, reason): a request all of them admit is denied
 
 
 def render(package: str, uses: Sequence[PatternUse]) -> str:
@@ -334,7 +340,7 @@ def render(package: str, uses: Sequence[PatternUse]) -> str:
 def render_policy(
     package: str,
     permissions: Sequence[Sequence[PatternUse]],
-    prohibitions: Sequence[tuple[Sequence[PatternUse], str]] = (),
+    prohibitions: Sequence[Prohibition] = (),
 ) -> str:
     """One module for ODRL-shaped rules: permissions are alternatives, prohibitions override.
 
@@ -353,14 +359,14 @@ def render_policy(
     for i, uses in enumerate(uses_all, 1):
         parts.append(f"# -- permission {i} (an alternative) --\n")
         parts.append(_block(uses, f"_p{i}"))
-    for j, (uses, _) in enumerate(prohibitions, 1):
+    for j, (prohibited, _) in enumerate(prohibitions, 1):
         parts.append(f"# -- prohibition {j} (overrides every permission) --\n")
-        parts.append(_block([u.resolved() for u in uses], f"_x{j}"))
+        parts.append(_block([u.resolved() for u in prohibited], f"_x{j}"))
     parts.append(_combine(len(uses_all), [reason for _, reason in prohibitions]))
     return "\n".join(parts)
 
 
-def _summary(permissions: Sequence[Sequence[PatternUse]], prohibitions: Sequence[tuple[Sequence, str]]) -> str:
+def _summary(permissions: Sequence[Sequence[PatternUse]], prohibitions: Sequence[Prohibition]) -> str:
     lines = ["# Rendered by tessera from library patterns; do not edit (agreements bind this text's hash)."]
     for i, uses in enumerate(permissions, 1):
         lines.append(f"# permission {i}: {', '.join(u.name for u in uses)}")

@@ -6,11 +6,12 @@ with the pinned context, and validate against the official schemas.
 """
 
 import json
-from typing import Any, Literal, TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tessera.errors import InvalidMessage
+from tessera.json import JSON, JSONObject
 
 CONTEXT = "https://w3id.org/dspace/2025/1/context.jsonld"
 VERSION = "2025-1"
@@ -35,7 +36,7 @@ class Message(BaseModel):
 
 
 class CatalogRequest(Message):
-    filter: list[Any] = []
+    filter: list[JSON] = []
 
 
 class OfferRef(BaseModel):
@@ -62,7 +63,7 @@ class ContractOffer(Message):
 class ContractAgreement(Message):
     providerPid: str
     consumerPid: str
-    agreement: dict[str, Any]
+    agreement: JSONObject
 
 
 class AgreementVerification(Message):
@@ -80,7 +81,7 @@ class Termination(Message):
     providerPid: str
     consumerPid: str
     code: str | None = None
-    reason: list[Any] = []
+    reason: list[JSON] = []
 
 
 class TransferRequest(Message):
@@ -88,13 +89,13 @@ class TransferRequest(Message):
     agreementId: str
     format: str
     callbackAddress: str
-    dataAddress: dict[str, Any] | None = None
+    dataAddress: JSONObject | None = None
 
 
 class TransferStart(Message):
     providerPid: str
     consumerPid: str
-    dataAddress: dict[str, Any] | None = None
+    dataAddress: JSONObject | None = None
 
 
 class TransferUpdate(Message):
@@ -103,7 +104,7 @@ class TransferUpdate(Message):
     providerPid: str
     consumerPid: str
     code: str | None = None
-    reason: list[Any] = []
+    reason: list[JSON] = []
 
 
 M = TypeVar("M", bound=Message)
@@ -160,7 +161,7 @@ def _local(name: str) -> str:
     return name
 
 
-def compact(value: Any, key: str | None = None) -> Any:
+def compact(value: JSON, key: str | None = None) -> JSON:
     """A peer's message in the plain compact form of DSP 2025-1 (see the note above)."""
     if isinstance(value, dict):
         if key in _SCALARS and len(value) == 1 and ("@id" in value or "@value" in value):
@@ -182,19 +183,19 @@ def compact(value: Any, key: str | None = None) -> Any:
 # -- outbound ----------------------------------------------------------------------------------------
 
 
-def message(kind: str, **fields: Any) -> dict[str, Any]:
+def message(kind: str, **fields: JSON) -> JSONObject:
     return {"@context": [CONTEXT], "@type": kind, **{k: v for k, v in fields.items() if v is not None}}
 
 
-def negotiation(provider_pid: str, consumer_pid: str, state: str) -> dict[str, Any]:
+def negotiation(provider_pid: str, consumer_pid: str, state: str) -> JSONObject:
     return message("ContractNegotiation", providerPid=provider_pid, consumerPid=consumer_pid, state=state)
 
 
-def transfer_process(provider_pid: str, consumer_pid: str, state: str) -> dict[str, Any]:
+def transfer_process(provider_pid: str, consumer_pid: str, state: str) -> JSONObject:
     return message("TransferProcess", providerPid=provider_pid, consumerPid=consumer_pid, state=state)
 
 
-def data_address(endpoint: str, token: str, **properties: str | None) -> dict[str, Any]:
+def data_address(endpoint: str, token: str, **properties: str | None) -> JSONObject:
     extra = [{"@type": "EndpointProperty", "name": k, "value": v} for k, v in properties.items() if v is not None]
     return {
         "@type": "DataAddress",
@@ -208,18 +209,18 @@ def data_address(endpoint: str, token: str, **properties: str | None) -> dict[st
     }
 
 
-def endpoint_property(address: dict[str, Any], name: str) -> str | None:
+def endpoint_property(address: JSONObject, name: str) -> str | None:
     for prop in address.get("endpointProperties") or []:
         if isinstance(prop, dict) and prop.get("name") == name:
             return str(prop.get("value"))
     return None
 
 
-def version_document(path: str) -> dict[str, Any]:
+def version_document(path: str) -> JSONObject:
     return {"protocolVersions": [{"version": VERSION, "path": path, "binding": "HTTPS"}]}
 
 
-def error(kind: str, *, provider_pid: str | None, consumer_pid: str | None, code: str, reason: list[str]) -> dict:
+def error(kind: str, *, provider_pid: str | None, consumer_pid: str | None, code: str, reason: list[str]) -> JSONObject:
     """A `ContractNegotiationError`, `TransferError` or `CatalogError`."""
     if kind == "CatalogError":
         return message(kind, code=code, reason=reason)

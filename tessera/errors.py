@@ -18,23 +18,51 @@
   x BadRequest               - any other invalid input on our own API (400)
 
 Each error carries the HTTP status and a detail; the app's exception handler renders it as
-problem+json (management API) or a DSP error message (protocol endpoints).
+problem+json (management API) or a DSP error message (protocol endpoints). A subclass names its
+status in the class line, and takes its title from `STATUS_TITLES` unless it gives one:
+
+```python
+class Gone(NotFound, status=410):  # title "Gone"
+    ...
+```
 """
+
+# The problem+json `title` for a status, where an error (or a Starlette HTTPException) names no other.
+STATUS_TITLES = {
+    400: "Bad request",
+    401: "Unauthorized",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    410: "Gone",
+    413: "Content too large",
+    429: "Too many requests",
+    500: "Internal error",
+    502: "Bad gateway",
+}
 
 
 class TesseraError(Exception):
+    """The root of our errors: an HTTP status, a title and a detail (and the reasons behind it)."""
+
     status_code = 500
-    title = "Internal error"
+    title = STATUS_TITLES[500]
 
     def __init__(self, detail: str, *, reasons: list[str] | None = None) -> None:
         super().__init__(detail)
         self.detail = detail
         self.reasons = reasons or [detail]
 
+    def __init_subclass__(cls, *, status: int | None = None, title: str | None = None) -> None:
+        super().__init_subclass__()
+        if status is not None:
+            cls.status_code = status
+            cls.title = title or STATUS_TITLES[status]
 
-class IdentityError(TesseraError):
-    status_code = 401
-    title = "Unauthorized"
+
+class IdentityError(TesseraError, status=401):
+    """A token or key failed verification."""
 
 
 class TokenRejected(IdentityError):
@@ -45,14 +73,12 @@ class TokenExpired(TokenRejected):
     """A token that was valid has expired; the holder may get a fresh one."""
 
 
-class NotEntitled(IdentityError):
-    status_code = 403
-    title = "Forbidden"
+class NotEntitled(IdentityError, status=403):
+    """The verified caller may not act on this resource."""
 
 
-class ProtocolError(TesseraError):
-    status_code = 400
-    title = "Bad request"
+class ProtocolError(TesseraError, status=400):
+    """A peer sent a message we cannot accept."""
 
 
 class InvalidMessage(ProtocolError):
@@ -63,19 +89,16 @@ class IllegalTransition(ProtocolError):
     """A well-formed message that the process's current state does not allow."""
 
 
-class UnknownProcess(ProtocolError):
-    status_code = 404
-    title = "Not found"
+class UnknownProcess(ProtocolError, status=404):
+    """No such negotiation or transfer for this caller."""
 
 
-class PeerError(ProtocolError):
-    status_code = 502
-    title = "Bad gateway"
+class PeerError(ProtocolError, status=502):
+    """The counter-party answered with an error or could not be reached."""
 
 
-class PolicyError(TesseraError):
-    status_code = 400
-    title = "Policy error"
+class PolicyError(TesseraError, status=400, title="Policy error"):
+    """A usage policy could not be compiled, evaluated or carried out."""
 
 
 class PolicyCompileError(PolicyError):
@@ -87,21 +110,17 @@ class PolicyCompileError(PolicyError):
         self.column = column
 
 
-class PolicyEvaluationError(PolicyError):
-    status_code = 500
-    title = "Policy evaluation failed"
+class PolicyEvaluationError(PolicyError, status=500, title="Policy evaluation failed"):
+    """The engine failed while deciding; callers fail closed."""
 
 
-class NotFound(TesseraError):
-    status_code = 404
-    title = "Not found"
+class NotFound(TesseraError, status=404):
+    """An unknown id on our own API."""
 
 
-class Conflict(TesseraError):
-    status_code = 409
-    title = "Conflict"
+class Conflict(TesseraError, status=409):
+    """The request conflicts with stored state."""
 
 
-class BadRequest(TesseraError):
-    status_code = 400
-    title = "Bad request"
+class BadRequest(TesseraError, status=400):
+    """Any other invalid input on our own API."""

@@ -14,7 +14,6 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import httpx
 import jwt
@@ -23,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from tessera.errors import PeerError, TokenExpired, TokenRejected
+from tessera.json import JSON, JSONObject
 
 ALGORITHM = "ES256"
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -33,6 +33,7 @@ CLOCK_SKEW = 5  # seconds of leeway between participants' clocks
 JWKS_MIN_REFRESH = 30  # seconds between forced JWKS refetches on an unknown kid
 
 PrivateKey = ec.EllipticCurvePrivateKey
+PublicKey = ec.EllipticCurvePublicKey  # every participant and the authority sign with EC P-256 (ES256)
 
 
 # -- keys -------------------------------------------------------------------------------------------
@@ -55,26 +56,28 @@ def load_private_key(path: Path) -> PrivateKey:
     return key
 
 
-def thumbprint(jwk: dict[str, Any]) -> str:
+def thumbprint(jwk: JSONObject) -> str:
     """RFC 7638 thumbprint of an EC public JWK: a stable key id."""
     members = {name: jwk[name] for name in ("crv", "kty", "x", "y")}
     digest = hashlib.sha256(json.dumps(members, separators=(",", ":"), sort_keys=True).encode()).digest()
     return jwt.utils.base64url_encode(digest).decode()
 
 
-def public_jwk(key: PrivateKey) -> dict[str, Any]:
-    jwk: dict[str, Any] = ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
+def public_jwk(key: PrivateKey) -> JSONObject:
+    jwk = ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
     jwk["kid"] = thumbprint(jwk)
     jwk["use"] = "sig"
     jwk["alg"] = ALGORITHM
     return jwk
 
 
-def key_from_jwk(jwk: dict[str, Any]) -> Any:
+def key_from_jwk(jwk: JSONObject) -> PublicKey:
     try:
-        return ECAlgorithm.from_jwk(json.dumps(jwk))
+        key = ECAlgorithm.from_jwk(json.dumps(jwk))
     except (jwt.InvalidKeyError, ValueError, KeyError, TypeError) as exc:
         raise TokenRejected(f"unusable public key: {exc}") from exc
+    # A JWK that carries its private member `d` still verifies only with its public half.
+    return key.public_key() if isinstance(key, ec.EllipticCurvePrivateKey) else key
 
 
 @dataclass(frozen=True, repr=False)
@@ -90,10 +93,10 @@ class SigningKey:
         return cls(key, thumbprint(public_jwk(key)))
 
     @property
-    def jwk(self) -> dict[str, Any]:
+    def jwk(self) -> JSONObject:
         return public_jwk(self.key)
 
-    def sign_jwt(self, claims: dict[str, Any], *, typ: str = "JWT") -> str:
+    def sign_jwt(self, claims: JSONObject, *, typ: str = "JWT") -> str:
         return jwt.encode(claims, self.key, algorithm=ALGORITHM, headers={"kid": self.kid, "typ": typ})
 
     def __repr__(self) -> str:
@@ -103,7 +106,7 @@ class SigningKey:
 # -- canonical JSON and JWS over documents ------------------------------------------------------------
 
 
-def canonical_json(document: Any) -> bytes:
+def canonical_json(document: JSON) -> bytes:
     return json.dumps(document, separators=(",", ":"), sort_keys=True, ensure_ascii=False).encode()
 
 
@@ -112,12 +115,12 @@ def content_hash(data: bytes | str) -> str:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
-def sign_document(document: Any, signer: SigningKey) -> str:
+def sign_document(document: JSON, signer: SigningKey) -> str:
     """Compact JWS whose payload is the document's canonical JSON."""
     return jwt.api_jws.encode(canonical_json(document), signer.key, algorithm=ALGORITHM, headers={"kid": signer.kid})
 
 
-def verify_document(jws: str, jwk: dict[str, Any]) -> Any:
+def verify_document(jws: str, jwk: JSONObject) -> JSON:
     """The document a JWS carries, after checking its signature against `jwk`."""
     try:
         payload = jwt.api_jws.decode(jws, key_from_jwk(jwk), algorithms=[ALGORITHM])
@@ -129,16 +132,21 @@ def verify_document(jws: str, jwk: dict[str, Any]) -> Any:
 # -- client side: getting access tokens --------------------------------------------------------------
 
 
-def client_assertion(signer: SigningKey, participant_id: str, token_endpoint: str) -> str:
+def issued_claims(*, issuer: str, subject: str, audience: str, lifetime: int) -> dict[str, str | int]:
+    """The registered claims of a JWT issued now: `iat` now, `exp` `lifetime` seconds later, a fresh `jti`.
+
+    ```python
+    token = signer.sign_jwt({**issued_claims(issuer=us, subject=us, audience=peer, lifetime=300), "org": org})
+    ```
+    """
     now = int(time.time())
-    claims = {
-        "iss": participant_id,
-        "sub": participant_id,
-        "aud": token_endpoint,
-        "iat": now,
-        "exp": now + CLIENT_ASSERTION_LIFETIME,
-        "jti": str(uuid.uuid4()),
-    }
+    return {"iss": issuer, "sub": subject, "aud": audience, "iat": now, "exp": now + lifetime, "jti": str(uuid.uuid4())}
+
+
+def client_assertion(signer: SigningKey, participant_id: str, token_endpoint: str) -> str:
+    claims = issued_claims(
+        issuer=participant_id, subject=participant_id, audience=token_endpoint, lifetime=CLIENT_ASSERTION_LIFETIME
+    )
     return signer.sign_jwt(claims)
 
 
@@ -198,9 +206,9 @@ class Caller:
     region: str | None = None
     security_profile: str | None = None
     token_id: str | None = None
-    claims: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    claims: JSONObject = field(default_factory=dict, compare=False, repr=False)
 
-    def to_policy_input(self) -> dict[str, Any]:
+    def to_policy_input(self) -> dict[str, str | None]:
         return {
             "sub": self.participant_id,
             "org": self.org,
@@ -215,11 +223,11 @@ class JwksCache:
     def __init__(self, http: httpx.AsyncClient, jwks_url: str) -> None:
         self._http = http
         self._url = jwks_url
-        self._keys: dict[str, Any] = {}
+        self._keys: dict[str, PublicKey] = {}
         self._fetched_at = 0.0
         self._lock = asyncio.Lock()
 
-    async def key(self, kid: str) -> Any:
+    async def key(self, kid: str) -> PublicKey:
         if kid not in self._keys:
             async with self._lock:
                 if kid not in self._keys and time.time() - self._fetched_at > JWKS_MIN_REFRESH:
@@ -257,10 +265,10 @@ class Expect:
     what: str = "token"  # how errors name the token: "token", "data token", "client assertion" …
 
 
-def unverified_header(token: str, expect: Expect = Expect()) -> dict[str, Any]:
+def unverified_header(token: str, expect: Expect = Expect()) -> JSONObject:
     """The JWT header, after the checks that need no key: well-formed, ES256, the expected `typ`."""
     try:
-        header: dict[str, Any] = jwt.get_unverified_header(token)
+        header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError as exc:
         raise TokenRejected(f"malformed {expect.what}: {exc}") from exc
     if header.get("alg") != ALGORITHM:
@@ -270,24 +278,24 @@ def unverified_header(token: str, expect: Expect = Expect()) -> dict[str, Any]:
     return header
 
 
-def unverified_claims(token: str, expect: Expect = Expect()) -> dict[str, Any]:
+def unverified_claims(token: str, expect: Expect = Expect()) -> JSONObject:
     """The claims a JWT makes before anything is checked: only to choose the key that will check them."""
     unverified_header(token, expect)
     try:
-        claims: dict[str, Any] = jwt.decode(token, options={"verify_signature": False})
+        claims: JSONObject = jwt.decode(token, options={"verify_signature": False})
     except jwt.InvalidTokenError as exc:
         raise TokenRejected(f"malformed {expect.what}: {exc}") from exc
     return claims
 
 
-def decode_jwt(token: str, key: Any, expect: Expect) -> dict[str, Any]:
+def decode_jwt(token: str, key: PublicKey, expect: Expect) -> JSONObject:
     """The claims of `token` once signature (`key`), issuer, audience, expiry and required claims hold.
 
     Every JWT we accept passes here: access tokens, data tokens, client assertions, certificates.
     """
     unverified_header(token, expect)
     try:
-        claims: dict[str, Any] = jwt.decode(
+        claims: JSONObject = jwt.decode(
             token,
             key,
             algorithms=[ALGORITHM],

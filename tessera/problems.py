@@ -5,13 +5,13 @@ becomes `application/problem+json` with a status, title and detail, never a bare
 """
 
 import logging
-from typing import Any
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import HTTPExceptionHandler
 
-from tessera.errors import PolicyCompileError, TesseraError
+from tessera.errors import STATUS_TITLES, PolicyCompileError, TesseraError
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 logger = logging.getLogger("tessera.errors")
@@ -21,13 +21,13 @@ class ProblemResponse(JSONResponse):
     media_type = PROBLEM_MEDIA_TYPE
 
 
-def problem(status: int, title: str, detail: str, **extensions: Any) -> ProblemResponse:
+def problem(status: int, title: str, detail: str, **extensions: object) -> ProblemResponse:
     body = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extensions}
     return ProblemResponse(body, status_code=status)
 
 
 def problem_from_error(error: TesseraError) -> ProblemResponse:
-    extensions: dict[str, Any] = {}
+    extensions: dict[str, object] = {}
     if error.reasons != [error.detail]:
         extensions["reasons"] = error.reasons
     if isinstance(error, PolicyCompileError):
@@ -44,16 +44,13 @@ async def _tessera_error(_request: Request, exc: Exception) -> Response:
 
 async def _http_exception(_request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
-    return problem(exc.status_code, _TITLES.get(exc.status_code, "Error"), str(exc.detail))
+    return problem(exc.status_code, STATUS_TITLES.get(exc.status_code, "Error"), str(exc.detail))
 
 
 async def _unexpected(_request: Request, exc: Exception) -> Response:
     logger.exception("unexpected error", exc_info=exc)
-    return problem(500, "Internal error", "the server failed to handle this request")
+    return problem(500, STATUS_TITLES[500], "the server failed to handle this request")
 
 
-_TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found", 405: "Method not allowed"}
-
-
-def problem_handlers() -> dict[Any, Any]:
+def problem_handlers() -> dict[type[Exception], HTTPExceptionHandler]:
     return {TesseraError: _tessera_error, HTTPException: _http_exception, Exception: _unexpected}

@@ -7,11 +7,33 @@ the agreement, where the usage policy reads them as `input.agreement.terms`.
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import NotRequired, TypedDict
 
 from tessera.errors import InvalidMessage
+from tessera.json import JSON, JSONObject
 
 _DAYS = re.compile(r"^P(\d+)D$")
+
+
+class Constraint(TypedDict):
+    """An ODRL constraint, like `{"leftOperand": "count", "operator": "lteq", "rightOperand": "10"}`."""
+
+    leftOperand: str
+    operator: str
+    rightOperand: JSON
+
+
+class Permission(TypedDict):
+    action: str
+    constraint: NotRequired[list[Constraint]]
+
+
+class _Granted(TypedDict, total=False):
+    """What the constraints of an offer state, as `Terms` arguments."""
+
+    purposes: tuple[str, ...]
+    duration_days: int
+    uses: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -23,7 +45,7 @@ class Terms:
     uses: int | None = None
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> "Terms":
+    def from_dict(cls, data: JSONObject | None) -> "Terms":
         data = data or {}
         purposes = data.get("purposes")
         return cls(
@@ -32,7 +54,7 @@ class Terms:
             uses=data.get("uses"),
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {
             "purposes": list(self.purposes) if self.purposes is not None else None,
             "duration_days": self.duration_days,
@@ -47,8 +69,8 @@ class Terms:
             and _at_most(self.uses, limit.uses)
         )
 
-    def constraints(self) -> list[dict[str, Any]]:
-        found: list[dict[str, Any]] = []
+    def constraints(self) -> list[Constraint]:
+        found: list[Constraint] = []
         if self.purposes is not None:
             found.append({"leftOperand": "purpose", "operator": "isAnyOf", "rightOperand": list(self.purposes)})
         if self.duration_days is not None:
@@ -57,7 +79,7 @@ class Terms:
             found.append({"leftOperand": "count", "operator": "lteq", "rightOperand": str(self.uses)})
         return found
 
-    def permission(self) -> list[dict[str, Any]]:
+    def permission(self) -> list[Permission]:
         constraints = self.constraints()
         return [{"action": "use", "constraint": constraints} if constraints else {"action": "use"}]
 
@@ -74,21 +96,21 @@ def _at_most(wanted: int | None, allowed: int | None) -> bool:
     return wanted is not None and wanted <= allowed
 
 
-def from_odrl(policy: dict[str, Any]) -> Terms:
+def from_odrl(policy: JSONObject) -> Terms:
     """The terms an ODRL offer or agreement states; other constraints are left to the usage policy."""
-    values: dict[str, Any] = {}
+    values: _Granted = {}
     for permission in _list(policy.get("permission")):
         for constraint in _list(permission.get("constraint") if isinstance(permission, dict) else None):
             _read(constraint, values)
     return Terms(**values)
 
 
-def _read(constraint: Any, values: dict[str, Any]) -> None:
+def _read(constraint: JSON, values: _Granted) -> None:
     if not isinstance(constraint, dict):
         raise InvalidMessage("an ODRL constraint must be an object")
     left = str(constraint.get("leftOperand", "")).removeprefix("odrl:").rsplit("/", 1)[-1]
     operator = str(constraint.get("operator", "")).removeprefix("odrl:").rsplit("/", 1)[-1]
-    right = constraint.get("rightOperand")
+    right: JSON = constraint.get("rightOperand")
     if left == "purpose":
         items = right if isinstance(right, list) else [right]
         if operator not in ("eq", "isAnyOf", "isPartOf") or not all(isinstance(i, str) for i in items):
@@ -105,7 +127,7 @@ def _read(constraint: Any, values: dict[str, Any]) -> None:
         values["uses"] = int(str(right)) - (1 if operator == "lt" else 0)
 
 
-def _list(value: Any) -> list[Any]:
+def _list(value: JSON) -> list[JSON]:
     if value is None:
         return []
     return value if isinstance(value, list) else [value]

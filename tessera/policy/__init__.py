@@ -1,11 +1,11 @@
 """Policy decision point: Rego usage policies behind one small engine interface.
 
 `EmbeddedRegoEngine` (regorus, in process) is the default; `OpaServerEngine` talks to an OPA server.
-The decision convention is described in `connector.policy.base` and docs/policy-engine.md.
+The decision convention is described in `tessera.policy.base` and docs/policy-engine.md.
 """
 
 from tessera.policy.auto import create_engine
-from tessera.policy.base import Decision, Obligation, PolicyEngine, PolicyModule
+from tessera.policy.base import Decision, Obligation, PolicyEngine, PolicyModule, QueryRow
 from tessera.policy.embedded import EmbeddedRegoEngine
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "OpaServerEngine",
     "PolicyEngine",
     "PolicyModule",
+    "QueryRow",
     "create_engine",
 ]
 

@@ -9,7 +9,7 @@ request as `input` and reads three rules from it:
 * `mask` is a set of field names to remove from every record the caller receives.
 * `obligations` is a set of objects `{"kind": ..., ...params}` the data plane must carry out on an
   allowed request (mask, replace, filter_rows, aggregate, log, notify, delete_after, next_policy;
-  see `connector.policy.obligations`). Kinds we do not know are passed through: whoever executes
+  see `tessera.policy.obligations`). Kinds we do not know are passed through: whoever executes
   the decision fails closed on a kind it cannot carry out.
 
 ```rego
@@ -32,9 +32,10 @@ import hashlib
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
 
 from tessera.errors import PolicyEvaluationError
+from tessera.json import JSON, JSONObject
 
 NO_RULE_ALLOWED = "no rule allowed the request"
 
@@ -57,7 +58,7 @@ class Obligation:
     """Something the connector must do for an allowed request: `Obligation("mask", {"fields": ["email"]})`."""
 
     kind: str
-    params: dict[str, Any] = field(default_factory=dict)
+    params: JSONObject = field(default_factory=dict)
 
     def __hash__(self) -> int:
         return hash(self.key)
@@ -67,8 +68,17 @@ class Obligation:
         """A canonical JSON text, used to order and deduplicate obligations."""
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"kind": self.kind, **self.params}
+
+
+class DecisionDict(TypedDict):
+    """A decision as the management API and `tessera policy explain --json` show it."""
+
+    allow: bool
+    reasons: list[str]
+    obligations: list[JSONObject]
+    mask: list[str]
 
 
 class Decision:
@@ -121,13 +131,31 @@ class Decision:
     def of_kind(self, kind: str) -> tuple[Obligation, ...]:
         return tuple(o for o in self.obligations if o.kind == kind)
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> DecisionDict:
         return {
             "allow": self.allow,
             "reasons": list(self.reasons),
             "obligations": [o.to_dict() for o in self.obligations],
             "mask": list(self.mask),
         }
+
+
+class Location(TypedDict):
+    row: int
+    col: int
+
+
+class Expression(TypedDict):
+    value: JSON
+    text: str
+    location: Location
+
+
+class QueryRow(TypedDict):
+    """One result of a raw query, in the shape of OPA's query API."""
+
+    expressions: list[Expression]
+    bindings: JSONObject
 
 
 class PolicyEngine:
@@ -149,7 +177,7 @@ class PolicyEngine:
         """
         raise NotImplementedError()  # pragma: no cover
 
-    async def decide(self, module: PolicyModule, input: dict) -> Decision:
+    async def decide(self, module: PolicyModule, input: JSONObject) -> Decision:
         """Evaluate the module's package document with `input` and apply the decision convention.
 
         Any engine failure raises PolicyEvaluationError; callers fail closed.
@@ -157,13 +185,9 @@ class PolicyEngine:
         raise NotImplementedError()  # pragma: no cover
 
     async def evaluate(
-        self,
-        modules: list[PolicyModule],
-        query: str,
-        input: object | None = None,
-        data: object | None = None,
-    ) -> list[dict]:
-        """Run a raw query; return OPA's result rows (`[]` when the query is undefined).
+        self, modules: list[PolicyModule], query: str, input: JSON = None, data: JSON = None
+    ) -> list[QueryRow]:
+        """Run a raw query with `input` (and `data`, a JSON object); return its rows (`[]` when undefined).
 
         Each row is `{"expressions": [{"value": ..., "text": query, "location": {"row": 1, "col": 1}}],
         "bindings": {...}}`.

@@ -1,6 +1,6 @@
 """OPA builtins that regorus lacks, written in Python and registered on every embedded engine.
 
-`register(engine)` adds them with `regorus.Engine.add_extension`; `connector.policy.embedded.new_engine`
+`register(engine)` adds them with `regorus.Engine.add_extension`; `tessera.policy.embedded.new_engine`
 calls it, so decisions, `tessera policy eval` and `tessera policy test` all see them:
 
 ```python
@@ -24,7 +24,6 @@ import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import regorus
 from cryptography import x509
@@ -32,6 +31,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 from jwt import PyJWK, PyJWKError
 from jwt.algorithms import get_default_algorithms
+
+from tessera.json import JSON, JSONObject, load_object
 
 __all__ = ["BUILTINS", "BuiltinError", "glob_intersects", "register"]
 
@@ -71,7 +72,7 @@ _ASYMMETRIC = {f"{family}{bits}" for family in ("RS", "PS", "ES") for bits in (2
 class _Token:
     """One JWS in compact form, split and decoded (the payload is left as bytes: it may be a nested JWT)."""
 
-    header: dict[str, Any]
+    header: JSONObject
     payload: bytes
     signature: bytes
     signing_input: bytes
@@ -83,7 +84,7 @@ class _Token:
             raise BuiltinError("JWT is a JWE object, which is not supported")
         if len(parts) != 3:
             raise BuiltinError(f"encoded JWT must have 3 sections, found {len(parts)}")
-        header = _json_object(_b64url(parts[0], "header"), "header")
+        header = load_object(_b64url(parts[0], "header"), "JWT header", BuiltinError)
         if "enc" in header:
             raise BuiltinError("JWT is a JWE object, which is not supported")
         signing_input = f"{parts[0]}.{parts[1]}".encode()
@@ -105,27 +106,17 @@ def _b64url(part: str, what: str) -> bytes:
         raise BuiltinError(f"JWT {what} had invalid encoding: {exc}") from None
 
 
-def _json_object(raw: bytes, what: str) -> dict[str, Any]:
-    try:
-        value = json.loads(raw)
-    except ValueError as exc:
-        raise BuiltinError(f"JWT {what} is not JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise BuiltinError(f"JWT {what} must be a JSON object")
-    return value
-
-
-def jwt_decode(token: object) -> list[Any]:
+def jwt_decode(token: object) -> list[JSON]:
     """`io.jwt.decode`: [header, payload, signature as hex], without verifying anything."""
     parsed = _Token.parse(token)
     while parsed.nested:
         parsed = _Token.parse(parsed.payload.decode())
-    return [parsed.header, _json_object(parsed.payload, "payload"), parsed.signature.hex()]
+    return [parsed.header, load_object(parsed.payload, "JWT payload", BuiltinError), parsed.signature.hex()]
 
 
 @dataclass(frozen=True)
 class _Key:
-    key: Any
+    key: object  # a public key (RSA, EC, ...) or an HMAC secret from a JWK; _verify_with checks which
     kid: str | None = None
     alg: str | None = None
 
@@ -145,7 +136,7 @@ def _keys(cert: str) -> list[_Key]:
         raise BuiltinError(f"failed to parse a JWK key (set), certificate or public key: {exc}") from None
 
 
-def _verify_with(alg: str, key: Any, token: _Token) -> bool:
+def _verify_with(alg: str, key: object, token: _Token) -> bool:
     if alg not in _ASYMMETRIC:
         return False
     expected = rsa.RSAPublicKey if alg[:2] in ("RS", "PS") else ec.EllipticCurvePublicKey
@@ -210,7 +201,7 @@ class _Constraints:
         chosen = [k for k in self.keys if kid is not None and k.kid == kid] or list(self.keys)
         return any(_verify_with(token.alg, k.key, token) for k in chosen if k.alg in (None, token.alg))
 
-    def claims_ok(self, payload: dict[str, Any]) -> bool:
+    def claims_ok(self, payload: JSONObject) -> bool:
         if self.iss is not None and payload.get("iss") != self.iss:
             return False
         if "aud" in payload:
@@ -224,7 +215,7 @@ class _Constraints:
         return (expires is None or now < expires) and (not_before is None or now >= not_before)
 
 
-def _instant(payload: dict[str, Any], claim: str) -> float | None:
+def _instant(payload: JSONObject, claim: str) -> float | None:
     """A registered time claim in seconds, None when absent; any other value is an error, as in OPA."""
     if claim not in payload:
         return None
@@ -234,10 +225,10 @@ def _instant(payload: dict[str, Any], claim: str) -> float | None:
     return value
 
 
-UNVERIFIED: list[Any] = [False, {}, {}]
+UNVERIFIED: list[JSON] = [False, {}, {}]
 
 
-def jwt_decode_verify(token: object, constraints: object) -> list[Any]:
+def jwt_decode_verify(token: object, constraints: object) -> list[JSON]:
     """`io.jwt.decode_verify`: [true, header, payload] when signature and claims verify, else [false, {}, {}]."""
     rules = _Constraints.parse(constraints)
     parsed = _Token.parse(token)
@@ -249,20 +240,21 @@ def jwt_decode_verify(token: object, constraints: object) -> list[Any]:
         if not parsed.nested:
             break
         parsed = _Token.parse(parsed.payload.decode())
-    payload = _json_object(parsed.payload, "payload")
+    payload = load_object(parsed.payload, "JWT payload", BuiltinError)
     return [True, parsed.header, payload] if rules.claims_ok(payload) else UNVERIFIED
 
 
 # -- regex.globs_match ------------------------------------------------------------------------------------
 
-_ANY = ((0, 0x10FFFF),)
+_Ranges = tuple[tuple[int, int], ...]  # a character set: ranges of code points, ends included
+_ANY: _Ranges = ((0, 0x10FFFF),)
 
 
 @dataclass(frozen=True)
 class _Step:
-    """One glob token: a character set (ranges of code points) and whether it repeats (`*`)."""
+    """One glob token: a character set and whether it repeats (`*`)."""
 
-    chars: tuple[tuple[int, int], ...]
+    chars: _Ranges
     star: bool
 
 
@@ -292,7 +284,7 @@ def _glob(pattern: str) -> list[_Step]:
     return steps
 
 
-def _char_class(pattern: str, i: int) -> tuple[tuple[tuple[int, int], ...], int]:
+def _char_class(pattern: str, i: int) -> tuple[_Ranges, int]:
     ranges: list[tuple[int, int]] = []
     while i < len(pattern) and pattern[i] != "]":
         if pattern[i] == "\\" and i + 1 < len(pattern):
@@ -309,7 +301,7 @@ def _char_class(pattern: str, i: int) -> tuple[tuple[tuple[int, int], ...], int]
     return tuple(ranges), i + 1
 
 
-def _overlap(a: tuple[tuple[int, int], ...], b: tuple[tuple[int, int], ...]) -> bool:
+def _overlap(a: _Ranges, b: _Ranges) -> bool:
     return any(lo1 <= hi2 and lo2 <= hi1 for lo1, hi1 in a for lo2, hi2 in b)
 
 
@@ -341,7 +333,7 @@ def _globs_match(glob1: object, glob2: object) -> bool:
 
 # -- registration -----------------------------------------------------------------------------------------
 
-BUILTINS: dict[str, tuple[int, Callable[..., Any]]] = {
+BUILTINS: dict[str, tuple[int, Callable[..., JSON]]] = {
     "crypto.md5": (1, _digest("md5")),
     "crypto.sha1": (1, _digest("sha1")),
     "crypto.sha256": (1, _digest("sha256")),

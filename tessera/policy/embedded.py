@@ -15,8 +15,9 @@ from dataclasses import dataclass
 import regorus
 
 from tessera.errors import PolicyCompileError, PolicyEvaluationError
+from tessera.json import JSON, JSONObject
 from tessera.policy import builtins
-from tessera.policy.base import Decision, PolicyEngine, PolicyModule, decision_from_document
+from tessera.policy.base import Decision, PolicyEngine, PolicyModule, QueryRow, decision_from_document
 
 __all__ = ["EmbeddedRegoEngine", "ModuleRules", "load_engine", "module_rules", "regorus_error"]
 
@@ -64,7 +65,7 @@ def new_engine() -> regorus.Engine:
     return engine
 
 
-def load_engine(modules: Iterable[PolicyModule], data: object | None = None) -> regorus.Engine:
+def load_engine(modules: Iterable[PolicyModule], data: JSON = None) -> regorus.Engine:
     """A regorus engine holding `modules` (file name = module id) and `data`.
 
     Raises PolicyCompileError for a module that does not compile, PolicyEvaluationError for bad data.
@@ -77,7 +78,7 @@ def load_engine(modules: Iterable[PolicyModule], data: object | None = None) -> 
     return engine
 
 
-def _load(engine: regorus.Engine, modules: Iterable[PolicyModule], data: object | None) -> Exception | None:
+def _load(engine: regorus.Engine, modules: Iterable[PolicyModule], data: JSON) -> Exception | None:
     for module in modules:
         try:
             engine.add_policy(module.id, module.source)
@@ -114,7 +115,7 @@ class EmbeddedRegoEngine(PolicyEngine):
     async def compile(self, source: str) -> str:
         return _compile(source)[1]
 
-    async def decide(self, module: PolicyModule, input: dict) -> Decision:
+    async def decide(self, module: PolicyModule, input: JSONObject) -> Decision:
         prepared = self._prepared.get(module.hash) or self._prepare(module)
         try:
             prepared.engine.set_input(input)
@@ -127,13 +128,10 @@ class EmbeddedRegoEngine(PolicyEngine):
         return decision_from_document(rows[0]["expressions"][0]["value"] if rows else None)
 
     async def evaluate(
-        self,
-        modules: list[PolicyModule],
-        query: str,
-        input: object | None = None,
-        data: object | None = None,
-    ) -> list[dict]:
+        self, modules: list[PolicyModule], query: str, input: JSON = None, data: JSON = None
+    ) -> list[QueryRow]:
         engine = load_engine(modules, data)
+        problem: PolicyEvaluationError | None = None
         try:
             if input is not None:
                 engine.set_input_json(json.dumps(input))
@@ -142,8 +140,6 @@ class EmbeddedRegoEngine(PolicyEngine):
             problem = PolicyEvaluationError(f"input is not JSON: {exc}")
         except Exception as exc:
             problem = PolicyEvaluationError(str(regorus_error(exc)))
-        else:
-            problem = None
         del engine  # see _drop_before_raising
         if problem is not None:
             raise problem
@@ -207,7 +203,7 @@ def module_rules(engine: regorus.Engine) -> list[ModuleRules]:
     return found
 
 
-def _rule_name(rule: dict) -> str | None:
+def _rule_name(rule: JSONObject) -> str | None:
     if "Default" in rule:
         default = rule["Default"]
         return None if default.get("args") else _ref_parts(default["refr"])[0]
@@ -218,7 +214,7 @@ def _rule_name(rule: dict) -> str | None:
     return None
 
 
-def _ref_parts(ref: dict) -> list[str]:
+def _ref_parts(ref: JSONObject) -> list[str]:
     if "Var" in ref:
         return [ref["Var"]["value"]]
     if "RefDot" in ref:

@@ -23,9 +23,10 @@ condition cannot be evaluated (missing field, values that do not compare) is dro
 
 import math
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from dataclasses import dataclass
 
 from tessera.errors import PolicyError
+from tessera.json import JSON, JSONObject
 from tessera.policy.base import Obligation
 
 __all__ = [
@@ -47,24 +48,19 @@ KNOWN_KINDS = RECORD_KINDS | SIDE_EFFECT_KINDS | {"aggregate"}
 AGGREGATE_FUNCTIONS = frozenset({"count", "sum", "avg", "min", "max"})
 
 _Segment = str | int | None  # a key, an index, or None for `[*]`
+Record = JSONObject  # one record as the data plane streams it: a CSV row or a JSON object
 
 
-class ObligationError(PolicyError):
+class ObligationError(PolicyError, status=500, title="Obligation cannot be executed"):
     """An obligation cannot be carried out; nothing may be released."""
-
-    status_code = 500
-    title = "Obligation cannot be executed"
 
 
 class UnsupportedObligation(ObligationError):
     """An obligation of a kind this executor does not carry out."""
 
 
-class AggregateRefused(ObligationError):
+class AggregateRefused(ObligationError, status=403, title="Aggregate query not allowed"):
     """An aggregate query the policy does not allow."""
-
-    status_code = 403
-    title = "Aggregate query not allowed"
 
 
 def require_supported(obligations: Iterable[Obligation], supported: Iterable[str]) -> None:
@@ -77,7 +73,7 @@ def require_supported(obligations: Iterable[Obligation], supported: Iterable[str
 # -- JSON paths ------------------------------------------------------------------------------------------
 
 
-def parse_path(path: str) -> tuple[_Segment, ...]:
+def parse_path(path: object) -> tuple[_Segment, ...]:
     """`email` -> ("email",); `$.a.b[0].c[*]` -> ("a", "b", 0, "c", None)."""
     if not isinstance(path, str) or not path:
         raise ObligationError(f"a field must be a non-empty name or JSON path, got {path!r}")
@@ -114,7 +110,7 @@ def _bracket(inner: str, path: str) -> _Segment:
     raise ObligationError(f"bad JSON path {path!r}")
 
 
-def _parents(value: Any, segments: tuple[_Segment, ...]) -> Iterator[tuple[Any, _Segment]]:
+def _parents(value: JSON, segments: tuple[_Segment, ...]) -> Iterator[tuple[JSON, _Segment]]:
     """Every (container, last segment) the path reaches in `value`."""
     if len(segments) == 1:
         yield value, segments[0]
@@ -124,7 +120,7 @@ def _parents(value: Any, segments: tuple[_Segment, ...]) -> Iterator[tuple[Any, 
         yield from _parents(child, rest)
 
 
-def _children(value: Any, segment: _Segment) -> Iterator[Any]:
+def _children(value: JSON, segment: _Segment) -> Iterator[JSON]:
     if segment is None:
         yield from (value.values() if isinstance(value, dict) else value if isinstance(value, list) else ())
     elif isinstance(segment, int):
@@ -134,7 +130,7 @@ def _children(value: Any, segment: _Segment) -> Iterator[Any]:
         yield value[segment]
 
 
-def _remove(record: Any, segments: tuple[_Segment, ...]) -> None:
+def _remove(record: JSON, segments: tuple[_Segment, ...]) -> None:
     for parent, last in _parents(record, segments):
         if last is None and isinstance(parent, (dict, list)):
             parent.clear()
@@ -144,20 +140,25 @@ def _remove(record: Any, segments: tuple[_Segment, ...]) -> None:
             parent[last] = None  # keep the positions of the other items
 
 
-def _replace(record: Any, segments: tuple[_Segment, ...], value: Any) -> None:
+def _replace(record: JSON, segments: tuple[_Segment, ...], value: JSON) -> None:
     for parent, last in _parents(record, segments):
         if last is None and isinstance(parent, dict):
             for key in parent:
                 parent[key] = value
         elif last is None and isinstance(parent, list):
             parent[:] = [value] * len(parent)
-        elif (isinstance(parent, dict) and isinstance(last, str) and last in parent) or (
-            isinstance(parent, list) and isinstance(last, int) and -len(parent) <= last < len(parent)
-        ):
+        elif _holds(parent, last):
             parent[last] = value
 
 
-def _values(record: Any, segments: tuple[_Segment, ...]) -> list[Any]:
+def _holds(parent: JSON, last: _Segment) -> bool:
+    """True when `parent[last]` exists: a key of a dict, or an index inside a list."""
+    if isinstance(parent, dict):
+        return isinstance(last, str) and last in parent
+    return isinstance(parent, list) and isinstance(last, int) and -len(parent) <= last < len(parent)
+
+
+def _values(record: JSON, segments: tuple[_Segment, ...]) -> list[JSON]:
     found = [record]
     for segment in segments:
         found = [child for value in found for child in _children(value, segment)]
@@ -166,31 +167,30 @@ def _values(record: Any, segments: tuple[_Segment, ...]) -> list[Any]:
 
 # -- record obligations ----------------------------------------------------------------------------------
 
-_Step = Callable[[dict], dict | None]
+_Step = Callable[[Record], Record | None]
 
 
-def apply_record_obligations(records: Iterable[dict], obligations: Iterable[Obligation]) -> Iterator[dict]:
+def apply_record_obligations(records: Iterable[Record], obligations: Iterable[Obligation]) -> Iterator[Record]:
     """Apply mask, replace and filter_rows to each record, lazily; the input records are modified.
 
     Obligations are checked before the first record is read: a malformed one, an unknown kind, or an
     `aggregate` (raw rows must then never leave) raises ObligationError at the call. Side-effect
     kinds (log, notify, delete_after, next_policy) are skipped here; their owners execute them.
     """
-    steps = [step for o in obligations if (step := _record_step(o)) is not None]
-    # Filters first, so a condition sees the values before they are masked or replaced.
-    steps.sort(key=lambda step: not getattr(step, "is_filter", False))
-    return _run(records, steps)
+    built = [(o.kind != "filter_rows", step) for o in obligations if (step := _record_step(o)) is not None]
+    # Filters first (a stable sort), so a condition sees the values before they are masked or replaced.
+    return _run(records, [step for _, step in sorted(built, key=lambda pair: pair[0])])
 
 
-def _run(records: Iterable[dict], steps: list[_Step]) -> Iterator[dict]:
+def _run(records: Iterable[Record], steps: list[_Step]) -> Iterator[Record]:
     for record in records:
-        result: dict | None = record
         for step in steps:
-            result = step(result)
+            result = step(record)
             if result is None:
-                break
-        if result is not None:
-            yield result
+                break  # a filter dropped the record
+            record = result
+        else:
+            yield record
 
 
 def _record_step(obligation: Obligation) -> _Step | None:
@@ -208,7 +208,7 @@ def _record_step(obligation: Obligation) -> _Step | None:
     raise UnsupportedObligation(f"unknown obligation kind {kind!r}: cannot be executed")
 
 
-def _mask_step(params: dict) -> _Step:
+def _mask_step(params: JSONObject) -> _Step:
     fields = params.get("fields")
     if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
         raise ObligationError(f"mask needs fields, a list of names or JSON paths, got {fields!r}")
@@ -216,7 +216,7 @@ def _mask_step(params: dict) -> _Step:
     flat = [p[0] for p in paths if len(p) == 1 and isinstance(p[0], str)]
     nested = [p for p in paths if not (len(p) == 1 and isinstance(p[0], str))]
 
-    def mask(record: dict) -> dict:
+    def mask(record: Record) -> Record:
         for name in flat:
             record.pop(name, None)
         for path in nested:
@@ -226,19 +226,19 @@ def _mask_step(params: dict) -> _Step:
     return mask
 
 
-def _replace_step(params: dict) -> _Step:
+def _replace_step(params: JSONObject) -> _Step:
     if "value" not in params:
         raise ObligationError("replace needs a value")
-    path, value = parse_path(params.get("path")), params["value"]  # type: ignore[arg-type]
+    path, value = parse_path(params.get("path")), params["value"]
 
-    def replace(record: dict) -> dict:
+    def replace(record: Record) -> Record:
         _replace(record, path, value)
         return record
 
     return replace
 
 
-_OPS: dict[str, Callable[[Any, Any], bool]] = {
+_OPS: dict[str, Callable[[JSON, JSON], bool]] = {
     "eq": lambda a, b: a == b,
     "neq": lambda a, b: a != b,
     "lt": lambda a, b: a < b,
@@ -250,15 +250,15 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
 }
 
 
-def _filter_step(params: dict) -> _Step:
+def _filter_step(params: JSONObject) -> _Step:
     op, value = params.get("op"), params.get("value")
     if op not in _OPS:
         raise ObligationError(f"filter_rows op must be one of {', '.join(_OPS)}, got {op!r}")
     if op in ("in", "not_in") and not isinstance(value, list):
         raise ObligationError(f"filter_rows {op} needs a list value, got {value!r}")
-    path, compare = parse_path(params.get("field")), _OPS[op]  # type: ignore[arg-type]
+    path, compare = parse_path(params.get("field")), _OPS[op]
 
-    def keep(record: dict) -> dict | None:
+    def keep(record: Record) -> Record | None:
         found = _values(record, path)
         if len(found) != 1:
             return None  # missing (or ambiguous): we cannot tell, so the row does not leave
@@ -267,11 +267,10 @@ def _filter_step(params: dict) -> _Step:
         except TypeError:
             return None
 
-    keep.is_filter = True  # type: ignore[attr-defined]
     return keep
 
 
-def _coerce(found: Any, value: Any) -> Any:
+def _coerce(found: JSON, value: JSON) -> JSON:
     # CSV values arrive as text: compare "42" with 40 as a number.
     sample = value[0] if isinstance(value, list) and value else value
     if isinstance(found, str) and isinstance(sample, (int, float)) and not isinstance(sample, bool):
@@ -285,7 +284,34 @@ def _coerce(found: Any, value: Any) -> Any:
 # -- aggregate-only access -------------------------------------------------------------------------------
 
 
-def aggregate(records: Iterable[dict], spec: Obligation | dict, query: dict) -> list[dict]:
+@dataclass(frozen=True)
+class _Metric:
+    """One metric of an allowed aggregate query, like `{"fn": "avg", "field": "age"}`."""
+
+    fn: str
+    field: JSON = None  # None or "*" with `count`: count the records
+
+    @property
+    def name(self) -> str:
+        """The result column: `count`, `avg_age`."""
+        return self.fn if self.field in (None, "*") else f"{self.fn}_{self.field}"
+
+    def over(self, members: list[Record]) -> float | int | None:
+        if self.fn == "count" and self.field in (None, "*"):
+            return len(members)
+        values = [v for r in members if (v := _number(r.get(self.field))) is not None]
+        if self.fn == "count":
+            return len(values)
+        if not values:
+            return None
+        if self.fn == "sum":
+            return math.fsum(values)
+        if self.fn == "avg":
+            return math.fsum(values) / len(values)
+        return min(values) if self.fn == "min" else max(values)
+
+
+def aggregate(records: Iterable[Record], spec: Obligation | JSONObject, query: JSON) -> list[Record]:
     """Run an aggregate `query` over `records` if the `aggregate` obligation's spec allows it.
 
     spec: `{"group_by": [fields allowed to group by], "functions": ["count", "avg", ...],
@@ -296,7 +322,7 @@ def aggregate(records: Iterable[dict], spec: Obligation | dict, query: dict) -> 
     """
     params = spec.params if isinstance(spec, Obligation) else spec
     group_by, metrics, k = _check_query(params, query)
-    groups: dict[tuple, list[dict]] = {}
+    groups: dict[tuple[JSON, ...], list[Record]] = {}
     for record in records:
         key = tuple(_group_value(record, field) for field in group_by)
         groups.setdefault(key, []).append(record)
@@ -305,14 +331,14 @@ def aggregate(records: Iterable[dict], spec: Obligation | dict, query: dict) -> 
         members = groups[key]
         if len(members) < k:
             continue
-        row: dict[str, Any] = dict(zip(group_by, key, strict=True))
+        row: Record = dict(zip(group_by, key, strict=True))
         for metric in metrics:
-            row[_metric_name(metric)] = _metric(metric, members)
+            row[metric.name] = metric.over(members)
         rows.append(row)
     return rows
 
 
-def _check_query(params: dict, query: dict) -> tuple[list[str], list[dict], int]:
+def _check_query(params: JSONObject, query: JSON) -> tuple[list[str], list[_Metric], int]:
     k = params.get("min_group_size")
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise ObligationError(f"aggregate needs min_group_size >= 1, got {k!r}")
@@ -322,47 +348,30 @@ def _check_query(params: dict, query: dict) -> tuple[list[str], list[dict], int]
     if not isinstance(group_by, list) or not isinstance(metrics, list) or not metrics:
         raise AggregateRefused("an aggregate query needs group_by (a list) and at least one metric")
     allowed_groups = set(params.get("group_by") or [])
-    for field in group_by:
-        if field not in allowed_groups:
-            raise AggregateRefused(f"aggregate: group_by {field!r} not in allowed {sorted(allowed_groups)}")
+    for group in group_by:
+        if group not in allowed_groups:
+            raise AggregateRefused(f"aggregate: group_by {group!r} not in allowed {sorted(allowed_groups)}")
     functions = set(params.get("functions") or []) & AGGREGATE_FUNCTIONS
     fields = set(params.get("fields") or [])
+    checked = []
     for metric in metrics:
-        fn, field = (metric.get("fn"), metric.get("field")) if isinstance(metric, dict) else (None, None)
+        spec: JSONObject = metric if isinstance(metric, dict) else {}
+        fn: JSON = spec.get("fn")
+        field: JSON = spec.get("field")
         if fn not in functions:
             raise AggregateRefused(f"aggregate: function {fn!r} not in allowed {sorted(functions)}")
         if not (fn == "count" and field in (None, "*")) and field not in fields:
             raise AggregateRefused(f"aggregate: field {field!r} not in allowed {sorted(fields)}")
-    return group_by, metrics, k
+        checked.append(_Metric(fn, field))
+    return group_by, checked, k
 
 
-def _group_value(record: dict, field: str) -> Any:
+def _group_value(record: Record, field: str) -> JSON:
     value = record.get(field)
     return value if isinstance(value, (str, int, float, bool)) or value is None else str(value)
 
 
-def _metric_name(metric: dict) -> str:
-    field = metric.get("field")
-    return metric["fn"] if field in (None, "*") else f"{metric['fn']}_{field}"
-
-
-def _metric(metric: dict, members: list[dict]) -> Any:
-    fn, field = metric["fn"], metric.get("field")
-    if fn == "count" and field in (None, "*"):
-        return len(members)
-    values = [v for r in members if (v := _number(r.get(field))) is not None]
-    if fn == "count":
-        return len(values)
-    if not values:
-        return None
-    if fn == "sum":
-        return math.fsum(values)
-    if fn == "avg":
-        return math.fsum(values) / len(values)
-    return min(values) if fn == "min" else max(values)
-
-
-def _number(value: Any) -> float | None:
+def _number(value: JSON) -> float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):

@@ -17,7 +17,8 @@ from opa_client.errors import DeletePolicyError, RegoParseError
 from opa_client.opa_async import AsyncOpaClient
 
 from tessera.errors import PolicyCompileError, PolicyEvaluationError
-from tessera.policy.base import Decision, PolicyEngine, PolicyModule, decision_from_document
+from tessera.json import JSON, JSONObject
+from tessera.policy.base import Decision, PolicyEngine, PolicyModule, QueryRow, decision_from_document
 
 __all__ = ["OpaServerEngine"]
 
@@ -46,7 +47,7 @@ class OpaServerEngine(PolicyEngine):
             await (await self._connected()).delete_policy(scratch)
         return "data." + _package(source)
 
-    async def decide(self, module: PolicyModule, input: dict) -> Decision:
+    async def decide(self, module: PolicyModule, input: JSONObject) -> Decision:
         try:
             if self._pushed.get(module.id) != module.hash:
                 await self._put(module.id, module.source)
@@ -60,19 +61,15 @@ class OpaServerEngine(PolicyEngine):
         return decision_from_document(response.get("result"))
 
     async def evaluate(
-        self,
-        modules: list[PolicyModule],
-        query: str,
-        input: object | None = None,
-        data: object | None = None,
-    ) -> list[dict]:
+        self, modules: list[PolicyModule], query: str, input: JSON = None, data: JSON = None
+    ) -> list[QueryRow]:
         if data is not None:
             raise PolicyEvaluationError("the OPA engine evaluates against the server's own data")
         for module in modules:
             await self._put(module.id, module.source)
         try:
             client = await self._connected()
-            response = await client.ad_hoc_query(query, input)  # type: ignore[arg-type]
+            response = await client.ad_hoc_query(query, input)
         except _CLIENT_ERRORS as exc:
             raise PolicyEvaluationError(f"OPA could not evaluate: {exc}") from exc
         return [{"expressions": [], "bindings": row} for row in response.get("result", [])]

@@ -4,7 +4,7 @@ import pytest
 
 from policies import read_pattern
 from tessera.errors import PolicyCompileError, PolicyEvaluationError
-from tessera.policy import Decision, EmbeddedRegoEngine, PolicyModule, create_engine
+from tessera.policy import Decision, EmbeddedRegoEngine, PolicyEngine, PolicyModule, create_engine
 
 REQUEST = {
     "agreement": {
@@ -20,6 +20,14 @@ REQUEST = {
     "now": "2026-11-23T10:00:00Z",
     "asset": {"id": "patients-2026", "format": "csv"},
 }
+BROKEN = "package broken\n\nallow if {\n    input.x == = 1\n}\n"  # a parse error at line 4, column 16
+
+
+async def compile_error(engine: PolicyEngine, source: str) -> PolicyCompileError:
+    """The error `engine` raises compiling `source` (which must not compile)."""
+    with pytest.raises(PolicyCompileError) as caught:
+        await engine.compile(source)
+    return caught.value
 
 
 @pytest.fixture
@@ -44,11 +52,9 @@ async def test_compile_returns_the_package(engine: EmbeddedRegoEngine, research:
 
 
 async def test_compile_error_names_line_and_column(engine: EmbeddedRegoEngine) -> None:
-    source = "package broken\n\nallow if {\n    input.x == = 1\n}\n"
-    with pytest.raises(PolicyCompileError) as caught:
-        await engine.compile(source)
-    assert (caught.value.line, caught.value.column) == (4, 16)
-    assert caught.value.status_code == 400
+    error = await compile_error(engine, BROKEN)
+    assert (error.line, error.column) == (4, 16)
+    assert error.status_code == 400
 
 
 @pytest.mark.parametrize(
@@ -58,10 +64,9 @@ async def test_compile_error_names_line_and_column(engine: EmbeddedRegoEngine) -
 async def test_compile_finds_errors_regorus_reports_late(
     engine: EmbeddedRegoEngine, body: str, column: int, message: str
 ) -> None:
-    with pytest.raises(PolicyCompileError) as caught:
-        await engine.compile(f"package late\n\nallow if {body}\n")
-    assert (caught.value.line, caught.value.column) == (3, column)
-    assert message in caught.value.detail
+    error = await compile_error(engine, f"package late\n\nallow if {body}\n")
+    assert (error.line, error.column) == (3, column)
+    assert message in error.detail
 
 
 async def test_compile_accepts_a_module_that_fails_only_on_some_input(engine: EmbeddedRegoEngine) -> None:

@@ -11,10 +11,9 @@ import httpx
 import pytest
 
 from policies import read_pattern
-from tessera.errors import PolicyCompileError
 from tessera.policy import Decision, OpaServerEngine, PolicyModule, create_engine
 from tests.policies.ports import unused_port
-from tests.policies.test_engine import REQUEST
+from tests.policies.test_engine import BROKEN, REQUEST, compile_error
 
 pytestmark = pytest.mark.skipif(shutil.which("opa") is None, reason="no opa binary on PATH")
 
@@ -50,9 +49,7 @@ async def engine(opa_url: str) -> AsyncIterator[OpaServerEngine]:
 
 async def test_opa_compile_returns_package_and_locates_errors(engine: OpaServerEngine) -> None:
     assert await engine.compile(read_pattern("examples/research_limited")) == "data.tessera.usage.research_limited"
-    with pytest.raises(PolicyCompileError) as caught:
-        await engine.compile("package broken\n\nallow if {\n    input.x == = 1\n}\n")
-    assert caught.value.line == 4
+    assert (await compile_error(engine, BROKEN)).line == 4
 
 
 async def test_opa_decides_like_the_embedded_engine(engine: OpaServerEngine) -> None:

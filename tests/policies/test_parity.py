@@ -10,9 +10,8 @@ import pytest
 
 from policies import read_pattern
 from policies.patterns import PATTERNS, PatternUse, render, render_policy
-from tessera.errors import PolicyCompileError
 from tessera.policy import EmbeddedRegoEngine, OpaServerEngine, PolicyModule, create_engine
-from tests.policies.test_engine import REQUEST
+from tests.policies.test_engine import BROKEN, REQUEST, compile_error
 
 pytest.importorskip("opa_bindings", reason="opa-golib-python-bindings is not installed")
 
@@ -88,9 +87,7 @@ async def test_the_pattern_suite_decides_the_same_on_both_engines(opa: OpaServer
 
 async def test_opa_compile_errors_name_the_line(opa: OpaServerEngine) -> None:
     assert await opa.compile(read_pattern("usage/purpose")) == "data.tessera.usage.purpose"
-    with pytest.raises(PolicyCompileError) as caught:
-        await opa.compile("package broken\n\nallow if {\n    input.x == = 1\n}\n")
-    assert caught.value.line == 4
+    assert (await compile_error(opa, BROKEN)).line == 4
 
 
 async def test_opa_evaluates_raw_queries(opa: OpaServerEngine) -> None:

@@ -21,12 +21,12 @@ from dataclasses import dataclass, field
 from typing import Literal, TypeAlias, cast
 
 from tessera.errors import InvalidMessage
+from tessera.json import JSON
 
 ODRL = "http://www.w3.org/ns/odrl/2/"
 TESSERA = "https://w3id.org/tessera/v1/"
 XSD = "http://www.w3.org/2001/XMLSchema#"
 
-JSON: TypeAlias = str | int | float | bool | list["JSON"] | dict[str, "JSON"] | None
 Scalar: TypeAlias = str | int | float | bool
 Value: TypeAlias = Scalar | tuple[Scalar, ...] | dict[str, JSON]  # a right operand, unwrapped
 

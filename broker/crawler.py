@@ -103,7 +103,8 @@ class Crawler:
             .limit(BATCH)
         )
         async with self._db.session() as session:
-            return [tuple(row) for row in (await session.exec(statement)).all()]  # type: ignore[misc]
+            rows = (await session.exec(statement)).all()
+        return [(participant_id, endpoint, etag) for participant_id, endpoint, etag in rows]
 
     async def _crawl_guarded(self, participant_id: str, endpoint: str, etag: str) -> None:
         async with self._gate:
@@ -182,7 +183,8 @@ class Crawler:
                 if outcome.changed_anything:
                     record.changed_at = moment
                     await events.record(
-                        connection, [events.event("crawler", "catalog.changed", participant_id, **outcome.summary())]
+                        connection,
+                        [events.event("crawler", "catalog.changed", participant_id, detail=outcome.summary())],
                     )
             await self._set_state(session, record, ONLINE)
             record.last_seen_at = record.crawled_at = moment
@@ -214,7 +216,8 @@ class Crawler:
         connection = await session.connection()
         listed = not (state == DEAD and self._config.hide_dead_after <= 0)
         await entries.set_state(connection, record.participant_id, state=state, listed=listed)
-        event = events.event("crawler", "liveness.changed", record.participant_id, old=record.state, new=state)
+        change = {"old": record.state, "new": state}
+        event = events.event("crawler", "liveness.changed", record.participant_id, detail=change)
         await events.record(connection, [event])
         logger.info("%s is now %s (was %s)", record.participant_id, state, record.state)
         record.state, record.state_changed_at = state, utcnow()
@@ -232,7 +235,7 @@ class Crawler:
             update(Offering).where(col(Offering.listed), col(Offering.participant_id).in_(dead)).values(listed=False)
         )
         async with self._db.transaction() as session:
-            await session.exec(statement)  # type: ignore[call-overload]
+            await session.exec(statement)
 
 
 def offerings_in(catalog: dict[str, Any]) -> dict[str, dict[str, Any]]:

@@ -347,12 +347,12 @@ async def _index(
             keywords=rows[offering_id]["keywords"],
         )
         for pk, offering_id in found
-        if offering_id in wanted
+        if offering_id in wanted and pk is not None
     ]
     await search.index(connection, documents)
 
 
-def _events(context: Merge, outcome: Outcome) -> list[dict[str, Any]]:
+def _events(context: Merge, outcome: Outcome) -> list[events.EventRow]:
     pid, actor = context.participant_id, context.actor
     found = [
         events.event(

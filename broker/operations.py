@@ -22,7 +22,7 @@ async def health(request: Request) -> Response:
     crawler_task = request.state.crawler_task
     try:
         async with registry.db.session() as session:
-            await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+            await (await session.connection()).execute(text("SELECT 1"))
             entries = (await session.exec(select(func.count()).select_from(Registration))).one()
             offerings = (await session.exec(select(func.count()).select_from(Offering))).one()
     except Exception as exc:  # any database failure makes the broker unhealthy, never a 500 page

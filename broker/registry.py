@@ -122,7 +122,7 @@ class Registry:
     def __init__(
         self,
         db: Database,
-        verifier: TokenVerifier,
+        verifier: TokenVerifier | None,
         search: SearchBackend,
         config: BrokerConfig,
         *,
@@ -141,6 +141,7 @@ class Registry:
 
     async def authorize(self, request: Request, participant_id: str) -> Caller:
         """The caller, if its token is for this broker and names `participant_id` as subject."""
+        assert self._verifier is not None, "this registry serves the operator's commands only"
         caller = await self._verifier.verify(bearer_token(request.headers.get("authorization")))
         if caller.participant_id != participant_id:
             raise NotEntitled(f"{caller.participant_id!r} may not change the registration of {participant_id!r}")
@@ -170,7 +171,7 @@ class Registry:
             incoming = {o.id: o.model_dump(include=set(entries.METADATA)) for o in data.offerings}
             action = "registration.created" if created else "registration.updated"
             described_as = {"endpoint": data.endpoint, "title": data.title}
-            await events.record(connection, [events.event(participant_id, action, participant_id, **described_as)])
+            await events.record(connection, [events.event(participant_id, action, participant_id, detail=described_as)])
             outcome = await entries.merge(connection, self.search_backend, context, incoming)
             moment = utcnow()
             if record is None:
@@ -217,7 +218,7 @@ class Registry:
             if actor == OPERATOR:
                 await session.merge(Tombstone(participant_id=participant_id, offering_id="", reason=reason))
             action = "entry.force_deleted" if actor == OPERATOR else "registration.deleted"
-            await events.record(connection, [events.event(actor, action, participant_id, reason=reason)])
+            await events.record(connection, [events.event(actor, action, participant_id, detail={"reason": reason})])
         logger.info("registration of %s deleted by %s %s", participant_id, actor, reason)
 
     async def force_delete_offering(self, participant_id: str, offering_id: str, *, reason: str) -> None:
@@ -235,7 +236,7 @@ class Registry:
                 record.changed_at = utcnow()
                 session.add(record)
             event = events.event(
-                OPERATOR, "offering.force_deleted", participant_id, offering_id=offering_id, reason=reason
+                OPERATOR, "offering.force_deleted", participant_id, offering_id=offering_id, detail={"reason": reason}
             )
             await events.record(connection, [event])
 

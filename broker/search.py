@@ -47,7 +47,7 @@ FACETS = {
     "liveness": "state",
 }
 # sort name -> (key columns, descending); every key ends in a unique column so the order is total.
-SORTS = {
+SORTS: dict[str, tuple[tuple[str, ...], bool]] = {
     "relevance": (("score", "o.pk"), False),
     "participant": (("o.participant_id", "o.id"), False),
     "title": (("o.title", "o.pk"), False),

@@ -176,7 +176,7 @@ async def admit(db: Database, count: int, jwk: dict[str, Any]) -> list[str]:
     rows = [
         {
             "id": pid,
-            "jwk": json.dumps(jwk),
+            "jwk": jwk,
             "org": f"Org {i}",
             "region": REGIONS[i % len(REGIONS)],
             "security_profile": "base",

@@ -10,7 +10,6 @@ Token errors are RFC 6749 §5.2 JSON (`{"error": …, "error_description": …}`
 OAuth clients expect that shape.
 """
 
-import json
 import logging
 import re
 import time
@@ -20,6 +19,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
+from sqlalchemy import JSON
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel, col, delete, select
 from starlette.requests import Request
@@ -65,18 +65,13 @@ class ParticipantBase(SQLModel):
 
 
 class Participant(ParticipantBase, table=True):
-    """A participant the operator admitted, with its public key as JWK JSON text."""
+    """A participant the operator admitted, with its public key (the members `public_part` keeps)."""
 
     __tablename__ = "broker_participant"
 
-    jwk: str
+    jwk: dict[str, str] = Field(sa_type=JSON)
     created_at: datetime = Field(default_factory=utcnow)
     suspended: bool = False
-
-    @property
-    def public_jwk(self) -> dict[str, Any]:
-        jwk: dict[str, Any] = json.loads(self.jwk)
-        return jwk
 
     def public(self) -> dict[str, Any]:
         """What anyone may read: enough to verify the participant's signatures."""
@@ -86,7 +81,7 @@ class Participant(ParticipantBase, table=True):
             "region": self.region,
             "security_profile": self.security_profile,
             "suspended": self.suspended,
-            "jwk": self.public_jwk,
+            "jwk": self.jwk,
         }
 
 
@@ -109,13 +104,14 @@ def check_participant_id(participant_id: str) -> str:
     return participant_id
 
 
-def public_part(jwk: Mapping[str, Any]) -> dict[str, Any]:
+def public_part(jwk: Mapping[str, object]) -> dict[str, str]:
     """The public members of an EC P-256 JWK, with its RFC 7638 thumbprint as `kid`; private members dropped."""
     if jwk.get("kty") != "EC" or jwk.get("crv") != "P-256":
         raise BadRequest("the key must be an EC P-256 JWK (kty EC, crv P-256)")
-    if not all(isinstance(jwk.get(name), str) for name in ("x", "y")):
+    x, y = jwk.get("x"), jwk.get("y")
+    if not isinstance(x, str) or not isinstance(y, str):
         raise BadRequest("the JWK needs string members x and y")
-    public = {name: jwk[name] for name in ("kty", "crv", "x", "y")}
+    public = {"kty": "EC", "crv": "P-256", "x": x, "y": y}
     try:
         key_from_jwk(public)
     except TokenRejected as exc:
@@ -124,11 +120,11 @@ def public_part(jwk: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def add_participant(
-    db: Database, participant_id: str, *, jwk: Mapping[str, Any], org: str, region: str, security_profile: str
+    db: Database, participant_id: str, *, jwk: Mapping[str, object], org: str, region: str, security_profile: str
 ) -> Participant:
     participant = Participant(
         id=check_participant_id(participant_id),
-        jwk=json.dumps(public_part(jwk)),
+        jwk=public_part(jwk),
         org=org,
         region=region,
         security_profile=security_profile,
@@ -255,7 +251,7 @@ class Authority:
             what="client assertion",
         )
         try:
-            claims = decode_jwt(assertion, key_from_jwk(participant.public_jwk), expect)
+            claims = decode_jwt(assertion, key_from_jwk(participant.jwk), expect)
         except TokenRejected as exc:
             raise OAuthError("invalid_client", str(exc)) from exc
         exp, iat, jti = claims["exp"], claims.get("iat", time.time()), claims["jti"]

@@ -228,7 +228,7 @@ def add(
             db, participant_id, jwk=key, org=org, region=region, security_profile=security_profile
         ),
     )
-    typer.echo(f"participant {record.id} added (key id {record.public_jwk['kid']})")
+    typer.echo(f"participant {record.id} added (key id {record.jwk['kid']})")
 
 
 @participant_app.command("list")
@@ -248,9 +248,7 @@ def list_(
     table.add_column("key id", overflow="fold")
     for record in records:
         suspended = "yes" if record.suspended else ""
-        table.add_row(
-            record.id, record.org, record.region, record.security_profile, suspended, record.public_jwk["kid"]
-        )
+        table.add_row(record.id, record.org, record.region, record.security_profile, suspended, record.jwk["kid"])
     Console().print(table)
 
 

@@ -14,6 +14,7 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
@@ -25,6 +26,7 @@ from broker import entries, events
 from broker.authority import Participant
 from broker.config import BrokerConfig
 from broker.entries import DEAD, OFFLINE, ONLINE, Merge, Offering, Registration
+from broker.metadata import EMPTY, CatalogMetadata, Metadata
 from broker.search import SearchBackend
 from tessera.clock import aware, utcnow
 from tessera.errors import TesseraError
@@ -115,7 +117,7 @@ class Crawler:
                 await self._failed(participant_id, str(exc))
                 return
             try:
-                await self._succeeded(participant_id, catalog, new_etag)
+                await self._succeeded(participant_id, None if catalog is None else offerings_in(catalog), new_etag)
             except TesseraError as exc:  # e.g. a catalog over the offering quota: reachable, but not taken
                 logger.warning("catalog of %s refused: %s", participant_id, exc.detail)
                 await self._failed(participant_id, f"catalog refused: {exc.detail}", reachable=True)
@@ -161,14 +163,15 @@ class Crawler:
         }
         return self._signer.sign_jwt(claims, typ=ACCESS_TOKEN_TYPE)
 
-    async def _succeeded(self, participant_id: str, catalog: dict[str, Any] | None, etag: str) -> None:
+    async def _succeeded(self, participant_id: str, offerings: Mapping[str, CatalogMetadata] | None, etag: str) -> None:
+        """Record a crawl's answer: the catalog's offerings, or None when it is unchanged since `etag`."""
         moment = utcnow()
         async with self._db.transaction() as session:
             record = await session.get(Registration, participant_id)
             if record is None:
                 return  # unregistered while we were crawling
             connection = await session.connection()
-            if catalog is not None:
+            if offerings is not None:
                 context = Merge(
                     participant_id=participant_id,
                     source="crawl",
@@ -178,7 +181,9 @@ class Crawler:
                     notice_period=self._config.notice_period,
                     max_offerings=self._config.max_offerings,
                 )
-                outcome = await entries.merge(connection, self._search, context, offerings_in(catalog))
+                # merge takes only the catalog's fields from a crawl; EMPTY fills out the record's shape.
+                incoming: dict[str, Metadata] = {oid: {**EMPTY, **found} for oid, found in offerings.items()}
+                outcome = await entries.merge(connection, self._search, context, incoming)
                 record.offerings = len(outcome.codes)
                 if outcome.changed_anything:
                     record.changed_at = moment
@@ -188,7 +193,11 @@ class Crawler:
                     )
             await self._set_state(session, record, ONLINE)
             record.last_seen_at = record.crawled_at = moment
-            record.crawl_status, record.crawl_error, record.crawl_failures = ("200" if catalog else "304"), "", 0
+            record.crawl_status, record.crawl_error, record.crawl_failures = (
+                ("200" if offerings is not None else "304"),
+                "",
+                0,
+            )
             record.crawl_etag = etag
             record.next_crawl_at = moment + timedelta(seconds=self._config.crawl_interval)
             session.add(record)
@@ -238,9 +247,9 @@ class Crawler:
             await session.exec(statement)
 
 
-def offerings_in(catalog: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def offerings_in(catalog: dict[str, Any]) -> dict[str, CatalogMetadata]:
     """Offering id -> metadata for every ODRL offer in a DSP catalog (one dataset may carry several)."""
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, CatalogMetadata] = {}
     datasets = catalog.get("dataset") or []
     for dataset in datasets if isinstance(datasets, list) else [datasets]:
         if not isinstance(dataset, dict):
@@ -253,7 +262,7 @@ def offerings_in(catalog: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return found
 
 
-def _metadata(dataset: dict[str, Any]) -> dict[str, Any]:
+def _metadata(dataset: dict[str, Any]) -> CatalogMetadata:
     title = _text(dataset.get("title")) or _text(dataset.get("@id")) or "untitled"
     keywords = dataset.get("keyword") or []
     if not isinstance(keywords, list):
@@ -265,7 +274,7 @@ def _metadata(dataset: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     # DCAT values may come as a plain string or as a JSON-LD value object {"@value": …}.
     if isinstance(value, dict):
         value = value.get("@value")

@@ -69,7 +69,7 @@ def dataset(base: str, offering: Offering, registration: Registration) -> dict[s
         "dct:identifier": offering.product_code,
         "dct:title": offering.title,
         "dct:description": offering.description,
-        "dcat:keyword": offering.described()["keywords"],
+        "dcat:keyword": offering.keywords,
         "dct:publisher": {"@id": offering.participant_id},
         "dct:issued": {"@value": iso(offering.created_at), "@type": "xsd:dateTime"},
         "dct:modified": {"@value": iso(offering.changed_at), "@type": "xsd:dateTime"},

@@ -16,9 +16,10 @@ import time
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import parse_qsl
 
+from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import JSON
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel, col, delete, select
@@ -64,6 +65,15 @@ class ParticipantBase(SQLModel):
     security_profile: str
 
 
+class ParticipantPublic(TypedDict):
+    id: str
+    org: str
+    region: str
+    security_profile: str
+    suspended: bool
+    jwk: dict[str, str]
+
+
 class Participant(ParticipantBase, table=True):
     """A participant the operator admitted, with its public key (the members `public_part` keeps)."""
 
@@ -73,7 +83,7 @@ class Participant(ParticipantBase, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     suspended: bool = False
 
-    def public(self) -> dict[str, Any]:
+    def public(self) -> ParticipantPublic:
         """What anyone may read: enough to verify the participant's signatures."""
         return {
             "id": self.id,
@@ -169,6 +179,14 @@ async def set_suspended(db: Database, participant_id: str, suspended: bool) -> P
 # -- the token endpoint -------------------------------------------------------------------------------
 
 
+class TokenResponse(TypedDict):
+    """RFC 6749 §5.1."""
+
+    access_token: str
+    token_type: str
+    expires_in: int
+
+
 class OAuthError(TesseraError):
     """A token request failed; rendered as an RFC 6749 §5.2 error response."""
 
@@ -184,7 +202,7 @@ class AuthorityKeys(JwksCache):
     def __init__(self, signer: SigningKey) -> None:  # no super().__init__: nothing is ever fetched
         self._local = {signer.kid: signer.key.public_key()}
 
-    async def key(self, kid: str) -> Any:
+    async def key(self, kid: str) -> ec.EllipticCurvePublicKey:
         if kid not in self._local:
             raise TokenRejected(f"unknown signing key {kid!r}")
         return self._local[kid]
@@ -214,7 +232,7 @@ class Authority:
     def signer(self) -> SigningKey:
         return self._signer
 
-    async def issue(self, form: Mapping[str, str]) -> dict[str, Any]:
+    async def issue(self, form: Mapping[str, str]) -> TokenResponse:
         grant_type = _required(form, "grant_type")
         if grant_type != "client_credentials":
             raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not client_credentials")
@@ -290,7 +308,7 @@ class Authority:
             # RFC 8693 §2.2.2 names this error for an audience the server will not issue tokens for.
             raise OAuthError("invalid_target", f"audience {audience!r} is neither the broker nor an active participant")
 
-    def _access_token(self, participant: Participant, audience: str) -> dict[str, Any]:
+    def _access_token(self, participant: Participant, audience: str) -> TokenResponse:
         now = int(time.time())
         claims = {
             "iss": self._url,

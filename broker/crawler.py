@@ -21,6 +21,7 @@ from typing import Any
 import httpx
 from sqlalchemy import update
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from broker import entries, events
 from broker.authority import Participant
@@ -219,7 +220,7 @@ class Crawler:
             record.next_crawl_at = moment + timedelta(seconds=self._config.crawl_interval)
             session.add(record)
 
-    async def _set_state(self, session: Any, record: Registration, state: str) -> None:
+    async def _set_state(self, session: AsyncSession, record: Registration, state: str) -> None:
         if record.state == state:
             return
         connection = await session.connection()
@@ -231,7 +232,7 @@ class Crawler:
         logger.info("%s is now %s (was %s)", record.participant_id, state, record.state)
         record.state, record.state_changed_at = state, utcnow()
 
-    async def _region(self, session: Any, participant_id: str) -> str:
+    async def _region(self, session: AsyncSession, participant_id: str) -> str:
         participant = await session.get(Participant, participant_id)
         return participant.region if participant else ""
 

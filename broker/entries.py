@@ -15,7 +15,7 @@ index, the product lifecycle steps and the events, so nothing is ever half-writt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal, TypedDict
 
 from sqlalchemy import JSON, delete, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -32,6 +32,41 @@ ONLINE, OFFLINE, DEAD = "ONLINE", "OFFLINE", "DEAD"
 
 def iso(moment: datetime | None) -> str | None:
     return None if moment is None else rfc3339(moment, timespec="auto")
+
+
+class Liveness(TypedDict):
+    state: str
+    last_seen_at: str | None
+    last_changed_at: str | None
+    state_changed_at: str | None
+
+
+class CrawlStatus(TypedDict):
+    crawled_at: str | None
+    status: str
+    error: str
+    failures: int
+    next_crawl_at: str | None
+
+
+class RegistrationPublic(TypedDict):
+    participant_id: str
+    endpoint: str
+    title: str
+    description: str
+    liveness: Liveness
+    created_at: str | None
+    updated_at: str | None
+
+
+class OfferingPublic(Metadata):
+    id: str
+    product_code: str
+    content_hash: str
+    pushed: bool
+    in_catalog: bool
+    created_at: str | None
+    changed_at: str | None
 
 
 class Registration(SQLModel, table=True):
@@ -57,7 +92,7 @@ class Registration(SQLModel, table=True):
     crawl_etag: str = ""
     offerings: int = 0
 
-    def public(self) -> dict[str, Any]:
+    def public(self) -> RegistrationPublic:
         return {
             "participant_id": self.participant_id,
             "endpoint": self.endpoint,
@@ -68,7 +103,7 @@ class Registration(SQLModel, table=True):
             "updated_at": iso(self.updated_at),
         }
 
-    def liveness(self) -> dict[str, Any]:
+    def liveness(self) -> Liveness:
         return {
             "state": self.state,
             "last_seen_at": iso(self.last_seen_at),
@@ -76,7 +111,7 @@ class Registration(SQLModel, table=True):
             "state_changed_at": iso(self.state_changed_at),
         }
 
-    def crawl(self) -> dict[str, Any]:
+    def crawl(self) -> CrawlStatus:
         return {
             "crawled_at": iso(self.crawled_at),
             "status": self.crawl_status,
@@ -124,7 +159,7 @@ class Offering(SQLModel, table=True):
             "language": self.language,
         }
 
-    def public(self) -> dict[str, Any]:
+    def public(self) -> OfferingPublic:
         return {
             "id": self.id,
             **self.described(),

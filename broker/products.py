@@ -156,7 +156,7 @@ async def apply(connection: AsyncConnection, steps: Sequence[Step], *, notice_pe
             code, version = product.code, product.version + 1
             reregistered = product.cancelled and step.action == REGISTERED
             when = effective if reregistered else now
-            values: dict[str, Any] = {"version": version, "updated_at": now, "cancelled": step.action == CANCELLED}
+            values: dict[str, object] = {"version": version, "updated_at": now, "cancelled": step.action == CANCELLED}
             if step.action != CANCELLED:
                 values.update(title=step.title, content_hash=step.content_hash)
             if reregistered:

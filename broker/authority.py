@@ -245,7 +245,7 @@ class Authority:
         participant = await self._authenticate(assertion, form.get("client_id"))
         await self._check_audience(audience)
         logger.info("token issued to %s for %s", participant.id, audience)
-        return self._access_token(participant, audience)
+        return access_token(self._signer, participant, issuer=self._url, audience=audience)
 
     async def _authenticate(self, assertion: str, client_id: str | None) -> Participant:
         issuer = _unverified_issuer(assertion)
@@ -308,22 +308,24 @@ class Authority:
             # RFC 8693 §2.2.2 names this error for an audience the server will not issue tokens for.
             raise OAuthError("invalid_target", f"audience {audience!r} is neither the broker nor an active participant")
 
-    def _access_token(self, participant: Participant, audience: str) -> TokenResponse:
-        now = int(time.time())
-        claims = {
-            "iss": self._url,
-            "sub": participant.id,
-            "aud": audience,
-            "client_id": participant.id,
-            "iat": now,
-            "exp": now + ACCESS_TOKEN_LIFETIME,
-            "jti": str(uuid.uuid4()),
-            "org": participant.org,
-            "region": participant.region,
-            "security_profile": participant.security_profile,
-        }
-        token = self._signer.sign_jwt(claims, typ=ACCESS_TOKEN_TYPE)
-        return {"access_token": token, "token_type": "Bearer", "expires_in": ACCESS_TOKEN_LIFETIME}
+
+def access_token(signer: SigningKey, participant: ParticipantBase, *, issuer: str, audience: str) -> TokenResponse:
+    """An RFC 9068 access token for `participant` to call `audience`, with the attributes the operator recorded."""
+    now = int(time.time())
+    claims = {
+        "iss": issuer,
+        "sub": participant.id,
+        "aud": audience,
+        "client_id": participant.id,
+        "iat": now,
+        "exp": now + ACCESS_TOKEN_LIFETIME,
+        "jti": str(uuid.uuid4()),
+        "org": participant.org,
+        "region": participant.region,
+        "security_profile": participant.security_profile,
+    }
+    token = signer.sign_jwt(claims, typ=ACCESS_TOKEN_TYPE)
+    return {"access_token": token, "token_type": "Bearer", "expires_in": ACCESS_TOKEN_LIFETIME}
 
 
 def _required(form: Mapping[str, str], name: str) -> str:

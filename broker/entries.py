@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import Field, SQLModel, UniqueConstraint, col, select
 
 from broker import events, products
-from broker.metadata import EMPTY, Metadata, metadata_hash
+from broker.metadata import EMPTY, Metadata, metadata_hash, metadata_of
 from broker.quotas import QuotaExceeded
 from broker.search import Document, SearchBackend
 from tessera.clock import rfc3339, utcnow
@@ -146,23 +146,10 @@ class Offering(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     changed_at: datetime = Field(default_factory=utcnow, index=True)
 
-    def described(self) -> Metadata:
-        return {
-            "title": self.title,
-            "description": self.description,
-            "keywords": self.keywords,
-            "format": self.format,
-            "theme": self.theme,
-            "license": self.license,
-            "classification": self.classification,
-            "region": self.region,
-            "language": self.language,
-        }
-
     def public(self) -> OfferingPublic:
         return {
             "id": self.id,
-            **self.described(),
+            **metadata_of(self),
             "product_code": self.product_code,
             "content_hash": self.content_hash,
             "pushed": self.pushed,
@@ -241,7 +228,7 @@ async def merge(
         if offering_id in blocked:
             continue
         old = existing.get(offering_id)
-        metadata = _updated(old.described() if old else {**EMPTY, "region": context.region}, fields, context)
+        metadata = _updated(metadata_of(old) if old else {**EMPTY, "region": context.region}, fields, context)
         if old is None:
             outcome.added.append(offering_id)
         elif metadata_hash(pid, offering_id, metadata) != old.content_hash:

@@ -4,6 +4,8 @@ The content hash covers every field together with the participant and offering i
 certificate names exactly what was registered.
 """
 
+from typing import Protocol
+
 # pydantic reads these as the type of `ProductHistory.snapshot`, and on Python 3.11 it needs this TypedDict.
 from typing_extensions import TypedDict
 
@@ -40,6 +42,34 @@ EMPTY: Metadata = {
     "region": "",
     "language": "",
 }
+
+
+class Described(Protocol):
+    """Anything that carries an offering's metadata as attributes: a pushed offering, a stored one."""
+
+    title: str
+    description: str
+    keywords: list[str]
+    format: str
+    theme: str
+    license: str
+    classification: str
+    region: str
+    language: str
+
+
+def metadata_of(offering: Described) -> Metadata:
+    return {
+        "title": offering.title,
+        "description": offering.description,
+        "keywords": offering.keywords,
+        "format": offering.format,
+        "theme": offering.theme,
+        "license": offering.license,
+        "classification": offering.classification,
+        "region": offering.region,
+        "language": offering.language,
+    }
 
 
 def metadata_hash(participant_id: str, offering_id: str, metadata: Metadata) -> str:

@@ -9,16 +9,13 @@ field; the score (0-100) lets a registrant see progress at a glance.
 from collections.abc import Iterable
 from typing import Protocol, TypedDict
 
+from broker import metadata
+
 PENALTY = {"warning": 20, "info": 5}
 
 
-class Described(Protocol):
+class Described(metadata.Described, Protocol):
     id: str
-    title: str
-    description: str
-    keywords: list[str]
-    theme: str
-    license: str
 
 
 class Issue(TypedDict):

@@ -33,7 +33,7 @@ from broker.entries import (
     RegistrationPublic,
     Tombstone,
 )
-from broker.metadata import Metadata
+from broker.metadata import metadata_of
 from broker.quality import Quality, assess
 from broker.quotas import WriteQuota
 from broker.search import DEFAULT_LIMIT, FACETS, MAX_LIMIT, SORTS, FacetCount, SearchBackend, SearchQuery
@@ -84,19 +84,6 @@ class OfferingIn(BaseModel):
     region: Label = ""
     language: Label = ""
     correction: Annotated[str, Check(max_length=1024)] = ""  # a reason: record this change as a correction
-
-    def metadata(self) -> Metadata:
-        return {
-            "title": self.title,
-            "description": self.description,
-            "keywords": self.keywords,
-            "format": self.format,
-            "theme": self.theme,
-            "license": self.license,
-            "classification": self.classification,
-            "region": self.region,
-            "language": self.language,
-        }
 
 
 class RegistrationIn(BaseModel):
@@ -221,7 +208,7 @@ class Registry:
                 max_offerings=self.config.max_offerings,
                 corrections={o.id: o.correction for o in data.offerings if o.correction},
             )
-            incoming = {o.id: o.metadata() for o in data.offerings}
+            incoming = {o.id: metadata_of(o) for o in data.offerings}
             action = "registration.created" if created else "registration.updated"
             described_as = {"endpoint": data.endpoint, "title": data.title}
             await events.record(connection, [events.event(participant_id, action, participant_id, detail=described_as)])

@@ -194,11 +194,8 @@ class Crawler:
                     )
             await self._set_state(session, record, ONLINE)
             record.last_seen_at = record.crawled_at = moment
-            record.crawl_status, record.crawl_error, record.crawl_failures = (
-                ("200" if offerings is not None else "304"),
-                "",
-                0,
-            )
+            record.crawl_status = "200" if offerings is not None else "304"
+            record.crawl_error, record.crawl_failures = "", 0
             record.crawl_etag = etag
             record.next_crawl_at = moment + timedelta(seconds=self._config.crawl_interval)
             session.add(record)

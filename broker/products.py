@@ -73,7 +73,7 @@ class ProductHistory(SQLModel, table=True):
     actor: str
     content_hash: str
     reason: str = ""
-    snapshot: Metadata | None = Field(default=None, sa_type=JSON)  # the registered metadata; none once cancelled
+    snapshot: Metadata | None = Field(default=None, sa_type=JSON)  # as registered; None for a cancellation
 
     def public(self) -> dict[str, Any]:
         return {

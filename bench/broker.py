@@ -21,7 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +34,9 @@ import uvicorn  # noqa: E402
 from sqlalchemy import insert  # noqa: E402
 
 from broker.app import create_app  # noqa: E402
-from broker.authority import Participant  # noqa: E402
+from broker.authority import Participant, ParticipantBase, access_token  # noqa: E402
 from broker.config import BrokerConfig  # noqa: E402
-from tessera.identity import ACCESS_TOKEN_TYPE, SigningKey, generate_key, public_jwk, save_private_key  # noqa: E402
+from tessera.identity import SigningKey, generate_key, public_jwk, save_private_key  # noqa: E402
 from tessera.store import Database  # noqa: E402
 
 ENGLISH = [
@@ -132,8 +132,8 @@ def offerings(rng: random.Random, connector: int, n: int, words: tuple[list[str]
     for i in range(n):
         chinese = rng.random() < 0.3
         pool = chinese_words if chinese else english
-        words = rng.sample(pool, 3)
-        title = ("".join(words[:2]) + "数据集") if chinese else " ".join(words[:2]).title() + " data"
+        named = rng.sample(pool, 3)
+        title = ("".join(named[:2]) + "数据集") if chinese else " ".join(named[:2]).title() + " data"
         more = rng.sample(pool, 6)
         description = ("、".join(more) + "的记录") if chinese else "Records of " + ", ".join(more) + "."
         found.append(
@@ -154,7 +154,7 @@ def offerings(rng: random.Random, connector: int, n: int, words: tuple[list[str]
 def queries(rng: random.Random, n: int, words: tuple[list[str], list[str]]) -> list[tuple[str, dict[str, Any]]]:
     english, chinese = words
     two_characters = [w for w in chinese if len(w) == 2]
-    kinds = [
+    kinds: list[tuple[str, int, Callable[[], dict[str, Any]]]] = [
         ("english-1", 30, lambda: {"q": rng.choice(english)}),
         ("english-2", 20, lambda: {"q": " ".join(rng.sample(english, 2))}),
         ("chinese-2", 20, lambda: {"q": rng.choice(two_characters)}),
@@ -171,34 +171,17 @@ def queries(rng: random.Random, n: int, words: tuple[list[str], list[str]]) -> l
     return [(name, make()) for name, _, make in picked]
 
 
-async def admit(db: Database, count: int, jwk: dict[str, Any]) -> list[str]:
-    ids = [f"urn:tessera:bench-{i:05d}" for i in range(count)]
-    rows = [
-        {
-            "id": pid,
-            "jwk": json.dumps(jwk),
-            "org": f"Org {i}",
-            "region": REGIONS[i % len(REGIONS)],
-            "security_profile": "base",
-        }
-        for i, pid in enumerate(ids)
+async def admit(db: Database, count: int, jwk: dict[str, Any]) -> list[ParticipantBase]:
+    participants = [
+        ParticipantBase(
+            id=f"urn:tessera:bench-{i:05d}", org=f"Org {i}", region=REGIONS[i % len(REGIONS)], security_profile="base"
+        )
+        for i in range(count)
     ]
     async with db.transaction() as session:
+        rows = [{**p.model_dump(), "jwk": jwk} for p in participants]
         await (await session.connection()).execute(insert(Participant), rows)
-    return ids
-
-
-def token(signer: SigningKey, issuer: str, participant_id: str) -> str:
-    now = int(time.time())
-    claims = {
-        "iss": issuer,
-        "sub": participant_id,
-        "aud": issuer,
-        "iat": now,
-        "exp": now + 3600,
-        "jti": str(uuid.uuid4()),
-    }
-    return signer.sign_jwt(claims, typ=ACCESS_TOKEN_TYPE)
+    return participants
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -223,18 +206,18 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         while not server.started:  # noqa: ASYNC110 - uvicorn offers no event for this
             await asyncio.sleep(0.01)
         db = await Database.open(config.database_url)
-        ids = await admit(db, args.connectors, public_jwk(generate_key()))
+        participants = await admit(db, args.connectors, public_jwk(generate_key()))
         await db.close()
         bodies = [
             (
-                pid,
+                participant,
                 {
                     "endpoint": f"https://c{i}.example/dsp",
                     "title": f"Connector {i}",
                     "offerings": offerings(rng, i, per_connector, words),
                 },
             )
-            for i, pid in enumerate(ids)
+            for i, participant in enumerate(participants)
         ]
         limits = httpx.Limits(max_connections=args.concurrency)
         async with httpx.AsyncClient(base_url=config.url, timeout=120, limits=limits) as http:
@@ -257,19 +240,26 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 async def _register(
-    http: httpx.AsyncClient, signer: SigningKey, issuer: str, bodies: list[tuple[str, dict[str, Any]]], concurrency: int
+    http: httpx.AsyncClient,
+    signer: SigningKey,
+    issuer: str,
+    bodies: list[tuple[ParticipantBase, dict[str, Any]]],
+    concurrency: int,
 ) -> float:
-    queue: asyncio.Queue[tuple[str, dict[str, Any]]] = asyncio.Queue()
+    queue: asyncio.Queue[tuple[ParticipantBase, dict[str, Any]]] = asyncio.Queue()
     for item in bodies:
         queue.put_nowait(item)
 
     async def worker() -> None:
         while not queue.empty():
-            pid, body = queue.get_nowait()
-            headers = {"Authorization": f"Bearer {token(signer, issuer, pid)}"}
-            response = await http.put(f"/registrations/{pid}", json=body, headers=headers)
+            participant, body = queue.get_nowait()
+            token = access_token(signer, participant, issuer=issuer, audience=issuer)["access_token"]
+            headers = {"Authorization": f"Bearer {token}"}
+            response = await http.put(f"/registrations/{participant.id}", json=body, headers=headers)
             if response.status_code != 201:
-                raise RuntimeError(f"registration of {pid} failed: {response.status_code} {response.text[:300]}")
+                raise RuntimeError(
+                    f"registration of {participant.id} failed: {response.status_code} {response.text[:300]}"
+                )
 
     start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(concurrency)))

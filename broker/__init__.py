@@ -7,14 +7,17 @@ app = create_app(BrokerConfig.load(Path("broker")))
 ```
 """
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from broker.config import BrokerConfig
+
+if TYPE_CHECKING:
+    from broker.app import create_app
 
 __all__ = ["BrokerConfig", "create_app"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     # The app pulls in search, crawling and Chinese segmentation; the CLI's operator commands need none of it.
     if name == "create_app":
         from broker.app import create_app

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import TypedDict
 
 import httpx
 from starlette.applications import Starlette
@@ -30,11 +30,20 @@ from tessera.problems import problem_handlers
 from tessera.store import Database
 
 
+class State(TypedDict):
+    """What every request finds in `request.state`."""
+
+    authority: Authority
+    registry: Registry
+    crawler: Crawler
+    crawler_task: asyncio.Task[None] | None
+
+
 def create_app(config: BrokerConfig, *, crawl: bool = True) -> Starlette:
     """The broker app; `crawl=False` leaves the crawler off (benchmarks that have no connectors to crawl)."""
 
     @asynccontextmanager
-    async def lifespan(_app: Starlette) -> AsyncIterator[dict[str, Any]]:
+    async def lifespan(_app: Starlette) -> AsyncIterator[State]:
         signer = SigningKey.load(config.key_path)
         db = await Database.open(config.database_url)
         search = Fts5Search()

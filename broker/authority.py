@@ -10,16 +10,17 @@ Token errors are RFC 6749 §5.2 JSON (`{"error": …, "error_description": …}`
 OAuth clients expect that shape.
 """
 
-import json
 import logging
 import re
 import time
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import parse_qsl
 
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import JSON
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel, col, delete, select
 from starlette.requests import Request
@@ -64,21 +65,25 @@ class ParticipantBase(SQLModel):
     security_profile: str
 
 
+class ParticipantPublic(TypedDict):
+    id: str
+    org: str
+    region: str
+    security_profile: str
+    suspended: bool
+    jwk: dict[str, str]
+
+
 class Participant(ParticipantBase, table=True):
-    """A participant the operator admitted, with its public key as JWK JSON text."""
+    """A participant the operator admitted, with its public key (the members `public_part` keeps)."""
 
     __tablename__ = "broker_participant"
 
-    jwk: str
+    jwk: dict[str, str] = Field(sa_type=JSON)
     created_at: datetime = Field(default_factory=utcnow)
     suspended: bool = False
 
-    @property
-    def public_jwk(self) -> dict[str, Any]:
-        jwk: dict[str, Any] = json.loads(self.jwk)
-        return jwk
-
-    def public(self) -> dict[str, Any]:
+    def public(self) -> ParticipantPublic:
         """What anyone may read: enough to verify the participant's signatures."""
         return {
             "id": self.id,
@@ -86,7 +91,7 @@ class Participant(ParticipantBase, table=True):
             "region": self.region,
             "security_profile": self.security_profile,
             "suspended": self.suspended,
-            "jwk": self.public_jwk,
+            "jwk": self.jwk,
         }
 
 
@@ -109,13 +114,14 @@ def check_participant_id(participant_id: str) -> str:
     return participant_id
 
 
-def public_part(jwk: Mapping[str, Any]) -> dict[str, Any]:
+def public_part(jwk: Mapping[str, object]) -> dict[str, str]:
     """The public members of an EC P-256 JWK, with its RFC 7638 thumbprint as `kid`; private members dropped."""
     if jwk.get("kty") != "EC" or jwk.get("crv") != "P-256":
         raise BadRequest("the key must be an EC P-256 JWK (kty EC, crv P-256)")
-    if not all(isinstance(jwk.get(name), str) for name in ("x", "y")):
+    x, y = jwk.get("x"), jwk.get("y")
+    if not isinstance(x, str) or not isinstance(y, str):
         raise BadRequest("the JWK needs string members x and y")
-    public = {name: jwk[name] for name in ("kty", "crv", "x", "y")}
+    public = {"kty": "EC", "crv": "P-256", "x": x, "y": y}
     try:
         key_from_jwk(public)
     except TokenRejected as exc:
@@ -124,11 +130,11 @@ def public_part(jwk: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def add_participant(
-    db: Database, participant_id: str, *, jwk: Mapping[str, Any], org: str, region: str, security_profile: str
+    db: Database, participant_id: str, *, jwk: Mapping[str, object], org: str, region: str, security_profile: str
 ) -> Participant:
     participant = Participant(
         id=check_participant_id(participant_id),
-        jwk=json.dumps(public_part(jwk)),
+        jwk=public_part(jwk),
         org=org,
         region=region,
         security_profile=security_profile,
@@ -173,6 +179,14 @@ async def set_suspended(db: Database, participant_id: str, suspended: bool) -> P
 # -- the token endpoint -------------------------------------------------------------------------------
 
 
+class TokenResponse(TypedDict):
+    """RFC 6749 §5.1."""
+
+    access_token: str
+    token_type: str
+    expires_in: int
+
+
 class OAuthError(TesseraError):
     """A token request failed; rendered as an RFC 6749 §5.2 error response."""
 
@@ -188,7 +202,7 @@ class AuthorityKeys(JwksCache):
     def __init__(self, signer: SigningKey) -> None:  # no super().__init__: nothing is ever fetched
         self._local = {signer.kid: signer.key.public_key()}
 
-    async def key(self, kid: str) -> Any:
+    async def key(self, kid: str) -> ec.EllipticCurvePublicKey:
         if kid not in self._local:
             raise TokenRejected(f"unknown signing key {kid!r}")
         return self._local[kid]
@@ -218,7 +232,7 @@ class Authority:
     def signer(self) -> SigningKey:
         return self._signer
 
-    async def issue(self, form: Mapping[str, str]) -> dict[str, Any]:
+    async def issue(self, form: Mapping[str, str]) -> TokenResponse:
         grant_type = _required(form, "grant_type")
         if grant_type != "client_credentials":
             raise OAuthError("unsupported_grant_type", f"grant_type {grant_type!r} is not client_credentials")
@@ -231,7 +245,7 @@ class Authority:
         participant = await self._authenticate(assertion, form.get("client_id"))
         await self._check_audience(audience)
         logger.info("token issued to %s for %s", participant.id, audience)
-        return self._access_token(participant, audience)
+        return access_token(self._signer, participant, issuer=self._url, audience=audience)
 
     async def _authenticate(self, assertion: str, client_id: str | None) -> Participant:
         issuer = _unverified_issuer(assertion)
@@ -255,7 +269,7 @@ class Authority:
             what="client assertion",
         )
         try:
-            claims = decode_jwt(assertion, key_from_jwk(participant.public_jwk), expect)
+            claims = decode_jwt(assertion, key_from_jwk(participant.jwk), expect)
         except TokenRejected as exc:
             raise OAuthError("invalid_client", str(exc)) from exc
         exp, iat, jti = claims["exp"], claims.get("iat", time.time()), claims["jti"]
@@ -294,22 +308,24 @@ class Authority:
             # RFC 8693 §2.2.2 names this error for an audience the server will not issue tokens for.
             raise OAuthError("invalid_target", f"audience {audience!r} is neither the broker nor an active participant")
 
-    def _access_token(self, participant: Participant, audience: str) -> dict[str, Any]:
-        now = int(time.time())
-        claims = {
-            "iss": self._url,
-            "sub": participant.id,
-            "aud": audience,
-            "client_id": participant.id,
-            "iat": now,
-            "exp": now + ACCESS_TOKEN_LIFETIME,
-            "jti": str(uuid.uuid4()),
-            "org": participant.org,
-            "region": participant.region,
-            "security_profile": participant.security_profile,
-        }
-        token = self._signer.sign_jwt(claims, typ=ACCESS_TOKEN_TYPE)
-        return {"access_token": token, "token_type": "Bearer", "expires_in": ACCESS_TOKEN_LIFETIME}
+
+def access_token(signer: SigningKey, participant: ParticipantBase, *, issuer: str, audience: str) -> TokenResponse:
+    """An RFC 9068 access token for `participant` to call `audience`, with the attributes the operator recorded."""
+    now = int(time.time())
+    claims = {
+        "iss": issuer,
+        "sub": participant.id,
+        "aud": audience,
+        "client_id": participant.id,
+        "iat": now,
+        "exp": now + ACCESS_TOKEN_LIFETIME,
+        "jti": str(uuid.uuid4()),
+        "org": participant.org,
+        "region": participant.region,
+        "security_profile": participant.security_profile,
+    }
+    token = signer.sign_jwt(claims, typ=ACCESS_TOKEN_TYPE)
+    return {"access_token": token, "token_type": "Bearer", "expires_in": ACCESS_TOKEN_LIFETIME}
 
 
 def _required(form: Mapping[str, str], name: str) -> str:

@@ -120,7 +120,7 @@ def delete_entry(
     async def run(db: Database) -> None:
         search = Fts5Search()
         await search.setup(db)
-        registry = Registry(db, None, search, config)  # type: ignore[arg-type]  # no tokens to verify here
+        registry = Registry(db, None, search, config)  # no tokens to verify here
         if offering is None:
             await registry.unregister(participant_id, actor=OPERATOR, reason=reason)
         else:
@@ -149,7 +149,8 @@ def events_(
     for name in ("seq", "at", "actor", "action", "participant", "offering", "detail"):
         table.add_column(name, overflow="fold")
     for e in found:
-        table.add_row(str(e.seq), str(e.at), e.actor, e.action, e.participant_id, e.offering_id or "", e.detail)
+        detail = json.dumps(e.detail, ensure_ascii=False)
+        table.add_row(str(e.seq), str(e.at), e.actor, e.action, e.participant_id, e.offering_id or "", detail)
     Console().print(table)
 
 
@@ -227,7 +228,7 @@ def add(
             db, participant_id, jwk=key, org=org, region=region, security_profile=security_profile
         ),
     )
-    typer.echo(f"participant {record.id} added (key id {record.public_jwk['kid']})")
+    typer.echo(f"participant {record.id} added (key id {record.jwk['kid']})")
 
 
 @participant_app.command("list")
@@ -247,9 +248,7 @@ def list_(
     table.add_column("key id", overflow="fold")
     for record in records:
         suspended = "yes" if record.suspended else ""
-        table.add_row(
-            record.id, record.org, record.region, record.security_profile, suspended, record.public_jwk["kid"]
-        )
+        table.add_row(record.id, record.org, record.region, record.security_profile, suspended, record.jwk["kid"])
     Console().print(table)
 
 

@@ -14,17 +14,20 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
 import httpx
 from sqlalchemy import update
 from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from broker import entries, events
 from broker.authority import Participant
 from broker.config import BrokerConfig
 from broker.entries import DEAD, OFFLINE, ONLINE, Merge, Offering, Registration
+from broker.metadata import EMPTY, CatalogMetadata, Metadata
 from broker.search import SearchBackend
 from tessera.clock import aware, utcnow
 from tessera.errors import TesseraError
@@ -103,7 +106,8 @@ class Crawler:
             .limit(BATCH)
         )
         async with self._db.session() as session:
-            return [tuple(row) for row in (await session.exec(statement)).all()]  # type: ignore[misc]
+            rows = (await session.exec(statement)).all()
+        return [(participant_id, endpoint, etag) for participant_id, endpoint, etag in rows]
 
     async def _crawl_guarded(self, participant_id: str, endpoint: str, etag: str) -> None:
         async with self._gate:
@@ -114,7 +118,7 @@ class Crawler:
                 await self._failed(participant_id, str(exc))
                 return
             try:
-                await self._succeeded(participant_id, catalog, new_etag)
+                await self._succeeded(participant_id, None if catalog is None else offerings_in(catalog), new_etag)
             except TesseraError as exc:  # e.g. a catalog over the offering quota: reachable, but not taken
                 logger.warning("catalog of %s refused: %s", participant_id, exc.detail)
                 await self._failed(participant_id, f"catalog refused: {exc.detail}", reachable=True)
@@ -160,14 +164,15 @@ class Crawler:
         }
         return self._signer.sign_jwt(claims, typ=ACCESS_TOKEN_TYPE)
 
-    async def _succeeded(self, participant_id: str, catalog: dict[str, Any] | None, etag: str) -> None:
+    async def _succeeded(self, participant_id: str, offerings: Mapping[str, CatalogMetadata] | None, etag: str) -> None:
+        """Record a crawl's answer: the catalog's offerings, or None when it is unchanged since `etag`."""
         moment = utcnow()
         async with self._db.transaction() as session:
             record = await session.get(Registration, participant_id)
             if record is None:
                 return  # unregistered while we were crawling
             connection = await session.connection()
-            if catalog is not None:
+            if offerings is not None:
                 context = Merge(
                     participant_id=participant_id,
                     source="crawl",
@@ -177,16 +182,20 @@ class Crawler:
                     notice_period=self._config.notice_period,
                     max_offerings=self._config.max_offerings,
                 )
-                outcome = await entries.merge(connection, self._search, context, offerings_in(catalog))
+                # merge takes only the catalog's fields from a crawl; EMPTY fills out the record's shape.
+                incoming: dict[str, Metadata] = {oid: {**EMPTY, **found} for oid, found in offerings.items()}
+                outcome = await entries.merge(connection, self._search, context, incoming)
                 record.offerings = len(outcome.codes)
                 if outcome.changed_anything:
                     record.changed_at = moment
                     await events.record(
-                        connection, [events.event("crawler", "catalog.changed", participant_id, **outcome.summary())]
+                        connection,
+                        [events.event("crawler", "catalog.changed", participant_id, detail=outcome.summary())],
                     )
             await self._set_state(session, record, ONLINE)
             record.last_seen_at = record.crawled_at = moment
-            record.crawl_status, record.crawl_error, record.crawl_failures = ("200" if catalog else "304"), "", 0
+            record.crawl_status = "200" if offerings is not None else "304"
+            record.crawl_error, record.crawl_failures = "", 0
             record.crawl_etag = etag
             record.next_crawl_at = moment + timedelta(seconds=self._config.crawl_interval)
             session.add(record)
@@ -208,18 +217,19 @@ class Crawler:
             record.next_crawl_at = moment + timedelta(seconds=self._config.crawl_interval)
             session.add(record)
 
-    async def _set_state(self, session: Any, record: Registration, state: str) -> None:
+    async def _set_state(self, session: AsyncSession, record: Registration, state: str) -> None:
         if record.state == state:
             return
         connection = await session.connection()
         listed = not (state == DEAD and self._config.hide_dead_after <= 0)
         await entries.set_state(connection, record.participant_id, state=state, listed=listed)
-        event = events.event("crawler", "liveness.changed", record.participant_id, old=record.state, new=state)
+        change = {"old": record.state, "new": state}
+        event = events.event("crawler", "liveness.changed", record.participant_id, detail=change)
         await events.record(connection, [event])
         logger.info("%s is now %s (was %s)", record.participant_id, state, record.state)
         record.state, record.state_changed_at = state, utcnow()
 
-    async def _region(self, session: Any, participant_id: str) -> str:
+    async def _region(self, session: AsyncSession, participant_id: str) -> str:
         participant = await session.get(Participant, participant_id)
         return participant.region if participant else ""
 
@@ -232,12 +242,12 @@ class Crawler:
             update(Offering).where(col(Offering.listed), col(Offering.participant_id).in_(dead)).values(listed=False)
         )
         async with self._db.transaction() as session:
-            await session.exec(statement)  # type: ignore[call-overload]
+            await session.exec(statement)
 
 
-def offerings_in(catalog: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def offerings_in(catalog: dict[str, Any]) -> dict[str, CatalogMetadata]:
     """Offering id -> metadata for every ODRL offer in a DSP catalog (one dataset may carry several)."""
-    found: dict[str, dict[str, Any]] = {}
+    found: dict[str, CatalogMetadata] = {}
     datasets = catalog.get("dataset") or []
     for dataset in datasets if isinstance(datasets, list) else [datasets]:
         if not isinstance(dataset, dict):
@@ -250,7 +260,7 @@ def offerings_in(catalog: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return found
 
 
-def _metadata(dataset: dict[str, Any]) -> dict[str, Any]:
+def _metadata(dataset: dict[str, Any]) -> CatalogMetadata:
     title = _text(dataset.get("title")) or _text(dataset.get("@id")) or "untitled"
     keywords = dataset.get("keyword") or []
     if not isinstance(keywords, list):
@@ -262,7 +272,7 @@ def _metadata(dataset: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _text(value: Any) -> str:
+def _text(value: object) -> str:
     # DCAT values may come as a plain string or as a JSON-LD value object {"@value": …}.
     if isinstance(value, dict):
         value = value.get("@value")

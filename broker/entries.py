@@ -12,30 +12,61 @@ Every merge runs inside the caller's transaction and writes, together, the offer
 index, the product lifecycle steps and the events, so nothing is ever half-written.
 """
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Literal, TypedDict
 
-from sqlalchemy import delete, insert, update
+from sqlalchemy import JSON, delete, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import Field, SQLModel, UniqueConstraint, col, select
 
 from broker import events, products
+from broker.metadata import EMPTY, Metadata, metadata_hash, metadata_of
 from broker.quotas import QuotaExceeded
 from broker.search import Document, SearchBackend
 from tessera.clock import rfc3339, utcnow
-from tessera.identity import canonical_json, content_hash
 
 ONLINE, OFFLINE, DEAD = "ONLINE", "OFFLINE", "DEAD"
-METADATA = ("title", "description", "keywords", "format", "theme", "license", "classification", "region", "language")
-CATALOG_FIELDS = ("title", "description", "keywords")
-EMPTY: dict[str, Any] = {name: "" for name in METADATA} | {"keywords": []}
 
 
 def iso(moment: datetime | None) -> str | None:
     return None if moment is None else rfc3339(moment, timespec="auto")
+
+
+class Liveness(TypedDict):
+    state: str
+    last_seen_at: str | None
+    last_changed_at: str | None
+    state_changed_at: str | None
+
+
+class CrawlStatus(TypedDict):
+    crawled_at: str | None
+    status: str
+    error: str
+    failures: int
+    next_crawl_at: str | None
+
+
+class RegistrationPublic(TypedDict):
+    participant_id: str
+    endpoint: str
+    title: str
+    description: str
+    liveness: Liveness
+    created_at: str | None
+    updated_at: str | None
+
+
+class OfferingPublic(Metadata):
+    id: str
+    product_code: str
+    content_hash: str
+    pushed: bool
+    in_catalog: bool
+    created_at: str | None
+    changed_at: str | None
 
 
 class Registration(SQLModel, table=True):
@@ -61,7 +92,7 @@ class Registration(SQLModel, table=True):
     crawl_etag: str = ""
     offerings: int = 0
 
-    def public(self) -> dict[str, Any]:
+    def public(self) -> RegistrationPublic:
         return {
             "participant_id": self.participant_id,
             "endpoint": self.endpoint,
@@ -72,7 +103,7 @@ class Registration(SQLModel, table=True):
             "updated_at": iso(self.updated_at),
         }
 
-    def liveness(self) -> dict[str, Any]:
+    def liveness(self) -> Liveness:
         return {
             "state": self.state,
             "last_seen_at": iso(self.last_seen_at),
@@ -80,7 +111,7 @@ class Registration(SQLModel, table=True):
             "state_changed_at": iso(self.state_changed_at),
         }
 
-    def crawl(self) -> dict[str, Any]:
+    def crawl(self) -> CrawlStatus:
         return {
             "crawled_at": iso(self.crawled_at),
             "status": self.crawl_status,
@@ -99,7 +130,7 @@ class Offering(SQLModel, table=True):
     id: str
     title: str
     description: str = ""
-    keywords: str = "[]"  # JSON list, as registered
+    keywords: list[str] = Field(default_factory=list, sa_type=JSON)
     format: str = Field(default="", index=True)
     theme: str = Field(default="", index=True)
     license: str = ""
@@ -115,13 +146,10 @@ class Offering(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     changed_at: datetime = Field(default_factory=utcnow, index=True)
 
-    def described(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in METADATA} | {"keywords": json.loads(self.keywords)}
-
-    def public(self) -> dict[str, Any]:
+    def public(self) -> OfferingPublic:
         return {
             "id": self.id,
-            **self.described(),
+            **metadata_of(self),
             "product_code": self.product_code,
             "content_hash": self.content_hash,
             "pushed": self.pushed,
@@ -160,10 +188,6 @@ class Outcome:
         return {"added": self.added, "changed": self.changed, "removed": self.removed, "withdrawn": self.withdrawn}
 
 
-def metadata_hash(participant_id: str, offering_id: str, metadata: Mapping[str, Any]) -> str:
-    return content_hash(canonical_json({"participant_id": participant_id, "offering_id": offering_id, **metadata}))
-
-
 async def offerings_of(connection: AsyncConnection, participant_id: str) -> dict[str, Offering]:
     rows = await connection.execute(select(Offering).where(col(Offering.participant_id) == participant_id))
     return {o.id: o for o in (Offering.model_validate(row._mapping) for row in rows)}
@@ -192,23 +216,19 @@ class Merge:
 
 
 async def merge(
-    connection: AsyncConnection, search: SearchBackend, context: Merge, incoming: Mapping[str, Mapping[str, Any]]
+    connection: AsyncConnection, search: SearchBackend, context: Merge, incoming: Mapping[str, Metadata]
 ) -> Outcome:
     """Make `context.source`'s view of the participant's offerings `incoming` (offering id -> metadata)."""
     pid, pushing = context.participant_id, context.source == "push"
     existing = await offerings_of(connection, pid)
     blocked = await tombstoned(connection, pid)
     outcome = Outcome(withdrawn=sorted(set(incoming) & blocked))
-    rows: dict[str, dict[str, Any]] = {}  # offering id -> new metadata, for added and changed
+    rows: dict[str, Metadata] = {}  # offering id -> new metadata, for added and changed
     for offering_id, fields in incoming.items():
         if offering_id in blocked:
             continue
         old = existing.get(offering_id)
-        base = old.described() if old else {**EMPTY, "region": context.region}
-        given = {k: v for k, v in fields.items() if k in (METADATA if pushing else CATALOG_FIELDS)}
-        metadata = {**base, **given}
-        if pushing and not metadata["region"]:
-            metadata["region"] = context.region
+        metadata = _updated(metadata_of(old) if old else {**EMPTY, "region": context.region}, fields, context)
         if old is None:
             outcome.added.append(offering_id)
         elif metadata_hash(pid, offering_id, metadata) != old.content_hash:
@@ -232,11 +252,18 @@ async def merge(
     return outcome
 
 
+def _updated(base: Metadata, fields: Metadata, context: Merge) -> Metadata:
+    """A push brings every field (a blank region is the participant's); a crawl only the catalog's three."""
+    if context.source == "push":
+        return {**fields, "region": fields["region"] or context.region}
+    return {**base, "title": fields["title"], "description": fields["description"], "keywords": fields["keywords"]}
+
+
 async def _lifecycle(
     connection: AsyncConnection,
     context: Merge,
     existing: Mapping[str, Offering],
-    rows: Mapping[str, Mapping[str, Any]],
+    rows: Mapping[str, Metadata],
     outcome: Outcome,
 ) -> dict[str, str]:
     steps = []
@@ -255,7 +282,7 @@ async def _lifecycle(
                 actor=context.actor,
                 title=metadata["title"],
                 content_hash=metadata_hash(pid, offering_id, metadata),
-                metadata=dict(metadata),
+                metadata=metadata,
                 reason=reason,
             )
         )
@@ -278,7 +305,7 @@ async def _write(
     search: SearchBackend,
     context: Merge,
     existing: Mapping[str, Offering],
-    rows: Mapping[str, Mapping[str, Any]],
+    rows: Mapping[str, Metadata],
     outcome: Outcome,
     gone: list[Offering],
 ) -> None:
@@ -289,7 +316,7 @@ async def _write(
         {
             "participant_id": pid,
             "id": offering_id,
-            **_columns(rows[offering_id]),
+            **rows[offering_id],
             "pushed": pushing,
             "in_catalog": not pushing,
             "state": context.state,
@@ -305,7 +332,7 @@ async def _write(
         await connection.execute(insert(Offering), inserts)
     for offering_id in outcome.changed:
         values = {
-            **_columns(rows[offering_id]),
+            **rows[offering_id],
             **flag,
             "content_hash": metadata_hash(pid, offering_id, rows[offering_id]),
             "changed_at": moment,
@@ -322,16 +349,12 @@ async def _write(
     await events.record(connection, _events(context, outcome))
 
 
-def _columns(metadata: Mapping[str, Any]) -> dict[str, Any]:
-    return {**metadata, "keywords": json.dumps(metadata["keywords"], ensure_ascii=False)}
-
-
 async def _index(
     connection: AsyncConnection,
     search: SearchBackend,
     participant_id: str,
     offering_ids: list[str],
-    rows: Mapping[str, Mapping[str, Any]],
+    rows: Mapping[str, Metadata],
 ) -> None:
     if not offering_ids:
         return
@@ -347,12 +370,12 @@ async def _index(
             keywords=rows[offering_id]["keywords"],
         )
         for pk, offering_id in found
-        if offering_id in wanted
+        if offering_id in wanted and pk is not None
     ]
     await search.index(connection, documents)
 
 
-def _events(context: Merge, outcome: Outcome) -> list[dict[str, Any]]:
+def _events(context: Merge, outcome: Outcome) -> list[events.EventRow]:
     pid, actor = context.participant_id, context.actor
     found = [
         events.event(

@@ -6,12 +6,11 @@ N, which is how mirrors and other brokers follow this one, and `tessera broker e
 to the operator.
 """
 
-import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, TypedDict
 
-from sqlalchemy import insert
+from sqlalchemy import JSON, insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import Field, SQLModel, col, select
 
@@ -19,6 +18,8 @@ from tessera.clock import utcnow
 from tessera.store import Database
 
 MAX_EVENTS = 1000
+
+Detail = dict[str, str | list[str]]  # what changed: names, reasons, lists of offering ids
 
 
 class Event(SQLModel, table=True):
@@ -33,10 +34,22 @@ class Event(SQLModel, table=True):
     participant_id: str = Field(index=True)
     offering_id: str | None = None
     product_code: str | None = None
-    detail: str = "{}"  # JSON object
+    detail: Detail = Field(default_factory=dict, sa_type=JSON)
 
     def public(self) -> dict[str, Any]:
-        return {**self.model_dump(mode="json", exclude={"detail"}), "detail": json.loads(self.detail)}
+        return {**self.model_dump(mode="json", exclude={"detail"}), "detail": self.detail}
+
+
+class EventRow(TypedDict):
+    """An event not yet written: `Event` without its sequence number."""
+
+    at: datetime
+    actor: str
+    action: str
+    participant_id: str
+    offering_id: str | None
+    product_code: str | None
+    detail: Detail
 
 
 def event(
@@ -46,8 +59,8 @@ def event(
     *,
     offering_id: str | None = None,
     product_code: str | None = None,
-    **detail: Any,
-) -> dict[str, Any]:
+    detail: Mapping[str, str | list[str]] | None = None,
+) -> EventRow:
     """An event row, ready for `record`."""
     return {
         "at": utcnow(),
@@ -56,11 +69,11 @@ def event(
         "participant_id": participant_id,
         "offering_id": offering_id,
         "product_code": product_code,
-        "detail": json.dumps(detail, ensure_ascii=False, default=str),
+        "detail": dict(detail or {}),
     }
 
 
-async def record(connection: AsyncConnection, events: Sequence[dict[str, Any]]) -> None:
+async def record(connection: AsyncConnection, events: Sequence[EventRow]) -> None:
     """Append events inside the caller's transaction."""
     if events:
         await connection.execute(insert(Event), list(events))

@@ -5,8 +5,6 @@ following call: a mirror that remembers `next` never misses or repeats a change.
 every searchable offering as a DCAT 3 catalog (JSON-LD), paged by `after`, for open-data portals.
 """
 
-from typing import Any
-
 from sqlmodel import col, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -49,7 +47,7 @@ async def catalog(request: Request) -> Response:
     )
     async with registry.db.session() as session:
         rows = (await session.exec(statement)).all()
-    body: dict[str, Any] = {
+    body: dict[str, object] = {
         "@context": DCAT_CONTEXT,
         "@id": registry.url + "/catalog",
         "@type": "dcat:Catalog",
@@ -61,15 +59,15 @@ async def catalog(request: Request) -> Response:
     return JSONResponse(body, media_type=JSON_LD)
 
 
-def dataset(base: str, offering: Offering, registration: Registration) -> dict[str, Any]:
-    """One offering as a DCAT-AP 3 dataset; the product code is its identifier."""
-    item: dict[str, Any] = {
+def dataset(base: str, offering: Offering, registration: Registration) -> dict[str, object]:
+    """One offering as a DCAT-AP 3 dataset (a JSON-LD node); the product code is its identifier."""
+    item: dict[str, object] = {
         "@id": f"{base}/products/{offering.product_code}",
         "@type": "dcat:Dataset",
         "dct:identifier": offering.product_code,
         "dct:title": offering.title,
         "dct:description": offering.description,
-        "dcat:keyword": offering.described()["keywords"],
+        "dcat:keyword": offering.keywords,
         "dct:publisher": {"@id": offering.participant_id},
         "dct:issued": {"@value": iso(offering.created_at), "@type": "xsd:dateTime"},
         "dct:modified": {"@value": iso(offering.changed_at), "@type": "xsd:dateTime"},

@@ -5,7 +5,7 @@ liveness, last crawl (status, error, consecutive failures), next crawl and numbe
 """
 
 import html
-from typing import Any
+from typing import Literal
 
 from sqlalchemy import func, text
 from sqlmodel import col, select
@@ -13,8 +13,14 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from broker.entries import Offering, Registration
+from broker.entries import CrawlStatus, Liveness, Offering, Registration
 from broker.registry import Registry
+
+
+class ConnectorStatus(Liveness, CrawlStatus):
+    participant_id: str
+    endpoint: str
+    offerings: int
 
 
 async def health(request: Request) -> Response:
@@ -22,7 +28,7 @@ async def health(request: Request) -> Response:
     crawler_task = request.state.crawler_task
     try:
         async with registry.db.session() as session:
-            await session.exec(text("SELECT 1"))  # type: ignore[call-overload]
+            await (await session.connection()).execute(text("SELECT 1"))
             entries = (await session.exec(select(func.count()).select_from(Registration))).one()
             offerings = (await session.exec(select(func.count()).select_from(Offering))).one()
     except Exception as exc:  # any database failure makes the broker unhealthy, never a 500 page
@@ -37,7 +43,7 @@ async def status(request: Request) -> Response:
     registry: Registry = request.state.registry
     async with registry.db.session() as session:
         records = list(await session.exec(select(Registration).order_by(col(Registration.participant_id))))
-    rows = [
+    rows: list[ConnectorStatus] = [
         {
             "participant_id": r.participant_id,
             "endpoint": r.endpoint,
@@ -52,10 +58,20 @@ async def status(request: Request) -> Response:
     return JSONResponse({"connectors": rows})
 
 
-COLUMNS = ("participant_id", "state", "last_seen_at", "crawled_at", "status", "failures", "error", "offerings")
+Column = Literal["participant_id", "state", "last_seen_at", "crawled_at", "status", "failures", "error", "offerings"]
+COLUMNS: tuple[Column, ...] = (
+    "participant_id",
+    "state",
+    "last_seen_at",
+    "crawled_at",
+    "status",
+    "failures",
+    "error",
+    "offerings",
+)
 
 
-def _page(rows: list[dict[str, Any]]) -> str:
+def _page(rows: list[ConnectorStatus]) -> str:
     head = "".join(f"<th>{name}</th>" for name in COLUMNS)
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(str(row[name] or ''))}</td>" for name in COLUMNS) + "</tr>" for row in rows

@@ -11,7 +11,6 @@ product's code, owner, offering, title, the hash of its registered metadata and 
 check it offline: `tessera certificate verify cert.jwt --jwks https://broker.example/.well-known/jwks.json`.
 """
 
-import json
 import time
 import uuid
 from collections.abc import Sequence
@@ -19,13 +18,14 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, update
+from sqlalchemy import JSON, func, insert, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import Field, SQLModel, UniqueConstraint, col, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from broker.metadata import Metadata
 from tessera.clock import aware, utcnow
 from tessera.errors import NotFound, TokenRejected
 from tessera.identity import Expect, SigningKey, decode_jwt, key_from_jwk, unverified_header
@@ -73,12 +73,12 @@ class ProductHistory(SQLModel, table=True):
     actor: str
     content_hash: str
     reason: str = ""
-    snapshot: str = "{}"  # the registered metadata at this version, JSON
+    snapshot: Metadata | None = Field(default=None, sa_type=JSON)  # as registered; None for a cancellation
 
     def public(self) -> dict[str, Any]:
         return {
             **self.model_dump(mode="json", exclude={"id", "code", "snapshot"}),
-            "metadata": json.loads(self.snapshot),
+            "metadata": self.snapshot or {},
         }
 
 
@@ -92,7 +92,7 @@ class Step:
     actor: str
     title: str = ""
     content_hash: str = ""
-    metadata: dict[str, Any] | None = None
+    metadata: Metadata | None = None
     reason: str = ""
 
 
@@ -156,7 +156,7 @@ async def apply(connection: AsyncConnection, steps: Sequence[Step], *, notice_pe
             code, version = product.code, product.version + 1
             reregistered = product.cancelled and step.action == REGISTERED
             when = effective if reregistered else now
-            values: dict[str, Any] = {"version": version, "updated_at": now, "cancelled": step.action == CANCELLED}
+            values: dict[str, object] = {"version": version, "updated_at": now, "cancelled": step.action == CANCELLED}
             if step.action != CANCELLED:
                 values.update(title=step.title, content_hash=step.content_hash)
             if reregistered:
@@ -173,7 +173,7 @@ async def apply(connection: AsyncConnection, steps: Sequence[Step], *, notice_pe
                 "actor": step.actor,
                 "content_hash": step.content_hash or (product.content_hash if product else ""),
                 "reason": step.reason,
-                "snapshot": json.dumps(step.metadata or {}, ensure_ascii=False),
+                "snapshot": step.metadata,
             }
         )
     if new_rows:

@@ -7,25 +7,34 @@ field; the score (0-100) lets a registrant see progress at a glance.
 """
 
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Protocol, TypedDict
+
+from broker import metadata
 
 PENALTY = {"warning": 20, "info": 5}
 
 
-class Described(Protocol):
+class Described(metadata.Described, Protocol):
     id: str
-    title: str
-    description: str
-    keywords: list[str]
-    theme: str
-    license: str
 
 
-def _issue(offering: str | None, field: str, severity: str, message: str) -> dict[str, Any]:
+class Issue(TypedDict):
+    offering: str | None  # None: the registration's own self-description
+    field: str
+    severity: str
+    message: str
+
+
+class Quality(TypedDict):
+    score: int
+    issues: list[Issue]
+
+
+def _issue(offering: str | None, field: str, severity: str, message: str) -> Issue:
     return {"offering": offering, "field": field, "severity": severity, "message": message}
 
 
-def offering_issues(offering: Described) -> list[dict[str, Any]]:
+def offering_issues(offering: Described) -> list[Issue]:
     issues = []
     if not offering.description.strip():
         issues.append(_issue(offering.id, "description", "warning", "DCAT-AP 3 requires a description"))
@@ -42,7 +51,7 @@ def offering_issues(offering: Described) -> list[dict[str, Any]]:
     return issues
 
 
-def assess(description: str, offerings: Iterable[Described]) -> dict[str, Any]:
+def assess(description: str, offerings: Iterable[Described]) -> Quality:
     """Issues and a score for a registration's self-description and offerings."""
     issues = []
     if not description.strip():

@@ -7,13 +7,14 @@ transaction: offerings, search index, product lifecycle and event log together.
 """
 
 import logging
-from collections.abc import Callable
-from typing import Annotated, Any
+from collections.abc import Callable, Mapping
+from typing import Annotated, NotRequired, TypedDict
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from pydantic import Field as Check
 from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -22,10 +23,20 @@ from starlette.routing import Route
 from broker import entries, events, products
 from broker.authority import Participant, read_body
 from broker.config import BrokerConfig
-from broker.entries import ONLINE, Merge, Offering, Registration, Tombstone
-from broker.quality import assess
+from broker.entries import (
+    ONLINE,
+    Liveness,
+    Merge,
+    Offering,
+    OfferingPublic,
+    Registration,
+    RegistrationPublic,
+    Tombstone,
+)
+from broker.metadata import metadata_of
+from broker.quality import Quality, assess
 from broker.quotas import WriteQuota
-from broker.search import DEFAULT_LIMIT, FACETS, MAX_LIMIT, SORTS, SearchBackend, SearchQuery
+from broker.search import DEFAULT_LIMIT, FACETS, MAX_LIMIT, SORTS, FacetCount, SearchBackend, SearchQuery
 from tessera.clock import utcnow
 from tessera.errors import BadRequest, NotEntitled, NotFound
 from tessera.identity import Caller, TokenVerifier, bearer_token
@@ -107,6 +118,35 @@ def parse_registration(body: bytes) -> RegistrationIn:
         raise BadRequest("invalid registration: " + "; ".join(reasons[:5]), reasons=reasons) from exc
 
 
+# -- what the API answers -----------------------------------------------------------------------------
+
+
+class EntryPublic(RegistrationPublic):
+    offerings: list[OfferingPublic]
+
+
+class PushAnswer(EntryPublic):
+    created: bool
+    changes: dict[str, list[str]]  # offering ids added, changed, removed, withdrawn
+    quality: Quality
+
+
+class SearchResult(TypedDict):
+    participant_id: str
+    endpoint: str
+    product_code: str
+    score: float
+    liveness: Liveness
+    offering: OfferingPublic
+
+
+class SearchAnswer(TypedDict):
+    total: int
+    results: list[SearchResult]
+    next_cursor: str | None
+    facets: NotRequired[dict[str, list[FacetCount]]]
+
+
 # -- the service --------------------------------------------------------------------------------------
 
 
@@ -122,7 +162,7 @@ class Registry:
     def __init__(
         self,
         db: Database,
-        verifier: TokenVerifier,
+        verifier: TokenVerifier | None,
         search: SearchBackend,
         config: BrokerConfig,
         *,
@@ -141,6 +181,7 @@ class Registry:
 
     async def authorize(self, request: Request, participant_id: str) -> Caller:
         """The caller, if its token is for this broker and names `participant_id` as subject."""
+        assert self._verifier is not None, "this registry serves the operator's commands only"
         caller = await self._verifier.verify(bearer_token(request.headers.get("authorization")))
         if caller.participant_id != participant_id:
             raise NotEntitled(f"{caller.participant_id!r} may not change the registration of {participant_id!r}")
@@ -151,7 +192,7 @@ class Registry:
         self.quota.spend(participant_id)
         return caller
 
-    async def push(self, participant_id: str, data: RegistrationIn) -> dict[str, Any]:
+    async def push(self, participant_id: str, data: RegistrationIn) -> PushAnswer:
         """Store a registration: self-description plus the pushed offerings, replacing the pushed set."""
         async with self.db.transaction() as session:
             connection = await session.connection()
@@ -167,10 +208,10 @@ class Registry:
                 max_offerings=self.config.max_offerings,
                 corrections={o.id: o.correction for o in data.offerings if o.correction},
             )
-            incoming = {o.id: o.model_dump(include=set(entries.METADATA)) for o in data.offerings}
+            incoming = {o.id: metadata_of(o) for o in data.offerings}
             action = "registration.created" if created else "registration.updated"
             described_as = {"endpoint": data.endpoint, "title": data.title}
-            await events.record(connection, [events.event(participant_id, action, participant_id, **described_as)])
+            await events.record(connection, [events.event(participant_id, action, participant_id, detail=described_as)])
             outcome = await entries.merge(connection, self.search_backend, context, incoming)
             moment = utcnow()
             if record is None:
@@ -197,11 +238,9 @@ class Registry:
         logger.info("registration of %s saved: %s", participant_id, outcome.summary())
         if self._on_registered:
             self._on_registered(participant_id)
-        answer = await self.entry(participant_id)
-        answer["created"] = created
-        answer["changes"] = outcome.summary()
-        answer["quality"] = assess(data.description, data.offerings)
-        return answer
+        entry = await self.entry(participant_id)
+        quality = assess(data.description, data.offerings)
+        return {**entry, "created": created, "changes": outcome.summary(), "quality": quality}
 
     async def unregister(self, participant_id: str, *, actor: str, reason: str = "") -> None:
         """Remove an entry and all its offerings; with a reason, the operator's force-delete (tombstoned)."""
@@ -217,7 +256,7 @@ class Registry:
             if actor == OPERATOR:
                 await session.merge(Tombstone(participant_id=participant_id, offering_id="", reason=reason))
             action = "entry.force_deleted" if actor == OPERATOR else "registration.deleted"
-            await events.record(connection, [events.event(actor, action, participant_id, reason=reason)])
+            await events.record(connection, [events.event(actor, action, participant_id, detail={"reason": reason})])
         logger.info("registration of %s deleted by %s %s", participant_id, actor, reason)
 
     async def force_delete_offering(self, participant_id: str, offering_id: str, *, reason: str) -> None:
@@ -235,12 +274,12 @@ class Registry:
                 record.changed_at = utcnow()
                 session.add(record)
             event = events.event(
-                OPERATOR, "offering.force_deleted", participant_id, offering_id=offering_id, reason=reason
+                OPERATOR, "offering.force_deleted", participant_id, offering_id=offering_id, detail={"reason": reason}
             )
             await events.record(connection, [event])
 
     async def _cancel(
-        self, connection: Any, participant_id: str, gone: list[Offering], *, actor: str, reason: str
+        self, connection: AsyncConnection, participant_id: str, gone: list[Offering], *, actor: str, reason: str
     ) -> None:
         steps = [
             products.Step(
@@ -255,7 +294,7 @@ class Registry:
         await products.apply(connection, steps, notice_period=0)
         await entries.remove_offerings(connection, self.search_backend, gone)
 
-    async def entry(self, participant_id: str) -> dict[str, Any]:
+    async def entry(self, participant_id: str) -> EntryPublic:
         async with self.db.session() as session:
             record = await session.get(Registration, participant_id)
             if record is None:
@@ -269,7 +308,7 @@ class Registry:
             offerings = list(await session.exec(statement))
         return {**record.public(), "offerings": [o.public() for o in offerings]}
 
-    async def search(self, query: SearchQuery) -> dict[str, Any]:
+    async def search(self, query: SearchQuery) -> SearchAnswer:
         page = await self.search_backend.search(self.db, query)
         async with self.db.session() as session:
             rows = (
@@ -280,7 +319,7 @@ class Registry:
                 )
             ).all()
         by_pk = {offering.pk: (offering, registration) for offering, registration in rows}
-        results = []
+        results: list[SearchResult] = []
         for pk, score in zip(page.pks, page.scores, strict=True):
             if pk in by_pk:
                 offering, registration = by_pk[pk]
@@ -294,7 +333,7 @@ class Registry:
                         "offering": offering.public(),
                     }
                 )
-        answer: dict[str, Any] = {"total": page.total, "results": results, "next_cursor": page.next_cursor}
+        answer: SearchAnswer = {"total": page.total, "results": results, "next_cursor": page.next_cursor}
         if query.facets:
             answer["facets"] = page.facets
         return answer
@@ -332,7 +371,7 @@ def search_query(request: Request) -> SearchQuery:
     )
 
 
-def integer_param(params: Any, name: str, default: int, low: int, high: int) -> int:
+def integer_param(params: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
     raw = params.get(name)
     if raw is None or raw == "":
         return default

@@ -19,7 +19,7 @@ import binascii
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypedDict
 
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -47,12 +47,21 @@ FACETS = {
     "liveness": "state",
 }
 # sort name -> (key columns, descending); every key ends in a unique column so the order is total.
-SORTS = {
+SORTS: dict[str, tuple[tuple[str, ...], bool]] = {
     "relevance": (("score", "o.pk"), False),
     "participant": (("o.participant_id", "o.id"), False),
     "title": (("o.title", "o.pk"), False),
     "changed": (("o.changed_at", "o.pk"), True),
 }
+
+
+Params = dict[str, str | int | float]  # bind parameters of the search SQL
+CursorValue = str | int | float  # one sort key of the last row on a page
+
+
+class FacetCount(TypedDict):
+    value: str
+    count: int
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -82,7 +91,7 @@ class SearchPage:
     total: int
     pks: list[int]
     scores: list[float]
-    facets: dict[str, list[dict[str, Any]]]
+    facets: dict[str, list[FacetCount]]
     next_cursor: str | None
 
 
@@ -157,7 +166,7 @@ class Fts5Search(SearchBackend):
         terms: list[str],
         sql_from: str,
         where: list[str],
-        params: dict[str, Any],
+        params: Params,
     ) -> tuple[list[int], list[float], str | None]:
         score = BM25 if terms else "0.0"
         keys, descending = SORTS[sort]
@@ -182,8 +191,8 @@ class Fts5Search(SearchBackend):
         return [row[0] for row in rows], [round(-float(row[1]), 4) for row in rows], next_cursor
 
     async def _facets(
-        self, db: Database, sql_from: str, where: list[str], params: dict[str, Any], wanted: bool
-    ) -> tuple[dict[str, list[dict[str, Any]]], int]:
+        self, db: Database, sql_from: str, where: list[str], params: Params, wanted: bool
+    ) -> tuple[dict[str, list[FacetCount]], int]:
         condition = " AND ".join(where)
         if not wanted:
             async with db.engine.connect() as connection:
@@ -199,22 +208,20 @@ class Fts5Search(SearchBackend):
         for name, value, count in found:
             counts[name].append((value, count))
         total = sum(count for _, count in counts["participant"])
-        facets = {
-            name: [
-                {"value": value, "count": count}
-                for value, count in sorted(pairs, key=lambda pair: (-pair[1], pair[0]))
-                if value
-            ][:MAX_FACET_VALUES]
-            for name, pairs in counts.items()
-        }
-        return facets, total
+        return {name: _most_frequent(pairs) for name, pairs in counts.items()}, total
 
 
-def _matching(query: SearchQuery, terms: list[str]) -> tuple[str, list[str], dict[str, Any]]:
+def _most_frequent(pairs: list[tuple[str, int]]) -> list[FacetCount]:
+    """A facet's non-empty values with their counts, most frequent first, ties by value."""
+    ranked = sorted(pairs, key=lambda pair: (-pair[1], pair[0]))
+    return [FacetCount(value=value, count=count) for value, count in ranked if value][:MAX_FACET_VALUES]
+
+
+def _matching(query: SearchQuery, terms: list[str]) -> tuple[str, list[str], Params]:
     """FROM clause, WHERE conditions and parameters for the offerings `query` matches."""
     sql_from = f"{OFFERING_TABLE} o"
     where = ["o.listed = 1", "o.participant_id NOT IN (SELECT id FROM broker_participant WHERE suspended)"]
-    params: dict[str, Any] = {}
+    params: Params = {}
     if terms:
         sql_from = f"{FTS_TABLE} JOIN {OFFERING_TABLE} o ON o.pk = {FTS_TABLE}.rowid"
         where.append(f"{FTS_TABLE} MATCH :match")
@@ -233,11 +240,11 @@ def _matching(query: SearchQuery, terms: list[str]) -> tuple[str, list[str], dic
     return sql_from, where, params
 
 
-def _encode_cursor(values: list[Any]) -> str:
+def _encode_cursor(values: list[CursorValue]) -> str:
     return base64.urlsafe_b64encode(json.dumps(values, ensure_ascii=False).encode()).decode().rstrip("=")
 
 
-def _decode_cursor(cursor: str, size: int) -> list[Any]:
+def _decode_cursor(cursor: str, size: int) -> list[CursorValue]:
     try:
         values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError) as exc:

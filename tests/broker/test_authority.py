@@ -2,6 +2,8 @@
 
 import asyncio
 import time
+from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import httpx
@@ -75,7 +77,7 @@ async def test_assertion_of_an_unknown_participant_is_rejected(broker: RunningBr
         ("sub differs from iss", {"sub": "urn:tessera:globex"}),
     ],
 )
-async def test_assertion_with_bad_claims_is_rejected(broker: RunningBroker, case: str, claims: dict) -> None:
+async def test_assertion_with_bad_claims_is_rejected(broker: RunningBroker, case: str, claims: dict[str, Any]) -> None:
     acme = await broker.admit("acme")
     form = broker.form(acme, broker.url, client_assertion=broker.assertion(acme, **claims))
 
@@ -99,7 +101,8 @@ async def test_assertion_signed_by_another_key_is_rejected(broker: RunningBroker
 async def test_assertion_with_another_algorithm_is_rejected(broker: RunningBroker, alg: str) -> None:
     acme = await broker.admit("acme")
     claims = jwt.decode(broker.assertion(acme), options={"verify_signature": False})
-    forged = jwt.encode(claims, "shared-secret-of-32-bytes-at-least!" if alg == "HS256" else None, algorithm=alg)
+    key = "shared-secret-of-32-bytes-at-least!" if alg == "HS256" else ""  # PyJWT reads "" as no key for "none"
+    forged = jwt.encode(claims, key, algorithm=alg)
 
     response = await broker.http.post("/token", data=broker.form(acme, broker.url, client_assertion=forged))
 
@@ -155,7 +158,7 @@ async def test_suspended_participant_gets_no_token(broker: RunningBroker) -> Non
     ],
 )
 async def test_bad_token_request_gets_an_oauth_error(
-    broker: RunningBroker, fields: dict, status: int, error: str
+    broker: RunningBroker, fields: dict[str, str | None], status: int, error: str
 ) -> None:
     acme = await broker.admit("acme")
 
@@ -174,7 +177,9 @@ async def test_bad_token_request_gets_an_oauth_error(
         (b"a=" + b"x" * 20_000, {"content-type": "application/x-www-form-urlencoded"}),
     ],
 )
-async def test_malformed_token_request_is_invalid_request(broker: RunningBroker, content: bytes, headers: dict) -> None:
+async def test_malformed_token_request_is_invalid_request(
+    broker: RunningBroker, content: bytes, headers: dict[str, str]
+) -> None:
     response = await broker.http.post("/token", content=content, headers=headers)
 
     assert (response.status_code, response.json()["error"]) == (400, "invalid_request")
@@ -213,7 +218,7 @@ def test_public_part_drops_private_members() -> None:
         public_part({"kty": "RSA", "n": "x", "e": "AQAB"})
 
 
-async def test_restarted_broker_reuses_its_directory(tmp_path) -> None:
+async def test_restarted_broker_reuses_its_directory(tmp_path: Path) -> None:
     config = broker_config(tmp_path, unused_port())
     async with run_server(create_app(config)) as url, httpx.AsyncClient(base_url=url) as http:
         assert (await http.get("/health")).json()["status"] == "ok"

@@ -40,6 +40,12 @@ def jwk_file(tmp_path: Path, name: str) -> Path:
     return path
 
 
+def add_participant(participant_id: str, broker_dir: str, jwk: str) -> list[str]:
+    """`tessera participant add` with every required option."""
+    options = ["--org", "O", "--region", "R", "--security-profile", "P"]
+    return ["participant", "add", participant_id, "--broker-dir", broker_dir, "--jwk", jwk, *options]
+
+
 def test_init_add_and_list_participants(tessera: Run, tmp_path: Path) -> None:
     directory = tmp_path / "broker"
     code, out, err = tessera("broker", "init", "--dir", str(directory), "--url", "http://127.0.0.1:8500")
@@ -84,36 +90,8 @@ def test_init_refuses_to_overwrite_the_key_without_force(tessera: Run, tmp_path:
     [
         ["broker", "init", "--dir", "{dir}/new", "--url", "not a url"],
         ["participant", "list", "--broker-dir", "{dir}/missing"],
-        [
-            "participant",
-            "add",
-            "bad id",
-            "--broker-dir",
-            "{dir}",
-            "--jwk",
-            "{dir}/key.json",
-            "--org",
-            "O",
-            "--region",
-            "R",
-            "--security-profile",
-            "P",
-        ],
-        [
-            "participant",
-            "add",
-            "urn:tessera:x",
-            "--broker-dir",
-            "{dir}",
-            "--jwk",
-            "{dir}/broker.toml",
-            "--org",
-            "O",
-            "--region",
-            "R",
-            "--security-profile",
-            "P",
-        ],
+        add_participant("bad id", "{dir}", "{dir}/key.json"),
+        add_participant("urn:tessera:x", "{dir}", "{dir}/broker.toml"),
     ],
 )
 def test_bad_input_exits_with_2(tessera: Run, tmp_path: Path, args: list[str]) -> None:
@@ -128,21 +106,7 @@ def test_bad_input_exits_with_2(tessera: Run, tmp_path: Path, args: list[str]) -
 
 def test_adding_a_participant_twice_exits_with_2(tmp_path: Path) -> None:
     _in_process("broker", "init", "--dir", str(tmp_path), "--url", "https://broker.example")
-    args = [
-        "participant",
-        "add",
-        "urn:tessera:acme",
-        "--broker-dir",
-        str(tmp_path),
-        "--jwk",
-        str(jwk_file(tmp_path, "acme")),
-        "--org",
-        "A",
-        "--region",
-        "EU",
-        "--security-profile",
-        "base",
-    ]
+    args = add_participant("urn:tessera:acme", str(tmp_path), str(jwk_file(tmp_path, "acme")))
     assert _in_process(*args)[0] == 0
 
     code, _, err = _in_process(*args)

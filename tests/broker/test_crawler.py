@@ -71,14 +71,16 @@ async def registered_provider(space: Dataspace, tmp_path: Path) -> tuple[Site, d
 
 async def entry(space: Dataspace, participant_id: str) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=space.broker_url) as http:
-        return (await http.get(f"/registrations/{participant_id}")).json()
+        body: dict[str, Any] = (await http.get(f"/registrations/{participant_id}")).json()
+        return body
 
 
 async def search(space: Dataspace, **params: Any) -> dict[str, Any]:
     async with httpx.AsyncClient(base_url=space.broker_url) as http:
         response = await http.get("/search", params=params)
         assert response.status_code == 200, response.text
-        return response.json()
+        body: dict[str, Any] = response.json()
+        return body
 
 
 async def test_crawl_confirms_pushed_offerings_right_after_registration(fast: Dataspace, tmp_path: Path) -> None:

@@ -26,7 +26,8 @@ def tessera(*args: str) -> tuple[int, str, str]:
 async def product(broker: RunningBroker, code: str) -> dict[str, Any]:
     response = await broker.http.get(f"/products/{code}")
     assert response.status_code == 200, response.text
-    return response.json()
+    body: dict[str, Any] = response.json()
+    return body
 
 
 def test_codes_carry_a_luhn_check_digit() -> None:

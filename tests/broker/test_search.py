@@ -54,7 +54,8 @@ async def market(broker: RunningBroker) -> RunningBroker:
 async def find(broker: RunningBroker, **params: Any) -> dict[str, Any]:
     response = await broker.http.get("/search", params=params)
     assert response.status_code == 200, response.text
-    return response.json()
+    body: dict[str, Any] = response.json()
+    return body
 
 
 def ids(found: dict[str, Any]) -> list[str]:
@@ -81,7 +82,7 @@ def ids(found: dict[str, Any]) -> list[str]:
     ],
 )
 async def test_chinese_and_english_queries_find_the_right_products(
-    market: RunningBroker, query: str, expected: set
+    market: RunningBroker, query: str, expected: set[str]
 ) -> None:
     assert set(ids(await find(market, q=query))) == expected
 

@@ -38,7 +38,7 @@ from broker.quality import Quality, assess
 from broker.quotas import WriteQuota
 from broker.search import DEFAULT_LIMIT, FACETS, MAX_LIMIT, SORTS, FacetCount, SearchBackend, SearchQuery
 from tessera.clock import utcnow
-from tessera.errors import BadRequest, NotEntitled, NotFound
+from tessera.errors import BadRequest, ContentTooLarge, Gone, NotEntitled, NotFound
 from tessera.identity import Caller, TokenVerifier, bearer_token
 from tessera.store import Database
 
@@ -47,18 +47,6 @@ logger = logging.getLogger("broker.registry")
 MAX_BODY_BYTES = 1024 * 1024
 MAX_QUERY_LENGTH = 256
 OPERATOR = "operator"
-
-
-class ContentTooLarge(BadRequest):
-    status_code = 413
-    title = "Content too large"
-
-
-class Gone(NotFound):
-    """The operator force-deleted this entry; the detail carries the reason."""
-
-    status_code = 410
-    title = "Gone"
 
 
 # -- what the API accepts -----------------------------------------------------------------------------

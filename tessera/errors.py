@@ -14,8 +14,10 @@
     + PolicyCompileError     - a Rego module does not compile (400, names line and column)
     + PolicyEvaluationError  - the engine failed while deciding (fails closed)
   x NotFound                 - an unknown id on our own API (404)
+    + Gone                   - removed for good, e.g. by an operator (410)
   x Conflict                 - the request conflicts with stored state (409)
   x BadRequest               - any other invalid input on our own API (400)
+    + ContentTooLarge        - a body past the size limit (413)
 
 Each error carries the HTTP status and a detail; the app's exception handler renders it as
 problem+json (management API) or a DSP error message (protocol endpoints). A subclass names its
@@ -118,9 +120,17 @@ class NotFound(TesseraError, status=404):
     """An unknown id on our own API."""
 
 
+class Gone(NotFound, status=410):
+    """It existed and was removed for good (an operator deleted it); the detail says why."""
+
+
 class Conflict(TesseraError, status=409):
     """The request conflicts with stored state."""
 
 
 class BadRequest(TesseraError, status=400):
     """Any other invalid input on our own API."""
+
+
+class ContentTooLarge(BadRequest, status=413):
+    """A request body past the endpoint's size limit."""

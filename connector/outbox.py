@@ -20,7 +20,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from connector import timeline
 from tessera.errors import PeerError
 from tessera.identity import TokenClient
-from tessera.store import Database
+from tessera.store import Database, unit_of_work
 
 logger = logging.getLogger("tessera.outbox")
 
@@ -37,7 +37,7 @@ class OutboxMessage(SQLModel, table=True):
     process_id: str = Field(index=True)  # our pid of the negotiation or transfer
     url: str
     audience: str  # the recipient's participant id, for its access token
-    body: str  # JSON
+    body: str  # the JSON text sent, the same bytes on every attempt (a peer recognises a retry by them)
     status: str = Field(default="pending", index=True)  # pending | delivered | failed
     attempts: int = 0
     next_attempt_at: float = Field(default_factory=time.time)
@@ -45,13 +45,18 @@ class OutboxMessage(SQLModel, table=True):
 
     @property
     def kind(self) -> str | None:
-        return json.loads(self.body).get("@type")
+        kind = self.document().get("@type")
+        return kind if isinstance(kind, str) else None
+
+    def document(self) -> dict[str, Any]:
+        document: dict[str, Any] = json.loads(self.body)
+        return document
 
 
 def enqueue(session: AsyncSession, *, process_id: str, url: str, audience: str, body: dict[str, Any]) -> None:
-    """Add a message inside the caller's transaction; `Outbox.wake()` after commit sends it."""
+    """Add a message inside the caller's write transaction; `Outbox.wake()` after commit sends it."""
     session.add(OutboxMessage(process_id=process_id, url=url, audience=audience, body=json.dumps(body)))
-    session.info["queued"] = True
+    unit_of_work(session).queued = True
 
 
 FailureHandler = Callable[[OutboxMessage], Awaitable[None]]

@@ -18,7 +18,7 @@ from connector.outbox import FailureHandler, Outbox, ReplyHandler
 from tessera.errors import NotFound, PeerError
 from tessera.identity import JwksCache, SigningKey, TokenClient, TokenVerifier
 from tessera.policy import PolicyEngine, create_engine
-from tessera.store import Database
+from tessera.store import Database, unit_of_work
 
 PARTICIPANT_CACHE_SECONDS = 300
 
@@ -122,7 +122,7 @@ class Runtime:
             yield session
             # Every process this transaction loaded or added (flushed changes are no longer "dirty").
             touched = {obj.id for obj in (*session.new, *session.identity_map.values()) if hasattr(obj, "state")}
-            queued = session.info.get("queued", False)
+            queued = unit_of_work(session).queued
         if queued:
             self.outbox.wake()
         for process_id in touched & self._watched.keys():

@@ -6,7 +6,6 @@ to a third what was agreed; the data plane refuses to decide under a policy whos
 matches the bound hash.
 """
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Field, SQLModel
@@ -17,6 +16,7 @@ from tessera.clock import rfc3339
 from tessera.errors import InvalidMessage
 from tessera.identity import SigningKey, canonical_json, sign_document, verify_document
 from tessera.ids import new_id
+from tessera.store import Json
 from tessera.terms import Terms
 from tessera.terms import from_odrl as terms_of
 
@@ -37,18 +37,18 @@ class Agreement(SQLModel, table=True):
     offer_id: str
     usage_policy_id: str
     usage_policy_hash: str
-    document: str  # the ODRL Agreement, JSON
+    document: dict[str, Any] = Field(sa_type=Json)  # the ODRL Agreement
     provider_signature: str
     consumer_signature: str
     signed_at: str
 
     @property
     def terms(self) -> Terms:
-        return terms_of(json.loads(self.document))
+        return terms_of(self.document)
 
     def public(self) -> dict[str, Any]:
-        data = self.model_dump(exclude={"document"})
-        data["agreement"] = json.loads(self.document)
+        data = self.model_dump(mode="json", exclude={"document"})
+        data["agreement"] = self.document
         data["terms"] = self.terms.to_dict()
         return data
 
@@ -70,7 +70,7 @@ def build(offer: Offer, policy: UsagePolicy, agreed: Terms, *, provider_id: str,
 def record(negotiation: "Negotiation", *, provider_address: str) -> Agreement:
     """The finalized agreement of a negotiation, as both sides keep it."""
     assert negotiation.agreement and negotiation.provider_signature and negotiation.consumer_signature
-    document = json.loads(negotiation.agreement)
+    document = negotiation.agreement
     policy_id, policy_hash = usage_policy_ref(document)
     return Agreement(
         id=document["@id"],
@@ -83,7 +83,7 @@ def record(negotiation: "Negotiation", *, provider_address: str) -> Agreement:
         offer_id=negotiation.offer_id,
         usage_policy_id=policy_id,
         usage_policy_hash=policy_hash,
-        document=negotiation.agreement,
+        document=document,
         provider_signature=negotiation.provider_signature,
         consumer_signature=negotiation.consumer_signature,
         signed_at=rfc3339(),

@@ -18,6 +18,7 @@ from sqlmodel import Field as Column
 from sqlmodel import SQLModel
 
 from tessera.clock import rfc3339
+from tessera.store import Json
 
 Format = Literal["csv", "json", "jsonl"]
 MEDIA_TYPES: dict[str, str] = {"csv": "text/csv", "json": "application/json", "jsonl": "application/x-ndjson"}
@@ -45,7 +46,7 @@ class Asset(SQLModel, table=True):
     id: str = Column(primary_key=True)
     title: str
     description: str = ""
-    keywords: str = "[]"  # JSON array
+    keywords: list[str] = Column(default_factory=list, sa_type=Json)
     format: str
     path: str
     created_at: str = Column(default_factory=rfc3339)
@@ -55,7 +56,7 @@ class Asset(SQLModel, table=True):
             "id": self.id,
             "title": self.title,
             "description": self.description,
-            "keywords": json.loads(self.keywords),
+            "keywords": list(self.keywords),
             "format": self.format,
             "created_at": self.created_at,
         }

@@ -8,7 +8,6 @@ records that in the audit log and reports it to the provider, which records it t
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
@@ -181,6 +180,6 @@ class Sweeper:
 def _data_plane(transfer: Transfer) -> str:
     """The provider's data endpoint of this transfer: its pull address, or `<provider>/data/<providerPid>`."""
     if transfer.data_address:
-        return str(json.loads(transfer.data_address)["endpoint"]).rstrip("/")
+        return str(transfer.data_address["endpoint"]).rstrip("/")
     base = transfer.counterparty_address.rstrip("/").removesuffix("/dsp")
     return f"{base}/data/{transfer.provider_pid}"

@@ -141,7 +141,7 @@ async def pull(runtime: Runtime, transfer_id: str, purpose: str | None, query: s
         raise NotFound(f"no transfer {transfer_id} on the consumer side")
     if transfer.state != "STARTED" or not transfer.data_address:
         raise NotEntitled(f"transfer {transfer_id} is {transfer.state}; no data address yet")
-    address = json.loads(transfer.data_address)
+    address = transfer.data_address
     response = await _get(runtime, address, purpose, query)
     if response.status_code == 401:
         address = await _refresh(runtime, transfer, address)
@@ -185,7 +185,7 @@ async def _refresh(runtime: Runtime, transfer: Transfer, address: dict[str, Any]
     async with runtime.transaction() as session:
         stored = await session.get(Transfer, transfer.id)
         assert stored is not None
-        stored.data_address = json.dumps(fresh)
+        stored.data_address = fresh
     return fresh
 
 

@@ -7,7 +7,6 @@ catalog, negotiate, transfer, pull data. Both: agreements and the audit log.
 
 import asyncio
 import contextlib
-import json
 import secrets
 from typing import Any, Literal, TypeVar
 
@@ -124,9 +123,7 @@ async def _create(runtime: Runtime, record: SQLModel, key: str, **details: Any) 
 
 async def create_asset(request: Request) -> Response:
     data = await read_model(request, AssetCreate)
-    asset = Asset(
-        **data.model_dump(exclude={"keywords", "id"}), id=data.id or new_id(), keywords=json.dumps(data.keywords)
-    )
+    asset = Asset(**data.model_dump(exclude={"id"}), id=data.id or new_id())
     return await _create(runtime_of(request), asset, asset.id, path=asset.path)
 
 
@@ -149,9 +146,7 @@ async def create_offer(request: Request) -> Response:
     for policy_id in (data.access_policy_id, data.negotiation_policy_id):
         if policy_id:
             await _get(runtime, UsagePolicy, policy_id)
-    offer = Offer(
-        **data.model_dump(exclude={"id", "terms"}), id=data.id or new_id(), terms=data.terms.model_dump_json()
-    )
+    offer = Offer(**data.model_dump(exclude={"id", "terms"}), id=data.id or new_id(), terms=data.terms)
     return await _create(runtime, offer, offer.id, asset=offer.asset_id, usage_policy=offer.usage_policy_id)
 
 

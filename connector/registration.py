@@ -4,7 +4,6 @@ The connector describes itself (DSP endpoint, title) and lists its offers, and s
 access token for the broker, so only this participant can change its entry.
 """
 
-import json
 from typing import Any
 from urllib.parse import quote
 
@@ -32,7 +31,7 @@ async def offerings(runtime: Runtime) -> list[dict[str, Any]]:
             "id": offer.id,
             "title": asset.title,
             "description": asset.description,
-            "keywords": json.loads(asset.keywords),
+            "keywords": list(asset.keywords),
             "format": asset.format,
         }
         for offer, asset in rows

@@ -1,7 +1,6 @@
 """Explain and simulate, without side effects: would a participant get an offer, would a data request
 be allowed, and with which obligations. Nothing is counted, logged or sent."""
 
-import json
 from typing import Any
 
 from sqlmodel import col, select
@@ -24,7 +23,7 @@ async def would_get_offer(runtime: Runtime, participant_id: str, offer_id: str) 
         policy = await session.get(UsagePolicy, offer.access_policy_id) if offer and offer.access_policy_id else None
     if offer is None:
         raise NotFound(f"no offer {offer_id}")
-    answer = {"participant": caller, "offer": offer.id, "terms": json.loads(offer.terms)}
+    answer = {"participant": caller, "offer": offer.id, "terms": offer.terms.model_dump(mode="json")}
     if policy is None:
         return answer | {"allow": True, "reasons": [], "obligations": [], "patterns": [], "access_policy": None}
     request = {"caller": caller, "offer": {"id": offer.id, "target": offer.asset_id}, "now": rfc3339()}
@@ -45,7 +44,7 @@ async def would_use(
         counter = await session.get(usage.UsageCounter, agreement_id)
     if transfer is not None:
         _agreement, policy, asset = await usage.parts(runtime, transfer)
-        caller = json.loads(transfer.caller_claims)
+        caller = transfer.caller_claims
     else:
         async with runtime.db.session() as session:
             policy = await session.get(UsagePolicy, agreement.usage_policy_id)

@@ -5,7 +5,6 @@ request carries a data address on this connector with a token we issued for this
 provider posts the data there and we keep it in the connector's `received/` directory.
 """
 
-import json
 from collections.abc import AsyncIterator
 
 from connector import copies, data_tokens
@@ -65,7 +64,7 @@ async def on_start(runtime: Runtime, caller: Caller, pid: str, message: dsp.Tran
                 raise InvalidMessage(
                     "a pull transfer's start message needs a dataAddress with endpoint and authorization"
                 )
-            transfer.data_address = json.dumps(address)
+            transfer.data_address = address
         transfer.move("STARTED")
         await log(session, runtime, transfer, "started", by=caller.participant_id)
     return transfer

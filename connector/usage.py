@@ -83,7 +83,7 @@ def usage_input(
             "assigner": agreement.provider_id,
             "assignee": agreement.consumer_id,
             "target": agreement.target,
-            "timestamp": json.loads(agreement.document).get("timestamp"),
+            "timestamp": agreement.document.get("timestamp"),
             "terms": agreement.terms.to_dict(),
         },
         "caller": caller,
@@ -115,7 +115,7 @@ async def decide_use(
     if transfer.state != "STARTED":
         raise NotEntitled(f"transfer {transfer.id} is {transfer.state}, not STARTED")
     agreement, policy, asset = await parts(runtime, transfer)
-    caller = json.loads(transfer.caller_claims)
+    caller = transfer.caller_claims
     async with runtime.transaction() as session:
         counter = await session.get(UsageCounter, agreement.id) or UsageCounter(agreement_id=agreement.id)
         request = usage_input(agreement, caller, purpose, counter.uses, asset, query)

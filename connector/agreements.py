@@ -12,11 +12,11 @@ from sqlmodel import Field, SQLModel
 
 from connector.catalog import Offer, UsagePolicy
 from tessera import dsp
-from tessera.clock import rfc3339
+from tessera.clock import rfc3339, utcnow
 from tessera.errors import InvalidMessage
 from tessera.identity import SigningKey, canonical_json, sign_document, verify_document
 from tessera.ids import new_id
-from tessera.store import Json
+from tessera.store import Json, Timestamp, UtcDateTime
 from tessera.terms import Terms
 from tessera.terms import from_odrl as terms_of
 
@@ -40,7 +40,7 @@ class Agreement(SQLModel, table=True):
     document: dict[str, Any] = Field(sa_type=Json)  # the ODRL Agreement
     provider_signature: str
     consumer_signature: str
-    signed_at: str
+    signed_at: Timestamp = Field(sa_type=UtcDateTime)
 
     @property
     def terms(self) -> Terms:
@@ -86,7 +86,7 @@ def record(negotiation: "Negotiation", *, provider_address: str) -> Agreement:
         document=document,
         provider_signature=negotiation.provider_signature,
         consumer_signature=negotiation.consumer_signature,
-        signed_at=rfc3339(),
+        signed_at=utcnow(),
     )
 
 
@@ -94,7 +94,7 @@ def sign(agreement: dict[str, Any], signer: SigningKey) -> str:
     return sign_document(agreement, signer)
 
 
-def check_signature(agreement: dict[str, Any], signature: Any, jwk: dict[str, Any], *, signer_name: str) -> None:
+def check_signature(agreement: dict[str, Any], signature: object, jwk: dict[str, Any], *, signer_name: str) -> None:
     """Raise unless `signature` is a JWS by `jwk` over exactly this agreement."""
     if not isinstance(signature, str):
         raise InvalidMessage(f"the agreement carries no {signer_name} signature")

@@ -17,9 +17,9 @@ from policies.explain import patterns_in
 from policies.odrl import offer_from_patterns
 from policies.patterns import PatternUse, render
 from tessera import dsp
-from tessera.clock import rfc3339
+from tessera.clock import utcnow
 from tessera.policy import PolicyModule
-from tessera.store import JsonOf
+from tessera.store import JsonOf, Timestamp, UtcDateTime
 from tessera.terms import Terms
 
 
@@ -60,7 +60,7 @@ class UsagePolicy(SQLModel, table=True):
     source: str
     package: str
     hash: str
-    created_at: str = Column(default_factory=rfc3339)
+    created_at: Timestamp = Column(default_factory=utcnow, sa_type=UtcDateTime)
 
     @property
     def module(self) -> PolicyModule:
@@ -106,7 +106,7 @@ class Offer(SQLModel, table=True):
     negotiation_policy_id: str | None = Column(default=None, foreign_key="usage_policy.id")
     terms: TermsIn = Column(default_factory=TermsIn, sa_type=TermsInColumn)  # what the offer grants at most
     approval: str = "auto"  # auto: the agent decides; manual: an operator accepts or counters
-    created_at: str = Column(default_factory=rfc3339)
+    created_at: Timestamp = Column(default_factory=utcnow, sa_type=UtcDateTime)
 
     @property
     def granted(self) -> Terms:

@@ -110,9 +110,7 @@ async def decide_by_operator(runtime: Runtime, pid: str, action: str, counter: T
         if negotiation.state != "OFFERED":
             raise IllegalTransition(f"negotiation {pid} is {negotiation.state}; there is no offer to answer")
         verdict = (
-            agents.Verdict("accept", negotiation.terms)
-            if action == "accept"
-            else agents.Verdict("counter", counter)
+            agents.Verdict("accept", negotiation.terms) if action == "accept" else agents.Verdict("counter", counter)
         )
         await _answer(session, runtime, negotiation, verdict, by_operator=True)
     return negotiation

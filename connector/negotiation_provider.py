@@ -155,9 +155,7 @@ async def decide_by_operator(runtime: Runtime, pid: str, action: str, counter: T
             raise IllegalTransition(f"negotiation {pid} is {negotiation.state}; there is no request to answer")
         offer, _policy = await _offer_and_policy(session, negotiation.offer_id)
         verdict = (
-            agents.Verdict("accept", negotiation.terms)
-            if action == "accept"
-            else agents.Verdict("counter", counter)
+            agents.Verdict("accept", negotiation.terms) if action == "accept" else agents.Verdict("counter", counter)
         )
         await _answer(session, runtime, negotiation, offer, verdict, by_operator=True)
     return negotiation

@@ -74,9 +74,11 @@ class Negotiation(Process, table=True):
         self.waiting = None
 
 
-async def find(session: AsyncSession, pid: str, **options: Any) -> Negotiation:
+async def find(
+    session: AsyncSession, pid: str, *, caller: Caller, role: str | None = None, message: dsp.Message | None = None
+) -> Negotiation:
     """Our negotiation `pid`, if the caller is its counter-party (see `processes.find`)."""
-    return await processes.find(session, Negotiation, pid, **options)
+    return await processes.find(session, Negotiation, pid, caller=caller, role=role, message=message)
 
 
 async def get(session: AsyncSession, pid: str) -> Negotiation:

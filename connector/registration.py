@@ -25,7 +25,7 @@ class SelfDescription(BaseModel):
 
 async def offerings(runtime: Runtime) -> list[dict[str, Any]]:
     async with runtime.db.session() as session:
-        rows = (await session.exec(select(Offer, Asset).join(Asset))).all()  # type: ignore[arg-type]
+        rows = (await session.exec(select(Offer, Asset).join(Asset))).all()
     return [
         {
             "id": offer.id,
@@ -53,7 +53,8 @@ async def register(runtime: Runtime, description: SelfDescription) -> dict[str, 
             subject=runtime.participant_id,
             offerings=[o["id"] for o in body["offerings"]],
         )
-    return response.json()
+    registered: dict[str, Any] = response.json()
+    return registered
 
 
 async def unregister(runtime: Runtime) -> None:

@@ -10,15 +10,15 @@ from typing import Any
 
 from sqlmodel import Field, SQLModel
 
-from tessera.clock import rfc3339
-from tessera.store import Database, Json
+from tessera.clock import utcnow
+from tessera.store import Database, Json, Timestamp, UtcDateTime
 
 
 class Reply(SQLModel, table=True):
     digest: str = Field(primary_key=True)
     status: int
     body: dict[str, Any] = Field(sa_type=Json)  # the JSON answered
-    at: str = Field(default_factory=rfc3339)
+    at: Timestamp = Field(default_factory=utcnow, sa_type=UtcDateTime)
 
 
 def digest(sender: str, path: str, body: bytes) -> str:

@@ -7,6 +7,7 @@ from sqlmodel import col, select
 
 from connector import usage
 from connector.agreements import Agreement
+from connector.assets import Asset
 from connector.catalog import Offer, UsagePolicy
 from connector.runtime import Runtime
 from connector.transfers import Transfer
@@ -46,18 +47,23 @@ async def would_use(
         _agreement, policy, asset = await usage.parts(runtime, transfer)
         caller = transfer.caller_claims
     else:
-        async with runtime.db.session() as session:
-            policy = await session.get(UsagePolicy, agreement.usage_policy_id)
-            asset = await session.get(usage.Asset, agreement.target)
+        policy, asset = await _policy_and_asset(runtime, agreement)
         record = await runtime.participants.record(agreement.consumer_id)
         caller = {key: record.get(key) for key in ("org", "region", "security_profile")} | {
             "sub": agreement.consumer_id
         }
-    if policy is None or asset is None:
-        raise NotFound(f"the usage policy or asset of agreement {agreement_id} is gone")
     request = usage.usage_input(agreement, caller, purpose, counter.uses if counter else 0, asset, query)
     explanation = await explain(runtime.engine, policy.module, request)
     return {"agreement": agreement_id, "input": request, "policy": policy.id} | explanation.to_dict()
+
+
+async def _policy_and_asset(runtime: Runtime, agreement: Agreement) -> tuple[UsagePolicy, Asset]:
+    async with runtime.db.session() as session:
+        policy = await session.get(UsagePolicy, agreement.usage_policy_id)
+        asset = await session.get(Asset, agreement.target)
+    if policy is None or asset is None:
+        raise NotFound(f"the usage policy or asset of agreement {agreement.id} is gone")
+    return policy, asset
 
 
 async def _claims(runtime: Runtime, participant_id: str) -> dict[str, Any]:

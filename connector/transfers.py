@@ -58,9 +58,11 @@ class Transfer(Process, table=True):
         return dsp.transfer_process(self.provider_pid or "", self.consumer_pid or "", self.state)
 
 
-async def find(session: AsyncSession, pid: str, **options: Any) -> Transfer:
+async def find(
+    session: AsyncSession, pid: str, *, caller: Caller, role: str | None = None, message: dsp.Message | None = None
+) -> Transfer:
     """Our transfer `pid`, if the caller is its counter-party (see `processes.find`)."""
-    return await processes.find(session, Transfer, pid, **options)
+    return await processes.find(session, Transfer, pid, caller=caller, role=role, message=message)
 
 
 async def get(session: AsyncSession, pid: str) -> Transfer:

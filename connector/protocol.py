@@ -196,7 +196,7 @@ async def visible_datasets(runtime: Runtime, caller: Caller) -> list[dict[str, A
         query = (
             select(Offer, Asset, UsagePolicy)
             .join(Asset)
-            .join(UsagePolicy, Offer.usage_policy_id == UsagePolicy.id)  # type: ignore[arg-type]
+            .join(UsagePolicy, col(Offer.usage_policy_id) == col(UsagePolicy.id))
             .order_by(col(Asset.created_at), col(Asset.id), col(Offer.id))
         )
         rows = (await session.exec(query)).all()

@@ -19,15 +19,16 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from connector.catalog import Offer, UsagePolicy
-from connector.negotiations import MAX_COUNTER_ROUNDS
 from connector.runtime import Runtime
 from tessera.clock import rfc3339
 from tessera.errors import PolicyEvaluationError
 from tessera.identity import Caller
 from tessera.policy import Decision
+from tessera.store import JsonOf
 from tessera.terms import Terms
 
 Action = Literal["accept", "counter", "terminate", "wait"]
+MAX_COUNTER_ROUNDS = 3  # after this many counter-offers an agent stops bargaining and terminates
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,18 @@ class Needs(BaseModel):
             uses=self.min_uses or self.uses,
         )
         return _grants_at_least(offered, least)
+
+
+class NeedsColumn(JsonOf[Needs]):
+    """A consumer's needs, kept with its negotiation as JSON."""
+
+    cache_ok = True
+
+    def load(self, data: Any) -> Needs:
+        return Needs.model_validate(data)
+
+    def dump(self, value: Needs) -> Any:
+        return value.model_dump(mode="json")
 
 
 def _grants_at_least(offered: Terms, least: Terms) -> bool:

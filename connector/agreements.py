@@ -6,17 +6,17 @@ to a third what was agreed; the data plane refuses to decide under a policy whos
 matches the bound hash.
 """
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Field, SQLModel
 
 from connector.catalog import Offer, UsagePolicy
 from tessera import dsp
-from tessera.clock import rfc3339
+from tessera.clock import rfc3339, utcnow
 from tessera.errors import InvalidMessage
 from tessera.identity import SigningKey, canonical_json, sign_document, verify_document
 from tessera.ids import new_id
+from tessera.store import Json, Timestamp, UtcDateTime
 from tessera.terms import Terms
 from tessera.terms import from_odrl as terms_of
 
@@ -37,18 +37,18 @@ class Agreement(SQLModel, table=True):
     offer_id: str
     usage_policy_id: str
     usage_policy_hash: str
-    document: str  # the ODRL Agreement, JSON
+    document: dict[str, Any] = Field(sa_type=Json)  # the ODRL Agreement
     provider_signature: str
     consumer_signature: str
-    signed_at: str
+    signed_at: Timestamp = Field(sa_type=UtcDateTime)
 
     @property
     def terms(self) -> Terms:
-        return terms_of(json.loads(self.document))
+        return terms_of(self.document)
 
     def public(self) -> dict[str, Any]:
-        data = self.model_dump(exclude={"document"})
-        data["agreement"] = json.loads(self.document)
+        data = self.model_dump(mode="json", exclude={"document"})
+        data["agreement"] = self.document
         data["terms"] = self.terms.to_dict()
         return data
 
@@ -70,7 +70,7 @@ def build(offer: Offer, policy: UsagePolicy, agreed: Terms, *, provider_id: str,
 def record(negotiation: "Negotiation", *, provider_address: str) -> Agreement:
     """The finalized agreement of a negotiation, as both sides keep it."""
     assert negotiation.agreement and negotiation.provider_signature and negotiation.consumer_signature
-    document = json.loads(negotiation.agreement)
+    document = negotiation.agreement
     policy_id, policy_hash = usage_policy_ref(document)
     return Agreement(
         id=document["@id"],
@@ -83,10 +83,10 @@ def record(negotiation: "Negotiation", *, provider_address: str) -> Agreement:
         offer_id=negotiation.offer_id,
         usage_policy_id=policy_id,
         usage_policy_hash=policy_hash,
-        document=negotiation.agreement,
+        document=document,
         provider_signature=negotiation.provider_signature,
         consumer_signature=negotiation.consumer_signature,
-        signed_at=rfc3339(),
+        signed_at=utcnow(),
     )
 
 
@@ -94,7 +94,7 @@ def sign(agreement: dict[str, Any], signer: SigningKey) -> str:
     return sign_document(agreement, signer)
 
 
-def check_signature(agreement: dict[str, Any], signature: Any, jwk: dict[str, Any], *, signer_name: str) -> None:
+def check_signature(agreement: dict[str, Any], signature: object, jwk: dict[str, Any], *, signer_name: str) -> None:
     """Raise unless `signature` is a JWS by `jwk` over exactly this agreement."""
     if not isinstance(signature, str):
         raise InvalidMessage(f"the agreement carries no {signer_name} signature")

@@ -17,7 +17,8 @@ from pydantic import BaseModel, Field, field_validator
 from sqlmodel import Field as Column
 from sqlmodel import SQLModel
 
-from tessera.clock import rfc3339
+from tessera.clock import rfc3339, utcnow
+from tessera.store import Json, Timestamp, UtcDateTime
 
 Format = Literal["csv", "json", "jsonl"]
 MEDIA_TYPES: dict[str, str] = {"csv": "text/csv", "json": "application/json", "jsonl": "application/x-ndjson"}
@@ -45,19 +46,19 @@ class Asset(SQLModel, table=True):
     id: str = Column(primary_key=True)
     title: str
     description: str = ""
-    keywords: str = "[]"  # JSON array
+    keywords: list[str] = Column(default_factory=list, sa_type=Json)
     format: str
     path: str
-    created_at: str = Column(default_factory=rfc3339)
+    created_at: Timestamp = Column(default_factory=utcnow, sa_type=UtcDateTime)
 
     def public(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "title": self.title,
             "description": self.description,
-            "keywords": json.loads(self.keywords),
+            "keywords": list(self.keywords),
             "format": self.format,
-            "created_at": self.created_at,
+            "created_at": rfc3339(self.created_at),
         }
 
 

@@ -6,7 +6,6 @@ policy (Rego, decides who sees the offer and may contract for it). In the catalo
 """
 
 import hashlib
-import json
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
@@ -18,8 +17,9 @@ from policies.explain import patterns_in
 from policies.odrl import offer_from_patterns
 from policies.patterns import PatternUse, render
 from tessera import dsp
-from tessera.clock import rfc3339
+from tessera.clock import utcnow
 from tessera.policy import PolicyModule
+from tessera.store import JsonOf, Timestamp, UtcDateTime
 from tessera.terms import Terms
 
 
@@ -60,20 +60,32 @@ class UsagePolicy(SQLModel, table=True):
     source: str
     package: str
     hash: str
-    created_at: str = Column(default_factory=rfc3339)
+    created_at: Timestamp = Column(default_factory=utcnow, sa_type=UtcDateTime)
 
     @property
     def module(self) -> PolicyModule:
         return PolicyModule(id=self.id, source=self.source)
 
     def public(self) -> dict[str, Any]:
-        return self.model_dump()
+        return self.model_dump(mode="json")
 
 
 class TermsIn(BaseModel):
     purposes: list[str] | None = None
     duration_days: int | None = Field(default=None, ge=1)
     uses: int | None = Field(default=None, ge=1)
+
+
+class TermsInColumn(JsonOf[TermsIn]):
+    """An offer's terms kept as JSON, as the operator gave them."""
+
+    cache_ok = True
+
+    def load(self, data: Any) -> TermsIn:
+        return TermsIn.model_validate(data)
+
+    def dump(self, value: TermsIn) -> Any:
+        return value.model_dump(mode="json")
 
 
 class OfferCreate(BaseModel):
@@ -92,16 +104,16 @@ class Offer(SQLModel, table=True):
     usage_policy_id: str = Column(foreign_key="usage_policy.id")
     access_policy_id: str | None = Column(default=None, foreign_key="usage_policy.id")
     negotiation_policy_id: str | None = Column(default=None, foreign_key="usage_policy.id")
-    terms: str = "{}"  # JSON of Terms: what the offer grants at most
+    terms: TermsIn = Column(default_factory=TermsIn, sa_type=TermsInColumn)  # what the offer grants at most
     approval: str = "auto"  # auto: the agent decides; manual: an operator accepts or counters
-    created_at: str = Column(default_factory=rfc3339)
+    created_at: Timestamp = Column(default_factory=utcnow, sa_type=UtcDateTime)
 
     @property
     def granted(self) -> Terms:
-        return Terms.from_dict(json.loads(self.terms))
+        return Terms.from_dict(self.terms.model_dump())
 
     def public(self) -> dict[str, Any]:
-        return self.model_dump() | {"terms": json.loads(self.terms)}
+        return self.model_dump(mode="json")
 
 
 def odrl_offer(offer: Offer, usage_policy: UsagePolicy, *, terms: Terms | None = None) -> dict[str, Any]:
@@ -130,7 +142,7 @@ def dataset(asset: Asset, offers: list[dict[str, Any]], service_id: str) -> dict
         "@type": "Dataset",
         "title": asset.title,
         "description": asset.description,
-        "keyword": asset.public()["keywords"],
+        "keyword": list(asset.keywords),
         "hasPolicy": offers,
         "distribution": [{"@type": "Distribution", "format": dsp.PULL_FORMAT, "accessService": service_id}],
     }

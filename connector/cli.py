@@ -7,7 +7,7 @@ not be reached.
 import asyncio
 import json
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 import httpx
 import typer
@@ -170,16 +170,16 @@ def usage_report(directory: DirOption, as_json: JsonOption = False) -> None:
     console.print(table)
 
 
-async def _usage_rows(database_url: str) -> list[dict[str, object]]:
+async def _usage_rows(database_url: str) -> list[dict[str, Any]]:
     db = await Database.open(database_url)
     try:
         async with db.session() as session:
-            query = select(UsageCounter, Agreement).join(Agreement, UsageCounter.agreement_id == Agreement.id)
-            found = (await session.exec(query.order_by(col(UsageCounter.agreement_id)))).all()  # type: ignore[arg-type]
+            query = select(UsageCounter, Agreement).join(Agreement, col(UsageCounter.agreement_id) == col(Agreement.id))
+            found = (await session.exec(query.order_by(col(UsageCounter.agreement_id)))).all()
     finally:
         await db.close()
     return [
-        counter.model_dump() | {"consumer_id": agreement.consumer_id, "target": agreement.target}
+        counter.model_dump(mode="json") | {"consumer_id": agreement.consumer_id, "target": agreement.target}
         for counter, agreement in found
     ]
 

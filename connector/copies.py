@@ -8,11 +8,11 @@ records that in the audit log and reports it to the provider, which records it t
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections.abc import AsyncIterator
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import anyio
 from sqlmodel import Field, SQLModel, col, select
@@ -21,8 +21,10 @@ from connector.outbox import enqueue
 from connector.runtime import Runtime
 from connector.transfers import Transfer
 from tessera import audit
-from tessera.clock import rfc3339, utcnow
+from tessera.clock import parse, rfc3339, utcnow
+from tessera.errors import PeerError
 from tessera.ids import new_id
+from tessera.store import Timestamp, UtcDateTime
 
 logger = logging.getLogger("tessera.copies")
 SWEEP_AT_LEAST_EVERY = 60.0  # seconds; copies due earlier wake the sweeper themselves
@@ -37,12 +39,22 @@ class ReceivedCopy(SQLModel, table=True):
     agreement_id: str
     path: str
     bytes: int = 0
-    received_at: str = Field(default_factory=rfc3339)
-    delete_at: str | None = Field(default=None, index=True)  # RFC 3339, from the provider's obligation
-    deleted_at: str | None = None
+    received_at: Timestamp = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    delete_at: Timestamp | None = Field(default=None, index=True, sa_type=UtcDateTime)  # the provider's obligation
+    deleted_at: Timestamp | None = Field(default=None, sa_type=UtcDateTime)
 
-    def public(self) -> dict[str, object]:
-        return self.model_dump()
+    def public(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+def deadline(header: str | None) -> datetime | None:
+    """The time a provider's delete-after header names; PeerError if it names none."""
+    if header is None:
+        return None
+    try:
+        return parse(header)
+    except ValueError as exc:
+        raise PeerError(f"the provider's delete-after time {header!r} is not an RFC 3339 time") from exc
 
 
 def new_path(runtime: Runtime, media_type: str) -> tuple[str, Path]:
@@ -54,7 +66,7 @@ def new_path(runtime: Runtime, media_type: str) -> tuple[str, Path]:
 
 
 async def keep(
-    runtime: Runtime, transfer: Transfer, chunks: AsyncIterator[bytes], media_type: str, delete_at: str | None
+    runtime: Runtime, transfer: Transfer, chunks: AsyncIterator[bytes], media_type: str, delete_at: datetime | None
 ) -> AsyncIterator[bytes]:
     """Pass `chunks` on while writing them to a new copy; the copy is recorded once complete."""
     copy_id, path = new_path(runtime, media_type)
@@ -70,7 +82,7 @@ async def keep(
 
 
 async def store(
-    runtime: Runtime, transfer: Transfer, chunks: AsyncIterator[bytes], media_type: str, delete_at: str | None
+    runtime: Runtime, transfer: Transfer, chunks: AsyncIterator[bytes], media_type: str, delete_at: datetime | None
 ) -> None:
     """Write `chunks` to a new copy (pushed data)."""
     async for _chunk in keep(runtime, transfer, chunks, media_type, delete_at):
@@ -84,7 +96,7 @@ async def latest(runtime: Runtime, transfer_id: str) -> ReceivedCopy | None:
 
 
 async def record(
-    runtime: Runtime, transfer: Transfer, copy_id: str, path: Path, size: int, delete_at: str | None
+    runtime: Runtime, transfer: Transfer, copy_id: str, path: Path, size: int, delete_at: datetime | None
 ) -> ReceivedCopy:
     copy = ReceivedCopy(
         id=copy_id,
@@ -104,7 +116,7 @@ async def record(
             copy=copy_id,
             transfer=transfer.id,
             bytes=size,
-            delete_at=delete_at,
+            delete_at=_text(delete_at),
         )
     runtime.wake_sweeper()
     return copy
@@ -141,11 +153,11 @@ class Sweeper:
             pending = list(await session.exec(query))
         later = [SWEEP_AT_LEAST_EVERY]
         for copy in pending:
-            due = datetime.fromisoformat(str(copy.delete_at).replace("Z", "+00:00"))
-            if due <= now:
+            assert copy.delete_at is not None  # the query asks for copies with one
+            if copy.delete_at <= now:
                 await self._delete(copy)
             else:
-                later.append((due - now).total_seconds())
+                later.append((copy.delete_at - now).total_seconds())
         return max(0.05, min(later))
 
     async def _delete(self, copy: ReceivedCopy) -> None:
@@ -156,31 +168,37 @@ class Sweeper:
             transfer = await session.get(Transfer, copy.transfer_id)
             if stored is None or stored.deleted_at or transfer is None:
                 return
-            stored.deleted_at = rfc3339()
+            stored.deleted_at = utcnow()
             await audit.append(
                 session,
                 actor=runtime.participant_id,
                 action="copy.deleted",
                 subject=copy.agreement_id,
                 copy=copy.id,
-                deleted_at=stored.deleted_at,
+                deleted_at=rfc3339(stored.deleted_at),
                 obligation="delete_after",
-                due=copy.delete_at,
+                due=_text(copy.delete_at),
             )
             report = {
                 "copy": copy.id,
                 "agreement": copy.agreement_id,
-                "deleted_at": stored.deleted_at,
-                "due": copy.delete_at,
+                "deleted_at": rfc3339(stored.deleted_at),
+                "due": _text(copy.delete_at),
             }
             url = f"{_data_plane(transfer)}/deletion"
             enqueue(session, process_id=f"deletion:{copy.id}", url=url, audience=transfer.counterparty_id, body=report)
-        logger.info("deleted copy %s of agreement %s (delete-after %s)", copy.id, copy.agreement_id, copy.delete_at)
+        logger.info(
+            "deleted copy %s of agreement %s (delete-after %s)", copy.id, copy.agreement_id, _text(copy.delete_at)
+        )
+
+
+def _text(moment: datetime | None) -> str | None:
+    return None if moment is None else rfc3339(moment)
 
 
 def _data_plane(transfer: Transfer) -> str:
     """The provider's data endpoint of this transfer: its pull address, or `<provider>/data/<providerPid>`."""
     if transfer.data_address:
-        return str(json.loads(transfer.data_address)["endpoint"]).rstrip("/")
+        return str(transfer.data_address["endpoint"]).rstrip("/")
     base = transfer.counterparty_address.rstrip("/").removesuffix("/dsp")
     return f"{base}/data/{transfer.provider_pid}"

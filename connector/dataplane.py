@@ -8,6 +8,7 @@ data token once) and hands the stream on.
 
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -15,8 +16,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from connector import data_tokens, transfer_consumer, transfer_provider, transfers, usage
-from connector.runtime import Runtime
+from connector import copies, data_tokens, transfer_consumer, transfer_provider, transfers, usage
+from connector.runtime import Runtime, runtime_of
 from connector.transfers import Transfer
 from tessera import audit, dsp
 from tessera.errors import BadRequest, NotEntitled, NotFound, PeerError, TesseraError
@@ -39,7 +40,7 @@ async def authorize_pull(
 
 
 async def data(request: Request) -> Response:
-    runtime: Runtime = request.app.state.runtime
+    runtime = runtime_of(request)
     token = bearer_token(request.headers.get("authorization"))
     purpose = request.query_params.get("purpose")
     use = await authorize_pull(runtime, request.path_params["pid"], token, purpose, _query(request))
@@ -63,7 +64,7 @@ def _query(request: Request) -> dict[str, Any] | None:
 
 async def data_token(request: Request) -> Response:
     """A consumer whose data token expired trades its access token for a fresh one."""
-    runtime: Runtime = request.app.state.runtime
+    runtime = runtime_of(request)
     caller = await runtime.verifier.verify(bearer_token(request.headers.get("authorization")))
     token = await transfer_provider.refresh_token(runtime, caller, request.path_params["pid"])
     return JSONResponse({"token": token})
@@ -71,7 +72,7 @@ async def data_token(request: Request) -> Response:
 
 async def deletion(request: Request) -> Response:
     """A consumer reports that it deleted its copy, as a delete-after obligation required."""
-    runtime: Runtime = request.app.state.runtime
+    runtime = runtime_of(request)
     caller = await runtime.verifier.verify(bearer_token(request.headers.get("authorization")))
     try:
         report = json.loads(await request.body())
@@ -97,12 +98,12 @@ async def deletion(request: Request) -> Response:
 
 async def pushed(request: Request) -> Response:
     """A provider pushes a push transfer's data to us."""
-    runtime: Runtime = request.app.state.runtime
+    runtime = runtime_of(request)
     token = bearer_token(request.headers.get("authorization"))
     media_type = request.headers.get("content-type", "application/octet-stream")
-    delete_at = request.headers.get(usage.DELETE_AFTER_HEADER)
+    delete_after = request.headers.get(usage.DELETE_AFTER_HEADER)
     await transfer_consumer.receive_push(
-        runtime, request.path_params["pid"], token, media_type, delete_at, request.stream()
+        runtime, request.path_params["pid"], token, media_type, delete_after, request.stream()
     )
     return JSONResponse({"received": True})
 
@@ -121,9 +122,10 @@ routes = [
 class Pull:
     """An open response from the provider's data plane; iterate it, then it closes."""
 
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(self, response: httpx.Response, delete_at: datetime | None) -> None:
         self.response = response
         self.media_type = response.headers.get("content-type", "application/octet-stream")
+        self.delete_at = delete_at  # when the provider's delete-after obligation wants our copy gone
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
@@ -141,7 +143,7 @@ async def pull(runtime: Runtime, transfer_id: str, purpose: str | None, query: s
         raise NotFound(f"no transfer {transfer_id} on the consumer side")
     if transfer.state != "STARTED" or not transfer.data_address:
         raise NotEntitled(f"transfer {transfer_id} is {transfer.state}; no data address yet")
-    address = json.loads(transfer.data_address)
+    address = transfer.data_address
     response = await _get(runtime, address, purpose, query)
     if response.status_code == 401:
         address = await _refresh(runtime, transfer, address)
@@ -150,11 +152,16 @@ async def pull(runtime: Runtime, transfer_id: str, purpose: str | None, query: s
         await response.aread()
         await response.aclose()
         raise _provider_refusal(response)
+    try:
+        delete_at = copies.deadline(response.headers.get(usage.DELETE_AFTER_HEADER))
+    except PeerError:
+        await response.aclose()
+        raise
     async with runtime.transaction() as session:
         await audit.append(
             session, actor=runtime.participant_id, action="transfer.pulled", subject=transfer_id, purpose=purpose
         )
-    return Pull(response)
+    return Pull(response, delete_at)
 
 
 async def _get(runtime: Runtime, address: dict[str, Any], purpose: str | None, query: str | None) -> httpx.Response:
@@ -185,7 +192,7 @@ async def _refresh(runtime: Runtime, transfer: Transfer, address: dict[str, Any]
     async with runtime.transaction() as session:
         stored = await session.get(Transfer, transfer.id)
         assert stored is not None
-        stored.data_address = json.dumps(fresh)
+        stored.data_address = fresh
     return fresh
 
 

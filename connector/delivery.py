@@ -23,9 +23,7 @@ INITIAL_REQUESTS = ("ContractRequestMessage", "TransferRequestMessage")
 
 async def learn_pids(runtime: Runtime, message: OutboxMessage, reply: Any) -> None:
     """The answer to an initial request names the counter-party's pid; remember it."""
-    initial = (
-        message.kind in ("ContractRequestMessage", "TransferRequestMessage") and '"providerPid"' not in message.body
-    )
+    initial = message.kind in INITIAL_REQUESTS and "providerPid" not in message.document()
     if not initial or not isinstance(reply, dict) or not isinstance(reply.get("providerPid"), str):
         return
     async with runtime.transaction() as session:

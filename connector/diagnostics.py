@@ -1,10 +1,9 @@
 """Why a negotiation or transfer is not moving: pending deliveries, or whose turn it is."""
 
-from datetime import UTC, datetime
-
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from connector.negotiations import Negotiation
 from connector.outbox import OutboxMessage
 from connector.processes import Process
 
@@ -37,13 +36,13 @@ def waiting_for(process: Process, pending: list[OutboxMessage]) -> str | None:
     if pending:
         first = pending[0]
         kind = first.kind
-        retry_at = datetime.fromtimestamp(first.next_attempt_at, UTC).isoformat(timespec="seconds")
+        retry_at = first.next_attempt_at.isoformat(timespec="seconds")  # `+00:00`, as it always said
         tried = (
             f"; {first.attempts} failed attempts, last: {first.last_error}; next at {retry_at}"
             if first.attempts
             else ""
         )
         return f"delivery of {kind} to {first.url}{tried}"
-    if getattr(process, "waiting", None):
+    if isinstance(process, Negotiation) and process.waiting:
         return f"an operator: {process.waiting}"
     return _TURNS.get((process.noun, process.role, process.state))

@@ -7,9 +7,9 @@ catalog, negotiate, transfer, pull data. Both: agreements and the audit log.
 
 import asyncio
 import contextlib
-import json
 import secrets
-from typing import Any, Literal, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal, Protocol, TypeVar
 
 import httpx
 from pydantic import BaseModel, Field, ValidationError
@@ -40,9 +40,10 @@ from connector.catalog import Offer, OfferCreate, PolicyCreate, TermsIn, UsagePo
 from connector.diagnostics import outbox_pending, waiting_for
 from connector.negotiations import Negotiation
 from connector.processes import Process
-from connector.runtime import Runtime
+from connector.runtime import Runtime, runtime_of
 from connector.transfers import Transfer
 from tessera import audit
+from tessera.clock import rfc3339
 from tessera.errors import BadRequest, Conflict, NotFound, PeerError, TokenRejected
 from tessera.identity import bearer_token
 from tessera.ids import new_id
@@ -51,6 +52,11 @@ from tessera.terms import Terms
 
 MAX_BODY_BYTES = 1024 * 1024
 Model = TypeVar("Model", bound=BaseModel)
+Stored = TypeVar("Stored", bound=SQLModel)
+Created = TypeVar("Created", Asset, UsagePolicy, Offer)
+Listed = TypeVar("Listed", Asset, UsagePolicy, Offer, Negotiation, Agreement, Transfer)
+P = TypeVar("P", bound=Process)
+Handler = Callable[[Request], Awaitable[Response]]
 
 
 class RequireApiKey:
@@ -72,10 +78,6 @@ class RequireApiKey:
         await self.app(scope, receive, send)
 
 
-def runtime_of(request: Request) -> Runtime:
-    return request.app.state.runtime
-
-
 async def read_model(request: Request, model: type[Model]) -> Model:
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
@@ -87,11 +89,17 @@ async def read_model(request: Request, model: type[Model]) -> Model:
         raise BadRequest("invalid request body: " + "; ".join(problems), reasons=problems) from exc
 
 
-def listing(items: list[Any]) -> JSONResponse:
+class Public(Protocol):
+    """A record as the API shows it."""
+
+    def public(self) -> dict[str, Any]: ...
+
+
+def listing(items: Sequence[Public]) -> JSONResponse:
     return JSONResponse({"items": [item.public() for item in items]})
 
 
-async def _get(runtime: Runtime, model: type[SQLModel], key: str) -> Any:
+async def _get(runtime: Runtime, model: type[Stored], key: str) -> Stored:
     async with runtime.db.session() as session:
         found = await session.get(model, key)
     if found is None:
@@ -99,12 +107,12 @@ async def _get(runtime: Runtime, model: type[SQLModel], key: str) -> Any:
     return found
 
 
-async def _all(runtime: Runtime, model: type[SQLModel]) -> list[Any]:
+async def _all(runtime: Runtime, model: type[Stored]) -> list[Stored]:
     async with runtime.db.session() as session:
         return list(await session.exec(select(model)))
 
 
-async def _create(runtime: Runtime, record: SQLModel, key: str, **details: Any) -> JSONResponse:
+async def _create(runtime: Runtime, record: Created, key: str, **details: Any) -> JSONResponse:
     async with runtime.transaction() as session:
         if await session.get(type(record), key) is not None:
             raise Conflict(f"{type(record).__name__.lower()} {key} already exists")
@@ -116,7 +124,7 @@ async def _create(runtime: Runtime, record: SQLModel, key: str, **details: Any) 
             subject=key,
             **details,
         )
-    return JSONResponse(record.public(), status_code=201)  # type: ignore[attr-defined]
+    return JSONResponse(record.public(), status_code=201)
 
 
 # -- provider: assets, policies, offers ------------------------------------------------------------------
@@ -124,9 +132,7 @@ async def _create(runtime: Runtime, record: SQLModel, key: str, **details: Any) 
 
 async def create_asset(request: Request) -> Response:
     data = await read_model(request, AssetCreate)
-    asset = Asset(
-        **data.model_dump(exclude={"keywords", "id"}), id=data.id or new_id(), keywords=json.dumps(data.keywords)
-    )
+    asset = Asset(**data.model_dump(exclude={"id"}), id=data.id or new_id())
     return await _create(runtime_of(request), asset, asset.id, path=asset.path)
 
 
@@ -149,21 +155,19 @@ async def create_offer(request: Request) -> Response:
     for policy_id in (data.access_policy_id, data.negotiation_policy_id):
         if policy_id:
             await _get(runtime, UsagePolicy, policy_id)
-    offer = Offer(
-        **data.model_dump(exclude={"id", "terms"}), id=data.id or new_id(), terms=data.terms.model_dump_json()
-    )
+    offer = Offer(**data.model_dump(exclude={"id", "terms"}), id=data.id or new_id(), terms=data.terms)
     return await _create(runtime, offer, offer.id, asset=offer.asset_id, usage_policy=offer.usage_policy_id)
 
 
-def _collection(model: type[SQLModel]) -> tuple[Any, Any]:
+def _collection(model: type[Listed]) -> tuple[Handler, Handler]:
     async def list_all(request: Request) -> Response:
         return listing(await _all(runtime_of(request), model))
 
     async def get_one(request: Request) -> Response:
         runtime = runtime_of(request)
         found = await _get(runtime, model, request.path_params["id"])
-        if wanted := request.query_params.get("wait_for"):
-            found = await _wait_for_state(runtime, model, found, set(wanted.split(",")), _timeout(request))
+        if (wanted := request.query_params.get("wait_for")) and isinstance(found, Process):
+            found = await _wait_for_state(runtime, found, set(wanted.split(",")), _timeout(request))
         return JSONResponse(found.public())
 
     return list_all, get_one
@@ -183,13 +187,13 @@ def _settled(process: Process, wanted: set[str]) -> bool:
     return process.state in wanted or process.final
 
 
-async def _wait_for_state(runtime: Runtime, model: type[SQLModel], found: Any, wanted: set[str], within: float) -> Any:
+async def _wait_for_state(runtime: Runtime, found: P, wanted: set[str], within: float) -> P:
     """Long poll: answer once the process is in one of `wanted` (or final), or when `within` seconds pass."""
     with contextlib.suppress(TimeoutError):
         async with asyncio.timeout(within):
             while not _settled(found, wanted):
                 changed = runtime.watch(found.id)
-                found = await _get(runtime, model, found.id)
+                found = await _get(runtime, type(found), found.id)
                 if not _settled(found, wanted):
                     await changed.wait()
     return found
@@ -284,7 +288,7 @@ async def process_timeline(request: Request) -> Response:
     runtime = runtime_of(request)
     pid = request.path_params["id"]
     async with runtime.db.session() as session:
-        found = await session.get(Negotiation, pid) or await session.get(Transfer, pid)
+        found: Negotiation | Transfer | None = await session.get(Negotiation, pid) or await session.get(Transfer, pid)
         if found is None:
             raise NotFound(f"no negotiation or transfer {pid}")
         events = await timeline.events(session, pid)
@@ -308,7 +312,7 @@ async def start_transfer(request: Request) -> Response:
     return JSONResponse(transfer.public(), status_code=201)
 
 
-def _transfer_change(state: str) -> Any:
+def _transfer_change(state: str) -> Handler:
     async def handler(request: Request) -> Response:
         reason = await read_model(request, Reason)
         transfer = await transfers.change_by_operator(
@@ -336,8 +340,7 @@ async def pull_data(request: Request) -> Response:
         return await _pushed_copy(runtime, transfer)
     purpose, query = request.query_params.get("purpose"), request.query_params.get("query")
     pulled = await dataplane.pull(runtime, transfer.id, purpose, query)
-    delete_at = pulled.response.headers.get(usage.DELETE_AFTER_HEADER)
-    kept = copies.keep(runtime, transfer, aiter(pulled), pulled.media_type, delete_at)
+    kept = copies.keep(runtime, transfer, aiter(pulled), pulled.media_type, pulled.delete_at)
     return StreamingResponse(kept, media_type=pulled.media_type, headers=_obligation_headers(pulled.response))
 
 
@@ -351,7 +354,7 @@ async def _pushed_copy(runtime: Runtime, transfer: Transfer) -> Response:
     if copy is None:
         raise NotFound(f"transfer {transfer.id} has received no data yet")
     if copy.deleted_at:
-        raise Gone(f"the copy was deleted at {copy.deleted_at}, as its delete-after obligation required")
+        raise Gone(f"the copy was deleted at {rfc3339(copy.deleted_at)}, as its delete-after obligation required")
     return FileResponse(copy.path)
 
 
@@ -428,7 +431,7 @@ async def audit_verify(request: Request) -> Response:
 async def usage_report(request: Request) -> Response:
     async with runtime_of(request).db.session() as session:
         counters = await session.exec(select(usage.UsageCounter).order_by(col(usage.UsageCounter.agreement_id)))
-        return JSONResponse({"items": [c.model_dump() for c in counters]})
+        return JSONResponse({"items": [c.model_dump(mode="json") for c in counters]})
 
 
 list_assets, get_asset = _collection(Asset)

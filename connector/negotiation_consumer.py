@@ -5,8 +5,9 @@ needs an operator decides. An agreement from the provider is checked (signature,
 policy it binds) and countersigned at once; the provider's FINALIZED event completes it.
 """
 
-import json
 from typing import Any
+
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from connector import agents, agreements
 from connector.negotiations import (
@@ -48,8 +49,8 @@ async def start(
         counterparty_address=provider_url.rstrip("/"),
         offer_id=offer_id,
         target=target,
-        terms=json.dumps(requested.to_dict()),
-        needs=needs.model_dump_json() if needs else None,
+        terms=requested,
+        needs=needs,
     )
     request = dsp.message(
         "ContractRequestMessage",
@@ -80,7 +81,7 @@ async def on_initial_offer(runtime: Runtime, caller: Caller, message: dsp.Contra
         offer_id=message.offer.id,
         target=message.offer.target or "",
         state="OFFERED",
-        terms=json.dumps(offered.to_dict()),
+        terms=offered,
     )
     async with runtime.transaction() as session:
         session.add(negotiation)
@@ -95,11 +96,11 @@ async def on_offer(runtime: Runtime, caller: Caller, pid: str, message: dsp.Cont
     async with runtime.transaction() as session:
         negotiation = await find(session, pid, caller=caller, role="consumer", message=message)
         negotiation.move("OFFERED")
-        negotiation.terms = json.dumps(offered.to_dict())
+        negotiation.terms = offered
         negotiation.rounds += 1
         await log(session, runtime, negotiation, "offered", terms=offered.to_dict(), round=negotiation.rounds)
-        needs = agents.Needs.model_validate_json(negotiation.needs) if negotiation.needs else None
-        await _answer(session, runtime, negotiation, agents.consumer_verdict(needs, offered, negotiation.rounds))
+        verdict = agents.consumer_verdict(negotiation.needs, offered, negotiation.rounds)
+        await _answer(session, runtime, negotiation, verdict)
     return negotiation
 
 
@@ -109,16 +110,19 @@ async def decide_by_operator(runtime: Runtime, pid: str, action: str, counter: T
         if negotiation.state != "OFFERED":
             raise IllegalTransition(f"negotiation {pid} is {negotiation.state}; there is no offer to answer")
         verdict = (
-            agents.Verdict("accept", negotiation.current_terms)
-            if action == "accept"
-            else agents.Verdict("counter", counter)
+            agents.Verdict("accept", negotiation.terms) if action == "accept" else agents.Verdict("counter", counter)
         )
         await _answer(session, runtime, negotiation, verdict, by_operator=True)
     return negotiation
 
 
 async def _answer(
-    session: Any, runtime: Runtime, negotiation: Negotiation, verdict: agents.Verdict, *, by_operator: bool = False
+    session: AsyncSession,
+    runtime: Runtime,
+    negotiation: Negotiation,
+    verdict: agents.Verdict,
+    *,
+    by_operator: bool = False,
 ) -> None:
     await log_decision(session, runtime, negotiation, verdict, by_operator=by_operator)
     if verdict.action == "accept":
@@ -130,11 +134,11 @@ async def _answer(
             eventType="ACCEPTED",
         )
         send(session, negotiation, f"/negotiations/{negotiation.provider_pid}/events", event)
-        await log(session, runtime, negotiation, "accepted", terms=json.loads(negotiation.terms))
+        await log(session, runtime, negotiation, "accepted", terms=negotiation.terms.to_dict())
     elif verdict.action == "counter":
         assert verdict.terms is not None
         negotiation.move("REQUESTED")
-        negotiation.terms = json.dumps(verdict.terms.to_dict())
+        negotiation.terms = verdict.terms
         negotiation.rounds += 1
         request = dsp.message(
             "ContractRequestMessage",
@@ -165,8 +169,8 @@ async def on_agreement(runtime: Runtime, caller: Caller, pid: str, message: dsp.
     async with runtime.transaction() as session:
         negotiation = await find(session, pid, caller=caller, role="consumer", message=message)
         negotiation.move("AGREED")
-        negotiation.agreement = json.dumps(agreement)
-        negotiation.terms = json.dumps(terms.from_odrl(agreement).to_dict())
+        negotiation.agreement = agreement
+        negotiation.terms = terms.from_odrl(agreement)
         negotiation.provider_signature = signature
         negotiation.consumer_signature = countersignature
         await log(session, runtime, negotiation, "agreed", agreement=agreement["@id"])
@@ -190,7 +194,7 @@ def _check_terms(runtime: Runtime, negotiation: Negotiation, agreement: dict[str
         "assigner": negotiation.counterparty_id,
     }
     wrong = [f"{k} is {agreement.get(k)!r}, expected {v!r}" for k, v in expected.items() if agreement.get(k) != v]
-    if negotiation.state == "ACCEPTED" and terms.from_odrl(agreement) != negotiation.current_terms:
+    if negotiation.state == "ACCEPTED" and terms.from_odrl(agreement) != negotiation.terms:
         wrong.append("its terms differ from the offer we accepted")
     if wrong or not isinstance(agreement.get("@id"), str):
         raise InvalidMessage("the agreement does not match the negotiation: " + "; ".join(wrong or ["no @id"]))

@@ -5,8 +5,6 @@ agreement, counter sends a ContractOfferMessage, terminate sends the reasons, wa
 operator. The consumer's verification carries its countersignature and finalizes the agreement.
 """
 
-import json
-
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from connector import agents, agreements, processes
@@ -53,7 +51,7 @@ async def on_request(runtime: Runtime, caller: Caller, message: dsp.ContractRequ
             counterparty_address=message.callbackAddress,
             offer_id=offer.id,
             target=offer.asset_id,
-            terms=json.dumps(requested.to_dict()),
+            terms=requested,
         )
         session.add(negotiation)
         await log(session, runtime, negotiation, "requested", offer=offer.id, terms=requested.to_dict())
@@ -73,7 +71,7 @@ async def on_counter_request(runtime: Runtime, caller: Caller, pid: str, message
     async with runtime.transaction() as session:
         negotiation = await find(session, pid, caller=caller, role="provider", message=message)
         negotiation.move("REQUESTED")
-        negotiation.terms = json.dumps(requested.to_dict())
+        negotiation.terms = requested
         negotiation.rounds += 1
         await log(session, runtime, negotiation, "requested", terms=requested.to_dict(), round=negotiation.rounds)
         await _answer(session, runtime, negotiation, offer, verdict)
@@ -87,7 +85,7 @@ async def on_accepted(runtime: Runtime, caller: Caller, pid: str, message: dsp.N
         negotiation.move("ACCEPTED")
         await log(session, runtime, negotiation, "accepted")
         offer, policy = await _offer_and_policy(session, negotiation.offer_id)
-        await _agree(session, runtime, negotiation, offer, policy, negotiation.current_terms)
+        await _agree(session, runtime, negotiation, offer, policy, negotiation.terms)
     return negotiation
 
 
@@ -100,7 +98,7 @@ async def on_verification(
         negotiation = await find(session, pid, caller=caller, role="provider", message=message)
     if negotiation.state != "AGREED" or negotiation.agreement is None:
         raise IllegalTransition(f"negotiation {pid} is {negotiation.state}; there is no agreement to verify")
-    agreement = json.loads(negotiation.agreement)
+    agreement = negotiation.agreement
     consumer_jwk = await runtime.participants.jwk(caller.participant_id)
     agreements.check_signature(agreement, signature, consumer_jwk, signer_name="consumer")
     async with runtime.transaction() as session:
@@ -135,7 +133,7 @@ async def offer_to(runtime: Runtime, *, consumer_id: str, consumer_url: str, off
             offer_id=offer.id,
             target=offer.asset_id,
             state="OFFERED",
-            terms=json.dumps(offer.granted.to_dict()),
+            terms=offer.granted,
         )
         session.add(negotiation)
         body = dsp.message(
@@ -157,9 +155,7 @@ async def decide_by_operator(runtime: Runtime, pid: str, action: str, counter: T
             raise IllegalTransition(f"negotiation {pid} is {negotiation.state}; there is no request to answer")
         offer, _policy = await _offer_and_policy(session, negotiation.offer_id)
         verdict = (
-            agents.Verdict("accept", negotiation.current_terms)
-            if action == "accept"
-            else agents.Verdict("counter", counter)
+            agents.Verdict("accept", negotiation.terms) if action == "accept" else agents.Verdict("counter", counter)
         )
         await _answer(session, runtime, negotiation, offer, verdict, by_operator=True)
     return negotiation
@@ -199,8 +195,8 @@ async def _agree(
     )
     signature = agreements.sign(agreement, runtime.signer)
     negotiation.move("AGREED")
-    negotiation.terms = json.dumps(agreed.to_dict())
-    negotiation.agreement = json.dumps(agreement)
+    negotiation.terms = agreed
+    negotiation.agreement = agreement
     negotiation.provider_signature = signature
     body = dsp.message(
         "ContractAgreementMessage",
@@ -214,7 +210,7 @@ async def _agree(
 
 async def _counter(session: AsyncSession, runtime: Runtime, negotiation: Negotiation, counter: Terms) -> None:
     negotiation.move("OFFERED")
-    negotiation.terms = json.dumps(counter.to_dict())
+    negotiation.terms = counter
     negotiation.rounds += 1
     body = dsp.message(
         "ContractOfferMessage",

@@ -4,19 +4,18 @@ States change only here (`Negotiation.move`), each with an audit entry, inside t
 also queues the message announcing the change.
 """
 
-import json
 from typing import Any, ClassVar
 
+from sqlmodel import Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from connector import processes, timeline
+from connector import agents, processes, timeline
 from connector.processes import Process
 from connector.runtime import Runtime
 from tessera import dsp
 from tessera.identity import Caller
+from tessera.store import Json, JsonOf
 from tessera.terms import Terms
-
-MAX_COUNTER_ROUNDS = 3  # after this many counter-offers an agent stops bargaining and terminates
 
 # The DSP 2025-1 negotiation state machine: state -> states it may move to.
 TRANSITIONS: dict[str, set[str]] = {
@@ -30,32 +29,41 @@ TRANSITIONS: dict[str, set[str]] = {
 }
 
 
+class TermsColumn(JsonOf[Terms]):
+    """Terms kept as JSON (`Terms.to_dict`)."""
+
+    cache_ok = True
+
+    def load(self, data: Any) -> Terms:
+        return Terms.from_dict(data)
+
+    def dump(self, value: Terms) -> Any:
+        return value.to_dict()
+
+
 class Negotiation(Process, table=True):
     noun: ClassVar[str] = "negotiation"
     transitions: ClassVar[dict[str, set[str]]] = TRANSITIONS
 
     offer_id: str  # the catalog offer negotiated over
     target: str
-    terms: str = "{}"  # JSON: the terms currently on the table
-    needs: str | None = None  # JSON: a consumer's needs for its agent; None = an operator decides
+    terms: Terms = Field(default_factory=Terms, sa_type=TermsColumn)  # the terms currently on the table
+    needs: agents.Needs | None = Field(default=None, sa_type=agents.NeedsColumn)  # None: an operator decides
     rounds: int = 0  # counter-offers so far
     waiting: str | None = None  # why nothing moves, when an operator must act
-    agreement: str | None = None  # JSON, once agreed
+    agreement: dict[str, Any] | None = Field(default=None, sa_type=Json)  # the ODRL Agreement, once agreed
     provider_signature: str | None = None
     consumer_signature: str | None = None
 
-    @property
-    def current_terms(self) -> Terms:
-        return Terms.from_dict(json.loads(self.terms))
-
     def public(self) -> dict[str, Any]:
         data = self.model_dump(
-            exclude={"agreement", "provider_signature", "consumer_signature", "reasons", "terms", "needs"}
+            mode="json",
+            exclude={"agreement", "provider_signature", "consumer_signature", "reasons", "terms", "needs"},
         )
-        data["terms"] = json.loads(self.terms)
-        data["needs"] = json.loads(self.needs) if self.needs else None
-        data["reasons"] = json.loads(self.reasons)
-        data["agreement_id"] = json.loads(self.agreement)["@id"] if self.agreement else None
+        data["terms"] = self.terms.to_dict()
+        data["needs"] = self.needs.model_dump(mode="json") if self.needs else None
+        data["reasons"] = list(self.reasons)
+        data["agreement_id"] = self.agreement["@id"] if self.agreement else None
         return data
 
     def dsp(self) -> dict[str, Any]:
@@ -66,9 +74,11 @@ class Negotiation(Process, table=True):
         self.waiting = None
 
 
-async def find(session: AsyncSession, pid: str, **options: Any) -> Negotiation:
+async def find(
+    session: AsyncSession, pid: str, *, caller: Caller, role: str | None = None, message: dsp.Message | None = None
+) -> Negotiation:
     """Our negotiation `pid`, if the caller is its counter-party (see `processes.find`)."""
-    return await processes.find(session, Negotiation, pid, **options)
+    return await processes.find(session, Negotiation, pid, caller=caller, role=role, message=message)
 
 
 async def get(session: AsyncSession, pid: str) -> Negotiation:
@@ -80,7 +90,7 @@ log = processes.log
 
 
 async def log_decision(
-    session: AsyncSession, runtime: Runtime, negotiation: Negotiation, verdict: Any, *, by_operator: bool
+    session: AsyncSession, runtime: Runtime, negotiation: Negotiation, verdict: agents.Verdict, *, by_operator: bool
 ) -> None:
     """An agent's or operator's answer (accept, counter, terminate, wait) with its reasons."""
     await log(
@@ -111,7 +121,7 @@ async def terminate(
 ) -> None:
     """End the negotiation on our side and tell the counter-party why."""
     negotiation.move("TERMINATED")
-    negotiation.reasons = json.dumps(reasons)
+    negotiation.reasons = list(reasons)
     if negotiation.counterpart_pid:
         body = dsp.message(
             "ContractNegotiationTerminationMessage",
@@ -128,7 +138,7 @@ async def on_termination(runtime: Runtime, caller: Caller, pid: str, message: ds
     async with runtime.transaction() as session:
         negotiation = await find(session, pid, caller=caller, message=message)
         negotiation.move("TERMINATED")
-        negotiation.reasons = json.dumps([str(r) for r in message.reason])
+        negotiation.reasons = [str(r) for r in message.reason]
         await log(session, runtime, negotiation, "terminated", by=caller.participant_id, reasons=message.reason)
     return negotiation
 

@@ -9,8 +9,8 @@ import asyncio
 import contextlib
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -18,9 +18,10 @@ from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from connector import timeline
+from tessera.clock import utcnow
 from tessera.errors import PeerError
 from tessera.identity import TokenClient
-from tessera.store import Database
+from tessera.store import Database, Timestamp, UtcDateTime, unit_of_work
 
 logger = logging.getLogger("tessera.outbox")
 
@@ -37,21 +38,26 @@ class OutboxMessage(SQLModel, table=True):
     process_id: str = Field(index=True)  # our pid of the negotiation or transfer
     url: str
     audience: str  # the recipient's participant id, for its access token
-    body: str  # JSON
+    body: str  # the JSON text sent, the same bytes on every attempt (a peer recognises a retry by them)
     status: str = Field(default="pending", index=True)  # pending | delivered | failed
     attempts: int = 0
-    next_attempt_at: float = Field(default_factory=time.time)
+    next_attempt_at: Timestamp = Field(default_factory=utcnow, sa_type=UtcDateTime)
     last_error: str | None = None
 
     @property
     def kind(self) -> str | None:
-        return json.loads(self.body).get("@type")
+        kind = self.document().get("@type")
+        return kind if isinstance(kind, str) else None
+
+    def document(self) -> dict[str, Any]:
+        document: dict[str, Any] = json.loads(self.body)
+        return document
 
 
 def enqueue(session: AsyncSession, *, process_id: str, url: str, audience: str, body: dict[str, Any]) -> None:
-    """Add a message inside the caller's transaction; `Outbox.wake()` after commit sends it."""
+    """Add a message inside the caller's write transaction; `Outbox.wake()` after commit sends it."""
     session.add(OutboxMessage(process_id=process_id, url=url, audience=audience, body=json.dumps(body)))
-    session.info["queued"] = True
+    unit_of_work(session).queued = True
 
 
 FailureHandler = Callable[[OutboxMessage], Awaitable[None]]
@@ -119,10 +125,10 @@ class Outbox:
             heads: dict[str, OutboxMessage] = {}
             for message in pending:
                 heads.setdefault(message.process_id, message)  # a process's later messages wait their turn
-            now = time.time()
+            now = utcnow()
             due = [m for m in heads.values() if m.next_attempt_at <= now][:MAX_IN_FLIGHT]
             if not due:
-                waits = [m.next_attempt_at - now for m in heads.values()]
+                waits = [(m.next_attempt_at - now).total_seconds() for m in heads.values()]
                 return max(0.05, min(waits)) if waits else 3600.0
             await asyncio.gather(*(self._deliver(message) for message in due))
 
@@ -172,7 +178,7 @@ class Outbox:
             stored = await session.get(OutboxMessage, message.id)
             assert stored is not None
             stored.attempts += 1
-            stored.next_attempt_at = time.time() + backoff
+            stored.next_attempt_at = utcnow() + timedelta(seconds=backoff)
             stored.last_error = error
             timeline.record(
                 session,

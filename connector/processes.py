@@ -4,7 +4,6 @@ the counter-party passes, pid checks, queued messages, audit entries and local a
 `Negotiation` and `Transfer` extend `Process` with their own fields and state machine.
 """
 
-import json
 from typing import Any, ClassVar, TypeVar
 
 from sqlmodel import Field, SQLModel, select
@@ -14,9 +13,10 @@ from connector import timeline
 from connector.outbox import enqueue
 from connector.runtime import Runtime
 from tessera import audit, dsp
-from tessera.clock import rfc3339
+from tessera.clock import utcnow
 from tessera.errors import IllegalTransition, InvalidMessage, NotFound, UnknownProcess
 from tessera.identity import Caller
+from tessera.store import Json, Timestamp, UtcDateTime
 
 
 class Process(SQLModel):
@@ -30,9 +30,9 @@ class Process(SQLModel):
     counterparty_id: str
     counterparty_address: str  # their DSP base URL (provider) or callbackAddress (consumer)
     state: str = "REQUESTED"
-    reasons: str = "[]"  # JSON: why it was terminated
-    created_at: str = Field(default_factory=rfc3339)
-    updated_at: str = Field(default_factory=rfc3339)
+    reasons: list[str] = Field(default_factory=list, sa_type=Json)  # why it was terminated
+    created_at: Timestamp = Field(default_factory=utcnow, sa_type=UtcDateTime)
+    updated_at: Timestamp = Field(default_factory=utcnow, sa_type=UtcDateTime)
 
     @property
     def counterpart_pid(self) -> str | None:
@@ -46,7 +46,7 @@ class Process(SQLModel):
         if state not in self.transitions[self.state]:
             raise IllegalTransition(f"{self.noun} {self.id} is {self.state}; it cannot become {state}")
         self.state = state
-        self.updated_at = rfc3339()
+        self.updated_at = utcnow()
 
 
 P = TypeVar("P", bound=Process)
@@ -132,5 +132,5 @@ async def abandon(runtime: Runtime, model: type[Process], pid: str, reason: str)
         if process is None or process.final:
             return
         process.move("TERMINATED")
-        process.reasons = json.dumps([reason])
+        process.reasons = [reason]
         await log(session, runtime, process, "abandoned", reasons=[reason])

@@ -10,7 +10,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from sqlmodel import select
+from sqlmodel import col, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -30,7 +30,8 @@ from connector.assets import Asset
 from connector.catalog import Offer, UsagePolicy
 from connector.config import DSP_PATH
 from connector.negotiations import Negotiation
-from connector.runtime import Runtime
+from connector.processes import Process
+from connector.runtime import Runtime, runtime_of
 from connector.transfers import Transfer
 from tessera import dsp
 from tessera.errors import InvalidMessage, TesseraError, UnknownProcess
@@ -39,10 +40,6 @@ from tessera.identity import Caller, bearer_token, canonical_json, content_hash
 logger = logging.getLogger("tessera.protocol")
 MAX_MESSAGE_BYTES = 1024 * 1024
 Handler = Callable[[Request], Awaitable[Response]]
-
-
-def runtime_of(request: Request) -> Runtime:
-    return request.app.state.runtime
 
 
 async def authenticate(request: Request) -> Caller:
@@ -90,12 +87,9 @@ async def _unchanged_since(request: Request, kind: str, answer: dict[str, Any]) 
 
     DSP messages carry no id: the same suspension can legitimately come again after a resumption.
     """
-    pid = request.path_params.get("pid")
-    model = {"ContractNegotiationError": Negotiation, "TransferError": Transfer}.get(kind)
-    if pid is None or model is None:
+    if not _names_process(request, kind):
         return True
-    async with runtime_of(request).db.session() as session:
-        process = await session.get(model, pid)
+    process = await _process(request, kind)
     return process is not None and process.state == answer.get("state")
 
 
@@ -110,15 +104,26 @@ async def _error(request: Request, kind: str, exc: TesseraError) -> Response:
 
 
 async def _pids(request: Request, kind: str) -> tuple[str | None, str | None]:
-    pid = request.path_params.get("pid")
-    model = {"ContractNegotiationError": Negotiation, "TransferError": Transfer}.get(kind)
-    if pid is None or model is None:
-        return None, None
-    async with runtime_of(request).db.session() as session:
-        process = await session.get(model, pid)
+    process = await _process(request, kind)
     if process is None:
         return None, None
     return process.provider_pid, process.consumer_pid
+
+
+_PROCESS_OF_ERROR: dict[str, type[Process]] = {"ContractNegotiationError": Negotiation, "TransferError": Transfer}
+
+
+def _names_process(request: Request, kind: str) -> bool:
+    """Whether the request's path names one of our negotiations or transfers (`kind` is its DSP error)."""
+    return "pid" in request.path_params and kind in _PROCESS_OF_ERROR
+
+
+async def _process(request: Request, kind: str) -> Process | None:
+    """The negotiation or transfer the request's path names, if it exists."""
+    if not _names_process(request, kind):
+        return None
+    async with runtime_of(request).db.session() as session:
+        return await session.get(_PROCESS_OF_ERROR[kind], request.path_params["pid"])
 
 
 async def version(request: Request) -> Response:
@@ -191,8 +196,8 @@ async def visible_datasets(runtime: Runtime, caller: Caller) -> list[dict[str, A
         query = (
             select(Offer, Asset, UsagePolicy)
             .join(Asset)
-            .join(UsagePolicy, Offer.usage_policy_id == UsagePolicy.id)  # type: ignore[arg-type]
-            .order_by(Asset.created_at, Asset.id, Offer.id)  # type: ignore[arg-type]
+            .join(UsagePolicy, col(Offer.usage_policy_id) == col(UsagePolicy.id))
+            .order_by(col(Asset.created_at), col(Asset.id), col(Offer.id))
         )
         rows = (await session.exec(query)).all()
     by_asset: dict[str, tuple[Asset, list[dict[str, Any]]]] = {}

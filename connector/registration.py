@@ -4,7 +4,6 @@ The connector describes itself (DSP endpoint, title) and lists its offers, and s
 access token for the broker, so only this participant can change its entry.
 """
 
-import json
 from typing import Any
 from urllib.parse import quote
 
@@ -26,13 +25,13 @@ class SelfDescription(BaseModel):
 
 async def offerings(runtime: Runtime) -> list[dict[str, Any]]:
     async with runtime.db.session() as session:
-        rows = (await session.exec(select(Offer, Asset).join(Asset))).all()  # type: ignore[arg-type]
+        rows = (await session.exec(select(Offer, Asset).join(Asset))).all()
     return [
         {
             "id": offer.id,
             "title": asset.title,
             "description": asset.description,
-            "keywords": json.loads(asset.keywords),
+            "keywords": list(asset.keywords),
             "format": asset.format,
         }
         for offer, asset in rows
@@ -54,7 +53,8 @@ async def register(runtime: Runtime, description: SelfDescription) -> dict[str, 
             subject=runtime.participant_id,
             offerings=[o["id"] for o in body["offerings"]],
         )
-    return response.json()
+    registered: dict[str, Any] = response.json()
+    return registered
 
 
 async def unregister(runtime: Runtime) -> None:

@@ -6,33 +6,32 @@ participant sends the same bytes to the same path.
 """
 
 import hashlib
-import json
 from typing import Any
 
 from sqlmodel import Field, SQLModel
 
-from tessera.clock import rfc3339
-from tessera.store import Database
+from tessera.clock import utcnow
+from tessera.store import Database, Json, Timestamp, UtcDateTime
 
 
 class Reply(SQLModel, table=True):
     digest: str = Field(primary_key=True)
     status: int
-    body: str  # JSON
-    at: str = Field(default_factory=rfc3339)
+    body: dict[str, Any] = Field(sa_type=Json)  # the JSON answered
+    at: Timestamp = Field(default_factory=utcnow, sa_type=UtcDateTime)
 
 
 def digest(sender: str, path: str, body: bytes) -> str:
     return hashlib.sha256(sender.encode() + b"\0" + path.encode() + b"\0" + body).hexdigest()
 
 
-async def recall(db: Database, key: str) -> tuple[int, Any] | None:
+async def recall(db: Database, key: str) -> tuple[int, dict[str, Any]] | None:
     async with db.session() as session:
         reply = await session.get(Reply, key)
-    return (reply.status, json.loads(reply.body)) if reply else None
+    return (reply.status, reply.body) if reply else None
 
 
-async def remember(db: Database, key: str, status: int, body: Any) -> None:
+async def remember(db: Database, key: str, status: int, body: dict[str, Any]) -> None:
     async with db.transaction() as session:
         if await session.get(Reply, key) is None:
-            session.add(Reply(digest=key, status=status, body=json.dumps(body)))
+            session.add(Reply(digest=key, status=status, body=body))

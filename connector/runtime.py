@@ -1,6 +1,6 @@
 """The running connector: its configuration and the live parts every request handler needs.
 
-Built once in the app's lifespan and handed to handlers through `request.app.state.runtime`.
+Built once in the app's lifespan and handed to handlers through `request.app.state.runtime` (`runtime_of`).
 """
 
 import asyncio
@@ -12,13 +12,14 @@ from urllib.parse import quote
 
 import httpx
 from sqlmodel.ext.asyncio.session import AsyncSession
+from starlette.requests import Request
 
 from connector.config import ConnectorConfig
 from connector.outbox import FailureHandler, Outbox, ReplyHandler
 from tessera.errors import NotFound, PeerError
 from tessera.identity import JwksCache, SigningKey, TokenClient, TokenVerifier
 from tessera.policy import PolicyEngine, create_engine
-from tessera.store import Database
+from tessera.store import Database, unit_of_work
 
 PARTICIPANT_CACHE_SECONDS = 300
 
@@ -50,7 +51,7 @@ class ParticipantDirectory:
                 raise NotFound(f"the broker knows no participant {participant_id}")
             if response.status_code != 200:
                 raise PeerError(f"broker has no record of {participant_id} ({response.status_code})")
-            record = response.json()
+            record: dict[str, Any] = response.json()
             self._cache[participant_id] = (record, time.time() + PARTICIPANT_CACHE_SECONDS)
             return record
 
@@ -122,7 +123,7 @@ class Runtime:
             yield session
             # Every process this transaction loaded or added (flushed changes are no longer "dirty").
             touched = {obj.id for obj in (*session.new, *session.identity_map.values()) if hasattr(obj, "state")}
-            queued = session.info.get("queued", False)
+            queued = unit_of_work(session).queued
         if queued:
             self.outbox.wake()
         for process_id in touched & self._watched.keys():
@@ -137,3 +138,9 @@ class Runtime:
 
     async def authorization(self, audience: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {await self.tokens.token_for(audience)}"}
+
+
+def runtime_of(request: Request) -> Runtime:
+    """The runtime of the app that serves `request`."""
+    runtime: Runtime = request.app.state.runtime
+    return runtime

@@ -1,13 +1,13 @@
 """Explain and simulate, without side effects: would a participant get an offer, would a data request
 be allowed, and with which obligations. Nothing is counted, logged or sent."""
 
-import json
 from typing import Any
 
 from sqlmodel import col, select
 
 from connector import usage
 from connector.agreements import Agreement
+from connector.assets import Asset
 from connector.catalog import Offer, UsagePolicy
 from connector.runtime import Runtime
 from connector.transfers import Transfer
@@ -24,7 +24,7 @@ async def would_get_offer(runtime: Runtime, participant_id: str, offer_id: str) 
         policy = await session.get(UsagePolicy, offer.access_policy_id) if offer and offer.access_policy_id else None
     if offer is None:
         raise NotFound(f"no offer {offer_id}")
-    answer = {"participant": caller, "offer": offer.id, "terms": json.loads(offer.terms)}
+    answer = {"participant": caller, "offer": offer.id, "terms": offer.terms.model_dump(mode="json")}
     if policy is None:
         return answer | {"allow": True, "reasons": [], "obligations": [], "patterns": [], "access_policy": None}
     request = {"caller": caller, "offer": {"id": offer.id, "target": offer.asset_id}, "now": rfc3339()}
@@ -45,20 +45,25 @@ async def would_use(
         counter = await session.get(usage.UsageCounter, agreement_id)
     if transfer is not None:
         _agreement, policy, asset = await usage.parts(runtime, transfer)
-        caller = json.loads(transfer.caller_claims)
+        caller = transfer.caller_claims
     else:
-        async with runtime.db.session() as session:
-            policy = await session.get(UsagePolicy, agreement.usage_policy_id)
-            asset = await session.get(usage.Asset, agreement.target)
+        policy, asset = await _policy_and_asset(runtime, agreement)
         record = await runtime.participants.record(agreement.consumer_id)
         caller = {key: record.get(key) for key in ("org", "region", "security_profile")} | {
             "sub": agreement.consumer_id
         }
-    if policy is None or asset is None:
-        raise NotFound(f"the usage policy or asset of agreement {agreement_id} is gone")
     request = usage.usage_input(agreement, caller, purpose, counter.uses if counter else 0, asset, query)
     explanation = await explain(runtime.engine, policy.module, request)
     return {"agreement": agreement_id, "input": request, "policy": policy.id} | explanation.to_dict()
+
+
+async def _policy_and_asset(runtime: Runtime, agreement: Agreement) -> tuple[UsagePolicy, Asset]:
+    async with runtime.db.session() as session:
+        policy = await session.get(UsagePolicy, agreement.usage_policy_id)
+        asset = await session.get(Asset, agreement.target)
+    if policy is None or asset is None:
+        raise NotFound(f"the usage policy or asset of agreement {agreement.id} is gone")
+    return policy, asset
 
 
 async def _claims(runtime: Runtime, participant_id: str) -> dict[str, Any]:

@@ -10,7 +10,8 @@ from typing import Any
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from tessera.clock import rfc3339
+from tessera.clock import utcnow
+from tessera.store import Timestamp, UtcDateTime
 
 
 class TimelineEvent(SQLModel, table=True):
@@ -18,14 +19,14 @@ class TimelineEvent(SQLModel, table=True):
 
     id: int | None = Field(default=None, primary_key=True)
     process_id: str = Field(index=True)
-    at: str = Field(default_factory=rfc3339)
+    at: Timestamp = Field(default_factory=utcnow, sa_type=UtcDateTime)
     kind: str  # received | queued | sent | retry | failed | decided | waiting
     message_type: str | None = None
     status: int | None = None  # HTTP status of a delivery or of our answer
     detail: str | None = None
 
     def public(self) -> dict[str, Any]:
-        return self.model_dump(exclude={"id", "process_id"})
+        return self.model_dump(mode="json", exclude={"id", "process_id"})
 
 
 def record(

@@ -5,7 +5,6 @@ request carries a data address on this connector with a token we issued for this
 provider posts the data there and we keep it in the connector's `received/` directory.
 """
 
-import json
 from collections.abc import AsyncIterator
 
 from connector import copies, data_tokens
@@ -65,7 +64,7 @@ async def on_start(runtime: Runtime, caller: Caller, pid: str, message: dsp.Tran
                 raise InvalidMessage(
                     "a pull transfer's start message needs a dataAddress with endpoint and authorization"
                 )
-            transfer.data_address = json.dumps(address)
+            transfer.data_address = address
         transfer.move("STARTED")
         await log(session, runtime, transfer, "started", by=caller.participant_id)
     return transfer
@@ -79,7 +78,7 @@ async def resume_by_operator(runtime: Runtime, pid: str) -> Transfer:
 
 
 async def receive_push(
-    runtime: Runtime, pid: str, token: str, media_type: str, delete_at: str | None, body: AsyncIterator[bytes]
+    runtime: Runtime, pid: str, token: str, media_type: str, delete_after: str | None, body: AsyncIterator[bytes]
 ) -> None:
     """Keep pushed data for a push transfer we requested, as a copy under its obligations."""
     claims = data_tokens.verify(runtime, token, pid)
@@ -89,6 +88,6 @@ async def receive_push(
         raise NotFound(f"no push transfer {pid}")
     if transfer.state not in {"REQUESTED", "STARTED"}:
         raise IllegalTransition(f"transfer {pid} is {transfer.state}; it takes no data")
-    await copies.store(runtime, transfer, body, media_type, delete_at)
+    await copies.store(runtime, transfer, body, media_type, copies.deadline(delete_after))
     async with runtime.transaction() as session:
         (await get(session, pid)).received = True

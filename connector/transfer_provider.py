@@ -6,8 +6,8 @@ the push (with the purpose the consumer declared), the data is streamed to the c
 and the transfer completes; a denial or a failed push terminates it with the reason.
 """
 
-import json
 import logging
+from typing import Any
 
 import httpx
 from sqlmodel import select
@@ -46,8 +46,8 @@ async def on_request(runtime: Runtime, caller: Caller, message: dsp.TransferRequ
             counterparty_address=message.callbackAddress,
             agreement_id=agreement.id,
             format=message.format,
-            caller_claims=json.dumps(caller.to_policy_input()),
-            data_address=json.dumps(push_address) if push_address else None,
+            caller_claims=caller.to_policy_input(),
+            data_address=push_address,
             purpose=dsp.endpoint_property(push_address, "purpose") if push_address else None,
         )
         session.add(transfer)
@@ -58,14 +58,14 @@ async def on_request(runtime: Runtime, caller: Caller, message: dsp.TransferRequ
     return processes.as_requested(transfer)
 
 
-def _push_address(message: dsp.TransferRequest) -> dict:
+def _push_address(message: dsp.TransferRequest) -> dict[str, Any]:
     address = message.dataAddress
     if not address or not address.get("endpoint") or not dsp.endpoint_property(address, "authorization"):
         raise InvalidMessage("a push transfer needs a dataAddress with endpoint and authorization")
     return address
 
 
-def _pull_address(runtime: Runtime, transfer: Transfer) -> dict | None:
+def _pull_address(runtime: Runtime, transfer: Transfer) -> dict[str, Any] | None:
     if transfer.is_push:
         return None
     token = data_tokens.issue(
@@ -111,7 +111,7 @@ async def push(runtime: Runtime, pid: str) -> None:
     try:
         use = await usage.decide_use(runtime, transfer, transfer.purpose)
         chunks, media_type = await usage.content(runtime, use)
-        address = json.loads(transfer.data_address)
+        address = transfer.data_address
         token = dsp.endpoint_property(address, "authorization")
         headers = {"Authorization": f"Bearer {token}", "Content-Type": media_type, **use.headers}
         response = await runtime.http.post(

@@ -4,7 +4,6 @@ Start, suspension, resumption, completion and termination may come from either s
 is written with its audit entry and the message that announces it in one transaction.
 """
 
-import json
 from typing import Any, ClassVar
 
 from sqlmodel import Field
@@ -15,6 +14,7 @@ from connector.processes import Process
 from connector.runtime import Runtime
 from tessera import dsp
 from tessera.identity import Caller
+from tessera.store import Json
 
 # The DSP 2025-1 transfer state machine: state -> states it may move to (SUSPENDED -> COMPLETED is not one).
 TRANSITIONS: dict[str, set[str]] = {
@@ -38,8 +38,9 @@ class Transfer(Process, table=True):
 
     agreement_id: str = Field(index=True)
     format: str = dsp.PULL_FORMAT
-    data_address: str | None = None  # JSON: where the data is pulled from (consumer) or pushed to (provider)
-    caller_claims: str = "{}"  # JSON: the consumer's verified attributes (provider side)
+    # The DSP DataAddress the data is pulled from (consumer) or pushed to (provider).
+    data_address: dict[str, Any] | None = Field(default=None, sa_type=Json)
+    caller_claims: dict[str, Any] = Field(default_factory=dict, sa_type=Json)  # the consumer's verified attributes
     purpose: str | None = None  # a push transfer's declared purpose
     pushed: bool = False  # a push transfer's data went out
     received: bool = False  # a push transfer's data arrived (the consumer keeps it as a copy)
@@ -49,17 +50,19 @@ class Transfer(Process, table=True):
         return self.format == dsp.PUSH_FORMAT
 
     def public(self) -> dict[str, Any]:
-        data = self.model_dump(exclude={"data_address", "caller_claims", "reasons"})
-        data["reasons"] = json.loads(self.reasons)
+        data = self.model_dump(mode="json", exclude={"data_address", "caller_claims", "reasons"})
+        data["reasons"] = list(self.reasons)
         return data
 
     def dsp(self) -> dict[str, Any]:
         return dsp.transfer_process(self.provider_pid or "", self.consumer_pid or "", self.state)
 
 
-async def find(session: AsyncSession, pid: str, **options: Any) -> Transfer:
+async def find(
+    session: AsyncSession, pid: str, *, caller: Caller, role: str | None = None, message: dsp.Message | None = None
+) -> Transfer:
     """Our transfer `pid`, if the caller is its counter-party (see `processes.find`)."""
-    return await processes.find(session, Transfer, pid, **options)
+    return await processes.find(session, Transfer, pid, caller=caller, role=role, message=message)
 
 
 async def get(session: AsyncSession, pid: str) -> Transfer:
@@ -86,7 +89,7 @@ async def announce(
     kind, path = MESSAGE_FOR_STATE[state]
     transfer.move(state)
     if state == "TERMINATED" and reason:
-        transfer.reasons = json.dumps([reason])
+        transfer.reasons = [reason]
     body = dsp.message(
         kind,
         providerPid=transfer.provider_pid,
@@ -106,7 +109,7 @@ async def on_update(runtime: Runtime, caller: Caller, pid: str, message: dsp.Tra
         transfer = await find(session, pid, caller=caller, message=message)
         transfer.move(state)
         if message.reason:
-            transfer.reasons = json.dumps([str(r) for r in message.reason])
+            transfer.reasons = [str(r) for r in message.reason]
         await log(session, runtime, transfer, state.lower(), by=caller.participant_id, reasons=message.reason)
     return transfer
 

@@ -13,7 +13,7 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlmodel import Field, SQLModel
@@ -28,10 +28,10 @@ from connector.outbox import enqueue
 from connector.runtime import Runtime
 from connector.transfers import Transfer
 from tessera import audit
-from tessera.clock import rfc3339, utcnow
+from tessera.clock import parse, rfc3339, utcnow
 from tessera.errors import NotEntitled, NotFound, PolicyEvaluationError
 from tessera.ids import new_id
-from tessera.policy import Decision
+from tessera.policy import Decision, Obligation
 from tessera.policy.obligations import (
     KNOWN_KINDS,
     AggregateRefused,
@@ -40,6 +40,7 @@ from tessera.policy.obligations import (
     apply_record_obligations,
     require_supported,
 )
+from tessera.store import Timestamp, UtcDateTime
 
 DELETE_AFTER_HEADER = "Tessera-Delete-After"
 NEXT_POLICY_HEADER = "Tessera-Next-Policy"
@@ -54,7 +55,7 @@ class UsageCounter(SQLModel, table=True):
     uses: int = 0
     denials: int = 0
     bytes: int = 0
-    last_used_at: str | None = None
+    last_used_at: Timestamp | None = Field(default=None, sa_type=UtcDateTime)
 
 
 @dataclass
@@ -83,7 +84,7 @@ def usage_input(
             "assigner": agreement.provider_id,
             "assignee": agreement.consumer_id,
             "target": agreement.target,
-            "timestamp": json.loads(agreement.document).get("timestamp"),
+            "timestamp": agreement.document.get("timestamp"),
             "terms": agreement.terms.to_dict(),
         },
         "caller": caller,
@@ -115,14 +116,14 @@ async def decide_use(
     if transfer.state != "STARTED":
         raise NotEntitled(f"transfer {transfer.id} is {transfer.state}, not STARTED")
     agreement, policy, asset = await parts(runtime, transfer)
-    caller = json.loads(transfer.caller_claims)
+    caller = transfer.caller_claims
     async with runtime.transaction() as session:
         counter = await session.get(UsageCounter, agreement.id) or UsageCounter(agreement_id=agreement.id)
         request = usage_input(agreement, caller, purpose, counter.uses, asset, query)
         decision = _executable(await _decide(runtime, policy, request), query)
         counter.uses += decision.allow
         counter.denials += not decision.allow
-        counter.last_used_at = rfc3339() if decision.allow else counter.last_used_at
+        counter.last_used_at = utcnow() if decision.allow else counter.last_used_at
         session.add(counter)
         await audit.append(
             session,
@@ -160,6 +161,8 @@ def _executable(decision: Decision, query: dict[str, Any] | None) -> Decision:
         for notify in decision.of_kind("notify"):
             if not notify.params.get("url"):
                 raise ObligationError(f"notify {notify.params.get('party')!r} has no address to notify")
+        for delete in decision.of_kind("delete_after"):
+            _deadline(delete)
         for rule in decision.of_kind("aggregate"):
             if query is None:
                 raise AggregateRefused("aggregate-only data: send an aggregate query; raw records never leave")
@@ -198,13 +201,22 @@ async def _side_effects(session: AsyncSession, runtime: Runtime, transfer: Trans
         timeline.record(session, transfer.id, "queued", "notification", detail=str(notify.params["url"]))
 
 
+def _deadline(delete: Obligation) -> tuple[datetime, str]:
+    """When a delete-after obligation falls due, and the header text for it (a given date as given)."""
+    try:
+        if date := delete.params.get("date"):
+            return parse(str(date)), str(date)
+        moment = utcnow() + timedelta(seconds=int(delete.params.get("seconds", 0)))
+    except (TypeError, ValueError) as exc:
+        raise ObligationError(f"delete_after {delete.params} names no time: {exc}") from exc
+    return moment, rfc3339(moment)
+
+
 def _headers(decision: Decision) -> dict[str, str]:
-    headers = {}
-    for delete in decision.of_kind("delete_after"):
-        deadline = delete.params.get("date") or (
-            utcnow() + timedelta(seconds=int(delete.params.get("seconds", 0)))
-        ).isoformat(timespec="seconds").replace("+00:00", "Z")
-        headers[DELETE_AFTER_HEADER] = min(str(deadline), headers.get(DELETE_AFTER_HEADER, str(deadline)))
+    headers: dict[str, str] = {}
+    deadlines = [_deadline(delete) for delete in decision.of_kind("delete_after")]
+    if deadlines:
+        headers[DELETE_AFTER_HEADER] = min(deadlines)[1]  # the earliest
     for next_policy in decision.of_kind("next_policy"):
         headers[NEXT_POLICY_HEADER] = json.dumps(next_policy.params, sort_keys=True)
     if decision.mask:

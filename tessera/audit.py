@@ -11,25 +11,27 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import String, type_coerce
+from sqlalchemy import select as select_columns
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tessera.clock import rfc3339
 from tessera.identity import canonical_json
+from tessera.store import AuditHead, Json, unit_of_work
 
 GENESIS = "0" * 64
-HEAD = "audit_head"  # key of the chain head in a transaction's and the database's memory
 
 
 class AuditEntry(SQLModel, table=True):
     __tablename__ = "audit_entry"
 
     seq: int = Field(primary_key=True)
-    at: str
+    at: str  # RFC 3339 with microseconds: the very text the hash covers
     actor: str  # the participant whose act is recorded
     action: str  # e.g. "negotiation.requested", "usage.denied"
     subject: str  # the process, agreement or asset the act concerns
-    details: str = "{}"  # JSON object
+    details: dict[str, Any] = Field(default_factory=dict, sa_type=Json)
     prev_hash: str
     hash: str
 
@@ -40,7 +42,7 @@ class AuditEntry(SQLModel, table=True):
             "actor": self.actor,
             "action": self.action,
             "subject": self.subject,
-            "details": json.loads(self.details),
+            "details": self.details,
             "prev_hash": self.prev_hash,
         }
 
@@ -51,6 +53,7 @@ def entry_hash(content: dict[str, Any]) -> str:
 
 async def append(session: AsyncSession, *, actor: str, action: str, subject: str, **details: Any) -> AuditEntry:
     """Add an entry to the chain; call inside `Database.transaction()` so appends never interleave."""
+    work = unit_of_work(session)
     seq, prev_hash = await _head(session)
     entry = AuditEntry(
         seq=seq + 1,
@@ -58,24 +61,29 @@ async def append(session: AsyncSession, *, actor: str, action: str, subject: str
         actor=actor,
         action=action,
         subject=subject,
-        details=json.dumps(details, sort_keys=True, default=str),
+        details=_plain(details),
         prev_hash=prev_hash,
         hash="",
     )
     entry.hash = entry_hash(entry.content())
     session.add(entry)
-    session.info.setdefault("after_commit", {})[HEAD] = (entry.seq, entry.hash)
+    work.audit_head = (entry.seq, entry.hash)
     return entry
 
 
-async def _head(session: AsyncSession) -> tuple[int, str]:
+def _plain(details: dict[str, Any]) -> dict[str, Any]:
+    """`details` as plain JSON (other values as their `str`), keys sorted: the hash covers what is read back."""
+    plain: dict[str, Any] = json.loads(json.dumps(details, sort_keys=True, default=str))
+    return plain
+
+
+async def _head(session: AsyncSession) -> AuditHead:
     """The chain's last (seq, hash): this transaction's own, else the last committed one, else the database's."""
-    pending = session.info.get("after_commit", {}).get(HEAD)
-    if pending:
-        return pending
-    database = session.info.get("database")
-    if database is not None and HEAD in database.committed:
-        return database.committed[HEAD]
+    work = unit_of_work(session)
+    if work.audit_head is not None:
+        return work.audit_head
+    if work.database.audit_head is not None:
+        return work.database.audit_head
     last = (await session.exec(select(AuditEntry).order_by(col(AuditEntry.seq).desc()).limit(1))).first()
     return (last.seq, last.hash) if last else (0, GENESIS)
 
@@ -96,20 +104,34 @@ class ChainReport:
 
 async def verify(session: AsyncSession) -> ChainReport:
     expected_prev, expected_seq, count = GENESIS, 1, 0
-    for entry in await session.exec(select(AuditEntry).order_by(col(AuditEntry.seq))):
+    connection = await session.connection()
+    for row in await connection.execute(select_columns(*_STORED).order_by(col(AuditEntry.seq))):
         count += 1
-        if entry.seq != expected_seq:
+        if row.seq != expected_seq:
             return ChainReport(count, expected_seq, f"entry {expected_seq} is missing")
-        if entry.prev_hash != expected_prev:
-            return ChainReport(count, entry.seq, f"entry {entry.seq} does not link to entry {entry.seq - 1}")
+        if row.prev_hash != expected_prev:
+            return ChainReport(count, row.seq, f"entry {row.seq} does not link to entry {row.seq - 1}")
         try:
-            recomputed = entry_hash(entry.content())
+            entry = AuditEntry(**(row._asdict() | {"details": json.loads(row.details)}))
         except ValueError:
-            return ChainReport(count, entry.seq, f"entry {entry.seq} has unreadable details")
-        if recomputed != entry.hash:
-            return ChainReport(count, entry.seq, f"entry {entry.seq} was altered (hash mismatch)")
-        expected_prev, expected_seq = entry.hash, entry.seq + 1
+            return ChainReport(count, row.seq, f"entry {row.seq} has unreadable details")
+        if entry_hash(entry.content()) != entry.hash:
+            return ChainReport(count, row.seq, f"entry {row.seq} was altered (hash mismatch)")
+        expected_prev, expected_seq = row.hash, row.seq + 1
     return ChainReport(count)
+
+
+# The stored columns, details as the text on disk: `verify` reports unreadable JSON instead of failing on it.
+_STORED = (
+    col(AuditEntry.seq),
+    col(AuditEntry.at),
+    col(AuditEntry.actor),
+    col(AuditEntry.action),
+    col(AuditEntry.subject),
+    type_coerce(AuditEntry.details, String).label("details"),
+    col(AuditEntry.prev_hash),
+    col(AuditEntry.hash),
+)
 
 
 async def entries(session: AsyncSession, *, subject: str | None = None, limit: int = 100) -> list[AuditEntry]:

@@ -2,24 +2,99 @@
 
 SQLite (`sqlite+aiosqlite:///path.db`) is the embedded default; PostgreSQL
 (`postgresql+asyncpg://…`) is the production choice. Tables are SQLModel classes declared by the
-modules that own them; `open_database` creates whatever is missing.
+modules that own them; `Database.open` creates whatever is missing.
+
+Column types for what records keep: `UtcDateTime` (aware UTC datetimes, rendered as RFC 3339 in JSON
+through the `Timestamp` annotation), `Json` (JSON values) and `JsonOf` (JSON holding a typed value).
+A JSON value changed in place is not seen by SQLAlchemy: assign a new value.
 """
 
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
-from sqlalchemy import event
+from pydantic import PlainSerializer
+from sqlalchemy import JSON, DateTime, Dialect, event
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.types import TypeDecorator
 from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from tessera.clock import aware, rfc3339
+
+T = TypeVar("T")
+AuditHead = tuple[int, str]  # the audit chain's last (seq, hash)
+
+# An aware UTC datetime in Python, RFC 3339 text (`2026-12-01T09:25:30Z`) in JSON (`model_dump(mode="json")`).
+Timestamp = Annotated[datetime, PlainSerializer(rfc3339, return_type=str, when_used="json")]
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp column: stored in UTC, always read back aware (SQLite hands back naive datetimes)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else aware(value)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else aware(value)
+
+
+class Json(TypeDecorator[Any]):
+    """A JSON column; Python `None` is SQL NULL, not the JSON `null`."""
+
+    impl = JSON(none_as_null=True)
+    cache_ok = True
+
+
+class JsonOf(TypeDecorator[T]):
+    """A JSON column holding a typed value: subclass it with `load` (JSON to value) and `dump`."""
+
+    impl = JSON(none_as_null=True)
+    cache_ok = True
+
+    def load(self, data: Any) -> T:
+        raise NotImplementedError  # pragma: no cover
+
+    def dump(self, value: T) -> Any:
+        raise NotImplementedError  # pragma: no cover
+
+    def process_bind_param(self, value: T | None, dialect: Dialect) -> Any:
+        return None if value is None else self.dump(value)
+
+    def process_result_value(self, value: Any | None, dialect: Dialect) -> T | None:
+        return None if value is None else self.load(value)
 
 
 def sqlite_url(path: Path) -> str:
     return f"sqlite+aiosqlite:///{path.resolve()}"
+
+
+@dataclass(eq=False)
+class UnitOfWork:
+    """What one write transaction knows beside its session; `unit_of_work(session)` finds it."""
+
+    database: "Database"
+    audit_head: AuditHead | None = None  # the chain head after this transaction's audit entries
+    queued: bool = False  # it put messages in the outbox: wake the sender once it commits
+
+
+_UNIT_OF_WORK = "tessera.unit_of_work"  # its key in the session's `info`
+
+
+def unit_of_work(session: AsyncSession) -> UnitOfWork:
+    """The unit of work of a session opened by `Database.transaction()`."""
+    work = session.info.get(_UNIT_OF_WORK)
+    assert isinstance(work, UnitOfWork), "writes go through Database.transaction()"
+    return work
 
 
 class Database:
@@ -27,9 +102,8 @@ class Database:
 
     ```python
     db = await Database.open("sqlite+aiosqlite:///connector.db")
-    async with db.session() as session:
+    async with db.transaction() as session:
         session.add(record)
-        await session.commit()
     ```
     """
 
@@ -38,7 +112,7 @@ class Database:
         self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
         # One writer at a time in this process: state checks and the audit chain head stay consistent.
         self._write_lock = asyncio.Lock()
-        self.committed: dict[str, Any] = {}  # facts written transactions leave behind (see `transaction`)
+        self.audit_head: AuditHead | None = None  # the last committed audit entry, known without a query
 
     @classmethod
     async def open(cls, url: str) -> "Database":
@@ -58,15 +132,16 @@ class Database:
     async def transaction(self) -> AsyncIterator[AsyncSession]:
         """A serialized write transaction: commits when the block ends, rolls back if it raises."""
         async with self._write_lock, self._sessions() as session:
-            session.info["database"] = self
+            work = UnitOfWork(self)
+            session.info[_UNIT_OF_WORK] = work
             try:
                 yield session
                 await session.commit()
             except BaseException:
                 await session.rollback()
                 raise
-            for key, value in session.info.get("after_commit", {}).items():
-                self.committed[key] = value  # e.g. the audit chain's head, known without a query next time
+            if work.audit_head is not None:
+                self.audit_head = work.audit_head
 
     async def close(self) -> None:
         await self.engine.dispose()
@@ -78,9 +153,9 @@ def _engine_options(url: str) -> dict[str, object]:
     return {"pool_pre_ping": True}
 
 
-def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: object) -> None:
     # WAL keeps readers off the writer's back; FULL sync so an acknowledged write survives a crash.
-    cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
+    cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=FULL")
     cursor.execute("PRAGMA foreign_keys=ON")

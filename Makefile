@@ -21,6 +21,7 @@ quickstart: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check $(SOURCES)
 	$(BIN)/lint-imports
+	$(BIN)/mypy
 	$(BIN)/tessera policy test policies
 	$(BIN)/pytest -q
 

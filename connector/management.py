@@ -44,7 +44,7 @@ from connector.runtime import Runtime, runtime_of
 from connector.transfers import Transfer
 from tessera import audit
 from tessera.clock import rfc3339
-from tessera.errors import BadRequest, Conflict, NotFound, PeerError, TokenRejected
+from tessera.errors import BadRequest, Conflict, Gone, NotFound, PeerError, TokenRejected
 from tessera.identity import bearer_token
 from tessera.ids import new_id
 from tessera.problems import problem_from_error
@@ -356,11 +356,6 @@ async def _pushed_copy(runtime: Runtime, transfer: Transfer) -> Response:
     if copy.deleted_at:
         raise Gone(f"the copy was deleted at {rfc3339(copy.deleted_at)}, as its delete-after obligation required")
     return FileResponse(copy.path)
-
-
-class Gone(NotFound):
-    status_code = 410
-    title = "Gone"
 
 
 async def list_copies(request: Request) -> Response:

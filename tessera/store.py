@@ -10,6 +10,7 @@ A JSON value changed in place is not seen by SQLAlchemy: assign a new value.
 """
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -148,9 +149,15 @@ class Database:
 
 
 def _engine_options(url: str) -> dict[str, object]:
+    # JSON columns keep text readable as written (Chinese titles stay Chinese, not \u escapes).
+    common: dict[str, object] = {"json_serializer": _json_text}
     if make_url(url).get_backend_name() == "sqlite":
-        return {"connect_args": {"timeout": 30}}
-    return {"pool_pre_ping": True}
+        return {**common, "connect_args": {"timeout": 30}}
+    return {**common, "pool_pre_ping": True}
+
+
+def _json_text(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _sqlite_pragmas(dbapi_connection: DBAPIConnection, _record: object) -> None:

@@ -9,7 +9,6 @@ names the first entry that does not match.
 import hashlib
 import json
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import String, type_coerce
 from sqlalchemy import select as select_columns
@@ -18,6 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tessera.clock import rfc3339
 from tessera.identity import canonical_json
+from tessera.json import JSON, JSONObject
 from tessera.store import AuditHead, Json, unit_of_work
 
 GENESIS = "0" * 64
@@ -31,11 +31,11 @@ class AuditEntry(SQLModel, table=True):
     actor: str  # the participant whose act is recorded
     action: str  # e.g. "negotiation.requested", "usage.denied"
     subject: str  # the process, agreement or asset the act concerns
-    details: dict[str, Any] = Field(default_factory=dict, sa_type=Json)
+    details: JSONObject = Field(default_factory=dict, sa_type=Json)
     prev_hash: str
     hash: str
 
-    def content(self) -> dict[str, Any]:
+    def content(self) -> JSONObject:
         return {
             "seq": self.seq,
             "at": self.at,
@@ -47,11 +47,11 @@ class AuditEntry(SQLModel, table=True):
         }
 
 
-def entry_hash(content: dict[str, Any]) -> str:
+def entry_hash(content: JSONObject) -> str:
     return hashlib.sha256(canonical_json(content)).hexdigest()
 
 
-async def append(session: AsyncSession, *, actor: str, action: str, subject: str, **details: Any) -> AuditEntry:
+async def append(session: AsyncSession, *, actor: str, action: str, subject: str, **details: JSON) -> AuditEntry:
     """Add an entry to the chain; call inside `Database.transaction()` so appends never interleave."""
     work = unit_of_work(session)
     seq, prev_hash = await _head(session)
@@ -71,9 +71,9 @@ async def append(session: AsyncSession, *, actor: str, action: str, subject: str
     return entry
 
 
-def _plain(details: dict[str, Any]) -> dict[str, Any]:
+def _plain(details: JSONObject) -> JSONObject:
     """`details` as plain JSON (other values as their `str`), keys sorted: the hash covers what is read back."""
-    plain: dict[str, Any] = json.loads(json.dumps(details, sort_keys=True, default=str))
+    plain: JSONObject = json.loads(json.dumps(details, sort_keys=True, default=str))
     return plain
 
 
@@ -98,7 +98,7 @@ class ChainReport:
     def ok(self) -> bool:
         return self.first_broken is None
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> JSONObject:
         return {"ok": self.ok, "entries": self.entries, "first_broken": self.first_broken, "problem": self.problem}
 
 

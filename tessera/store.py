@@ -62,7 +62,7 @@ class JsonOf(TypeDecorator[T]):
     impl = JSON(none_as_null=True)
     cache_ok = True
 
-    def load(self, data: Any) -> T:
+    def load(self, data: Any) -> T:  # JSON as the database hands it back
         raise NotImplementedError  # pragma: no cover
 
     def dump(self, value: T) -> Any:
@@ -71,7 +71,7 @@ class JsonOf(TypeDecorator[T]):
     def process_bind_param(self, value: T | None, dialect: Dialect) -> Any:
         return None if value is None else self.dump(value)
 
-    def process_result_value(self, value: Any | None, dialect: Dialect) -> T | None:
+    def process_result_value(self, value: Any, dialect: Dialect) -> T | None:
         return None if value is None else self.load(value)
 
 

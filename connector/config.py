@@ -19,6 +19,9 @@ JWK_FILE = "connector.jwk.json"
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8181
 DSP_PATH = "/dsp"
+AGREEMENT_SIGNATURES = ("when-offered", "required")
+DEFAULT_NEGOTIATION_DEADLINE = 600.0  # seconds a counter-party may take to answer a negotiation message
+DEFAULT_TRANSFER_DEADLINE = 600.0  # seconds a provider may take to start a requested transfer
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,8 +38,20 @@ class ConnectorConfig:
     management_token: str = field(default="", repr=False)
     policy_engine: str = "embedded"  # or "opa"
     opa_url: str | None = None
+    # "when-offered": a peer that does not sign still gets an agreement (recorded as not countersigned);
+    # "required": an agreement without the counter-party's signature is refused.
+    agreement_signatures: str = "when-offered"
+    negotiation_deadline: float = DEFAULT_NEGOTIATION_DEADLINE
+    transfer_deadline: float = DEFAULT_TRANSFER_DEADLINE
 
     def __post_init__(self) -> None:
+        if self.agreement_signatures not in AGREEMENT_SIGNATURES:
+            raise ValueError(
+                f"agreement_signatures must be one of {AGREEMENT_SIGNATURES}, not {self.agreement_signatures!r}"
+            )
+        for name in ("negotiation_deadline", "transfer_deadline"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be a positive number of seconds")
         if not self.database_url:
             object.__setattr__(self, "database_url", sqlite_url(self.directory / "connector.db"))
         if not self.management_token:

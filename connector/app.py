@@ -44,7 +44,7 @@ def create_app(config: ConnectorConfig) -> Starlette:
             sweeper = copies.Sweeper(runtime)
             runtime.wake_sweeper = sweeper.wake
             runtime.spawn(sweeper.run())
-            await transfer_provider.resume_pushes(runtime)
+            await transfer_provider.resume(runtime)
             yield
 
     routes = [

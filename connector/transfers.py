@@ -14,7 +14,7 @@ from connector.processes import Process
 from connector.runtime import Runtime
 from tessera import dsp
 from tessera.identity import Caller
-from tessera.store import Json
+from tessera.store import Json, Timestamp, UtcDateTime
 
 # The DSP 2025-1 transfer state machine: state -> states it may move to (SUSPENDED -> COMPLETED is not one).
 TRANSITIONS: dict[str, set[str]] = {
@@ -44,13 +44,16 @@ class Transfer(Process, table=True):
     purpose: str | None = None  # a push transfer's declared purpose
     pushed: bool = False  # a push transfer's data went out
     received: bool = False  # a push transfer's data arrived (the consumer keeps it as a copy)
+    # As provider with `transfer_start = "async"`: when the REQUESTED transfer is due to start (kept, so a
+    # restart still starts it); None once started, or when it never waits.
+    start_due: Timestamp | None = Field(default=None, sa_type=UtcDateTime)
 
     @property
     def is_push(self) -> bool:
         return self.format == dsp.PUSH_FORMAT
 
     def public(self) -> dict[str, Any]:
-        data = self.model_dump(mode="json", exclude={"data_address", "caller_claims", "reasons"})
+        data = self.model_dump(mode="json", exclude={"data_address", "caller_claims", "reasons", "start_due"})
         data["reasons"] = list(self.reasons)
         return data
 

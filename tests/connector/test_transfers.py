@@ -1,13 +1,16 @@
-"""Transfer processes: suspension and resumption from either side, completion, push, token refresh."""
+"""Transfer processes: suspension and resumption from either side, completion, push, token refresh,
+and a provider that starts asynchronously (`transfer_start = "async"`)."""
 
+import asyncio
 import json
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from tessera.identity import SigningKey
-from tests.dataspace import PEOPLE, Site, negotiate, publish, rows, start_transfer
+from tests.dataspace import PEOPLE, Dataspace, Site, negotiate, publish, rows, start_transfer
 
 
 async def agreed(provider: Site, consumer: Site, data: Path) -> str:
@@ -108,3 +111,54 @@ async def test_an_expired_data_token_is_refreshed_with_the_access_token(
     pulled = await consumer.api.get(f"/transfers/{transfer['id']}/data", params={"purpose": "research"})
     assert pulled.status_code == 200, pulled.text
     assert len(rows(pulled)) == len(PEOPLE)
+
+
+# -- transfer_start = "async" ---------------------------------------------------------------------------------
+
+
+async def async_provider(space: Dataspace, delay: float) -> Site:
+    config = await space.admit("provider")
+    return await space.start(replace(config, transfer_start="async", transfer_start_delay=delay))
+
+
+async def requested(consumer: Site, agreement_id: str) -> dict[str, Any]:
+    """Request a pull transfer and wait until the consumer has the provider's answer (its providerPid)."""
+    transfer = await consumer.post("/transfers", {"agreement_id": agreement_id})
+    deadline = asyncio.get_running_loop().time() + 5
+    while not transfer.get("provider_pid"):
+        assert asyncio.get_running_loop().time() < deadline, transfer
+        await asyncio.sleep(0.02)
+        transfer = (await consumer.api.get(f"/transfers/{transfer['id']}")).json()
+    return transfer
+
+
+async def test_an_async_provider_answers_requested_and_starts_afterwards(
+    space: Dataspace, consumer: Site, people_csv: Path
+) -> None:
+    provider = await async_provider(space, delay=0.5)
+    transfer = await requested(consumer, await agreed(provider, consumer, people_csv))
+    assert (await provider.api.get(f"/transfers/{transfer['provider_pid']}")).json()["state"] == "REQUESTED"
+    await consumer.wait_for(f"/transfers/{transfer['id']}", "STARTED")
+    pulled = await consumer.api.get(f"/transfers/{transfer['id']}/data", params={"purpose": "research"})
+    assert pulled.status_code == 200, pulled.text
+
+
+async def test_an_async_start_survives_a_provider_restart(space: Dataspace, consumer: Site, people_csv: Path) -> None:
+    provider = await async_provider(space, delay=1.0)
+    transfer = await requested(consumer, await agreed(provider, consumer, people_csv))
+    await provider.server.restart()
+    assert (await provider.api.get(f"/transfers/{transfer['provider_pid']}")).json()["state"] == "REQUESTED"
+    await consumer.wait_for(f"/transfers/{transfer['id']}", "STARTED")
+    await provider.wait_for(f"/transfers/{transfer['provider_pid']}", "STARTED")
+
+
+async def test_an_async_transfer_terminated_while_requested_never_starts(
+    space: Dataspace, consumer: Site, people_csv: Path
+) -> None:
+    provider = await async_provider(space, delay=0.5)
+    transfer = await requested(consumer, await agreed(provider, consumer, people_csv))
+    await consumer.post(f"/transfers/{transfer['id']}/terminate", {"reason": "changed my mind"}, 200)
+    await provider.wait_for(f"/transfers/{transfer['provider_pid']}", "TERMINATED")
+    await asyncio.sleep(0.8)  # past the start's due time
+    assert (await provider.api.get(f"/transfers/{transfer['provider_pid']}")).json()["state"] == "TERMINATED"
+    assert (await consumer.api.get(f"/transfers/{transfer['id']}")).json()["state"] == "TERMINATED"

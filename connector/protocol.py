@@ -9,6 +9,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlmodel import col, select
 from starlette.requests import Request
@@ -28,7 +29,6 @@ from connector import (
 )
 from connector.assets import Asset
 from connector.catalog import Offer, UsagePolicy
-from connector.config import DSP_PATH
 from connector.negotiations import Negotiation
 from connector.processes import Process
 from connector.runtime import Runtime, runtime_of
@@ -126,8 +126,15 @@ async def _process(request: Request, kind: str) -> Process | None:
         return await session.get(_PROCESS_OF_ERROR[kind], request.path_params["pid"])
 
 
+# Access tokens are OAuth 2 client-credentials grants (RFC 7523 private_key_jwt) from the cluster's broker.
+AUTH = {"protocol": "OAuth", "version": "2", "profile": ["client_credentials", "private_key_jwt"]}
+
+
 async def version(request: Request) -> Response:
-    return JSONResponse(dsp.version_document(DSP_PATH))
+    """Where a peer finds us: the DSP path (below our public URL), the catalog's DataService id, the auth."""
+    dsp_url = runtime_of(request).config.dsp_url
+    path = urlsplit(dsp_url).path
+    return JSONResponse(dsp.version_document(path, service_id=catalog.service_id_for(dsp_url), auth=AUTH))
 
 
 # -- catalog ---------------------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.dataspace import Dataspace, Site, rows
-from tests.plain_peer import DATA, PlainPeer
+from tests.plain_peer import CONTEXT, DATA, PlainPeer
 
 OPEN_POLICY = "package tessera.usage.open\n\ndefault allow := true\n"
 # Waiting for branch `neg` (agreement_signatures = "when-offered", issue 9 item 5).
@@ -26,21 +26,42 @@ async def plain(space: Dataspace) -> AsyncIterator[PlainPeer]:
         yield peer
 
 
+async def publish_open(provider: Site, data: Path) -> None:
+    asset = await provider.post("/assets", {"title": "People", "format": "csv", "path": str(data)})
+    policy = await provider.post("/policies", {"title": "open", "source": OPEN_POLICY})
+    await provider.post("/offers", {"asset_id": asset["id"], "usage_policy_id": policy["id"]})
+
+
+async def test_a_plain_consumer_finds_us_from_version_metadata_and_catalog(
+    provider: Site, plain: PlainPeer, people_csv: Path
+) -> None:
+    await publish_open(provider, people_csv)
+    [version] = (await plain.http.get(provider.config.url + "/.well-known/dspace-version")).json()["protocolVersions"]
+    dsp_url = provider.config.url + version["path"]
+    catalog = await plain.catalog(provider.id, dsp_url)
+    assert catalog["participantId"] == provider.id
+    assert [service["@id"] for service in catalog["service"]] == [version["serviceId"]]
+    [dataset] = catalog["dataset"]
+    [offer] = dataset["hasPolicy"]
+    assert offer["@type"] == "Offer" and offer["permission"] and "target" not in offer  # the dataset is the target
+    assert dataset["distribution"] == [
+        {"@type": "Distribution", "format": "HttpData-PULL", "accessService": version["serviceId"]}
+    ]
+    missing = await plain.http.get(
+        f"{dsp_url}/catalog/datasets/nothing-here",
+        headers={"Authorization": f"Bearer {await plain.tokens.token_for(provider.id)}"},
+    )
+    assert missing.status_code == 404
+    assert missing.json()["@type"] == "CatalogError" and missing.json()["@context"] == CONTEXT
+
+
 @WAITS_FOR_NEG
 async def test_a_plain_consumer_negotiates_transfers_and_pulls_from_our_provider(
     provider: Site, plain: PlainPeer, people_csv: Path
 ) -> None:
-    asset = await provider.post("/assets", {"title": "People", "format": "csv", "path": str(people_csv)})
-    policy = await provider.post("/policies", {"title": "open", "source": OPEN_POLICY})
-    await provider.post("/offers", {"asset_id": asset["id"], "usage_policy_id": policy["id"]})
-
-    catalog = await plain.catalog(provider.id, provider.dsp_url)
-    assert catalog["participantId"] == provider.id
-    [dataset] = catalog["dataset"]
+    await publish_open(provider, people_csv)
+    [dataset] = (await plain.catalog(provider.id, provider.dsp_url))["dataset"]
     [offer] = dataset["hasPolicy"]
-    assert "target" not in offer  # the dataset is the target
-    assert dataset["distribution"][0]["format"] == "HttpData-PULL"
-
     negotiation = await plain.negotiate(provider.id, provider.dsp_url, dataset["@id"], offer)
     await plain.wait_for(negotiation, "FINALIZED")
     assert negotiation.agreement is not None

@@ -1,5 +1,6 @@
 """Transfer processes: suspension and resumption from either side, completion, push, token refresh,
-and a provider that starts asynchronously (`transfer_start = "async"`)."""
+pulls from data addresses without a Tessera data token, and a provider that starts asynchronously
+(`transfer_start = "async"`)."""
 
 import asyncio
 import json
@@ -9,8 +10,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tessera import dsp
 from tessera.identity import SigningKey
 from tests.dataspace import PEOPLE, Dataspace, Site, negotiate, publish, rows, start_transfer
+from tests.utils import run_server
 
 
 async def agreed(provider: Site, consumer: Site, data: Path) -> str:
@@ -162,3 +171,66 @@ async def test_an_async_transfer_terminated_while_requested_never_starts(
     await asyncio.sleep(0.8)  # past the start's due time
     assert (await provider.api.get(f"/transfers/{transfer['provider_pid']}")).json()["state"] == "TERMINATED"
     assert (await consumer.api.get(f"/transfers/{transfer['id']}")).json()["state"] == "TERMINATED"
+
+
+# -- data addresses without a Tessera data token --------------------------------------------------------------
+
+
+async def restart_with(provider: Site, consumer: Site, transfer: dict[str, Any], address: dict[str, Any]) -> None:
+    """Suspend, then start again as the provider would, with another data address (as another connector does)."""
+    await consumer.post(f"/transfers/{transfer['id']}/suspend", {}, 200)
+    start = dsp.message(
+        "TransferStartMessage", providerPid=transfer["provider_pid"], consumerPid=transfer["id"], dataAddress=address
+    )
+    headers = {"Authorization": f"Bearer {await provider.token_for(consumer.id)}"}
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{consumer.dsp_url}/transfers/{transfer['id']}/start", json=start, headers=headers)
+    assert response.status_code == 200, response.text
+
+
+async def test_the_consumer_pulls_from_an_open_address_or_with_the_header_the_address_names(
+    provider: Site, consumer: Site, people_csv: Path
+) -> None:
+    seen: list[dict[str, str]] = []
+
+    async def serve(request: Request) -> Response:
+        seen.append(dict(request.headers))
+        return Response("name\nAda\n", media_type="text/csv")
+
+    transfer = await start_transfer(consumer, await agreed(provider, consumer, people_csv))
+    async with run_server(Starlette(routes=[Route("/files/people", serve)])) as elsewhere:
+        endpoint = {
+            "@type": "DataAddress",
+            "endpointType": dsp.HTTP_ENDPOINT_TYPE,
+            "endpoint": elsewhere + "/files/people",
+        }
+        await restart_with(provider, consumer, transfer, endpoint)
+        pulled = await consumer.api.get(f"/transfers/{transfer['id']}/data")
+        assert pulled.status_code == 200, pulled.text
+        assert rows(pulled) == [{"name": "Ada"}]
+        assert "authorization" not in seen[-1]
+
+        keyed = [
+            {"@type": "EndpointProperty", "name": n, "value": v}
+            for n, v in (("authKey", "X-Api-Key"), ("authCode", "k1"))
+        ]
+        await restart_with(provider, consumer, transfer, {**endpoint, "endpointProperties": keyed})
+        assert (await consumer.api.get(f"/transfers/{transfer['id']}/data")).status_code == 200
+        assert seen[-1]["x-api-key"] == "k1" and "authorization" not in seen[-1]
+
+
+async def test_a_pull_start_without_an_endpoint_is_refused(provider: Site, consumer: Site, people_csv: Path) -> None:
+    transfer = await start_transfer(consumer, await agreed(provider, consumer, people_csv))
+    await consumer.post(f"/transfers/{transfer['id']}/suspend", {}, 200)
+    start = dsp.message(
+        "TransferStartMessage",
+        providerPid=transfer["provider_pid"],
+        consumerPid=transfer["id"],
+        dataAddress={"@type": "DataAddress", "endpointType": dsp.HTTP_ENDPOINT_TYPE},
+    )
+    headers = {"Authorization": f"Bearer {await provider.token_for(consumer.id)}"}
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{consumer.dsp_url}/transfers/{transfer['id']}/start", json=start, headers=headers)
+    assert response.status_code == 400
+    assert response.json()["@type"] == "TransferError" and "endpoint" in response.json()["reason"][0]
+    assert (await consumer.api.get(f"/transfers/{transfer['id']}")).json()["state"] == "SUSPENDED"

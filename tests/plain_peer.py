@@ -15,7 +15,7 @@ requested, finalizes after the verification, starts a pull transfer with an open
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,6 +71,10 @@ class Process:
     def move(self, state: str) -> None:
         self.state = state
         self.changed.set()
+
+
+NewProcess = Callable[[str, dict[str, Any]], Awaitable[Response]]  # (caller, message) -> answer
+OnProcess = Callable[[Process, dict[str, Any]], Awaitable[Response]]  # (our process, message) -> answer
 
 
 class PlainPeer:
@@ -184,30 +188,33 @@ class PlainPeer:
     # -- the DSP endpoints ------------------------------------------------------------------------------
 
     def app(self) -> Starlette:
-        def on(path: str, handler: Any, method: str = "POST") -> Route:
-            return Route("/dsp" + path, self._guarded(handler), methods=[method])
+        def new(path: str, handler: NewProcess) -> Route:
+            return Route("/dsp" + path, self._guarded(handler), methods=["POST"])
+
+        def on(path: str, handler: OnProcess, method: str = "POST") -> Route:
+            return Route("/dsp" + path, self._guarded(self._known(handler)), methods=[method])
 
         return Starlette(
             routes=[
-                on("/negotiations/request", self._negotiation_requested),
+                new("/negotiations/request", self._negotiation_requested),
                 on("/negotiations/{pid}", self._get, "GET"),
                 on("/negotiations/{pid}/offers", self._offered),
                 on("/negotiations/{pid}/agreement", self._agreed),
                 on("/negotiations/{pid}/agreement/verification", self._verified),
                 on("/negotiations/{pid}/events", self._event),
-                on("/negotiations/{pid}/termination", self._terminated),
-                on("/transfers/request", self._transfer_requested),
+                on("/negotiations/{pid}/termination", self._state("TERMINATED")),
+                new("/transfers/request", self._transfer_requested),
                 on("/transfers/{pid}", self._get, "GET"),
                 on("/transfers/{pid}/start", self._started),
                 on("/transfers/{pid}/completion", self._state("COMPLETED")),
                 on("/transfers/{pid}/suspension", self._state("SUSPENDED")),
-                on("/transfers/{pid}/termination", self._terminated),
+                on("/transfers/{pid}/termination", self._state("TERMINATED")),
                 Route("/data/{pid}", self._data, methods=["GET"]),
             ]
         )
 
-    def _guarded(self, handler: Any) -> Any:
-        """Check the access token and the body, then hand the message to `handler`."""
+    def _guarded(self, handler: NewProcess) -> Callable[[Request], Awaitable[Response]]:
+        """Check the access token and the body, then hand the caller and the message to `handler`."""
 
         async def endpoint(request: Request) -> Response:
             try:
@@ -217,19 +224,26 @@ class PlainPeer:
             body = json.loads(await request.body() or b"{}")
             if not isinstance(body, dict):
                 return JSONResponse({"error": "not a JSON object"}, status_code=400)
-            result: Response = await handler(request, caller.participant_id, body)
-            return result
+            body["pid"] = request.path_params.get("pid")
+            return await handler(caller.participant_id, body)
 
         return endpoint
 
-    def _find(self, request: Request) -> Process | None:
-        return self.processes.get(request.path_params["pid"])
+    def _known(self, handler: OnProcess) -> NewProcess:
+        """A handler for a message about one of our processes (the path's pid); 404 for any other."""
 
-    async def _get(self, request: Request, _caller: str, _body: dict[str, Any]) -> Response:
-        process = self._find(request)
-        return JSONResponse(process.document()) if process else JSONResponse({}, status_code=404)
+        async def known(_caller: str, body: dict[str, Any]) -> Response:
+            process = self.processes.get(body["pid"])
+            if process is None:
+                return JSONResponse({}, status_code=404)
+            return await handler(process, body)
 
-    async def _negotiation_requested(self, _request: Request, caller: str, body: dict[str, Any]) -> Response:
+        return known
+
+    async def _get(self, process: Process, _body: dict[str, Any]) -> Response:
+        return JSONResponse(process.document())
+
+    async def _negotiation_requested(self, caller: str, body: dict[str, Any]) -> Response:
         """As provider: agree to the requested offer as it is."""
         process = self._new("ContractNegotiation", "provider", body["callbackAddress"], caller, body["consumerPid"])
         offer = body["offer"]
@@ -246,52 +260,33 @@ class PlainPeer:
         self._later(process, f"/negotiations/{process.theirs}/agreement", agreement, then="AGREED")
         return JSONResponse(process.document(), status_code=201)
 
-    async def _offered(self, request: Request, _caller: str, body: dict[str, Any]) -> Response:
+    async def _offered(self, process: Process, _body: dict[str, Any]) -> Response:
         """As consumer: accept an offer the provider makes."""
-        process = self._find(request)
-        if process is None:
-            return JSONResponse({}, status_code=404)
         process.move("OFFERED")
         accepted = message("ContractNegotiationEventMessage", **process.pids, eventType="ACCEPTED")
         self._later(process, f"/negotiations/{process.theirs}/events", accepted, then="ACCEPTED")
         return JSONResponse(process.document())
 
-    async def _agreed(self, request: Request, _caller: str, body: dict[str, Any]) -> Response:
+    async def _agreed(self, process: Process, body: dict[str, Any]) -> Response:
         """As consumer: keep the agreement and verify it."""
-        process = self._find(request)
-        if process is None:
-            return JSONResponse({}, status_code=404)
         process.agreement = body["agreement"]
         process.move("AGREED")
         verification = message("ContractAgreementVerificationMessage", **process.pids)
         self._later(process, f"/negotiations/{process.theirs}/agreement/verification", verification, then="VERIFIED")
         return Response(status_code=200)
 
-    async def _verified(self, request: Request, _caller: str, _body: dict[str, Any]) -> Response:
+    async def _verified(self, process: Process, _body: dict[str, Any]) -> Response:
         """As provider: finalize once the consumer verified."""
-        process = self._find(request)
-        if process is None:
-            return JSONResponse({}, status_code=404)
         process.move("VERIFIED")
         finalized = message("ContractNegotiationEventMessage", **process.pids, eventType="FINALIZED")
         self._later(process, f"/negotiations/{process.theirs}/events", finalized, then="FINALIZED")
         return Response(status_code=200)
 
-    async def _event(self, request: Request, _caller: str, body: dict[str, Any]) -> Response:
-        process = self._find(request)
-        if process is None:
-            return JSONResponse({}, status_code=404)
+    async def _event(self, process: Process, body: dict[str, Any]) -> Response:
         process.move(body["eventType"])
         return Response(status_code=200)
 
-    async def _terminated(self, request: Request, _caller: str, _body: dict[str, Any]) -> Response:
-        process = self._find(request)
-        if process is None:
-            return JSONResponse({}, status_code=404)
-        process.move("TERMINATED")
-        return JSONResponse(process.document())
-
-    async def _transfer_requested(self, _request: Request, caller: str, body: dict[str, Any]) -> Response:
+    async def _transfer_requested(self, caller: str, body: dict[str, Any]) -> Response:
         """As provider: start a pull transfer with an open data address (no `authorization`)."""
         process = self._new("TransferProcess", "provider", body["callbackAddress"], caller, body["consumerPid"])
         address = {"@type": "DataAddress", "endpointType": "https://w3id.org/idsa/v4.1/HTTP"}
@@ -300,19 +295,13 @@ class PlainPeer:
         self._later(process, f"/transfers/{process.theirs}/start", start, then="STARTED")
         return JSONResponse(process.document(), status_code=201)
 
-    async def _started(self, request: Request, _caller: str, body: dict[str, Any]) -> Response:
-        process = self._find(request)
-        if process is None:
-            return JSONResponse({}, status_code=404)
+    async def _started(self, process: Process, body: dict[str, Any]) -> Response:
         process.data_address = body.get("dataAddress") or process.data_address
         process.move("STARTED")
         return JSONResponse(process.document())
 
-    def _state(self, state: str) -> Any:
-        async def handler(request: Request, _caller: str, _body: dict[str, Any]) -> Response:
-            process = self._find(request)
-            if process is None:
-                return JSONResponse({}, status_code=404)
+    def _state(self, state: str) -> OnProcess:
+        async def handler(process: Process, _body: dict[str, Any]) -> Response:
             process.move(state)
             return JSONResponse(process.document())
 
@@ -320,7 +309,7 @@ class PlainPeer:
 
     async def _data(self, request: Request) -> Response:
         """The open data address of a transfer this peer started."""
-        process = self._find(request)
+        process = self.processes.get(request.path_params["pid"])
         if process is None or process.role != "provider" or process.state != "STARTED":
             return Response("no such transfer", status_code=404)
         return Response(DATA, media_type="text/csv")

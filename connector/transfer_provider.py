@@ -19,7 +19,7 @@ import httpx
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from connector import data_tokens, processes, usage
+from connector import data_tokens, processes, transfers, usage
 from connector.agreements import Agreement
 from connector.runtime import Runtime
 from connector.transfers import Transfer, announce, find, get, log
@@ -27,7 +27,6 @@ from tessera import dsp
 from tessera.clock import utcnow
 from tessera.errors import IllegalTransition, InvalidMessage, NotEntitled, TesseraError
 from tessera.identity import Caller
-from tessera.ids import new_id
 
 logger = logging.getLogger("tessera.transfer")
 FORMATS = {dsp.PULL_FORMAT, dsp.PUSH_FORMAT}
@@ -44,20 +43,18 @@ async def on_request(runtime: Runtime, caller: Caller, message: dsp.TransferRequ
         agreement = await session.get(Agreement, message.agreementId)
         if agreement is None or agreement.role != "provider" or agreement.consumer_id != caller.participant_id:
             raise InvalidMessage(f"no agreement {message.agreementId} with {caller.participant_id}")
-        pid = new_id()
-        transfer = Transfer(
-            id=pid,
-            role="provider",
-            provider_pid=pid,
-            consumer_pid=message.consumerPid,
+        transfer = transfers.new(
+            "provider",
+            agreement_id=agreement.id,
             counterparty_id=caller.participant_id,
             counterparty_address=message.callbackAddress,
-            agreement_id=agreement.id,
+            consumer_pid=message.consumerPid,
             format=message.format,
             caller_claims=caller.to_policy_input(),
             data_address=push_address,
             purpose=dsp.endpoint_property(push_address, "purpose") if push_address else None,
         )
+        pid = transfer.id
         session.add(transfer)
         await log(session, runtime, transfer, "requested", format=message.format)
         if runtime.config.transfer_start == "async":
@@ -117,11 +114,7 @@ def _pull_address(runtime: Runtime, transfer: Transfer) -> dict[str, Any] | None
 
 async def on_resume(runtime: Runtime, caller: Caller, pid: str, message: dsp.TransferStart) -> Transfer:
     """The consumer resumes a suspended transfer."""
-    async with runtime.transaction() as session:
-        transfer = await find(session, pid, caller=caller, role="provider", message=message)
-        transfer.move("STARTED")
-        await log(session, runtime, transfer, "started", by=caller.participant_id)
-    return transfer
+    return await transfers.on_started(runtime, caller, pid, message, role="provider")
 
 
 async def resume_by_operator(runtime: Runtime, pid: str) -> Transfer:

@@ -133,4 +133,5 @@ async def abandon(runtime: Runtime, model: type[Process], pid: str, reason: str)
             return
         process.move("TERMINATED")
         process.reasons = [reason]
+        timeline.record(session, process.id, "terminated", None, detail=reason)
         await log(session, runtime, process, "abandoned", reasons=[reason])

@@ -182,12 +182,43 @@ def _permission(
         if action not in OTHER_ACTIONS:
             module.problems.append(f"permission {i}: unknown action {action}")
     module.add("".join(f'{rule}{suffix} contains "" if false\n\n' for rule in ("deny", "obligations", "mask")))
+    constraints = _pattern_parameters(module, suffix, constraints)
     for constraint in constraints:
         rule, text = _constraint(module, constraint, f"permission {i}")
         module.add(
             f"deny{suffix} contains msg if {{\n\tnot {rule}\n\tmsg := {_reason(module, rule, text, constraint)}\n}}\n"
         )
     _duties(module, suffix, duties, top_level=False)
+
+
+# Constraints that are parameters of one library pattern and mean something only together (the home
+# jurisdiction widens the allowed ones; the minimum profile applies to important data only): they are
+# compiled through that pattern, as duties are, not one by one.
+_PATTERN_PARAMETERS = {
+    TESSERA + "homeJurisdiction": (TESSERA + "homeJurisdiction", TESSERA + "jurisdiction"),
+    TESSERA + "importantMinimumSecurityLevel": (TESSERA + "importantMinimumSecurityLevel", TESSERA + "classification"),
+}
+
+
+def _pattern_parameters(module: _Module, suffix: str, constraints: Sequence[AnyConstraint]) -> list[AnyConstraint]:
+    """Compile the pattern-parameter groups among `constraints`; the others are returned to compile alone."""
+    left = list(constraints)
+    for k, (marker, members) in enumerate(_PATTERN_PARAMETERS.items(), 1):
+        if not any(isinstance(c, Constraint) and c.left == marker for c in left):
+            continue
+        group = [c for c in left if isinstance(c, Constraint) and c.left in members]
+        left = [c for c in left if c not in group]
+        try:
+            rule = {"action": "use", "constraint": [c.to_json() for c in group]}
+            uses = policy_from_offer({"permission": [rule]}).permissions[0]
+            module.add(render_block(uses, f"{suffix}g{k}"))
+        except (UnsupportedOdrl, PatternError) as exc:
+            module.problems.append(f"constraints {', '.join(_short(c.left) for c in group)}: {exc.detail}")
+            module.add(f"deny{suffix} contains {json.dumps(f'agreement: {_short(marker)} cannot be enforced')}\n")
+            continue
+        for name in ("deny", "obligations", "mask"):
+            module.add(f"{name}{suffix} contains x if {{ some x in {name}{suffix}g{k} }}\n")
+    return left
 
 
 def _prohibition(module: _Module, j: int, action: str, constraints: Sequence[AnyConstraint]) -> None:

@@ -166,6 +166,8 @@ def compact(value: JSON, key: str | None = None) -> JSON:
     if isinstance(value, dict):
         if key in _SCALARS and len(value) == 1 and ("@id" in value or "@value" in value):
             return compact(next(iter(value.values())), key)
+        if value.get("@type") == "@json":
+            return value  # a JSON literal: its value is data, not vocabulary, and its type says so
         if set(value) <= {"@value", "@type", "@language"} and "@value" in value:
             return value["@value"]
         return {

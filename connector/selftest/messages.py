@@ -103,6 +103,7 @@ def negotiation_termination(run: "Run") -> dict[str, Any]:
 
 
 def contract_offer(run: "Run") -> dict[str, Any]:
+    run.vars["asked"] = ALLOW_USE  # accepting this offer asks for it
     offer = {"@type": "Offer", "@id": new_id(), "target": run.vars.get("dataset", TCK_TARGET), "permission": ALLOW_USE}
     return _message(run, "ContractOfferMessage", **_pids(run), offer=offer)
 
@@ -124,7 +125,7 @@ def agreement(run: "Run") -> dict[str, Any]:
         "assigner": run.peer.id,
         "assignee": run.target.participant_id,
         "timestamp": rfc3339(),
-        "permission": ALLOW_USE,
+        "permission": run.vars.get("asked") or ALLOW_USE,  # what the consumer asked for or accepted
     }
     if not run.peer.plain:
         document[dsp.USAGE_POLICY] = TCK_POLICY

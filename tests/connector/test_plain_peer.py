@@ -6,6 +6,7 @@ does not sign, binds no usage policy and starts the transfer with an open data a
 """
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -15,8 +16,6 @@ from tests.dataspace import Dataspace, Site, rows
 from tests.plain_peer import CONTEXT, DATA, PlainPeer
 
 OPEN_POLICY = "package tessera.usage.open\n\ndefault allow := true\n"
-# Waiting for branch `neg` (agreement_signatures = "when-offered", issue 9 item 5).
-WAITS_FOR_NEG = pytest.mark.xfail(strict=True, reason="our side still requires Tessera agreement signatures")
 
 
 @pytest.fixture
@@ -55,10 +54,11 @@ async def test_a_plain_consumer_finds_us_from_version_metadata_and_catalog(
     assert missing.json()["@type"] == "CatalogError" and missing.json()["@context"] == CONTEXT
 
 
-@WAITS_FOR_NEG
+@pytest.mark.parametrize("transfer_start", ["immediate", "async"])
 async def test_a_plain_consumer_negotiates_transfers_and_pulls_from_our_provider(
-    provider: Site, plain: PlainPeer, people_csv: Path
+    space: Dataspace, plain: PlainPeer, people_csv: Path, transfer_start: str
 ) -> None:
+    provider = await space.start(replace(await space.admit("provider"), transfer_start=transfer_start))
     await publish_open(provider, people_csv)
     [dataset] = (await plain.catalog(provider.id, provider.dsp_url))["dataset"]
     [offer] = dataset["hasPolicy"]
@@ -69,13 +69,14 @@ async def test_a_plain_consumer_negotiates_transfers_and_pulls_from_our_provider
     assert ours["agreement_id"] == negotiation.agreement["@id"]
 
     transfer = await plain.transfer(provider.id, provider.dsp_url, negotiation.agreement["@id"])
+    if transfer_start == "async":  # the TCK's way: answered REQUESTED, started after the answer
+        assert (await provider.api.get(f"/transfers/{transfer.theirs}")).json()["state"] == "REQUESTED"
     await plain.wait_for(transfer, "STARTED")
     pulled = await plain.pull(transfer)
     assert pulled.status_code == 200, pulled.text
     assert [r["name"] for r in rows(pulled)] == ["Ada", "Grace", "Linus"]
 
 
-@WAITS_FOR_NEG
 async def test_our_consumer_negotiates_transfers_and_pulls_from_a_plain_provider(
     consumer: Site, plain: PlainPeer
 ) -> None:

@@ -13,38 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from connector.selftest import SCENARIOS, Management, Peer, Scenario, Schemas, Target, messages, run_all
-from connector.selftest.steps import Send
+from connector.selftest import SCENARIOS, Management, Peer, Scenario, Schemas, Target, run_all
 from tests.dataspace import Dataspace, publish
 from tests.dsp_schemas import VALIDATOR
 
 MODES = ("tessera", "plain")
-# Waiting for branch `neg` (agreement_signatures = "when-offered", issue 9 item 5).
-UNSIGNED_VERIFICATION = (
-    "our provider refuses a verification without the consumer's countersignature (400 'the agreement carries "
-    "no consumer signature'); DSP has no signatures"
-)
-UNSIGNED_AGREEMENT = (
-    "our consumer refuses an agreement without the provider's signature and usage-policy binding (400 'the "
-    "agreement does not bind a usage policy'); DSP has neither"
-)
-
-
-def _sends(scenario: Scenario, build: object) -> bool:
-    """Whether the scenario sends a message built by `build` that must be accepted."""
-    return any(isinstance(step, Send) and step.build is build and step.expect < 300 for step in scenario.steps)
-
-
-def _plain_gap(scenario: Scenario) -> str | None:
-    if _sends(scenario, messages.verification):
-        return UNSIGNED_VERIFICATION
-    if _sends(scenario, messages.agreement):
-        return UNSIGNED_AGREEMENT
-    return None
-
-
 # Scenarios the connector does not pass yet: (mode, id) -> what it does, and what DSP requires.
-KNOWN_GAPS: dict[tuple[str, str], str] = {("plain", s.id): gap for s in SCENARIOS if (gap := _plain_gap(s)) is not None}
+KNOWN_GAPS: dict[tuple[str, str], str] = {}
 
 
 def _param(mode: str, scenario: Scenario) -> object:
@@ -74,4 +49,3 @@ def test_the_table_covers_the_tck_areas() -> None:
     counts = {prefix: prefixes.count(prefix) for prefix in dict.fromkeys(prefixes)}
     assert counts == {"MET": 1, "CAT": 3, "CN": 15, "TP": 16, "CN_C": 16, "TP_C": 16}
     assert len({s.id for s in SCENARIOS}) == len(SCENARIOS) == 67
-    assert len(KNOWN_GAPS) == 42  # all plain; they close when branch neg lands

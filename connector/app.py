@@ -45,7 +45,7 @@ def create_app(config: ConnectorConfig) -> Starlette:
             runtime.wake_sweeper = sweeper.wake
             runtime.spawn(sweeper.run())
             runtime.spawn(deadlines.DeadlineSweeper(runtime).run())
-            await transfer_provider.resume_pushes(runtime)
+            await transfer_provider.resume(runtime)
             yield
 
     routes = [

@@ -18,6 +18,7 @@ one), `now`, `agreement.timestamp`, `caller.{sub, region, jurisdiction, roles, s
 `connector.id`, `event`, `asset.classification`, `artifact.state`.
 """
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -26,7 +27,19 @@ from dataclasses import dataclass, field
 from policies.odrl import UnsupportedOdrl, policy_from_offer
 from policies.patterns import SECURITY_PROFILES, PatternError, render_block
 from tessera import clock
-from tessera.odrl import TESSERA, AnyConstraint, Constraint, Duty, LogicalConstraint, Policy, Value
+from tessera.json import JSONObject
+from tessera.odrl import (
+    TESSERA,
+    AnyConstraint,
+    Constraint,
+    Duty,
+    InvalidPolicy,
+    LogicalConstraint,
+    Policy,
+    Value,
+    parse_policy,
+)
+from tessera.policy.base import PolicyModule
 
 PACKAGE = "tessera.agreement"
 USE_ACTIONS = ("use", "read")  # what a pull through the data plane does
@@ -89,6 +102,22 @@ class CompiledPolicy:
     package: str
     source: str
     problems: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CompiledAgreement:
+    """An agreement's ODRL as the module the data plane decides with (beside any bound Rego module).
+
+    Each agreement gets its own package under `tessera.agreements` (so many agreements can live in
+    one OPA server); an agreement that cannot be read, or has problems, compiles to a module that
+    denies with one reason per problem: fail closed.
+    """
+
+    module: PolicyModule
+    problems: tuple[str, ...] = ()
+
+
+AGREEMENTS_PACKAGE = "tessera.agreements"
 
 
 @dataclass(frozen=True)
@@ -166,6 +195,40 @@ def compile_policy(policy: Policy, package: str = PACKAGE) -> CompiledPolicy:
     if permissions:
         _combine(module, len(permissions))
     return CompiledPolicy(package, "\n".join(module.lines), tuple(module.problems))
+
+
+def compile_agreement(document: JSONObject) -> CompiledAgreement:
+    """The agreement document (ODRL JSON, any form a peer sends) compiled for enforcement."""
+    digest = hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+    package = f"{AGREEMENTS_PACKAGE}.a{digest[:24]}"
+    module_id = f"agreement-{digest[:24]}"
+    try:
+        policy = parse_policy(document, where="agreement")
+    except InvalidPolicy as exc:
+        problem = f"the agreement cannot be read: {exc.detail}"
+        return CompiledAgreement(PolicyModule(module_id, _denying(package, [problem])), (problem,))
+    compiled = compile_policy(policy, package)
+    source = compiled.source + _problem_denials(compiled.problems) + _assignee_rule(policy.assignee)
+    return CompiledAgreement(PolicyModule(module_id, source), compiled.problems)
+
+
+def _denying(package: str, problems: Sequence[str]) -> str:
+    return f"package {package}\n\ndefault allow := false\n" + _problem_denials(problems)
+
+
+def _problem_denials(problems: Sequence[str]) -> str:
+    return "".join(f"\ndeny contains {json.dumps(f'agreement: cannot be enforced: {p}')}\n" for p in problems)
+
+
+def _assignee_rule(assignee: str | None) -> str:
+    """The agreement binds its assignee: nobody else may use the data under it."""
+    if assignee is None:
+        return ""
+    return (
+        f"\ndeny contains msg if {{\n\t{_at('caller', 'sub')} != {json.dumps(assignee)}\n"
+        f'\tmsg := sprintf("agreement: the caller %s is not the assignee %s", '
+        f"[json.marshal({_at('caller', 'sub')}), {json.dumps(json.dumps(assignee))}])\n}}\n"
+    )
 
 
 # -- rules ------------------------------------------------------------------------------------------------

@@ -374,7 +374,8 @@ def _string(value: str, operator: str, right: Value) -> str:
 
 def _strings(value: str, operator: str, right: Value) -> str:
     items = json.dumps(_strings_of(right))
-    held = f"{{x | some x in {value}}}" if value else "set()"
+    # A missing or non-list value holds nothing (and must not make the engine fail).
+    held = f"{{x | v := {value}; is_array(v); some x in v}}"
     if operator in ("isAnyOf", "eq"):
         return f"count({held} & {{x | some x in {items}}}) > 0"
     if operator in ("isAllOf", "hasPart"):

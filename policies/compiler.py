@@ -142,7 +142,8 @@ OPERANDS: dict[str, _Operand] = {
     "spatial": _Operand(_at("caller", "region"), "string"),
     "system": _Operand(_at("connector", "id"), "string"),
     "event": _Operand(_at("event"), "string"),
-    "count": _Operand(f"{_at('uses')} + 1", "number"),  # the use being decided is counted
+    # The use being decided is counted; a missing or non-numeric count leaves it undefined (denies) on both engines.
+    "count": _Operand("tessera_uses + 1", "number"),
     "dateTime": _Operand("time.parse_rfc3339_ns(input.now)", "instant"),
     "elapsedTime": _Operand(
         "time.parse_rfc3339_ns(input.now) - time.parse_rfc3339_ns(input.agreement.timestamp)", "elapsed"
@@ -183,6 +184,7 @@ def compile_policy(policy: Policy, package: str = PACKAGE) -> CompiledPolicy:
     module.add(f"package {package}\n")
     module.add("default allow := false\n\nallow if count(deny) == 0\n")
     module.add('deny contains "" if false\n\nobligations contains "" if false\n\nmask contains "" if false\n')
+    module.add(f"tessera_uses := n if {{\n\tn := {_at('uses')}\n\tis_number(n)\n}}\n")
     permissions = [p for p in policy.permissions]
     if not permissions:
         module.add('deny contains "agreement: no permission grants any use"\n')

@@ -79,7 +79,8 @@ class OpaServerEngine(PolicyEngine):
                 await self._ensure(module)
             client = await self._connected()
             query = f"x := [{', '.join('data.' + p for p in packages)}]"
-            response = await client.ad_hoc_query(query, input)
+            # The client leaves an empty input out of the request (input undefined); {} must stay {}.
+            response = await client.ad_hoc_query(query if input else query + " with input as {}", input)
         except PolicyCompileError as exc:
             raise PolicyEvaluationError(f"a policy does not compile: {exc.detail}") from exc
         except _CLIENT_ERRORS as exc:

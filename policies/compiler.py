@@ -35,6 +35,7 @@ from tessera.odrl import (
     Duty,
     InvalidPolicy,
     LogicalConstraint,
+    Permission,
     Policy,
     Value,
     parse_policy,
@@ -211,6 +212,27 @@ def compile_agreement(document: JSONObject) -> CompiledAgreement:
         return CompiledAgreement(PolicyModule(module_id, _denying(package, [problem])), (problem,))
     compiled = compile_policy(policy, package)
     source = compiled.source + _problem_denials(compiled.problems) + _assignee_rule(policy.assignee)
+    return CompiledAgreement(PolicyModule(module_id, source), compiled.problems)
+
+
+def compile_duties(document: JSONObject) -> CompiledAgreement | None:
+    """The agreement's duties alone (of every permission, and its obligations), for the consumer to carry out.
+
+    Deciding the module gives the duties as obligations (delete_after, next_policy …), as the library's duty
+    patterns define them; None when the agreement states no duty.
+    """
+    digest = hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    package, module_id = f"{AGREEMENTS_PACKAGE}.duties_a{digest}", f"agreement-duties-{digest}"
+    try:
+        policy = parse_policy(document, where="agreement")
+    except InvalidPolicy as exc:
+        problem = f"the agreement cannot be read: {exc.detail}"
+        return CompiledAgreement(PolicyModule(module_id, _denying(package, [problem])), (problem,))
+    duties = (*(d for p in policy.permissions for d in p.duties), *policy.obligations)
+    if not duties:
+        return None
+    compiled = compile_policy(Policy(kind="Agreement", permissions=(Permission("use", duties=duties),)), package)
+    source = compiled.source + _problem_denials(compiled.problems)
     return CompiledAgreement(PolicyModule(module_id, source), compiled.problems)
 
 

@@ -11,6 +11,7 @@ store before the first use: the data plane must enforce whatever ODRL the agreem
 through the provider's `Runtime.clock` (a Python attribute; no HTTP interface can move it).
 """
 
+import asyncio
 import itertools
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -42,11 +43,17 @@ class Space:
     provider: Site
     provider_app: Starlette
     consumer: Site  # region EU-FR, security profile base
+    consumer_app: Starlette
     people_csv: Path
 
     @property
     def runtime(self) -> Runtime:
         runtime: Runtime = self.provider_app.state.runtime
+        return runtime
+
+    @property
+    def consumer_runtime(self) -> Runtime:
+        runtime: Runtime = self.consumer_app.state.runtime
         return runtime
 
 
@@ -65,8 +72,8 @@ async def space(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Space
     root = tmp_path_factory.mktemp("agreement")
     async with dataspace(root / "space") as running:
         provider, app = await _start(running, "provider", "EU-DE")
-        consumer, _ = await _start(running, "consumer", "EU-FR")
-        yield Space(provider, app, consumer, write_people_csv(root / "people.csv"))
+        consumer, consumer_app = await _start(running, "consumer", "EU-FR")
+        yield Space(provider, app, consumer, consumer_app, write_people_csv(root / "people.csv"))
 
 
 @pytest.fixture(autouse=True)
@@ -129,6 +136,19 @@ async def _agreement_says(runtime: Runtime, agreement_id: str, constraints: list
         assert stored is not None
         document = {k: v for k, v in stored.document.items() if k not in ("prohibition", "obligation")}
         stored.document = document | {"permission": [{"action": "use", "constraint": constraints}]}
+
+
+async def _duties_say(runtime: Runtime, agreement_id: str, duties: list[dict[str, Any]]) -> None:
+    async with runtime.transaction() as session:
+        stored = await session.get(Agreement, agreement_id)
+        assert stored is not None
+        permission = [{**stored.document["permission"][0], "duty": duties}]
+        stored.document = {**stored.document, "permission": permission}
+
+
+def delete_within(period: str) -> dict[str, Any]:
+    right = {"@value": period, "@type": "http://www.w3.org/2001/XMLSchema#duration"}
+    return {"action": "delete", "constraint": [constraint("delayPeriod", "eq", right)]}
 
 
 def rendered(*uses: PatternUse) -> str:
@@ -354,3 +374,72 @@ async def test_explain_decides_like_the_data_plane_without_side_effects(space: S
     assert (await agreed.explain("research"))["allow"] is True
     assert refused(await agreed.pull("marketing")) == answer["reasons"]
     assert len((await space.provider.api.get("/audit", params={"limit": 1000})).json()["items"]) == audit_before + 1
+
+
+# -- the consumer carries out the agreement's duties ---------------------------------------------------------
+
+
+async def _copy_of(space: Space, transfer_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The consumer's copy of a transfer's latest pull, and the audit entry that recorded it."""
+    copies = [c for c in (await space.consumer.api.get("/copies")).json()["items"] if c["transfer_id"] == transfer_id]
+    entries = (await space.consumer.api.get("/audit", params={"limit": 1000})).json()["items"]
+    (entry,) = [e for e in entries if e["action"] == "copy.received" and e["details"]["copy"] == copies[-1]["id"]]
+    return copies[-1], entry["details"]
+
+
+def _seconds_until(copy: dict[str, Any]) -> float:
+    received, due = (datetime.fromisoformat(copy[k].replace("Z", "+00:00")) for k in ("received_at", "delete_at"))
+    return (due - received).total_seconds()
+
+
+async def test_the_consumer_deletes_its_copy_as_the_agreement_requires_without_any_header(space: Space) -> None:
+    agreed = await agree(space, OPEN)
+    await _duties_say(space.consumer_runtime, agreed.agreement_id, [delete_within("PT1S")])
+    pulled = await agreed.pull()
+    assert pulled.status_code == 200 and "Tessera-Delete-After" not in pulled.headers
+    copy, entry = await _copy_of(space, agreed.transfer_id)
+    assert 0 <= _seconds_until(copy) <= 2 and entry["agreement_delete_at"] and entry["provider_delete_at"] is None
+    for _ in range(100):
+        copy, _entry = await _copy_of(space, agreed.transfer_id)
+        if copy["deleted_at"]:
+            break
+        await asyncio.sleep(0.05)
+    assert copy["deleted_at"]
+
+
+@pytest.mark.parametrize(("header_seconds", "agreement_period", "within"), [(30 * 86400, "PT5S", 6), (5, "P30D", 6)])
+async def test_the_stricter_of_header_and_agreement_decides_when_the_copy_goes(
+    space: Space, header_seconds: int, agreement_period: str, within: float
+) -> None:
+    agreed = await agree(space, rendered(PatternUse.of("delete_after", delete_after_seconds=header_seconds)))
+    await _duties_say(space.consumer_runtime, agreed.agreement_id, [delete_within(agreement_period)])
+    pulled = await agreed.pull()
+    assert pulled.status_code == 200 and "Tessera-Delete-After" in pulled.headers
+    copy, entry = await _copy_of(space, agreed.transfer_id)
+    assert 0 <= _seconds_until(copy) <= within
+    assert entry["provider_delete_at"] and entry["agreement_delete_at"]
+
+
+async def test_the_agreements_next_policy_is_recorded_with_the_copy(space: Space) -> None:
+    agreed = await agree(space, OPEN)
+    policy_hash = "sha256:" + "cd" * 32
+    duty = {
+        "action": "nextPolicy",
+        "constraint": [
+            constraint(TESSERA + "policyId", "eq", "third-party"),
+            constraint(TESSERA + "policyHash", "eq", policy_hash),
+        ],
+    }
+    await _duties_say(space.consumer_runtime, agreed.agreement_id, [duty])
+    assert (await agreed.pull()).status_code == 200
+    copy, entry = await _copy_of(space, agreed.transfer_id)
+    assert entry["next_policy"] == [{"policy": "third-party", "hash": policy_hash}]
+    assert copy["delete_at"] is None and entry["duty_problems"] == []
+
+
+async def test_a_duty_the_consumer_cannot_carry_out_means_it_may_not_keep_the_copy(space: Space) -> None:
+    agreed = await agree(space, OPEN)
+    await _duties_say(space.consumer_runtime, agreed.agreement_id, [{"action": "https://example.org/dance"}])
+    assert (await agreed.pull()).status_code == 200
+    copy, entry = await _copy_of(space, agreed.transfer_id)
+    assert _seconds_until(copy) == 0 and entry["duty_problems"]

@@ -184,8 +184,11 @@ def compile_policy(policy: Policy, package: str = PACKAGE) -> CompiledPolicy:
     module.add(f"# Compiled by tessera from the ODRL {policy.kind.lower()} {policy.id or ''}; do not edit.")
     module.add(f"package {package}\n")
     module.add("default allow := false\n\nallow if count(deny) == 0\n")
-    module.add('deny contains "" if false\n\nobligations contains "" if false\n\nmask contains "" if false\n')
     module.add(f"tessera_uses := n if {{\n\tn := {_at('uses')}\n\tis_number(n)\n}}\n")
+    if _plain_use(policy):
+        _lean_permission(module, policy.permissions[0].constraints)
+        return CompiledPolicy(package, "\n".join(module.lines), tuple(module.problems))
+    module.add('deny contains "" if false\n\nobligations contains "" if false\n\nmask contains "" if false\n')
     permissions = [p for p in policy.permissions]
     if not permissions:
         module.add('deny contains "agreement: no permission grants any use"\n')
@@ -253,6 +256,22 @@ def _assignee_rule(assignee: str | None) -> str:
         f'\tmsg := sprintf("agreement: the caller %s is not the assignee %s", '
         f"[json.marshal({_at('caller', 'sub')}), {json.dumps(json.dumps(assignee))}])\n}}\n"
     )
+
+
+def _plain_use(policy: Policy) -> bool:
+    """One permission to use, constraints only: most agreements. It compiles without the machinery for
+    alternatives and duties, which costs the engine more than the constraints (bench/policy.py)."""
+    if len(policy.permissions) != 1 or policy.prohibitions or policy.obligations:
+        return False
+    permission = policy.permissions[0]
+    return permission.action in USE_ACTIONS and not permission.duties
+
+
+def _lean_permission(module: _Module, constraints: Sequence[AnyConstraint]) -> None:
+    module.add('deny contains "" if false\n')
+    for constraint in constraints:
+        rule, text = _constraint(module, constraint, "permission 1")
+        module.add(f"deny contains msg if {{\n\tnot {rule}\n\tmsg := {_reason(module, rule, text, constraint)}\n}}\n")
 
 
 # -- rules ------------------------------------------------------------------------------------------------
@@ -330,8 +349,9 @@ def _reason(module: _Module, rule: str, text: str, constraint: AnyConstraint) ->
     operand = OPERANDS.get(constraint.left) if isinstance(constraint, Constraint) else None
     if operand is None:
         return json.dumps(f"agreement: {text} does not hold")
-    module.add(f'default {rule}_seen := "unknown"\n\n{rule}_seen := {_shown(operand)} if true\n')
-    return f'concat("", [{json.dumps(f"agreement: {text} does not hold (")}, {rule}_seen, ")"])'
+    # A function, not a rule: evaluating the package document then skips it unless the constraint failed.
+    module.add(f'{rule}_seen(_) := shown if {{ shown := {_shown(operand)} }} else := "unknown"\n')
+    return f'concat("", [{json.dumps(f"agreement: {text} does not hold (")}, {rule}_seen(0), ")"])'
 
 
 def _shown(operand: _Operand) -> str:

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from policies.compiler import compile_agreement
+from policies.odrl import offer_from_patterns
 from policies.patterns import PatternUse, render
 from tessera.policy import Decision, EmbeddedRegoEngine, PolicyModule
 from tessera.policy.base import combine
@@ -183,3 +184,27 @@ def _with(field: str, value: Any) -> dict[str, Any]:
     if field == "caller":
         return base | {"caller": base["caller"] | value}
     return base | {field: value}
+
+
+DUTY_OBLIGATIONS = {
+    "delete_after": {"delete_after"},
+    "next_policy": {"next_policy"},
+    "masked_fields": {"mask"},
+    "modify_in_transit": {"mask", "replace", "filter_rows"},
+    "aggregate_only": {"aggregate"},
+    "notify": {"notify"},
+    "log_usage": {"log"},
+}
+
+
+@pytest.mark.parametrize("pattern", sorted(DUTY_OBLIGATIONS))
+async def test_every_duty_pattern_in_an_agreement_becomes_its_obligations(
+    engine: EmbeddedRegoEngine, pattern: str
+) -> None:
+    offer = offer_from_patterns("urn:offer", [PatternUse.of(pattern)])
+    compiled = compile_agreement(offer | {"@type": "Agreement", "assignee": "urn:tessera:consumer"})
+    assert compiled.problems == ()
+    query = {"group_by": ["region"], "metrics": [{"fn": "avg", "field": "age"}]}
+    decision = await engine.decide_all([compiled.module, OPEN], request(request={"query": query}))
+    assert decision.allow, decision
+    assert {o.kind for o in decision.obligations} == DUTY_OBLIGATIONS[pattern]

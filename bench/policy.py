@@ -1,5 +1,6 @@
 """Policy benchmarks: a usage decision through the connector's decision point vs the raw engine call,
-and record throughput with masking obligations vs without.
+the data plane's decision (compiled agreement + bound module, one evaluation) vs the raw engine on the
+bound module alone, and record throughput with masking obligations vs without.
 
     python bench/policy.py [--n 5000] [--records 200000] [--json]
 
@@ -7,6 +8,9 @@ Decision: `EmbeddedRegoEngine.decide` (the decision point: cached compiled modul
 document, decision convention) against the raw regorus calls it makes (`set_input` +
 `eval_query_as_json`) on the same prepared engine and inputs, interleaved in one run. Every
 decision is also checked against a plain-Python reading of the quickstart policy.
+Agreement: `decide_all([compiled agreement, bound module])`, the agreement being the issue's example
+(purpose isAnyOf research, count lteq 3, elapsedTime lteq P30D) compiled by `compile_agreement`,
+against the raw engine evaluating the bound module alone, interleaved on the same inputs (target: at most 1.5 times).
 Throughput: `apply_record_obligations` over CSV-like records (dicts of strings), with a mask
 obligation and with none.
 """
@@ -18,6 +22,7 @@ import random
 import time
 
 from policies import read_pattern
+from policies.compiler import compile_agreement
 from tessera.json import JSONObject
 from tessera.policy import EmbeddedRegoEngine, Obligation, PolicyModule
 from tessera.policy.obligations import apply_record_obligations
@@ -27,12 +32,19 @@ def requests(n: int, seed: int = 7) -> list[JSONObject]:
     rng = random.Random(seed)
     return [
         {
-            "agreement": {"id": f"urn:uuid:{i}", "assigner": "provider", "assignee": "consumer", "target": "d"},
+            "agreement": {
+                "id": f"urn:uuid:{i}",
+                "assigner": "provider",
+                "assignee": "consumer",
+                "target": "d",
+                "timestamp": rng.choice(["2026-11-20T10:00:00Z", "2026-11-20T10:00:00Z", "2026-09-01T00:00:00Z"]),
+            },
             "caller": {"sub": "consumer", "org": "ACME", "region": "EU-DE", "security_profile": "base"},
             "purpose": rng.choice(["research", "research", "marketing"]),
             "uses": rng.randint(0, 4),
             "now": "2026-11-23T10:00:00Z",
             "asset": {"id": "d", "format": "csv"},
+            "connector": {"id": "https://consumer.example/dsp"},
         }
         for i in range(n)
     ]
@@ -55,7 +67,7 @@ async def decisions(n: int, warmup: int) -> JSONObject:
     for request in inputs[warmup:]:
         start = time.perf_counter_ns()
         prepared.engine.set_input(request)
-        json.loads(prepared.engine.eval_query_as_json(prepared.package))
+        json.loads(prepared.engine.eval_query_as_json(prepared.query))
         raw.append((time.perf_counter_ns() - start) / 1000)
         start = time.perf_counter_ns()
         decision = await engine.decide(module, request)
@@ -66,6 +78,58 @@ async def decisions(n: int, warmup: int) -> JSONObject:
         result[name] = {"p50_us": round(percentile(times, 0.5), 1), "p99_us": round(percentile(times, 0.99), 1)}
     result["ratio_p50"] = round(result["decide"]["p50_us"] / result["raw"]["p50_us"], 2)
     result["ratio_p99"] = round(result["decide"]["p99_us"] / result["raw"]["p99_us"], 2)
+    return result
+
+
+AGREEMENT = {
+    "@id": "urn:uuid:bench-agreement",
+    "@type": "Agreement",
+    "target": "d",
+    "assigner": "provider",
+    "assignee": "consumer",
+    "timestamp": "2026-11-20T10:00:00Z",
+    "permission": [
+        {
+            "action": "use",
+            "constraint": [
+                {"leftOperand": "purpose", "operator": "isAnyOf", "rightOperand": ["research"]},
+                {"leftOperand": "count", "operator": "lteq", "rightOperand": "3"},
+                {"leftOperand": "elapsedTime", "operator": "lteq", "rightOperand": "P30D"},
+            ],
+        }
+    ],
+}
+
+
+async def agreement_decisions(n: int, warmup: int) -> JSONObject:
+    """The data plane's decision (compiled agreement + bound module in one evaluation) vs the raw engine."""
+    engine = EmbeddedRegoEngine()
+    bound = PolicyModule(id="research_limited", source=read_pattern("examples/research_limited"))
+    law = compile_agreement(AGREEMENT).module
+    inputs = requests(n + warmup)
+    for request in inputs[:warmup]:
+        await engine.decide(bound, request)
+        await engine.decide_all([law, bound], request)
+    prepared = engine._prepared[bound.hash]
+    raw: list[float] = []
+    joint: list[float] = []
+    wrong = 0
+    for request in inputs[warmup:]:
+        start = time.perf_counter_ns()
+        prepared.engine.set_input(request)
+        json.loads(prepared.engine.eval_query_as_json(prepared.query))
+        raw.append((time.perf_counter_ns() - start) / 1000)
+        start = time.perf_counter_ns()
+        decision = await engine.decide_all([law, bound], request)
+        joint.append((time.perf_counter_ns() - start) / 1000)
+        recent = request["agreement"]["timestamp"] == "2026-11-20T10:00:00Z"
+        wrong += decision.allow != (request["purpose"] == "research" and request["uses"] < 3 and recent)
+    await engine.aclose()
+    result: JSONObject = {"n": n, "wrong": wrong}
+    for name, times in (("raw", raw), ("agreement_and_module", joint)):
+        result[name] = {"p50_us": round(percentile(times, 0.5), 1), "p99_us": round(percentile(times, 0.99), 1)}
+    result["ratio_p50"] = round(result["agreement_and_module"]["p50_us"] / result["raw"]["p50_us"], 2)
+    result["ratio_p99"] = round(result["agreement_and_module"]["p99_us"] / result["raw"]["p99_us"], 2)
     return result
 
 
@@ -93,7 +157,11 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=200_000)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    report = {"decision": asyncio.run(decisions(args.n, args.warmup)), "throughput": throughput(args.records)}
+    report = {
+        "decision": asyncio.run(decisions(args.n, args.warmup)),
+        "agreement": asyncio.run(agreement_decisions(args.n, args.warmup)),
+        "throughput": throughput(args.records),
+    }
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -102,6 +170,11 @@ def main() -> None:
     print(f"{'raw regorus':24}{d['raw']['p50_us']:>10}{d['raw']['p99_us']:>10}")
     print(f"{'decide (decision point)':24}{d['decide']['p50_us']:>10}{d['decide']['p99_us']:>10}")
     print(f"{'ratio':24}{d['ratio_p50']:>10}{d['ratio_p99']:>10}   wrong={d['wrong']} of {d['n']}")
+    a = report["agreement"]
+    print(f"{'raw (bound module)':24}{a['raw']['p50_us']:>10}{a['raw']['p99_us']:>10}")
+    joint = a["agreement_and_module"]
+    print(f"{'agreement + module':24}{joint['p50_us']:>10}{joint['p99_us']:>10}")
+    print(f"{'ratio':24}{a['ratio_p50']:>10}{a['ratio_p99']:>10}   wrong={a['wrong']} of {a['n']} (target <= 1.5)")
     none, mask = t["none_records_per_s"], t["mask_records_per_s"]
     print(f"records/s over {t['records']:,}: no obligations {none:,}, mask {mask:,}")
 

@@ -149,10 +149,12 @@ async def test_consumer_pattern(space: Space) -> None:
 
 
 async def test_connector_pattern(space: Space) -> None:
-    # The usage input has no connector.id yet: the pattern can only deny, naming the missing value.
-    agreed = await agree(space, PatternUse.of("connector", allowed_connectors=[space.consumer.config.url]))
-    assert refused(await agreed.pull()) == [
-        f'connector: null not in allowed connectors ["{space.consumer.config.url}"]'
+    # connector.id is the consumer connector's DSP address (the transfer's callback address).
+    ok = await agree(space, PatternUse.of("connector", allowed_connectors=[space.consumer.dsp_url]))
+    assert names(allowed(await ok.pull())) == names(RECORDS)
+    other = await agree(space, PatternUse.of("connector", allowed_connectors=[space.consumer.config.url]))
+    assert refused(await other.pull()) == [
+        f'connector: "{space.consumer.dsp_url}" not in allowed connectors ["{space.consumer.config.url}"]'
     ]
 
 

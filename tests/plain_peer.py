@@ -169,14 +169,13 @@ class PlainPeer:
 
         async def send() -> None:
             await asyncio.sleep(STEP_DELAY)
+            if then:
+                process.move(then)  # before sending: the answer to it may come before our post returns
             try:
                 await self.post(process.counterparty, process.address.rstrip("/") + path, body)
             except (AssertionError, httpx.HTTPError) as exc:
                 process.failure = str(exc)
                 process.changed.set()
-                return
-            if then:
-                process.move(then)
 
         self._spawn(send())
 

@@ -20,11 +20,12 @@ import asyncio
 import json
 import random
 import time
+from collections.abc import Awaitable, Callable
 
 from policies import read_pattern
 from policies.compiler import compile_agreement
 from tessera.json import JSONObject
-from tessera.policy import EmbeddedRegoEngine, Obligation, PolicyModule
+from tessera.policy import Decision, EmbeddedRegoEngine, Obligation, PolicyModule
 from tessera.policy.obligations import apply_record_obligations
 
 
@@ -54,13 +55,19 @@ def percentile(times: list[float], q: float) -> float:
     return sorted(times)[min(len(times) - 1, int(len(times) * q))]
 
 
-async def decisions(n: int, warmup: int) -> JSONObject:
-    engine = EmbeddedRegoEngine()
-    module = PolicyModule(id="research_limited", source=read_pattern("examples/research_limited"))
+Decide = Callable[[JSONObject], Awaitable[Decision]]
+BOUND = PolicyModule(id="research_limited", source=read_pattern("examples/research_limited"))
+
+
+async def against_raw(
+    engine: EmbeddedRegoEngine, decide: Decide, name: str, expected: Callable[[JSONObject], bool], n: int, warmup: int
+) -> JSONObject:
+    """`decide` and the raw engine on the bound module alone, interleaved on the same inputs; p50/p99 and ratios."""
     inputs = requests(n + warmup)
     for request in inputs[:warmup]:
-        await engine.decide(module, request)
-    prepared = engine._prepared[module.hash]
+        await engine.decide(BOUND, request)
+        await decide(request)
+    prepared = engine._prepared[BOUND.hash]
     raw: list[float] = []
     point: list[float] = []
     wrong = 0
@@ -70,15 +77,28 @@ async def decisions(n: int, warmup: int) -> JSONObject:
         json.loads(prepared.engine.eval_query_as_json(prepared.query))
         raw.append((time.perf_counter_ns() - start) / 1000)
         start = time.perf_counter_ns()
-        decision = await engine.decide(module, request)
+        decision = await decide(request)
         point.append((time.perf_counter_ns() - start) / 1000)
-        wrong += decision.allow != (request["purpose"] == "research" and request["uses"] < 3)
+        wrong += decision.allow != expected(request)
+    await engine.aclose()
     result: JSONObject = {"n": n, "wrong": wrong}
-    for name, times in (("raw", raw), ("decide", point)):
-        result[name] = {"p50_us": round(percentile(times, 0.5), 1), "p99_us": round(percentile(times, 0.99), 1)}
-    result["ratio_p50"] = round(result["decide"]["p50_us"] / result["raw"]["p50_us"], 2)
-    result["ratio_p99"] = round(result["decide"]["p99_us"] / result["raw"]["p99_us"], 2)
+    for label, times in (("raw", raw), (name, point)):
+        result[label] = {"p50_us": round(percentile(times, 0.5), 1), "p99_us": round(percentile(times, 0.99), 1)}
+    result["ratio_p50"] = round(result[name]["p50_us"] / result["raw"]["p50_us"], 2)
+    result["ratio_p99"] = round(result[name]["p99_us"] / result["raw"]["p99_us"], 2)
     return result
+
+
+def research_within_limits(request: JSONObject) -> bool:
+    return bool(request["purpose"] == "research" and request["uses"] < 3)
+
+
+async def decisions(n: int, warmup: int) -> JSONObject:
+    """The decision point (`decide`) vs the raw engine calls it makes."""
+    engine = EmbeddedRegoEngine()
+    return await against_raw(
+        engine, lambda request: engine.decide(BOUND, request), "decide", research_within_limits, n, warmup
+    )
 
 
 AGREEMENT = {
@@ -104,33 +124,15 @@ AGREEMENT = {
 async def agreement_decisions(n: int, warmup: int) -> JSONObject:
     """The data plane's decision (compiled agreement + bound module in one evaluation) vs the raw engine."""
     engine = EmbeddedRegoEngine()
-    bound = PolicyModule(id="research_limited", source=read_pattern("examples/research_limited"))
     law = compile_agreement(AGREEMENT).module
-    inputs = requests(n + warmup)
-    for request in inputs[:warmup]:
-        await engine.decide(bound, request)
-        await engine.decide_all([law, bound], request)
-    prepared = engine._prepared[bound.hash]
-    raw: list[float] = []
-    joint: list[float] = []
-    wrong = 0
-    for request in inputs[warmup:]:
-        start = time.perf_counter_ns()
-        prepared.engine.set_input(request)
-        json.loads(prepared.engine.eval_query_as_json(prepared.query))
-        raw.append((time.perf_counter_ns() - start) / 1000)
-        start = time.perf_counter_ns()
-        decision = await engine.decide_all([law, bound], request)
-        joint.append((time.perf_counter_ns() - start) / 1000)
+
+    def expected(request: JSONObject) -> bool:
         recent = request["agreement"]["timestamp"] == "2026-11-20T10:00:00Z"
-        wrong += decision.allow != (request["purpose"] == "research" and request["uses"] < 3 and recent)
-    await engine.aclose()
-    result: JSONObject = {"n": n, "wrong": wrong}
-    for name, times in (("raw", raw), ("agreement_and_module", joint)):
-        result[name] = {"p50_us": round(percentile(times, 0.5), 1), "p99_us": round(percentile(times, 0.99), 1)}
-    result["ratio_p50"] = round(result["agreement_and_module"]["p50_us"] / result["raw"]["p50_us"], 2)
-    result["ratio_p99"] = round(result["agreement_and_module"]["p99_us"] / result["raw"]["p99_us"], 2)
-    return result
+        return research_within_limits(request) and recent
+
+    return await against_raw(
+        engine, lambda request: engine.decide_all([law, BOUND], request), "agreement_and_module", expected, n, warmup
+    )
 
 
 def throughput(count: int) -> dict[str, int]:

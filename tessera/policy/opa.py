@@ -19,15 +19,8 @@ from opa_client.opa_async import AsyncOpaClient
 
 from tessera.errors import PolicyCompileError, PolicyEvaluationError
 from tessera.json import JSON, JSONObject
-from tessera.policy.base import (
-    Decision,
-    PolicyEngine,
-    PolicyModule,
-    QueryRow,
-    combine,
-    decision_from_document,
-    packages_apart,
-)
+from tessera.policy import base
+from tessera.policy.base import Decision, PolicyEngine, PolicyModule, QueryRow, decision_from_document
 
 __all__ = ["OpaServerEngine"]
 
@@ -70,10 +63,10 @@ class OpaServerEngine(PolicyEngine):
     async def decide_all(self, modules: Sequence[PolicyModule], input: JSONObject) -> Decision:
         """One query API call reads every module's package document: `x := [data.a, data.b]`."""
         if len(modules) < 2:
-            return await self.decide(modules[0], input) if modules else combine([])
+            return await self.decide(modules[0], input) if modules else base.combine([])
         try:
             packages = [_package(module.source) for module in modules]
-            if apart := packages_apart(packages):
+            if apart := base.packages_apart(packages):
                 raise PolicyEvaluationError(apart)
             for module in modules:
                 await self._ensure(module)
@@ -87,7 +80,7 @@ class OpaServerEngine(PolicyEngine):
             raise PolicyEvaluationError(f"OPA could not decide: {exc}") from exc
         rows = response.get("result") or [{}]
         documents = rows[0].get("x") or [None] * len(modules)
-        return combine([decision_from_document(document) for document in documents])
+        return base.combine([decision_from_document(document) for document in documents])
 
     async def evaluate(
         self, modules: list[PolicyModule], query: str, input: JSON = None, data: JSON = None

@@ -269,7 +269,7 @@ def _plain_use(policy: Policy) -> bool:
 
 def _lean_permission(module: _Module, constraints: Sequence[AnyConstraint]) -> None:
     module.add('deny contains "" if false\n')
-    for constraint in constraints:
+    for constraint in _pattern_parameters(module, "", constraints):
         rule, text = _constraint(module, constraint, "permission 1")
         module.add(f"deny contains msg if {{\n\tnot {rule}\n\tmsg := {_reason(module, rule, text, constraint)}\n}}\n")
 

@@ -233,8 +233,19 @@ async def test_count_agreement_denies_across_transfers(space: Space) -> None:
     assert reasons == ['agreement: count lteq "1" does not hold (this would be use 2)']
 
 
+def handwritten(rule: str) -> str:
+    """A bound module written by hand: the offer's ODRL then says only its terms, so the module may be
+    stricter than the agreement (a module rendered from patterns puts its own limits in the offer)."""
+    package = f"tessera.usage.handwritten_{next(_packages)}"
+    return f"package {package}\n\ndefault allow := false\n\nallow if count(deny) == 0\n\n{rule}\n"
+
+
 async def test_count_module_denies_across_transfers(space: Space) -> None:
-    agreed = await agree(space, rendered(PatternUse.of("max_uses", max_uses=1)), terms={"uses": 5}, needs={"uses": 5})
+    module = handwritten(
+        "deny contains msg if {\n\tinput.uses >= 1\n"
+        '\tmsg := sprintf("uses: %d uses consumed, limit %d", [input.uses, 1])\n}'
+    )
+    agreed = await agree(space, module, terms={"uses": 5}, needs={"uses": 5})
     assert (await agreed.pull()).status_code == 200
     reasons = refused(await agreed.pull(transfer_id=await agreed.another_transfer()))
     assert by_module(reasons) and reasons == ["uses: 1 uses consumed, limit 1"]
@@ -265,7 +276,10 @@ async def test_elapsed_time_agreement_denies_two_days_later(space: Space) -> Non
 
 
 async def test_elapsed_time_module_denies_two_days_later(space: Space) -> None:
-    module = rendered(PatternUse.of("duration", max_duration_seconds=86400))
+    module = handwritten(
+        'deny contains "duration: more than one day since the agreement" if {\n'
+        "\ttime.parse_rfc3339_ns(input.now) - time.parse_rfc3339_ns(input.agreement.timestamp) > 86400 * 1000000000\n}"
+    )
     agreed = await agree(space, module, terms={"duration_days": 30}, needs={"duration_days": 30})
     assert (await agreed.pull()).status_code == 200
     space.runtime.clock = later(2)

@@ -118,9 +118,11 @@ def allowed(response: httpx.Response) -> Any:
 
 
 def refused(response: httpx.Response) -> list[str]:
+    """The bound module's reasons for a 403. The agreement, compiled from the same offer, denies the same
+    request with reasons of its own (prefixed "agreement: "; tests/connector/test_usage_agreement.py)."""
     assert response.status_code == 403, response.text
     assert response.headers["content-type"] == "application/problem+json"
-    return response.json()["reasons"]
+    return [reason for reason in response.json()["reasons"] if not reason.startswith("agreement: ")]
 
 
 def names(records: list[dict]) -> list[str]:

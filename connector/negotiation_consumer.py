@@ -15,7 +15,7 @@ from urllib.parse import quote
 import httpx
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from connector import agents, agreements, proposals
+from connector import agents, agreements, processes, proposals
 from connector.negotiations import (
     Negotiation,
     find,
@@ -23,8 +23,11 @@ from connector.negotiations import (
     log,
     log_decision,
     offer_body,
+    operator_verdict,
+    propose,
     refuse,
     send,
+    tell,
     terminate,
     wait_for_operator,
 )
@@ -75,14 +78,12 @@ async def start(
 
     `offer` is the catalog offer's policy, when known: we ask for it narrowed to our needs.
     """
-    pid = new_id()
     requested = needs.request if needs else Terms()
-    negotiation = Negotiation(
-        id=pid,
-        role="consumer",
-        consumer_pid=pid,
+    negotiation = processes.new(
+        Negotiation,
+        "consumer",
         counterparty_id=provider_id,
-        counterparty_address=provider_url.rstrip("/"),
+        counterparty_address=provider_url,
         offer_id=offer_id,
         target=target,
         terms=requested,
@@ -96,7 +97,7 @@ async def start(
         negotiation.policy = offer_body(negotiation, requested, offer_id)
     request = dsp.message(
         "ContractRequestMessage",
-        consumerPid=pid,
+        consumerPid=negotiation.id,
         offer=negotiation.policy,
         callbackAddress=runtime.config.dsp_url,
     )
@@ -112,14 +113,12 @@ async def on_initial_offer(runtime: Runtime, caller: Caller, message: dsp.Contra
     if message.consumerPid is not None or not message.callbackAddress:
         raise InvalidMessage("an initial ContractOfferMessage has a callbackAddress and no consumerPid")
     offered = proposals.offered_policy(message.offer.model_dump(by_alias=True))
-    pid = new_id()
-    negotiation = Negotiation(
-        id=pid,
-        role="consumer",
-        consumer_pid=pid,
+    negotiation = processes.new(
+        Negotiation,
+        "consumer",
         provider_pid=message.providerPid,
         counterparty_id=caller.participant_id,
-        counterparty_address=message.callbackAddress.rstrip("/"),
+        counterparty_address=message.callbackAddress,
         offer_id=message.offer.id,
         target=message.offer.target or "",
         state="OFFERED",
@@ -156,11 +155,7 @@ async def on_offer(runtime: Runtime, caller: Caller, pid: str, message: dsp.Cont
 async def decide_by_operator(runtime: Runtime, pid: str, action: str, counter: Terms | None) -> Negotiation:
     async with runtime.transaction() as session:
         negotiation = await get(session, pid)
-        if negotiation.state != "OFFERED":
-            raise IllegalTransition(f"negotiation {pid} is {negotiation.state}; there is no offer to answer")
-        verdict = (
-            agents.Verdict("accept", negotiation.terms) if action == "accept" else agents.Verdict("counter", counter)
-        )
+        verdict = operator_verdict(negotiation, action, counter)
         await _answer(session, runtime, negotiation, verdict, by_operator=True)
     return negotiation
 
@@ -176,13 +171,7 @@ async def _answer(
     await log_decision(session, runtime, negotiation, verdict, by_operator=by_operator)
     if verdict.action == "accept":
         negotiation.move("ACCEPTED")
-        event = dsp.message(
-            "ContractNegotiationEventMessage",
-            providerPid=negotiation.provider_pid,
-            consumerPid=negotiation.consumer_pid,
-            eventType="ACCEPTED",
-        )
-        send(session, negotiation, f"/negotiations/{negotiation.provider_pid}/events", event)
+        tell(session, negotiation, "ContractNegotiationEventMessage", "events", eventType="ACCEPTED")
         await log(session, runtime, negotiation, "accepted", terms=negotiation.terms.to_dict())
     elif verdict.action == "counter":
         assert verdict.terms is not None
@@ -200,18 +189,7 @@ async def _counter(session: AsyncSession, runtime: Runtime, negotiation: Negotia
         asked = proposals.as_offer(narrow(table, wanted), offer_id=new_id(), target=negotiation.target)
     else:
         asked = offer_body(negotiation, wanted, new_id())
-    negotiation.move("REQUESTED")
-    negotiation.terms = wanted
-    negotiation.policy = asked
-    negotiation.rounds += 1
-    request = dsp.message(
-        "ContractRequestMessage",
-        providerPid=negotiation.provider_pid,
-        consumerPid=negotiation.consumer_pid,
-        offer=asked,
-    )
-    send(session, negotiation, f"/negotiations/{negotiation.provider_pid}/request", request)
-    await log(session, runtime, negotiation, "requested", terms=wanted.to_dict(), round=negotiation.rounds)
+    await propose(session, runtime, negotiation, asked, wanted)
 
 
 async def on_agreement(runtime: Runtime, caller: Caller, pid: str, message: dsp.ContractAgreement) -> Negotiation:
@@ -238,13 +216,8 @@ async def on_agreement(runtime: Runtime, caller: Caller, pid: str, message: dsp.
         negotiation.provider_signature = signature if isinstance(signature, str) else None
         negotiation.consumer_signature = countersignature
         await log(session, runtime, negotiation, "agreed", agreement=agreement["@id"], signed=signature is not None)
-        verification = dsp.message(
-            "ContractAgreementVerificationMessage",
-            providerPid=negotiation.provider_pid,
-            consumerPid=negotiation.consumer_pid,
-            **{dsp.SIGNATURE: countersignature},
-        )
-        send(session, negotiation, f"/negotiations/{negotiation.provider_pid}/agreement/verification", verification)
+        verification = {dsp.SIGNATURE: countersignature}
+        tell(session, negotiation, "ContractAgreementVerificationMessage", "agreement/verification", **verification)
         negotiation.move("VERIFIED")
         await log(session, runtime, negotiation, "verified")
     return negotiation

@@ -20,8 +20,11 @@ from connector.negotiations import (
     get,
     log,
     log_decision,
+    operator_verdict,
+    propose,
     refuse,
     send,
+    tell,
     terminate,
     wait_for_operator,
 )
@@ -57,11 +60,9 @@ async def on_request(runtime: Runtime, caller: Caller, message: dsp.ContractRequ
         existing = await processes.existing_request(session, Negotiation, caller, message.consumerPid)
         if existing is not None:
             return processes.as_requested(existing)  # a repeated request answers as the first did
-        pid = new_id()
-        negotiation = Negotiation(
-            id=pid,
-            role="provider",
-            provider_pid=pid,
+        negotiation = processes.new(
+            Negotiation,
+            "provider",
             consumer_pid=message.consumerPid,
             counterparty_id=caller.participant_id,
             counterparty_address=message.callbackAddress,
@@ -133,13 +134,7 @@ async def on_verification(
         await log(session, runtime, negotiation, "verified", countersigned=countersigned)
         negotiation.move("FINALIZED")
         session.add(agreements.record(negotiation, provider_address=runtime.config.dsp_url))
-        event = dsp.message(
-            "ContractNegotiationEventMessage",
-            providerPid=negotiation.provider_pid,
-            consumerPid=negotiation.consumer_pid,
-            eventType="FINALIZED",
-        )
-        send(session, negotiation, f"/negotiations/{negotiation.consumer_pid}/events", event)
+        tell(session, negotiation, "ContractNegotiationEventMessage", "events", eventType="FINALIZED")
         await log(session, runtime, negotiation, "finalized", agreement=agreement["@id"], countersigned=countersigned)
     return negotiation
 
@@ -149,13 +144,11 @@ async def offer_to(runtime: Runtime, *, consumer_id: str, consumer_url: str, off
     async with runtime.transaction() as session:
         offer, usage = await _offer_and_policy(session, offer_id)
         offered = proposals.as_offer(catalog.offer_policy(offer, usage), offer_id=offer.id, target=offer.asset_id)
-        pid = new_id()
-        negotiation = Negotiation(
-            id=pid,
-            role="provider",
-            provider_pid=pid,
+        negotiation = processes.new(
+            Negotiation,
+            "provider",
             counterparty_id=consumer_id,
-            counterparty_address=consumer_url.rstrip("/"),
+            counterparty_address=consumer_url,
             offer_id=offer.id,
             target=offer.asset_id,
             state="OFFERED",
@@ -164,7 +157,7 @@ async def offer_to(runtime: Runtime, *, consumer_id: str, consumer_url: str, off
         )
         session.add(negotiation)
         body = dsp.message(
-            "ContractOfferMessage", providerPid=pid, offer=offered, callbackAddress=runtime.config.dsp_url
+            "ContractOfferMessage", providerPid=negotiation.id, offer=offered, callbackAddress=runtime.config.dsp_url
         )
         send(session, negotiation, "/negotiations/offers", body)
         await log(session, runtime, negotiation, "offered", offer=offer.id, terms=offer.granted.to_dict())
@@ -175,12 +168,8 @@ async def decide_by_operator(runtime: Runtime, pid: str, action: str, counter: T
     """An operator accepts or counters a request the agent left waiting."""
     async with runtime.transaction() as session:
         negotiation = await get(session, pid)
-        if negotiation.state != "REQUESTED":
-            raise IllegalTransition(f"negotiation {pid} is {negotiation.state}; there is no request to answer")
+        verdict = operator_verdict(negotiation, action, counter)
         offer, usage = await _offer_and_policy(session, negotiation.offer_id)
-        verdict = (
-            agents.Verdict("accept", negotiation.terms) if action == "accept" else agents.Verdict("counter", counter)
-        )
         await _answer(session, runtime, negotiation, offer, usage, verdict, by_operator=True)
     return negotiation
 
@@ -233,13 +222,9 @@ async def _agree(
     negotiation.terms = agreed
     negotiation.agreement = agreement
     negotiation.provider_signature = signature
-    body = dsp.message(
-        "ContractAgreementMessage",
-        providerPid=negotiation.provider_pid,
-        consumerPid=negotiation.consumer_pid,
-        agreement={**agreement, dsp.SIGNATURE: signature},
+    tell(
+        session, negotiation, "ContractAgreementMessage", "agreement", agreement={**agreement, dsp.SIGNATURE: signature}
     )
-    send(session, negotiation, f"/negotiations/{negotiation.consumer_pid}/agreement", body)
     await log(session, runtime, negotiation, "agreed", agreement=agreement["@id"], policy_hash=usage.hash)
 
 
@@ -255,19 +240,8 @@ async def _counter(
     session: AsyncSession, runtime: Runtime, negotiation: Negotiation, offered: Policy, counter: Terms
 ) -> None:
     proposal = proposals.narrowed(offered, counter)
-    body_offer = proposals.as_offer(proposal, offer_id=new_id(), target=negotiation.target)
-    negotiation.move("OFFERED")
-    negotiation.terms = proposals.terms_of(proposal)
-    negotiation.policy = body_offer
-    negotiation.rounds += 1
-    body = dsp.message(
-        "ContractOfferMessage",
-        providerPid=negotiation.provider_pid,
-        consumerPid=negotiation.consumer_pid,
-        offer=body_offer,
-    )
-    send(session, negotiation, f"/negotiations/{negotiation.consumer_pid}/offers", body)
-    await log(session, runtime, negotiation, "offered", terms=negotiation.terms.to_dict(), round=negotiation.rounds)
+    offer = proposals.as_offer(proposal, offer_id=new_id(), target=negotiation.target)
+    await propose(session, runtime, negotiation, offer, proposals.terms_of(proposal))
 
 
 # -- lookups --------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from connector import agents, processes, timeline
 from connector.processes import Process
 from connector.runtime import Runtime
 from tessera import dsp
-from tessera.errors import InvalidMessage
+from tessera.errors import IllegalTransition, InvalidMessage
 from tessera.identity import Caller
 from tessera.odrl import Policy, parse_policy
 from tessera.store import Json, JsonOf
@@ -95,7 +95,23 @@ async def get(session: AsyncSession, pid: str) -> Negotiation:
 
 
 send = processes.send
+tell = processes.tell
 log = processes.log
+
+
+async def propose(
+    session: AsyncSession, runtime: Runtime, negotiation: Negotiation, offer: dict[str, Any], terms: Terms
+) -> None:
+    """Our next round: a counter-request (consumer) or a counter-offer (provider) with `offer` on the table."""
+    consumer = negotiation.role == "consumer"
+    negotiation.move("REQUESTED" if consumer else "OFFERED")
+    negotiation.terms = terms
+    negotiation.policy = offer
+    negotiation.rounds += 1
+    kind, path = ("ContractRequestMessage", "request") if consumer else ("ContractOfferMessage", "offers")
+    tell(session, negotiation, kind, path, offer=offer)
+    action = "requested" if consumer else "offered"
+    await log(session, runtime, negotiation, action, terms=terms.to_dict(), round=negotiation.rounds)
 
 
 async def log_decision(
@@ -111,6 +127,15 @@ async def log_decision(
         reasons=list(verdict.reasons),
         by="operator" if by_operator else "agent",
     )
+
+
+def operator_verdict(negotiation: Negotiation, action: str, counter: Terms | None) -> agents.Verdict:
+    """An operator's accept (of the terms on the table) or counter, when there is something to answer."""
+    provider = negotiation.role == "provider"
+    if negotiation.state != ("REQUESTED" if provider else "OFFERED"):
+        what = "request" if provider else "offer"
+        raise IllegalTransition(f"negotiation {negotiation.id} is {negotiation.state}; there is no {what} to answer")
+    return agents.Verdict("accept", negotiation.terms) if action == "accept" else agents.Verdict("counter", counter)
 
 
 def wait_for_operator(session: AsyncSession, negotiation: Negotiation, why: str) -> None:
@@ -133,15 +158,7 @@ async def terminate(
     negotiation.move("TERMINATED")
     negotiation.reasons = list(reasons)
     timeline.record(session, negotiation.id, "terminated", None, detail="; ".join(reasons))
-    if negotiation.counterpart_pid:
-        body = dsp.message(
-            "ContractNegotiationTerminationMessage",
-            providerPid=negotiation.provider_pid,
-            consumerPid=negotiation.consumer_pid,
-            code=code,
-            reason=reasons,
-        )
-        send(session, negotiation, f"/negotiations/{negotiation.counterpart_pid}/termination", body)
+    tell(session, negotiation, "ContractNegotiationTerminationMessage", "termination", code=code, reason=list(reasons))
     await log(session, runtime, negotiation, "terminated", by=runtime.participant_id, reasons=reasons)
 
 

@@ -124,27 +124,24 @@ def _plain(policy: Policy) -> Policy:
 
 
 def _plain_permission(rule: Permission) -> Permission:
-    return replace(
-        rule,
-        constraints=_plain_constraints(rule.constraints),
-        refinements=_plain_constraints(rule.refinements),
-        duties=tuple(_plain_duty(d) for d in rule.duties),
-    )
+    constraints, refinements = _plain_conditions(rule)
+    duties = tuple(_plain_duty(d) for d in rule.duties)
+    return replace(rule, constraints=constraints, refinements=refinements, duties=duties)
 
 
 def _plain_prohibition(rule: Prohibition) -> Prohibition:
-    return replace(
-        rule,
-        constraints=_plain_constraints(rule.constraints),
-        refinements=_plain_constraints(rule.refinements),
-        remedies=tuple(_plain_duty(d) for d in rule.remedies),
-    )
+    constraints, refinements = _plain_conditions(rule)
+    remedies = tuple(_plain_duty(d) for d in rule.remedies)
+    return replace(rule, constraints=constraints, refinements=refinements, remedies=remedies)
 
 
 def _plain_duty(rule: Duty) -> Duty:
-    return replace(
-        rule, constraints=_plain_constraints(rule.constraints), refinements=_plain_constraints(rule.refinements)
-    )
+    constraints, refinements = _plain_conditions(rule)
+    return replace(rule, constraints=constraints, refinements=refinements)
+
+
+def _plain_conditions(rule: Permission | Prohibition | Duty) -> tuple[tuple[AnyConstraint, ...], ...]:
+    return _plain_constraints(rule.constraints), _plain_constraints(rule.refinements)
 
 
 def _plain_constraints(constraints: tuple[AnyConstraint, ...]) -> tuple[AnyConstraint, ...]:

@@ -15,7 +15,6 @@ from connector.processes import Process
 from connector.runtime import Runtime
 from tessera import dsp
 from tessera.identity import Caller
-from tessera.ids import new_id
 from tessera.store import Json, Timestamp, UtcDateTime
 
 # The DSP 2025-1 transfer state machine: state -> states it may move to (SUSPENDED -> COMPLETED is not one).
@@ -65,15 +64,12 @@ class Transfer(Process, table=True):
 
 def new(role: str, *, agreement_id: str, counterparty_id: str, counterparty_address: str, **fields: Any) -> Transfer:
     """A transfer with a fresh pid of ours: its providerPid as provider, its consumerPid as consumer."""
-    pid = new_id()
-    ours: dict[str, Any] = {"provider_pid": pid} if role == "provider" else {"consumer_pid": pid}
-    return Transfer(
-        id=pid,
-        role=role,
-        agreement_id=agreement_id,
+    return processes.new(
+        Transfer,
+        role,
         counterparty_id=counterparty_id,
         counterparty_address=counterparty_address,
-        **ours,
+        agreement_id=agreement_id,
         **fields,
     )
 

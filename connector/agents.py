@@ -2,8 +2,9 @@
 
 Provider: the offer's access policy must admit the caller (else terminate with its reasons). Then the
 offer's negotiation policy (Rego) decides, if it has one; without one, a request within the offer's
-terms is accepted and anything more is countered with the offer's terms. An offer set to manual
-approval waits for an operator instead of accepting.
+terms is accepted and anything more is countered with the offer's terms. A request whose ODRL is
+wider than the offer (`misfits`) is never accepted as it stands: it is countered with the most of its
+terms the offer grants. An offer set to manual approval waits for an operator instead of accepting.
 
 Consumer: its needs say what to ask for and the least it accepts; an offer that meets them is
 accepted, otherwise it counters with its request. Without needs, an operator decides.
@@ -19,6 +20,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from connector.catalog import Offer, UsagePolicy
+from connector.proposals import fit
 from connector.runtime import Runtime
 from tessera.clock import rfc3339
 from tessera.errors import PolicyEvaluationError
@@ -100,18 +102,33 @@ async def access_decision(runtime: Runtime, offer: Offer, caller: Caller) -> Dec
     return await runtime.engine.decide(policy.module, request)
 
 
-async def provider_verdict(runtime: Runtime, offer: Offer, caller: Caller, requested: Terms, rounds: int) -> Verdict:
+async def provider_verdict(
+    runtime: Runtime,
+    offer: Offer,
+    caller: Caller,
+    requested: Terms,
+    rounds: int,
+    *,
+    misfits: tuple[str, ...] = (),
+    granted: Terms | None = None,
+) -> Verdict:
+    """`granted`: what the offer's ODRL grants at most (default: the offer's negotiable terms)."""
     access = await access_decision(runtime, offer, caller)
     if not access.allow:
         return Verdict("terminate", reasons=access.reasons)
     if offer.negotiation_policy_id:
         verdict = await _policy_verdict(runtime, offer, caller, requested, rounds)
+    elif misfits:
+        verdict = Verdict("counter", requested)  # the misfits are added below
     elif requested.within(offer.granted):
         verdict = Verdict("accept", requested)
     else:
         verdict = Verdict(
             "counter", offer.granted, (f"requested {_show(requested)} exceeds the offer {_show(offer.granted)}",)
         )
+    if verdict.action in ("accept", "counter") and misfits:  # never agree to more than the offer grants
+        assert verdict.terms is not None
+        verdict = Verdict("counter", fit(verdict.terms, granted or offer.granted), (*verdict.reasons, *misfits))
     if verdict.action == "counter" and rounds >= MAX_COUNTER_ROUNDS:
         return Verdict("terminate", reasons=(*verdict.reasons, f"no agreement after {rounds} counter-offers"))
     if verdict.action == "accept" and offer.approval == "manual":

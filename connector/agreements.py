@@ -1,27 +1,30 @@
-"""Contract agreements: built and signed by the provider, countersigned by the consumer.
+"""Contract agreements: the agreed ODRL policy, whole, signed by us and countersigned when the peer signs.
 
-The agreement is an ODRL `Agreement` that names the usage policy by id and content hash. Both
-signatures are compact JWS over the same canonical JSON of the agreement, so either party can prove
-to a third what was agreed; the data plane refuses to decide under a policy whose text no longer
-matches the bound hash.
+The agreement is the ODRL `Agreement` the negotiation ended on: every permission, constraint, duty
+and prohibition of the offer, narrowed to what was agreed, and, when the offer binds one, our Rego
+usage module by id and content hash (`dsp.USAGE_POLICY`). We always sign it (compact JWS over its
+canonical JSON); a peer that speaks plain DSP may not, and with `agreement_signatures = "when-offered"`
+the agreement is then kept as not countersigned. A signature that is present must verify.
 """
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Field, SQLModel
 
-from connector.catalog import Offer, UsagePolicy
+from connector.proposals import terms_of
 from tessera import dsp
 from tessera.clock import rfc3339, utcnow
-from tessera.errors import InvalidMessage
+from tessera.errors import InvalidMessage, TokenRejected
 from tessera.identity import SigningKey, canonical_json, sign_document, verify_document
 from tessera.ids import new_id
+from tessera.odrl import InvalidPolicy, Policy, parse_policy
 from tessera.store import Json, Timestamp, UtcDateTime
 from tessera.terms import Terms
-from tessera.terms import from_odrl as terms_of
 
 if TYPE_CHECKING:
     from connector.negotiations import Negotiation
+    from connector.runtime import Runtime
 
 
 class Agreement(SQLModel, table=True):
@@ -35,16 +38,21 @@ class Agreement(SQLModel, table=True):
     provider_address: str  # the provider's DSP base URL (for the consumer's transfer requests)
     target: str
     offer_id: str
-    usage_policy_id: str
-    usage_policy_hash: str
-    document: dict[str, Any] = Field(sa_type=Json)  # the ODRL Agreement
-    provider_signature: str
-    consumer_signature: str
+    usage_policy_id: str | None = None  # the bound Rego module; None: the agreement's ODRL alone is the law
+    usage_policy_hash: str | None = None
+    document: dict[str, Any] = Field(sa_type=Json)  # the ODRL Agreement (2025-1 compact), whole
+    provider_signature: str | None = None  # None: a plain DSP provider did not sign
+    consumer_signature: str | None = None  # None: a plain DSP consumer did not countersign
+    countersigned: bool = False  # both parties signed this exact document
     signed_at: Timestamp = Field(sa_type=UtcDateTime)
 
     @property
+    def policy(self) -> Policy:
+        return parse_policy(self.document, where="agreement")
+
+    @property
     def terms(self) -> Terms:
-        return terms_of(self.document)
+        return terms_of(self.policy)
 
     def public(self) -> dict[str, Any]:
         data = self.model_dump(mode="json", exclude={"document"})
@@ -53,25 +61,24 @@ class Agreement(SQLModel, table=True):
         return data
 
 
-def build(offer: Offer, policy: UsagePolicy, agreed: Terms, *, provider_id: str, consumer_id: str) -> dict[str, Any]:
-    """An ODRL Agreement: the agreed terms as constraints, the usage policy bound by content hash."""
-    return {
-        "@id": new_id(),
-        "@type": "Agreement",
-        "target": offer.asset_id,
-        "assigner": provider_id,
-        "assignee": consumer_id,
-        "timestamp": rfc3339(),
-        "permission": agreed.permission(),
-        dsp.USAGE_POLICY: {"@id": policy.id, "hash": policy.hash, "offer": offer.id},
-    }
+def build(
+    agreed: Policy, *, target: str, provider_id: str, consumer_id: str, binding: dict[str, Any] | None
+) -> dict[str, Any]:
+    """The ODRL Agreement of `agreed` (the offer narrowed by the negotiation), with our Rego binding if any."""
+    policy = replace(
+        agreed, kind="Agreement", id=new_id(), target=target, assigner=provider_id, assignee=consumer_id, extensions={}
+    )
+    document: dict[str, Any] = {**policy.to_json(), "timestamp": rfc3339()}
+    if binding is not None:
+        document[dsp.USAGE_POLICY] = binding
+    return document
 
 
 def record(negotiation: "Negotiation", *, provider_address: str) -> Agreement:
     """The finalized agreement of a negotiation, as both sides keep it."""
-    assert negotiation.agreement and negotiation.provider_signature and negotiation.consumer_signature
+    assert negotiation.agreement
     document = negotiation.agreement
-    policy_id, policy_hash = usage_policy_ref(document)
+    policy_id, policy_hash = usage_policy_ref(document) or (None, None)
     return Agreement(
         id=document["@id"],
         role=negotiation.role,
@@ -86,6 +93,7 @@ def record(negotiation: "Negotiation", *, provider_address: str) -> Agreement:
         document=document,
         provider_signature=negotiation.provider_signature,
         consumer_signature=negotiation.consumer_signature,
+        countersigned=bool(negotiation.provider_signature and negotiation.consumer_signature),
         signed_at=utcnow(),
     )
 
@@ -102,8 +110,35 @@ def check_signature(agreement: dict[str, Any], signature: object, jwk: dict[str,
         raise InvalidMessage(f"the {signer_name} signature covers a different agreement")
 
 
-def usage_policy_ref(agreement: dict[str, Any]) -> tuple[str, str]:
+async def signature_problem(
+    runtime: "Runtime", signer_id: str, agreement: dict[str, Any], signature: object, *, signer_name: str
+) -> str | None:
+    """Why the counter-party's signature is not acceptable; None when it verifies, or is absent and optional."""
+    if signature is None:
+        if runtime.config.agreement_signatures != "required":
+            return None  # a plain DSP peer: the agreement is kept as not countersigned
+        return f"the agreement carries no {signer_name} signature, and this connector requires one"
+    jwk = await runtime.participants.jwk(signer_id)
+    try:
+        check_signature(agreement, signature, jwk, signer_name=signer_name)
+    except (InvalidMessage, TokenRejected) as exc:
+        return exc.detail
+    return None
+
+
+def usage_policy_ref(agreement: dict[str, Any]) -> tuple[str, str] | None:
+    """The Rego module the agreement binds (id, hash); None for a plain DSP agreement."""
     ref = agreement.get(dsp.USAGE_POLICY)
+    if ref is None:
+        return None
     if not isinstance(ref, dict) or not isinstance(ref.get("@id"), str) or not isinstance(ref.get("hash"), str):
-        raise InvalidMessage("the agreement does not bind a usage policy (id and hash)")
+        raise InvalidMessage("the agreement's usage policy binding needs an id and a hash")
     return ref["@id"], ref["hash"]
+
+
+def read(document: dict[str, Any]) -> Policy:
+    """The agreement's ODRL policy; InvalidPolicy names what cannot be read, and it must be an Agreement."""
+    policy = parse_policy(document, where="agreement")
+    if policy.kind != "Agreement":
+        raise InvalidPolicy(f"agreement.@type: {policy.kind} is not an Agreement")
+    return policy

@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from connector import copies, dataplane, delivery, management, protocol, transfer_provider
+from connector import copies, dataplane, deadlines, delivery, management, protocol, transfer_provider
 from connector.config import DSP_PATH, ConnectorConfig
 from connector.outbox import OutboxMessage
 from connector.runtime import Runtime
@@ -44,7 +44,8 @@ def create_app(config: ConnectorConfig) -> Starlette:
             sweeper = copies.Sweeper(runtime)
             runtime.wake_sweeper = sweeper.wake
             runtime.spawn(sweeper.run())
-            await transfer_provider.resume_pushes(runtime)
+            runtime.spawn(deadlines.DeadlineSweeper(runtime).run())
+            await transfer_provider.resume(runtime)
             yield
 
     routes = [

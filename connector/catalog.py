@@ -13,11 +13,13 @@ from sqlmodel import Field as Column
 from sqlmodel import SQLModel
 
 from connector.assets import Asset
+from policies.compiler import compile_policy
 from policies.explain import patterns_in
 from policies.odrl import offer_from_patterns
 from policies.patterns import PatternUse, render
 from tessera import dsp
 from tessera.clock import utcnow
+from tessera.odrl import Policy, parse_policy
 from tessera.policy import PolicyModule
 from tessera.store import JsonOf, Timestamp, UtcDateTime
 from tessera.terms import Terms
@@ -134,6 +136,21 @@ def odrl_offer(offer: Offer, usage_policy: UsagePolicy, *, terms: Terms | None =
         if negotiable:
             rule["constraint"] = [*rule.get("constraint", []), *negotiable]
     return document
+
+
+def offer_policy(offer: Offer, usage_policy: UsagePolicy) -> Policy:
+    """The catalog offer as a typed ODRL policy: what the provider means, and what it agrees to at most."""
+    return parse_policy(odrl_offer(offer, usage_policy), where="offer")
+
+
+def binding(offer: Offer, usage_policy: UsagePolicy) -> dict[str, Any]:
+    """The agreement's reference to the Rego usage module it binds (our extension, `dsp.USAGE_POLICY`)."""
+    return {"@id": usage_policy.id, "hash": usage_policy.hash, "offer": offer.id}
+
+
+def enforcement_problems(offer: Offer, usage_policy: UsagePolicy) -> list[str]:
+    """What in the offer's ODRL the connector could not enforce; an offer with problems is not published."""
+    return list(compile_policy(offer_policy(offer, usage_policy)).problems)
 
 
 def dataset(asset: Asset, offers: list[dict[str, Any]], service_id: str) -> dict[str, Any]:

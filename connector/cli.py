@@ -132,6 +132,8 @@ def connector_timeline(
     console.print(table)
     if body["waiting_for"]:
         console.print(f"waiting for: {body['waiting_for']}")
+    if process.get("reasons"):
+        console.print("reasons: " + "; ".join(process["reasons"]), soft_wrap=True)
 
 
 @audit_app.command("verify")

@@ -1,15 +1,20 @@
 """The consumer's copies of received data, and the delete-after obligation on them.
 
 Every pull the consumer makes through its connector, and every push it receives, is kept as a copy
-in the connector's `received/` directory. When the provider's decision carried a delete-after
-obligation (the `Tessera-Delete-After` header), the sweeper deletes the copy when it falls due,
-records that in the audit log and reports it to the provider, which records it too.
+in the connector's `received/` directory. The consumer carries out the agreement's own duties: it
+compiles them (`policies.compiler.compile_duties`, the library's duty patterns) when a copy arrives;
+a `delete` duty and the provider's delete-after obligation (the `Tessera-Delete-After` header) both
+set a deadline and the earlier wins; a `nextPolicy` duty is recorded with the copy (audit) as the
+policy any onward transfer must carry. Duties the consumer cannot carry out mean it may not keep the
+copy: it is due at once. The sweeper deletes a copy when it falls due, records that in the audit log
+and reports it to the provider, which records it too.
 """
 
 import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -17,13 +22,18 @@ from typing import Any
 import anyio
 from sqlmodel import Field, SQLModel, col, select
 
+from connector import usage
+from connector.agreements import Agreement
 from connector.outbox import enqueue
 from connector.runtime import Runtime
 from connector.transfers import Transfer
+from policies.compiler import compile_duties
 from tessera import audit
 from tessera.clock import parse, rfc3339, utcnow
-from tessera.errors import PeerError
+from tessera.errors import PeerError, PolicyEvaluationError
 from tessera.ids import new_id
+from tessera.json import JSONObject
+from tessera.policy.obligations import ObligationError
 from tessera.store import Timestamp, UtcDateTime
 
 logger = logging.getLogger("tessera.copies")
@@ -55,6 +65,40 @@ def deadline(header: str | None) -> datetime | None:
         return parse(header)
     except ValueError as exc:
         raise PeerError(f"the provider's delete-after time {header!r} is not an RFC 3339 time") from exc
+
+
+@dataclass(frozen=True)
+class Duties:
+    """What the agreement obliges the consumer to do with a copy received at a given time."""
+
+    delete_at: datetime | None = None
+    next_policies: tuple[JSONObject, ...] = ()
+    problems: tuple[str, ...] = ()
+
+
+async def agreed_duties(runtime: Runtime, agreement_id: str, received_at: datetime) -> Duties:
+    """The agreement's duties for a copy, decided on the consumer's engine; cannot-carry-out means due now."""
+    async with runtime.db.session() as session:
+        agreement = await session.get(Agreement, agreement_id)
+    compiled = compile_duties(agreement.document) if agreement is not None else None
+    if agreement is None or compiled is None:
+        return Duties()
+    caller = {"sub": runtime.participant_id}
+    request = {"now": rfc3339(received_at), "caller": caller, "agreement": {"id": agreement.id}}
+    try:
+        decision = await runtime.engine.decide(compiled.module, request)
+        deadlines = [usage.deadline(o, received_at)[0] for o in decision.of_kind("delete_after")]
+    except (PolicyEvaluationError, ObligationError) as exc:
+        return Duties(received_at, problems=(exc.detail,))
+    if not decision.allow:
+        return Duties(received_at, problems=decision.reasons)
+    next_policies = tuple(o.params for o in decision.of_kind("next_policy"))
+    return Duties(min(deadlines, default=None), next_policies)
+
+
+def stricter(*deadlines: datetime | None) -> datetime | None:
+    """The earliest of the deadlines that are set."""
+    return min((d for d in deadlines if d is not None), default=None)
 
 
 def new_path(runtime: Runtime, media_type: str) -> tuple[str, Path]:
@@ -98,13 +142,17 @@ async def latest(runtime: Runtime, transfer_id: str) -> ReceivedCopy | None:
 async def record(
     runtime: Runtime, transfer: Transfer, copy_id: str, path: Path, size: int, delete_at: datetime | None
 ) -> ReceivedCopy:
+    """Record a complete copy; its deadline is the stricter of the provider's header and the agreement's duty."""
+    received_at = utcnow()
+    duties = await agreed_duties(runtime, transfer.agreement_id, received_at)
     copy = ReceivedCopy(
         id=copy_id,
         transfer_id=transfer.id,
         agreement_id=transfer.agreement_id,
         path=str(path),
         bytes=size,
-        delete_at=delete_at,
+        received_at=received_at,
+        delete_at=stricter(delete_at, duties.delete_at),
     )
     async with runtime.transaction() as session:
         session.add(copy)
@@ -116,7 +164,11 @@ async def record(
             copy=copy_id,
             transfer=transfer.id,
             bytes=size,
-            delete_at=_text(delete_at),
+            delete_at=_text(copy.delete_at),
+            provider_delete_at=_text(delete_at),
+            agreement_delete_at=_text(duties.delete_at),
+            next_policy=list(duties.next_policies),
+            duty_problems=list(duties.problems),
         )
     runtime.wake_sweeper()
     return copy

@@ -145,7 +145,7 @@ async def pull(runtime: Runtime, transfer_id: str, purpose: str | None, query: s
         raise NotEntitled(f"transfer {transfer_id} is {transfer.state}; no data address yet")
     address = transfer.data_address
     response = await _get(runtime, address, purpose, query)
-    if response.status_code == 401:
+    if response.status_code == 401 and _bearer(address):
         address = await _refresh(runtime, transfer, address)
         response = await _get(runtime, address, purpose, query)
     if response.status_code != 200:
@@ -164,17 +164,35 @@ async def pull(runtime: Runtime, transfer_id: str, purpose: str | None, query: s
     return Pull(response, delete_at)
 
 
-async def _get(runtime: Runtime, address: dict[str, Any], purpose: str | None, query: str | None) -> httpx.Response:
+def pull_headers(address: dict[str, Any]) -> dict[str, str]:
+    """The headers a pull sends, as the data address says.
+
+    `authorization` (+ `authType`, default bearer): `Authorization: <type> <token>`, as DSP connectors
+    (Tessera, EDC) issue it; `authKey` + `authCode`: that header with that value (EDC's HttpData);
+    neither: an open endpoint, pulled without credentials.
+    """
     token = dsp.endpoint_property(address, "authorization")
+    if token is not None:
+        scheme = dsp.endpoint_property(address, "authType") or "bearer"
+        return {"Authorization": f"{scheme.capitalize()} {token}"}
+    key, code = dsp.endpoint_property(address, "authKey"), dsp.endpoint_property(address, "authCode")
+    if key and code is not None:
+        return {key: code}
+    return {}
+
+
+def _bearer(address: dict[str, Any]) -> bool:
+    """Whether the address carries a data token that a 401 means is expired (refreshable at the provider)."""
+    return pull_headers(address).get("Authorization", "").startswith("Bearer ")
+
+
+async def _get(runtime: Runtime, address: dict[str, Any], purpose: str | None, query: str | None) -> httpx.Response:
     params = {k: v for k, v in {"purpose": purpose, "query": query}.items() if v is not None}
-    request = runtime.http.build_request(
-        "GET",
-        address["endpoint"],
-        params=params,
-        headers={"Authorization": f"Bearer {token}"},
-    )
     try:
+        request = runtime.http.build_request("GET", address["endpoint"], params=params, headers=pull_headers(address))
         return await runtime.http.send(request, stream=True)
+    except httpx.InvalidURL as exc:
+        raise PeerError(f"the provider's data address is no URL we can pull from: {exc}") from exc
     except httpx.TransportError as exc:
         raise PeerError(f"the provider's data plane is unreachable: {exc}") from exc
 

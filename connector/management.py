@@ -21,6 +21,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from connector import (
     agents,
+    catalog,
     copies,
     dataplane,
     negotiation_consumer,
@@ -156,6 +157,9 @@ async def create_offer(request: Request) -> Response:
         if policy_id:
             await _get(runtime, UsagePolicy, policy_id)
     offer = Offer(**data.model_dump(exclude={"id", "terms"}), id=data.id or new_id(), terms=data.terms)
+    problems = catalog.enforcement_problems(offer, await _get(runtime, UsagePolicy, data.usage_policy_id))
+    if problems:  # an offer we could not enforce is not published
+        raise BadRequest("the offer cannot be enforced: " + "; ".join(problems), reasons=problems)
     return await _create(runtime, offer, offer.id, asset=offer.asset_id, usage_policy=offer.usage_policy_id)
 
 
@@ -231,9 +235,10 @@ class NegotiationStart(BaseModel):
 
 async def start_negotiation(request: Request) -> Response:
     data = await read_model(request, NegotiationStart)
-    negotiation = await negotiation_consumer.start(
-        runtime_of(request), **data.model_dump(exclude={"needs"}), needs=data.needs
-    )
+    runtime = runtime_of(request)
+    where = data.model_dump(exclude={"needs"})
+    offer = await negotiation_consumer.catalog_offer(runtime, **where)
+    negotiation = await negotiation_consumer.start(runtime, **where, needs=data.needs, offer=offer)
     return JSONResponse(negotiation.public(), status_code=201)
 
 

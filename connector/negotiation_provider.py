@@ -1,13 +1,18 @@
 """Negotiation as the provider: requests, counter-offers, the consumer's acceptance and verification.
 
-A request (initial or a counter-request) is put to the provider's agent: accept sends the signed
-agreement, counter sends a ContractOfferMessage, terminate sends the reasons, wait leaves it to an
-operator. The consumer's verification carries its countersignature and finalizes the agreement.
+A request (initial or a counter-request) is an ODRL offer. Within the catalog offer, it goes to the
+provider's agent: accept sends the signed agreement (the request, whole), counter sends a
+ContractOfferMessage, terminate sends the reasons, wait leaves it to an operator. A request wider
+than the offer is countered with the offer narrowed as far as the request allows. The consumer's
+verification carries its countersignature, or, from a plain DSP consumer and with
+`agreement_signatures = "when-offered"`, none; either way it finalizes the agreement.
 """
+
+from dataclasses import dataclass
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from connector import agents, agreements, processes
+from connector import agents, agreements, catalog, processes, proposals
 from connector.catalog import Offer, UsagePolicy
 from connector.negotiations import (
     Negotiation,
@@ -15,17 +20,31 @@ from connector.negotiations import (
     get,
     log,
     log_decision,
-    offer_body,
+    operator_verdict,
+    propose,
+    refuse,
     send,
+    tell,
     terminate,
     wait_for_operator,
 )
 from connector.runtime import Runtime
-from tessera import dsp, terms
+from tessera import dsp
 from tessera.errors import IllegalTransition, InvalidMessage
 from tessera.identity import Caller
 from tessera.ids import new_id
+from tessera.odrl import Policy
 from tessera.terms import Terms
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What a ContractRequestMessage asks for, against the catalog offer."""
+
+    offered: Policy  # the catalog offer
+    asked: Policy  # the request's policy (the offer itself when the request names the offer only)
+    terms: Terms
+    misfits: tuple[str, ...]  # why `asked` may not be agreed as it stands
 
 
 async def on_request(runtime: Runtime, caller: Caller, message: dsp.ContractRequest) -> Negotiation:
@@ -34,28 +53,27 @@ async def on_request(runtime: Runtime, caller: Caller, message: dsp.ContractRequ
         raise InvalidMessage("an initial ContractRequestMessage carries no providerPid")
     if not message.callbackAddress:
         raise InvalidMessage("an initial ContractRequestMessage needs a callbackAddress")
-    offer = await _catalog_offer(runtime, message.offer.id, message.offer.target)
-    requested = _requested_terms(message, offer)
-    verdict = await agents.provider_verdict(runtime, offer, caller, requested, rounds=0)
+    offer, usage = await _catalog_offer(runtime, message.offer.id, message.offer.target)
+    request = _read_request(message, offer, usage)
+    verdict = await _verdict(runtime, offer, caller, request, rounds=0)
     async with runtime.transaction() as session:
         existing = await processes.existing_request(session, Negotiation, caller, message.consumerPid)
         if existing is not None:
             return processes.as_requested(existing)  # a repeated request answers as the first did
-        pid = new_id()
-        negotiation = Negotiation(
-            id=pid,
-            role="provider",
-            provider_pid=pid,
+        negotiation = processes.new(
+            Negotiation,
+            "provider",
             consumer_pid=message.consumerPid,
             counterparty_id=caller.participant_id,
             counterparty_address=message.callbackAddress,
             offer_id=offer.id,
             target=offer.asset_id,
-            terms=requested,
+            terms=request.terms,
+            policy=request.asked.to_json(),
         )
         session.add(negotiation)
-        await log(session, runtime, negotiation, "requested", offer=offer.id, terms=requested.to_dict())
-        await _answer(session, runtime, negotiation, offer, verdict)
+        await log(session, runtime, negotiation, "requested", offer=offer.id, terms=request.terms.to_dict())
+        await _answer(session, runtime, negotiation, offer, usage, verdict)
     return processes.as_requested(negotiation)
 
 
@@ -65,16 +83,17 @@ async def on_counter_request(runtime: Runtime, caller: Caller, pid: str, message
         raise InvalidMessage("a ContractRequestMessage for an existing negotiation carries no callbackAddress")
     async with runtime.db.session() as session:
         negotiation = await find(session, pid, caller=caller, role="provider", message=message)
-    offer = await _catalog_offer(runtime, negotiation.offer_id, None)
-    requested = _requested_terms(message, offer)
-    verdict = await agents.provider_verdict(runtime, offer, caller, requested, rounds=negotiation.rounds)
+    offer, usage = await _catalog_offer(runtime, negotiation.offer_id, None)
+    request = _read_request(message, offer, usage)
+    verdict = await _verdict(runtime, offer, caller, request, rounds=negotiation.rounds)
     async with runtime.transaction() as session:
         negotiation = await find(session, pid, caller=caller, role="provider", message=message)
         negotiation.move("REQUESTED")
-        negotiation.terms = requested
+        negotiation.terms = request.terms
+        negotiation.policy = request.asked.to_json()
         negotiation.rounds += 1
-        await log(session, runtime, negotiation, "requested", terms=requested.to_dict(), round=negotiation.rounds)
-        await _answer(session, runtime, negotiation, offer, verdict)
+        await log(session, runtime, negotiation, "requested", terms=request.terms.to_dict(), round=negotiation.rounds)
+        await _answer(session, runtime, negotiation, offer, usage, verdict)
     return negotiation
 
 
@@ -84,63 +103,61 @@ async def on_accepted(runtime: Runtime, caller: Caller, pid: str, message: dsp.N
         negotiation = await find(session, pid, caller=caller, role="provider", message=message)
         negotiation.move("ACCEPTED")
         await log(session, runtime, negotiation, "accepted")
-        offer, policy = await _offer_and_policy(session, negotiation.offer_id)
-        await _agree(session, runtime, negotiation, offer, policy, negotiation.terms)
+        offer, usage = await _offer_and_policy(session, negotiation.offer_id)
+        await _agree(session, runtime, negotiation, offer, usage, negotiation.terms)
     return negotiation
 
 
 async def on_verification(
     runtime: Runtime, caller: Caller, pid: str, message: dsp.AgreementVerification
 ) -> Negotiation:
-    """The consumer verified the agreement, countersigning it: finalize."""
+    """The consumer verified the agreement: finalize, countersigned when it signed.
+
+    A signature that is present must verify; without one, `agreement_signatures` decides (see agreements).
+    """
     signature = (message.model_extra or {}).get(dsp.SIGNATURE)
     async with runtime.db.session() as session:
         negotiation = await find(session, pid, caller=caller, role="provider", message=message)
     if negotiation.state != "AGREED" or negotiation.agreement is None:
         raise IllegalTransition(f"negotiation {pid} is {negotiation.state}; there is no agreement to verify")
     agreement = negotiation.agreement
-    consumer_jwk = await runtime.participants.jwk(caller.participant_id)
-    agreements.check_signature(agreement, signature, consumer_jwk, signer_name="consumer")
+    problem = await agreements.signature_problem(
+        runtime, caller.participant_id, agreement, signature, signer_name="consumer"
+    )
+    if problem:
+        await refuse(runtime, pid, [problem], code="agreement-signature")
     async with runtime.transaction() as session:
         negotiation = await find(session, pid, caller=caller, role="provider", message=message)
         negotiation.move("VERIFIED")
-        negotiation.consumer_signature = str(signature)
-        await log(session, runtime, negotiation, "verified")
+        negotiation.consumer_signature = signature if isinstance(signature, str) else None
+        countersigned = negotiation.consumer_signature is not None
+        await log(session, runtime, negotiation, "verified", countersigned=countersigned)
         negotiation.move("FINALIZED")
         session.add(agreements.record(negotiation, provider_address=runtime.config.dsp_url))
-        event = dsp.message(
-            "ContractNegotiationEventMessage",
-            providerPid=negotiation.provider_pid,
-            consumerPid=negotiation.consumer_pid,
-            eventType="FINALIZED",
-        )
-        send(session, negotiation, f"/negotiations/{negotiation.consumer_pid}/events", event)
-        await log(session, runtime, negotiation, "finalized", agreement=agreement["@id"])
+        tell(session, negotiation, "ContractNegotiationEventMessage", "events", eventType="FINALIZED")
+        await log(session, runtime, negotiation, "finalized", agreement=agreement["@id"], countersigned=countersigned)
     return negotiation
 
 
 async def offer_to(runtime: Runtime, *, consumer_id: str, consumer_url: str, offer_id: str) -> Negotiation:
     """Start a negotiation from our side with an initial ContractOfferMessage."""
     async with runtime.transaction() as session:
-        offer, _policy = await _offer_and_policy(session, offer_id)
-        pid = new_id()
-        negotiation = Negotiation(
-            id=pid,
-            role="provider",
-            provider_pid=pid,
+        offer, usage = await _offer_and_policy(session, offer_id)
+        offered = proposals.as_offer(catalog.offer_policy(offer, usage), offer_id=offer.id, target=offer.asset_id)
+        negotiation = processes.new(
+            Negotiation,
+            "provider",
             counterparty_id=consumer_id,
-            counterparty_address=consumer_url.rstrip("/"),
+            counterparty_address=consumer_url,
             offer_id=offer.id,
             target=offer.asset_id,
             state="OFFERED",
             terms=offer.granted,
+            policy=offered,
         )
         session.add(negotiation)
         body = dsp.message(
-            "ContractOfferMessage",
-            providerPid=pid,
-            offer=offer_body(negotiation, offer.granted, offer.id),
-            callbackAddress=runtime.config.dsp_url,
+            "ContractOfferMessage", providerPid=negotiation.id, offer=offered, callbackAddress=runtime.config.dsp_url
         )
         send(session, negotiation, "/negotiations/offers", body)
         await log(session, runtime, negotiation, "offered", offer=offer.id, terms=offer.granted.to_dict())
@@ -151,17 +168,20 @@ async def decide_by_operator(runtime: Runtime, pid: str, action: str, counter: T
     """An operator accepts or counters a request the agent left waiting."""
     async with runtime.transaction() as session:
         negotiation = await get(session, pid)
-        if negotiation.state != "REQUESTED":
-            raise IllegalTransition(f"negotiation {pid} is {negotiation.state}; there is no request to answer")
-        offer, _policy = await _offer_and_policy(session, negotiation.offer_id)
-        verdict = (
-            agents.Verdict("accept", negotiation.terms) if action == "accept" else agents.Verdict("counter", counter)
-        )
-        await _answer(session, runtime, negotiation, offer, verdict, by_operator=True)
+        verdict = operator_verdict(negotiation, action, counter)
+        offer, usage = await _offer_and_policy(session, negotiation.offer_id)
+        await _answer(session, runtime, negotiation, offer, usage, verdict, by_operator=True)
     return negotiation
 
 
 # -- the agent's answer --------------------------------------------------------------------------------------
+
+
+async def _verdict(runtime: Runtime, offer: Offer, caller: Caller, request: _Request, rounds: int) -> agents.Verdict:
+    granted = proposals.terms_of(request.offered)
+    return await agents.provider_verdict(
+        runtime, offer, caller, request.terms, rounds=rounds, misfits=request.misfits, granted=granted
+    )
 
 
 async def _answer(
@@ -169,6 +189,7 @@ async def _answer(
     runtime: Runtime,
     negotiation: Negotiation,
     offer: Offer,
+    usage: UsagePolicy,
     verdict: agents.Verdict,
     *,
     by_operator: bool = False,
@@ -176,11 +197,10 @@ async def _answer(
     await log_decision(session, runtime, negotiation, verdict, by_operator=by_operator)
     if verdict.action == "accept":
         assert verdict.terms is not None
-        _offer, policy = await _offer_and_policy(session, offer.id)
-        await _agree(session, runtime, negotiation, offer, policy, verdict.terms)
+        await _agree(session, runtime, negotiation, offer, usage, verdict.terms)
     elif verdict.action == "counter":
         assert verdict.terms is not None
-        await _counter(session, runtime, negotiation, verdict.terms)
+        await _counter(session, runtime, negotiation, catalog.offer_policy(offer, usage), verdict.terms)
     elif verdict.action == "terminate":
         await terminate(session, runtime, negotiation, list(verdict.reasons), code="contract-policy")
     else:
@@ -188,49 +208,51 @@ async def _answer(
 
 
 async def _agree(
-    session: AsyncSession, runtime: Runtime, negotiation: Negotiation, offer: Offer, policy: UsagePolicy, agreed: Terms
+    session: AsyncSession, runtime: Runtime, negotiation: Negotiation, offer: Offer, usage: UsagePolicy, agreed: Terms
 ) -> None:
     agreement = agreements.build(
-        offer, policy, agreed, provider_id=runtime.participant_id, consumer_id=negotiation.counterparty_id
+        _agreed_policy(negotiation, catalog.offer_policy(offer, usage), agreed),
+        target=offer.asset_id,
+        provider_id=runtime.participant_id,
+        consumer_id=negotiation.counterparty_id,
+        binding=catalog.binding(offer, usage),
     )
     signature = agreements.sign(agreement, runtime.signer)
     negotiation.move("AGREED")
     negotiation.terms = agreed
     negotiation.agreement = agreement
     negotiation.provider_signature = signature
-    body = dsp.message(
-        "ContractAgreementMessage",
-        providerPid=negotiation.provider_pid,
-        consumerPid=negotiation.consumer_pid,
-        agreement={**agreement, dsp.SIGNATURE: signature},
+    tell(
+        session, negotiation, "ContractAgreementMessage", "agreement", agreement={**agreement, dsp.SIGNATURE: signature}
     )
-    send(session, negotiation, f"/negotiations/{negotiation.consumer_pid}/agreement", body)
-    await log(session, runtime, negotiation, "agreed", agreement=agreement["@id"], policy_hash=policy.hash)
+    await log(session, runtime, negotiation, "agreed", agreement=agreement["@id"], policy_hash=usage.hash)
 
 
-async def _counter(session: AsyncSession, runtime: Runtime, negotiation: Negotiation, counter: Terms) -> None:
-    negotiation.move("OFFERED")
-    negotiation.terms = counter
-    negotiation.rounds += 1
-    body = dsp.message(
-        "ContractOfferMessage",
-        providerPid=negotiation.provider_pid,
-        consumerPid=negotiation.consumer_pid,
-        offer=offer_body(negotiation, counter, new_id()),
-    )
-    send(session, negotiation, f"/negotiations/{negotiation.consumer_pid}/offers", body)
-    await log(session, runtime, negotiation, "offered", terms=counter.to_dict(), round=negotiation.rounds)
+def _agreed_policy(negotiation: Negotiation, offered: Policy, agreed: Terms) -> Policy:
+    """What is on the table, if it is within the offer and says `agreed`; else the offer narrowed to `agreed`."""
+    table = negotiation.on_the_table
+    if table is not None and proposals.terms_of(table) == agreed and not proposals.refusals(table, offered):
+        return table
+    return proposals.narrowed(offered, agreed)
+
+
+async def _counter(
+    session: AsyncSession, runtime: Runtime, negotiation: Negotiation, offered: Policy, counter: Terms
+) -> None:
+    proposal = proposals.narrowed(offered, counter)
+    offer = proposals.as_offer(proposal, offer_id=new_id(), target=negotiation.target)
+    await propose(session, runtime, negotiation, offer, proposals.terms_of(proposal))
 
 
 # -- lookups --------------------------------------------------------------------------------------------------
 
 
-async def _catalog_offer(runtime: Runtime, offer_id: str, target: str | None) -> Offer:
+async def _catalog_offer(runtime: Runtime, offer_id: str, target: str | None) -> tuple[Offer, UsagePolicy]:
     async with runtime.db.session() as session:
         offer = await session.get(Offer, offer_id)
-    if offer is None or target not in (None, offer.asset_id):
-        raise InvalidMessage(f"no offer {offer_id} for target {target}")
-    return offer
+        if offer is None or target not in (None, offer.asset_id):
+            raise InvalidMessage(f"no offer {offer_id} for target {target}")
+        return await _offer_and_policy(session, offer_id)
 
 
 async def _offer_and_policy(session: AsyncSession, offer_id: str) -> tuple[Offer, UsagePolicy]:
@@ -241,8 +263,10 @@ async def _offer_and_policy(session: AsyncSession, offer_id: str) -> tuple[Offer
     return offer, policy
 
 
-def _requested_terms(message: dsp.ContractRequest, offer: Offer) -> Terms:
-    """The terms the consumer asks for; an offer without constraints asks for what the offer grants."""
-    stated = message.offer.model_dump(by_alias=True)
-    requested = terms.from_odrl(stated)
-    return offer.granted if requested == Terms() else requested
+def _read_request(message: dsp.ContractRequest, offer: Offer, usage: UsagePolicy) -> _Request:
+    """The request's policy against the catalog offer; a request naming the offer only asks for it as published."""
+    offered = catalog.offer_policy(offer, usage)
+    asked = proposals.requested_policy(message.offer.model_dump(by_alias=True))
+    if asked is None:
+        return _Request(offered, offered, proposals.terms_of(offered), ())
+    return _Request(offered, asked, proposals.terms_of(asked), tuple(proposals.refusals(asked, offered)))

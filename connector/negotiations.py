@@ -4,7 +4,7 @@ States change only here (`Negotiation.move`), each with an audit entry, inside t
 also queues the message announcing the change.
 """
 
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NoReturn
 
 from sqlmodel import Field
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -13,7 +13,9 @@ from connector import agents, processes, timeline
 from connector.processes import Process
 from connector.runtime import Runtime
 from tessera import dsp
+from tessera.errors import IllegalTransition, InvalidMessage
 from tessera.identity import Caller
+from tessera.odrl import Policy, parse_policy
 from tessera.store import Json, JsonOf
 from tessera.terms import Terms
 
@@ -48,6 +50,8 @@ class Negotiation(Process, table=True):
     offer_id: str  # the catalog offer negotiated over
     target: str
     terms: Terms = Field(default_factory=Terms, sa_type=TermsColumn)  # the terms currently on the table
+    # The ODRL policy currently on the table (the last request or offer, 2025-1 compact); None: terms only.
+    policy: dict[str, Any] | None = Field(default=None, sa_type=Json)
     needs: agents.Needs | None = Field(default=None, sa_type=agents.NeedsColumn)  # None: an operator decides
     rounds: int = 0  # counter-offers so far
     waiting: str | None = None  # why nothing moves, when an operator must act
@@ -58,13 +62,18 @@ class Negotiation(Process, table=True):
     def public(self) -> dict[str, Any]:
         data = self.model_dump(
             mode="json",
-            exclude={"agreement", "provider_signature", "consumer_signature", "reasons", "terms", "needs"},
+            exclude={"agreement", "provider_signature", "consumer_signature", "reasons", "terms", "needs", "policy"},
         )
         data["terms"] = self.terms.to_dict()
         data["needs"] = self.needs.model_dump(mode="json") if self.needs else None
         data["reasons"] = list(self.reasons)
         data["agreement_id"] = self.agreement["@id"] if self.agreement else None
+        data["policy"] = self.policy
         return data
+
+    @property
+    def on_the_table(self) -> Policy | None:
+        return parse_policy(self.policy, where="negotiation.policy") if self.policy else None
 
     def dsp(self) -> dict[str, Any]:
         return dsp.negotiation(self.provider_pid or "", self.consumer_pid or "", self.state)
@@ -86,7 +95,23 @@ async def get(session: AsyncSession, pid: str) -> Negotiation:
 
 
 send = processes.send
+tell = processes.tell
 log = processes.log
+
+
+async def propose(
+    session: AsyncSession, runtime: Runtime, negotiation: Negotiation, offer: dict[str, Any], terms: Terms
+) -> None:
+    """Our next round: a counter-request (consumer) or a counter-offer (provider) with `offer` on the table."""
+    consumer = negotiation.role == "consumer"
+    negotiation.move("REQUESTED" if consumer else "OFFERED")
+    negotiation.terms = terms
+    negotiation.policy = offer
+    negotiation.rounds += 1
+    kind, path = ("ContractRequestMessage", "request") if consumer else ("ContractOfferMessage", "offers")
+    tell(session, negotiation, kind, path, offer=offer)
+    action = "requested" if consumer else "offered"
+    await log(session, runtime, negotiation, action, terms=terms.to_dict(), round=negotiation.rounds)
 
 
 async def log_decision(
@@ -104,12 +129,22 @@ async def log_decision(
     )
 
 
+def operator_verdict(negotiation: Negotiation, action: str, counter: Terms | None) -> agents.Verdict:
+    """An operator's accept (of the terms on the table) or counter, when there is something to answer."""
+    provider = negotiation.role == "provider"
+    if negotiation.state != ("REQUESTED" if provider else "OFFERED"):
+        what = "request" if provider else "offer"
+        raise IllegalTransition(f"negotiation {negotiation.id} is {negotiation.state}; there is no {what} to answer")
+    return agents.Verdict("accept", negotiation.terms) if action == "accept" else agents.Verdict("counter", counter)
+
+
 def wait_for_operator(session: AsyncSession, negotiation: Negotiation, why: str) -> None:
     negotiation.waiting = why
     timeline.record(session, negotiation.id, "waiting", None, detail=why)
 
 
 def offer_body(negotiation: Negotiation, terms: Terms, offer_id: str) -> dict[str, Any]:
+    """An offer that states the terms only (when the whole policy is not known)."""
     return {"@type": "Offer", "@id": offer_id, "target": negotiation.target, "permission": terms.permission()}
 
 
@@ -122,16 +157,18 @@ async def terminate(
     """End the negotiation on our side and tell the counter-party why."""
     negotiation.move("TERMINATED")
     negotiation.reasons = list(reasons)
-    if negotiation.counterpart_pid:
-        body = dsp.message(
-            "ContractNegotiationTerminationMessage",
-            providerPid=negotiation.provider_pid,
-            consumerPid=negotiation.consumer_pid,
-            code=code,
-            reason=reasons,
-        )
-        send(session, negotiation, f"/negotiations/{negotiation.counterpart_pid}/termination", body)
+    timeline.record(session, negotiation.id, "terminated", None, detail="; ".join(reasons))
+    tell(session, negotiation, "ContractNegotiationTerminationMessage", "termination", code=code, reason=list(reasons))
     await log(session, runtime, negotiation, "terminated", by=runtime.participant_id, reasons=reasons)
+
+
+async def refuse(runtime: Runtime, pid: str, reasons: list[str], *, code: str) -> NoReturn:
+    """Our side refuses the counter-party's offer or agreement: terminate, tell it why, answer with a DSP error."""
+    async with runtime.transaction() as session:
+        negotiation = await get(session, pid)
+        if not negotiation.final:
+            await terminate(session, runtime, negotiation, reasons, code=code)
+    raise InvalidMessage("; ".join(reasons), reasons=reasons)
 
 
 async def on_termination(runtime: Runtime, caller: Caller, pid: str, message: dsp.Termination) -> Negotiation:
@@ -139,6 +176,7 @@ async def on_termination(runtime: Runtime, caller: Caller, pid: str, message: ds
         negotiation = await find(session, pid, caller=caller, message=message)
         negotiation.move("TERMINATED")
         negotiation.reasons = [str(r) for r in message.reason]
+        timeline.record(session, negotiation.id, "terminated", None, detail="; ".join(negotiation.reasons) or None)
         await log(session, runtime, negotiation, "terminated", by=caller.participant_id, reasons=message.reason)
     return negotiation
 

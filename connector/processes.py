@@ -16,6 +16,8 @@ from tessera import audit, dsp
 from tessera.clock import utcnow
 from tessera.errors import IllegalTransition, InvalidMessage, NotFound, UnknownProcess
 from tessera.identity import Caller
+from tessera.ids import new_id
+from tessera.json import JSON
 from tessera.store import Json, Timestamp, UtcDateTime
 
 
@@ -50,6 +52,14 @@ class Process(SQLModel):
 
 
 P = TypeVar("P", bound=Process)
+
+
+def new(model: type[P], role: str, *, counterparty_id: str, counterparty_address: str, **fields: Any) -> P:
+    """A new process with a fresh pid of ours (`providerPid` as provider, `consumerPid` as consumer)."""
+    pid = new_id()
+    own: dict[str, Any] = {"provider_pid": pid} if role == "provider" else {"consumer_pid": pid}
+    address = counterparty_address.rstrip("/")
+    return model(id=pid, role=role, counterparty_id=counterparty_id, counterparty_address=address, **own, **fields)
 
 
 async def find(
@@ -112,6 +122,16 @@ def send(session: AsyncSession, process: Process, path: str, body: dict[str, Any
     timeline.record(session, process.id, "queued", body["@type"], detail=url)
 
 
+def tell(session: AsyncSession, process: Process, kind: str, path: str, **fields: JSON) -> None:
+    """Queue the DSP message `kind` with both pids to the counter-party's `/{noun}s/{their pid}/{path}`.
+
+    Nothing is sent while their pid is unknown (they never answered our initial request).
+    """
+    if process.counterpart_pid:
+        body = dsp.message(kind, providerPid=process.provider_pid, consumerPid=process.consumer_pid, **fields)
+        send(session, process, f"/{process.noun}s/{process.counterpart_pid}/{path}", body)
+
+
 async def log(session: AsyncSession, runtime: Runtime, process: Process, action: str, **details: Any) -> None:
     await audit.append(
         session,
@@ -133,4 +153,5 @@ async def abandon(runtime: Runtime, model: type[Process], pid: str, reason: str)
             return
         process.move("TERMINATED")
         process.reasons = [reason]
+        timeline.record(session, process.id, "terminated", None, detail=reason)
         await log(session, runtime, process, "abandoned", reasons=[reason])

@@ -9,6 +9,7 @@ import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from sqlmodel import col, select
 from starlette.requests import Request
@@ -28,7 +29,6 @@ from connector import (
 )
 from connector.assets import Asset
 from connector.catalog import Offer, UsagePolicy
-from connector.config import DSP_PATH
 from connector.negotiations import Negotiation
 from connector.processes import Process
 from connector.runtime import Runtime, runtime_of
@@ -126,8 +126,15 @@ async def _process(request: Request, kind: str) -> Process | None:
         return await session.get(_PROCESS_OF_ERROR[kind], request.path_params["pid"])
 
 
+# Access tokens are OAuth 2 client-credentials grants (RFC 7523 private_key_jwt) from the cluster's broker.
+AUTH = {"protocol": "OAuth", "version": "2", "profile": ["client_credentials", "private_key_jwt"]}
+
+
 async def version(request: Request) -> Response:
-    return JSONResponse(dsp.version_document(DSP_PATH))
+    """Where a peer finds us: the DSP path (below our public URL), the catalog's DataService id, the auth."""
+    dsp_url = runtime_of(request).config.dsp_url
+    path = urlsplit(dsp_url).path
+    return JSONResponse(dsp.version_document(path, service_id=catalog.service_id_for(dsp_url), auth=AUTH))
 
 
 # -- catalog ---------------------------------------------------------------------------------------------
@@ -208,126 +215,111 @@ async def visible_datasets(runtime: Runtime, caller: Caller) -> list[dict[str, A
     return [catalog.dataset(asset, offers, service_id) for asset, offers in by_asset.values()]
 
 
-# -- negotiation -------------------------------------------------------------------------------------------
+# -- negotiation and transfer messages -------------------------------------------------------------------
+
+# Our side's reaction to one message: (runtime, caller, [pid from the path,] message) -> the process after it.
+Answered = Negotiation | Transfer
+OnMessage = Callable[..., Awaitable[Answered]]
 
 
-@dsp_endpoint("ContractNegotiationError")
-async def negotiation_get(request: Request, caller: Caller, _body: bytes) -> tuple[int, dict[str, Any]]:
-    async with runtime_of(request).db.session() as session:
-        negotiation = await negotiations.find(session, request.path_params["pid"], caller=caller)
-    return 200, negotiation.dsp()
+def _on(error: str, model: type[dsp.Message], kind: str, handle: OnMessage, *, status: int = 200) -> Handler:
+    """The endpoint for one DSP message: parse it as `kind`, let `handle` act, answer the process."""
 
-
-@dsp_endpoint("ContractNegotiationError")
-async def negotiation_request(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
-    message = dsp.parse(body, dsp.ContractRequest, expected_type="ContractRequestMessage")
-    return 201, (await negotiation_provider.on_request(runtime_of(request), caller, message)).dsp()
-
-
-@dsp_endpoint("ContractNegotiationError")
-async def negotiation_counter_request(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
-    message = dsp.parse(body, dsp.ContractRequest, expected_type="ContractRequestMessage")
-    pid = request.path_params["pid"]
-    return 200, (await negotiation_provider.on_counter_request(runtime_of(request), caller, pid, message)).dsp()
-
-
-@dsp_endpoint("ContractNegotiationError")
-async def negotiation_initial_offer(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
-    message = dsp.parse(body, dsp.ContractOffer, expected_type="ContractOfferMessage")
-    return 201, (await negotiation_consumer.on_initial_offer(runtime_of(request), caller, message)).dsp()
-
-
-@dsp_endpoint("ContractNegotiationError")
-async def negotiation_offer(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
-    message = dsp.parse(body, dsp.ContractOffer, expected_type="ContractOfferMessage")
-    return 200, (
-        await negotiation_consumer.on_offer(runtime_of(request), caller, request.path_params["pid"], message)
-    ).dsp()
-
-
-@dsp_endpoint("ContractNegotiationError")
-async def negotiation_agreement(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
-    message = dsp.parse(body, dsp.ContractAgreement, expected_type="ContractAgreementMessage")
-    return 200, (
-        await negotiation_consumer.on_agreement(runtime_of(request), caller, request.path_params["pid"], message)
-    ).dsp()
-
-
-@dsp_endpoint("ContractNegotiationError")
-async def negotiation_verification(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
-    message = dsp.parse(body, dsp.AgreementVerification, expected_type="ContractAgreementVerificationMessage")
-    pid = request.path_params["pid"]
-    return 200, (await negotiation_provider.on_verification(runtime_of(request), caller, pid, message)).dsp()
-
-
-@dsp_endpoint("ContractNegotiationError")
-async def negotiation_event(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
-    message = dsp.parse(body, dsp.NegotiationEvent, expected_type="ContractNegotiationEventMessage")
-    handle = negotiation_provider.on_accepted if message.eventType == "ACCEPTED" else negotiation_consumer.on_finalized
-    return 200, (await handle(runtime_of(request), caller, request.path_params["pid"], message)).dsp()
-
-
-@dsp_endpoint("ContractNegotiationError")
-async def negotiation_termination(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
-    message = dsp.parse(body, dsp.Termination, expected_type="ContractNegotiationTerminationMessage")
-    pid = request.path_params["pid"]
-    return 200, (await negotiations.on_termination(runtime_of(request), caller, pid, message)).dsp()
-
-
-# -- transfer ----------------------------------------------------------------------------------------------
-
-
-@dsp_endpoint("TransferError")
-async def transfer_get(request: Request, caller: Caller, _body: bytes) -> tuple[int, dict[str, Any]]:
-    async with runtime_of(request).db.session() as session:
-        transfer = await transfers.find(session, request.path_params["pid"], caller=caller)
-    return 200, transfer.dsp()
-
-
-@dsp_endpoint("TransferError")
-async def transfer_request(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
-    message = dsp.parse(body, dsp.TransferRequest, expected_type="TransferRequestMessage")
-    return 201, (await transfer_provider.on_request(runtime_of(request), caller, message)).dsp()
-
-
-@dsp_endpoint("TransferError")
-async def transfer_start(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
-    pid = request.path_params["pid"]
-    message = dsp.parse(body, dsp.TransferStart, expected_type="TransferStartMessage")
-    async with runtime_of(request).db.session() as session:
-        role = (await transfers.find(session, pid, caller=caller)).role
-    handle = transfer_provider.on_resume if role == "provider" else transfer_consumer.on_start
-    return 200, (await handle(runtime_of(request), caller, pid, message)).dsp()
-
-
-def _transfer_update(kind: str, state: str) -> Handler:
-    @dsp_endpoint("TransferError")
+    @dsp_endpoint(error)
     async def endpoint(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
-        message = dsp.parse(body, dsp.TransferUpdate, expected_type=kind)
-        pid = request.path_params["pid"]
-        return 200, (await transfers.on_update(runtime_of(request), caller, pid, message, state=state)).dsp()
+        message = dsp.parse(body, model, expected_type=kind)
+        pid = request.path_params.get("pid")
+        process = await handle(runtime_of(request), caller, *([pid] if pid is not None else []), message)
+        return status, process.dsp()
 
     return endpoint
 
 
+def _get(error: str, find: Callable[..., Awaitable[Answered]]) -> Handler:
+    @dsp_endpoint(error)
+    async def endpoint(request: Request, caller: Caller, _body: bytes) -> tuple[int, dict[str, Any]]:
+        async with runtime_of(request).db.session() as session:
+            return 200, (await find(session, request.path_params["pid"], caller=caller)).dsp()
+
+    return endpoint
+
+
+async def _on_event(runtime: Runtime, caller: Caller, pid: str, message: dsp.NegotiationEvent) -> Answered:
+    """ACCEPTED is for the provider, FINALIZED for the consumer."""
+    handle = negotiation_provider.on_accepted if message.eventType == "ACCEPTED" else negotiation_consumer.on_finalized
+    return await handle(runtime, caller, pid, message)
+
+
+async def _on_start(runtime: Runtime, caller: Caller, pid: str, message: dsp.TransferStart) -> Answered:
+    """A start resumes our transfer as provider, and starts (or restarts) it as consumer."""
+    async with runtime.db.session() as session:
+        role = (await transfers.find(session, pid, caller=caller)).role
+    handle = transfer_provider.on_resume if role == "provider" else transfer_consumer.on_start
+    return await handle(runtime, caller, pid, message)
+
+
+def _update(state: str) -> OnMessage:
+    """Completion, suspension or termination of a transfer by the counter-party."""
+
+    async def handle(runtime: Runtime, caller: Caller, pid: str, message: dsp.TransferUpdate) -> Answered:
+        return await transfers.on_update(runtime, caller, pid, message, state=state)
+
+    return handle
+
+
+N, T = "ContractNegotiationError", "TransferError"
+# path, the error a refusal is rendered as, the message model and @type, who acts on it, the success status
+MESSAGES: list[tuple[str, str, type[dsp.Message], str, OnMessage, int]] = [
+    ("/negotiations/request", N, dsp.ContractRequest, "ContractRequestMessage", negotiation_provider.on_request, 201),
+    ("/negotiations/offers", N, dsp.ContractOffer, "ContractOfferMessage", negotiation_consumer.on_initial_offer, 201),
+    (
+        "/negotiations/{pid}/request",
+        N,
+        dsp.ContractRequest,
+        "ContractRequestMessage",
+        negotiation_provider.on_counter_request,
+        200,
+    ),
+    ("/negotiations/{pid}/offers", N, dsp.ContractOffer, "ContractOfferMessage", negotiation_consumer.on_offer, 200),
+    (
+        "/negotiations/{pid}/agreement",
+        N,
+        dsp.ContractAgreement,
+        "ContractAgreementMessage",
+        negotiation_consumer.on_agreement,
+        200,
+    ),
+    (
+        "/negotiations/{pid}/agreement/verification",
+        N,
+        dsp.AgreementVerification,
+        "ContractAgreementVerificationMessage",
+        negotiation_provider.on_verification,
+        200,
+    ),
+    ("/negotiations/{pid}/events", N, dsp.NegotiationEvent, "ContractNegotiationEventMessage", _on_event, 200),
+    (
+        "/negotiations/{pid}/termination",
+        N,
+        dsp.Termination,
+        "ContractNegotiationTerminationMessage",
+        negotiations.on_termination,
+        200,
+    ),
+    ("/transfers/request", T, dsp.TransferRequest, "TransferRequestMessage", transfer_provider.on_request, 201),
+    ("/transfers/{pid}/start", T, dsp.TransferStart, "TransferStartMessage", _on_start, 200),
+    ("/transfers/{pid}/completion", T, dsp.TransferUpdate, "TransferCompletionMessage", _update("COMPLETED"), 200),
+    ("/transfers/{pid}/suspension", T, dsp.TransferUpdate, "TransferSuspensionMessage", _update("SUSPENDED"), 200),
+    ("/transfers/{pid}/termination", T, dsp.TransferUpdate, "TransferTerminationMessage", _update("TERMINATED"), 200),
+]
+
 routes = [
     Route("/catalog/request", catalog_request, methods=["POST"]),
     Route("/catalog/datasets/{id:path}", dataset_request, methods=["GET"]),
-    Route("/negotiations/request", negotiation_request, methods=["POST"]),
-    Route("/negotiations/offers", negotiation_initial_offer, methods=["POST"]),
-    Route("/negotiations/{pid}", negotiation_get, methods=["GET"]),
-    Route("/negotiations/{pid}/request", negotiation_counter_request, methods=["POST"]),
-    Route("/negotiations/{pid}/offers", negotiation_offer, methods=["POST"]),
-    Route("/negotiations/{pid}/agreement", negotiation_agreement, methods=["POST"]),
-    Route("/negotiations/{pid}/agreement/verification", negotiation_verification, methods=["POST"]),
-    Route("/negotiations/{pid}/events", negotiation_event, methods=["POST"]),
-    Route("/negotiations/{pid}/termination", negotiation_termination, methods=["POST"]),
-    Route("/transfers/request", transfer_request, methods=["POST"]),
-    Route("/transfers/{pid}", transfer_get, methods=["GET"]),
-    Route("/transfers/{pid}/start", transfer_start, methods=["POST"]),
-    Route("/transfers/{pid}/completion", _transfer_update("TransferCompletionMessage", "COMPLETED"), methods=["POST"]),
-    Route("/transfers/{pid}/suspension", _transfer_update("TransferSuspensionMessage", "SUSPENDED"), methods=["POST"]),
-    Route(
-        "/transfers/{pid}/termination", _transfer_update("TransferTerminationMessage", "TERMINATED"), methods=["POST"]
+    Route("/negotiations/{pid}", _get(N, negotiations.find), methods=["GET"]),
+    Route("/transfers/{pid}", _get(T, transfers.find), methods=["GET"]),
+    *(
+        Route(path, _on(error, model, kind, handle, status=status), methods=["POST"])
+        for path, error, model, kind, handle, status in MESSAGES
     ),
 ]

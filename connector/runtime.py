@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
@@ -16,6 +17,7 @@ from starlette.requests import Request
 
 from connector.config import ConnectorConfig
 from connector.outbox import FailureHandler, Outbox, ReplyHandler
+from tessera.clock import utcnow
 from tessera.errors import NotFound, PeerError
 from tessera.identity import JwksCache, SigningKey, TokenClient, TokenVerifier
 from tessera.policy import PolicyEngine, create_engine
@@ -81,6 +83,8 @@ class Runtime:
         self._tasks: set[asyncio.Task[None]] = set()
         self._watched: dict[str, asyncio.Event] = {}  # process id -> woken when it changes
         self.wake_sweeper: Callable[[], None] = lambda: None  # the app wires in the copies' sweeper
+        # The clock usage decisions read (`input.now`); only a test moves it, through this attribute.
+        self.clock: Callable[[], datetime] = utcnow
         self.outbox = Outbox(db, http, self.tokens, on_failure=on_undeliverable, on_reply=on_reply)
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:

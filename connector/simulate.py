@@ -1,6 +1,7 @@
 """Explain and simulate, without side effects: would a participant get an offer, would a data request
 be allowed, and with which obligations. Nothing is counted, logged or sent."""
 
+from dataclasses import replace
 from typing import Any
 
 from sqlmodel import col, select
@@ -11,9 +12,9 @@ from connector.assets import Asset
 from connector.catalog import Offer, UsagePolicy
 from connector.runtime import Runtime
 from connector.transfers import Transfer
-from policies.explain import explain
+from policies.explain import Explanation, explain
 from tessera.clock import rfc3339
-from tessera.errors import NotFound
+from tessera.errors import NotFound, PolicyEvaluationError
 
 
 async def would_get_offer(runtime: Runtime, participant_id: str, offer_id: str) -> dict[str, Any]:
@@ -35,7 +36,11 @@ async def would_get_offer(runtime: Runtime, participant_id: str, offer_id: str) 
 async def would_use(
     runtime: Runtime, agreement_id: str, purpose: str | None, query: dict[str, Any] | None
 ) -> dict[str, Any]:
-    """Would the next data request under `agreement_id` be allowed, and with which obligations?"""
+    """Would the next data request under `agreement_id` be allowed, and with which obligations?
+
+    Decided as the data plane decides (`usage.decide`: the compiled agreement and its bound module in
+    one evaluation, obligations checked as executable), on the uses counted so far.
+    """
     async with runtime.db.session() as session:
         agreement = await session.get(Agreement, agreement_id)
         if agreement is None or agreement.role != "provider":
@@ -43,27 +48,33 @@ async def would_use(
         latest = select(Transfer).where(Transfer.agreement_id == agreement_id, Transfer.role == "provider")
         transfer = (await session.exec(latest.order_by(col(Transfer.created_at).desc()))).first()
         counter = await session.get(usage.UsageCounter, agreement_id)
-    if transfer is not None:
-        _agreement, policy, asset = await usage.parts(runtime, transfer)
-        caller = transfer.caller_claims
-    else:
-        policy, asset = await _policy_and_asset(runtime, agreement)
-        record = await runtime.participants.record(agreement.consumer_id)
-        caller = {key: record.get(key) for key in ("org", "region", "security_profile")} | {
-            "sub": agreement.consumer_id
-        }
-    request = usage.usage_input(agreement, caller, purpose, counter.uses if counter else 0, asset, query)
-    explanation = await explain(runtime.engine, policy.module, request)
-    return {"agreement": agreement_id, "input": request, "policy": policy.id} | explanation.to_dict()
-
-
-async def _policy_and_asset(runtime: Runtime, agreement: Agreement) -> tuple[UsagePolicy, Asset]:
-    async with runtime.db.session() as session:
-        policy = await session.get(UsagePolicy, agreement.usage_policy_id)
         asset = await session.get(Asset, agreement.target)
-    if policy is None or asset is None:
-        raise NotFound(f"the usage policy or asset of agreement {agreement.id} is gone")
-    return policy, asset
+    if asset is None:
+        raise NotFound(f"the asset of agreement {agreement.id} is gone")
+    policy = await usage.bound_policy(runtime, agreement)
+    caller = transfer.caller_claims if transfer is not None else await _claims(runtime, agreement.consumer_id)
+    request = usage.usage_input(
+        agreement,
+        caller,
+        purpose,
+        counter.uses if counter else 0,
+        asset,
+        query,
+        now=runtime.clock(),
+        connector_id=transfer.counterparty_address if transfer is not None else None,
+    )
+    try:
+        explanation = await explain(runtime.engine, usage.modules(agreement, policy), request)
+    except PolicyEvaluationError as exc:
+        explanation = Explanation(usage.evaluation_failed(exc))
+    explanation = replace(explanation, decision=usage.executable(explanation.decision, query))
+    compiled = usage.compiled(agreement)
+    return {
+        "agreement": agreement_id,
+        "input": request,
+        "policy": policy.id if policy is not None else None,
+        "agreement_module": {"id": compiled.module.id, "hash": compiled.module.hash, "problems": compiled.problems},
+    } | explanation.to_dict()
 
 
 async def _claims(runtime: Runtime, participant_id: str) -> dict[str, Any]:

@@ -1,20 +1,20 @@
 """Transfers as the consumer: requesting pull or push, taking the start, receiving pushed data.
 
-Pull: the provider's start message gives the data address we pull from (`dataplane.pull`). Push: our
+Pull: the provider's start message gives the data address we pull from (`dataplane.pull`): with a token
+in its `authorization` endpoint property, or none for an open endpoint. Push: our
 request carries a data address on this connector with a token we issued for this transfer; the
 provider posts the data there and we keep it in the connector's `received/` directory.
 """
 
 from collections.abc import AsyncIterator
 
-from connector import copies, data_tokens
+from connector import copies, data_tokens, transfers
 from connector.agreements import Agreement
 from connector.runtime import Runtime
-from connector.transfers import Transfer, announce, find, get, log, send
+from connector.transfers import Transfer, announce, get, log, send
 from tessera import dsp
 from tessera.errors import IllegalTransition, InvalidMessage, NotFound
 from tessera.identity import Caller
-from tessera.ids import new_id
 
 
 async def start(
@@ -25,17 +25,15 @@ async def start(
         agreement = await session.get(Agreement, agreement_id)
         if agreement is None or agreement.role != "consumer":
             raise NotFound(f"no agreement {agreement_id} on the consumer side")
-        pid = new_id()
-        transfer = Transfer(
-            id=pid,
-            role="consumer",
-            consumer_pid=pid,
+        transfer = transfers.new(
+            "consumer",
+            agreement_id=agreement.id,
             counterparty_id=agreement.provider_id,
             counterparty_address=agreement.provider_address,
-            agreement_id=agreement.id,
             format=format,
             purpose=purpose,
         )
+        pid = transfer.id
         address = None
         if format == dsp.PUSH_FORMAT:
             token = data_tokens.issue(runtime, transfer_id=pid, agreement_id=agreement.id, holder=agreement.provider_id)
@@ -56,18 +54,16 @@ async def start(
 
 async def on_start(runtime: Runtime, caller: Caller, pid: str, message: dsp.TransferStart) -> Transfer:
     """The provider started (or resumed) the transfer; a pull start gives us the data address."""
+    return await transfers.on_started(runtime, caller, pid, message, role="consumer", take=_take_address)
+
+
+def _take_address(transfer: Transfer, message: dsp.TransferStart) -> None:
+    if transfer.is_push:
+        return
     address = message.dataAddress
-    async with runtime.transaction() as session:
-        transfer = await find(session, pid, caller=caller, role="consumer", message=message)
-        if not transfer.is_push:
-            if not address or not address.get("endpoint") or not dsp.endpoint_property(address, "authorization"):
-                raise InvalidMessage(
-                    "a pull transfer's start message needs a dataAddress with endpoint and authorization"
-                )
-            transfer.data_address = address
-        transfer.move("STARTED")
-        await log(session, runtime, transfer, "started", by=caller.participant_id)
-    return transfer
+    if not address or not isinstance(address.get("endpoint"), str) or not address["endpoint"]:
+        raise InvalidMessage("a pull transfer's start message needs a dataAddress with an endpoint")
+    transfer.data_address = address  # how to authorize the pull is the address's to say (dataplane)
 
 
 async def resume_by_operator(runtime: Runtime, pid: str) -> Transfer:

@@ -4,22 +4,29 @@ A request is accepted only from the agreement's consumer. Pull: the start messag
 plane's address with a data token for this transfer. Push: once started, the usage policy decides
 the push (with the purpose the consumer declared), the data is streamed to the consumer's address,
 and the transfer completes; a denial or a failed push terminates it with the reason.
+
+`transfer_start = "immediate"` starts a transfer in the transaction that records its request;
+`"async"` answers REQUESTED, keeps when it is due to start, and starts it after `transfer_start_delay`
+seconds (a restart starts what was due), as the Dataspace TCK expects of a provider.
 """
 
+import asyncio
 import logging
+from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlmodel import select
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from connector import data_tokens, processes, usage
+from connector import data_tokens, processes, transfers, usage
 from connector.agreements import Agreement
 from connector.runtime import Runtime
 from connector.transfers import Transfer, announce, find, get, log
 from tessera import dsp
+from tessera.clock import utcnow
 from tessera.errors import IllegalTransition, InvalidMessage, NotEntitled, TesseraError
 from tessera.identity import Caller
-from tessera.ids import new_id
 
 logger = logging.getLogger("tessera.transfer")
 FORMATS = {dsp.PULL_FORMAT, dsp.PUSH_FORMAT}
@@ -36,26 +43,57 @@ async def on_request(runtime: Runtime, caller: Caller, message: dsp.TransferRequ
         agreement = await session.get(Agreement, message.agreementId)
         if agreement is None or agreement.role != "provider" or agreement.consumer_id != caller.participant_id:
             raise InvalidMessage(f"no agreement {message.agreementId} with {caller.participant_id}")
-        pid = new_id()
-        transfer = Transfer(
-            id=pid,
-            role="provider",
-            provider_pid=pid,
-            consumer_pid=message.consumerPid,
+        transfer = transfers.new(
+            "provider",
+            agreement_id=agreement.id,
             counterparty_id=caller.participant_id,
             counterparty_address=message.callbackAddress,
-            agreement_id=agreement.id,
+            consumer_pid=message.consumerPid,
             format=message.format,
             caller_claims=caller.to_policy_input(),
             data_address=push_address,
             purpose=dsp.endpoint_property(push_address, "purpose") if push_address else None,
         )
+        pid = transfer.id
         session.add(transfer)
         await log(session, runtime, transfer, "requested", format=message.format)
-        await announce(session, runtime, transfer, "STARTED", data_address=_pull_address(runtime, transfer))
-    if transfer.is_push:
+        if runtime.config.transfer_start == "async":
+            transfer.start_due = utcnow() + timedelta(seconds=runtime.config.transfer_start_delay)
+        else:
+            await _start(session, runtime, transfer)
+    if transfer.start_due:
+        runtime.spawn(start_when_due(runtime, pid))
+    elif transfer.is_push:
         runtime.spawn(push(runtime, pid))
     return processes.as_requested(transfer)
+
+
+async def _start(session: AsyncSession, runtime: Runtime, transfer: Transfer) -> None:
+    transfer.start_due = None
+    await announce(session, runtime, transfer, "STARTED", data_address=_pull_address(runtime, transfer))
+
+
+async def _after_start(runtime: Runtime, transfer: Transfer) -> None:
+    if transfer.is_push:
+        await push(runtime, transfer.id)
+
+
+async def start_when_due(runtime: Runtime, pid: str) -> None:
+    """Start a transfer that waits in REQUESTED once it is due, unless it was ended meanwhile."""
+    async with runtime.db.session() as session:
+        due = (await get(session, pid)).start_due
+    if due is None:
+        return
+    await asyncio.sleep(max(0.0, (due - utcnow()).total_seconds()))
+    async with runtime.transaction() as session:
+        transfer = await get(session, pid)
+        if transfer.start_due is None:
+            return
+        if transfer.state != "REQUESTED":
+            transfer.start_due = None  # terminated before it was due
+            return
+        await _start(session, runtime, transfer)
+    await _after_start(runtime, transfer)
 
 
 def _push_address(message: dsp.TransferRequest) -> dict[str, Any]:
@@ -76,17 +114,17 @@ def _pull_address(runtime: Runtime, transfer: Transfer) -> dict[str, Any] | None
 
 async def on_resume(runtime: Runtime, caller: Caller, pid: str, message: dsp.TransferStart) -> Transfer:
     """The consumer resumes a suspended transfer."""
-    async with runtime.transaction() as session:
-        transfer = await find(session, pid, caller=caller, role="provider", message=message)
-        transfer.move("STARTED")
-        await log(session, runtime, transfer, "started", by=caller.participant_id)
-    return transfer
+    return await transfers.on_started(runtime, caller, pid, message, role="provider")
 
 
 async def resume_by_operator(runtime: Runtime, pid: str) -> Transfer:
+    """Our operator starts a suspended transfer again (or one still waiting in REQUESTED)."""
     async with runtime.transaction() as session:
         transfer = await get(session, pid)
-        await announce(session, runtime, transfer, "STARTED", data_address=_pull_address(runtime, transfer))
+        waited = transfer.state == "REQUESTED"
+        await _start(session, runtime, transfer)
+    if waited:
+        await _after_start(runtime, transfer)
     return transfer
 
 
@@ -135,15 +173,19 @@ async def _end(runtime: Runtime, pid: str, state: str, reason: str | None) -> No
         await announce(session, runtime, transfer, state, reason=reason)
 
 
-async def resume_pushes(runtime: Runtime) -> None:
-    """After a restart: push again what was started but never sent."""
+async def resume(runtime: Runtime) -> None:
+    """After a restart: start what was due to start, push again what was started but never sent."""
     async with runtime.db.session() as session:
-        query = select(Transfer).where(
+        due = select(Transfer).where(Transfer.role == "provider", col(Transfer.start_due).is_not(None))
+        starts = [t.id for t in await session.exec(due)]
+        unsent = select(Transfer).where(
             Transfer.role == "provider",
             Transfer.format == dsp.PUSH_FORMAT,
             Transfer.state == "STARTED",
             Transfer.pushed == False,  # noqa: E712 (SQL comparison)
         )
-        pending = [t.id for t in await session.exec(query)]
-    for pid in pending:
+        pushes = [t.id for t in await session.exec(unsent)]
+    for pid in starts:
+        runtime.spawn(start_when_due(runtime, pid))
+    for pid in pushes:
         runtime.spawn(push(runtime, pid))

@@ -4,6 +4,7 @@ Start, suspension, resumption, completion and termination may come from either s
 is written with its audit entry and the message that announces it in one transaction.
 """
 
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 from sqlmodel import Field
@@ -14,7 +15,7 @@ from connector.processes import Process
 from connector.runtime import Runtime
 from tessera import dsp
 from tessera.identity import Caller
-from tessera.store import Json
+from tessera.store import Json, Timestamp, UtcDateTime
 
 # The DSP 2025-1 transfer state machine: state -> states it may move to (SUSPENDED -> COMPLETED is not one).
 TRANSITIONS: dict[str, set[str]] = {
@@ -44,18 +45,33 @@ class Transfer(Process, table=True):
     purpose: str | None = None  # a push transfer's declared purpose
     pushed: bool = False  # a push transfer's data went out
     received: bool = False  # a push transfer's data arrived (the consumer keeps it as a copy)
+    # As provider with `transfer_start = "async"`: when the REQUESTED transfer is due to start (kept, so a
+    # restart still starts it); None once started, or when it never waits.
+    start_due: Timestamp | None = Field(default=None, sa_type=UtcDateTime)
 
     @property
     def is_push(self) -> bool:
         return self.format == dsp.PUSH_FORMAT
 
     def public(self) -> dict[str, Any]:
-        data = self.model_dump(mode="json", exclude={"data_address", "caller_claims", "reasons"})
+        data = self.model_dump(mode="json", exclude={"data_address", "caller_claims", "reasons", "start_due"})
         data["reasons"] = list(self.reasons)
         return data
 
     def dsp(self) -> dict[str, Any]:
         return dsp.transfer_process(self.provider_pid or "", self.consumer_pid or "", self.state)
+
+
+def new(role: str, *, agreement_id: str, counterparty_id: str, counterparty_address: str, **fields: Any) -> Transfer:
+    """A transfer with a fresh pid of ours: its providerPid as provider, its consumerPid as consumer."""
+    return processes.new(
+        Transfer,
+        role,
+        counterparty_id=counterparty_id,
+        counterparty_address=counterparty_address,
+        agreement_id=agreement_id,
+        **fields,
+    )
 
 
 async def find(
@@ -101,6 +117,25 @@ async def announce(
     if transfer.counterpart_pid:
         send(session, transfer, f"/transfers/{transfer.counterpart_pid}/{path}", body)
     await log(session, runtime, transfer, state.lower(), by=runtime.participant_id, reason=reason)
+
+
+async def on_started(
+    runtime: Runtime,
+    caller: Caller,
+    pid: str,
+    message: dsp.TransferStart,
+    *,
+    role: str,
+    take: Callable[[Transfer, dsp.TransferStart], None] | None = None,
+) -> Transfer:
+    """The counter-party started or resumed our transfer in `role`; `take` reads the start message first."""
+    async with runtime.transaction() as session:
+        transfer = await find(session, pid, caller=caller, role=role, message=message)
+        if take is not None:
+            take(transfer, message)
+        transfer.move("STARTED")
+        await log(session, runtime, transfer, "started", by=caller.participant_id)
+    return transfer
 
 
 async def on_update(runtime: Runtime, caller: Caller, pid: str, message: dsp.TransferUpdate, *, state: str) -> Transfer:

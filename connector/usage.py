@@ -1,16 +1,21 @@
 """The policy enforcement point: one use of agreed data, decided, counted, carried out, metered.
 
-The usage policy sees the agreement (with its agreed terms), the consumer's verified claims, the
-declared purpose, the uses so far, the clock and, for aggregate-only data, the query. Decision, use
-count and audit entry are one transaction, so 50 parallel requests under "at most 10 uses" let
-exactly 10 through. The decision's obligations are then carried out: record obligations (mask,
-replace, filter rows, aggregate) on the stream; side effects (log, notify) at once; delete-after and
-next-policy travel to the consumer as response headers. An obligation that cannot be carried out
-denies the request: fail closed. Bytes sent are metered per agreement.
+The agreement is the law: its ODRL, compiled to Rego (`policies.compiler.compile_agreement`, cached
+per agreement), and the Rego usage module it binds, if any, decide every use together, in one
+evaluation, and both must allow (`decide`). They see the agreement, the consumer's verified claims,
+the declared purpose, the uses so far, the clock and, for aggregate-only data, the query
+(`usage_input`). Decision, use count and audit entry are one transaction, so 50 parallel requests
+under "at most 10 uses" let exactly 10 through. The decision's obligations are then carried out:
+record obligations (mask, replace, filter rows, aggregate) on the stream; side effects (log,
+notify) at once; delete-after and next-policy travel to the consumer as response headers (the
+consumer enforces the agreement's own duties too). An obligation that cannot be carried out denies
+the request: fail closed. Bytes sent are metered per agreement.
 """
 
 import asyncio
+import hashlib
 import json
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -27,11 +32,13 @@ from connector.catalog import UsagePolicy
 from connector.outbox import enqueue
 from connector.runtime import Runtime
 from connector.transfers import Transfer
+from policies.compiler import CompiledAgreement, compile_agreement
 from tessera import audit
 from tessera.clock import parse, rfc3339, utcnow
-from tessera.errors import NotEntitled, NotFound, PolicyEvaluationError
+from tessera.errors import InvalidMessage, NotEntitled, NotFound, PolicyEvaluationError
 from tessera.ids import new_id
-from tessera.policy import Decision, Obligation
+from tessera.json import JSONObject
+from tessera.policy import Decision, Obligation, PolicyModule
 from tessera.policy.obligations import (
     KNOWN_KINDS,
     AggregateRefused,
@@ -44,6 +51,7 @@ from tessera.store import Timestamp, UtcDateTime
 
 DELETE_AFTER_HEADER = "Tessera-Delete-After"
 NEXT_POLICY_HEADER = "Tessera-Next-Policy"
+COMPILED_AGREEMENTS = 1024  # compiled agreements kept in memory (compiling one takes about a millisecond)
 
 
 class UsageCounter(SQLModel, table=True):
@@ -77,7 +85,11 @@ def usage_input(
     uses: int,
     asset: Asset,
     query: dict[str, Any] | None = None,
+    *,
+    now: datetime | None = None,
+    connector_id: str | None = None,
 ) -> dict[str, Any]:
+    """The input both modules decide on (every field is documented in docs/policy-engine.md)."""
     return {
         "agreement": {
             "id": agreement.id,
@@ -85,42 +97,101 @@ def usage_input(
             "assignee": agreement.consumer_id,
             "target": agreement.target,
             "timestamp": agreement.document.get("timestamp"),
-            "terms": agreement.terms.to_dict(),
+            "terms": _terms(agreement),
         },
         "caller": caller,
+        "connector": {"id": connector_id},
         "purpose": purpose,
         "uses": uses,
-        "now": rfc3339(),
+        "now": rfc3339(now),
         "asset": {"id": asset.id, "format": asset.format},
         "request": {"query": query} if query is not None else {},
     }
 
 
-async def parts(runtime: Runtime, transfer: Transfer) -> tuple[Agreement, UsagePolicy, Asset]:
-    """The agreement, its bound usage policy (unchanged, or we fail closed) and the asset of a transfer."""
+def _terms(agreement: Agreement) -> dict[str, Any] | None:
+    """The agreed terms as the first usage policies read them; None when the ODRL states others."""
+    try:
+        return agreement.terms.to_dict()
+    except InvalidMessage:
+        return None
+
+
+async def parts(runtime: Runtime, transfer: Transfer) -> tuple[Agreement, UsagePolicy | None, Asset]:
+    """The agreement, the usage policy it binds (None when it binds none) and the asset of a transfer."""
     async with runtime.db.session() as session:
         agreement = await session.get(Agreement, transfer.agreement_id)
-        policy = await session.get(UsagePolicy, agreement.usage_policy_id) if agreement else None
         asset = await session.get(Asset, agreement.target) if agreement else None
     if agreement is None or asset is None:
         raise NotFound(f"the agreement or asset of transfer {transfer.id} is gone")
+    return agreement, await bound_policy(runtime, agreement), asset
+
+
+async def bound_policy(runtime: Runtime, agreement: Agreement) -> UsagePolicy | None:
+    """The Rego module the agreement binds, unchanged, or we fail closed; None when it binds none."""
+    policy_id: str | None = agreement.usage_policy_id
+    if policy_id is None:
+        return None  # a plain DSP agreement: its ODRL alone decides
+    async with runtime.db.session() as session:
+        policy = await session.get(UsagePolicy, policy_id)
     if policy is None or policy.hash != agreement.usage_policy_hash:
         raise NotEntitled("the usage policy bound by the agreement is not available unchanged")
-    return agreement, policy, asset
+    return policy
+
+
+_compiled: OrderedDict[str, CompiledAgreement] = OrderedDict()
+
+
+def compiled(agreement: Agreement) -> CompiledAgreement:
+    """The agreement's ODRL compiled to Rego, once per agreement document."""
+    key = hashlib.sha256(json.dumps(agreement.document, sort_keys=True, default=str).encode()).hexdigest()
+    if (found := _compiled.get(key)) is not None:
+        _compiled.move_to_end(key)
+        return found
+    found = _compiled[key] = compile_agreement(agreement.document)
+    if len(_compiled) > COMPILED_AGREEMENTS:
+        _compiled.popitem(last=False)
+    return found
+
+
+def modules(agreement: Agreement, policy: UsagePolicy | None) -> list[PolicyModule]:
+    """What decides a use: the compiled agreement, and the bound usage module when there is one."""
+    return [compiled(agreement).module, *([policy.module] if policy is not None else [])]
+
+
+async def decide(runtime: Runtime, agreement: Agreement, policy: UsagePolicy | None, request: JSONObject) -> Decision:
+    """The one decision path (data plane, explain, simulate): both modules in one evaluation, both must allow."""
+    try:
+        return await runtime.engine.decide_all(modules(agreement, policy), request)
+    except PolicyEvaluationError as exc:
+        return evaluation_failed(exc)
+
+
+def evaluation_failed(exc: PolicyEvaluationError) -> Decision:
+    return Decision(allow=False, reasons=(f"policy evaluation failed: {exc.detail}",))
 
 
 async def decide_use(
     runtime: Runtime, transfer: Transfer, purpose: str | None, query: dict[str, Any] | None = None
 ) -> Use:
-    """Decide one use; count it when allowed. Raises NotEntitled carrying the policy's reasons."""
+    """Decide one use; count it when allowed. Raises NotEntitled carrying the reasons of both modules."""
     if transfer.state != "STARTED":
         raise NotEntitled(f"transfer {transfer.id} is {transfer.state}, not STARTED")
     agreement, policy, asset = await parts(runtime, transfer)
     caller = transfer.caller_claims
     async with runtime.transaction() as session:
         counter = await session.get(UsageCounter, agreement.id) or UsageCounter(agreement_id=agreement.id)
-        request = usage_input(agreement, caller, purpose, counter.uses, asset, query)
-        decision = _executable(await _decide(runtime, policy, request), query)
+        request = usage_input(
+            agreement,
+            caller,
+            purpose,
+            counter.uses,
+            asset,
+            query,
+            now=runtime.clock(),
+            connector_id=transfer.counterparty_address,
+        )
+        decision = executable(await decide(runtime, agreement, policy, request), query)
         counter.uses += decision.allow
         counter.denials += not decision.allow
         counter.last_used_at = utcnow() if decision.allow else counter.last_used_at
@@ -136,23 +207,17 @@ async def decide_use(
             uses=counter.uses,
             reasons=list(decision.reasons),
             obligations=[o.to_dict() for o in decision.obligations],
-            policy_hash=policy.hash,
+            agreement_module_hash=compiled(agreement).module.hash,
+            policy_hash=policy.hash if policy is not None else None,
         )
         if decision.allow:
             await _side_effects(session, runtime, transfer, decision)
     if not decision.allow:
-        raise NotEntitled("the usage policy denied this request", reasons=list(decision.reasons))
-    return Use(transfer, agreement, asset, decision, query, _headers(decision))
+        raise NotEntitled("the agreement or its usage policy denied this request", reasons=list(decision.reasons))
+    return Use(transfer, agreement, asset, decision, query, _headers(decision, runtime.clock()))
 
 
-async def _decide(runtime: Runtime, policy: UsagePolicy, request: dict[str, Any]) -> Decision:
-    try:
-        return await runtime.engine.decide(policy.module, request)
-    except PolicyEvaluationError as exc:
-        return Decision(allow=False, reasons=(f"policy evaluation failed: {exc.detail}",))
-
-
-def _executable(decision: Decision, query: dict[str, Any] | None) -> Decision:
+def executable(decision: Decision, query: dict[str, Any] | None) -> Decision:
     """The decision, or a denial when one of its obligations cannot be carried out (fail closed)."""
     if not decision.allow:
         return decision
@@ -162,7 +227,7 @@ def _executable(decision: Decision, query: dict[str, Any] | None) -> Decision:
             if not notify.params.get("url"):
                 raise ObligationError(f"notify {notify.params.get('party')!r} has no address to notify")
         for delete in decision.of_kind("delete_after"):
-            _deadline(delete)
+            deadline(delete, utcnow())
         for rule in decision.of_kind("aggregate"):
             if query is None:
                 raise AggregateRefused("aggregate-only data: send an aggregate query; raw records never leave")
@@ -201,20 +266,20 @@ async def _side_effects(session: AsyncSession, runtime: Runtime, transfer: Trans
         timeline.record(session, transfer.id, "queued", "notification", detail=str(notify.params["url"]))
 
 
-def _deadline(delete: Obligation) -> tuple[datetime, str]:
+def deadline(delete: Obligation, now: datetime) -> tuple[datetime, str]:
     """When a delete-after obligation falls due, and the header text for it (a given date as given)."""
     try:
         if date := delete.params.get("date"):
             return parse(str(date)), str(date)
-        moment = utcnow() + timedelta(seconds=int(delete.params.get("seconds", 0)))
+        moment = now + timedelta(seconds=int(delete.params.get("seconds", 0)))
     except (TypeError, ValueError) as exc:
         raise ObligationError(f"delete_after {delete.params} names no time: {exc}") from exc
     return moment, rfc3339(moment)
 
 
-def _headers(decision: Decision) -> dict[str, str]:
+def _headers(decision: Decision, now: datetime) -> dict[str, str]:
     headers: dict[str, str] = {}
-    deadlines = [_deadline(delete) for delete in decision.of_kind("delete_after")]
+    deadlines = [deadline(delete, now) for delete in decision.of_kind("delete_after")]
     if deadlines:
         headers[DELETE_AFTER_HEADER] = min(deadlines)[1]  # the earliest
     for next_policy in decision.of_kind("next_policy"):

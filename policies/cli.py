@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
+from policies.compiler import compile_agreement
 from policies.explain import Explanation, explain
 from policies.loader import Loaded, LoadError, load_paths
 from policies.patterns import PATTERNS, PatternError, PatternUse, get_pattern, render
@@ -207,17 +208,25 @@ def _print_report(console: Console, report: TestReport, verbose: bool) -> None:
 
 @policy_app.command("explain")
 def explain_command(
-    data: Annotated[list[str], typer.Option("--data", "-d", help="The policy module (.rego); test files are skipped.")],
     input: Annotated[Path, typer.Option("--input", "-i", help="A JSON file with the request (the input document).")],
+    data: Annotated[
+        list[str] | None, typer.Option("--data", "-d", help="The policy module (.rego); test files are skipped.")
+    ] = None,
+    agreement: Annotated[
+        Path | None,
+        typer.Option("--agreement", "-a", help="An ODRL agreement (JSON), decided with the module as data planes do."),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the explanation as JSON.")] = False,
 ) -> None:
     """Explain the decision for one request, constraint by constraint. Exit 0 allowed, 1 denied, 2 error."""
     try:
-        modules = [m for m in load_paths(data).modules if not m.id.endswith("_test.rego")]
+        modules = [m for m in load_paths(data).modules if not m.id.endswith("_test.rego")] if data else []
         request = _read_input(input)
-        if len(modules) != 1 or not isinstance(request, dict):
-            raise LoadError("explain needs exactly one policy module and an input object")
-        explanation = asyncio.run(_explain(modules[0], request))
+        if len(modules) > 1 or not (modules or agreement) or not isinstance(request, dict):
+            raise LoadError("explain needs one policy module and/or an agreement, and an input object")
+        if agreement is not None:
+            modules.insert(0, compile_agreement(_read_agreement(agreement)).module)
+        explanation = asyncio.run(_explain(modules, request))
     except (LoadError, PolicyError) as exc:
         typer.echo(f"error: {exc.detail}", err=True)
         raise typer.Exit(2) from exc
@@ -228,10 +237,17 @@ def explain_command(
     raise typer.Exit(0 if explanation.decision.allow else 1)
 
 
-async def _explain(module: PolicyModule, request: JSONObject) -> Explanation:
+def _read_agreement(path: Path) -> JSONObject:
+    document = _read_input(path)
+    if not isinstance(document, dict):
+        raise LoadError(f"{path}: an agreement must be a JSON object")
+    return document
+
+
+async def _explain(modules: list[PolicyModule], request: JSONObject) -> Explanation:
     engine = EmbeddedRegoEngine()
     try:
-        return await explain(engine, module, request)
+        return await explain(engine, modules, request)
     finally:
         await engine.aclose()
 

@@ -18,6 +18,7 @@ one), `now`, `agreement.timestamp`, `caller.{sub, region, jurisdiction, roles, s
 `connector.id`, `event`, `asset.classification`, `artifact.state`.
 """
 
+import hashlib
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -26,7 +27,20 @@ from dataclasses import dataclass, field
 from policies.odrl import UnsupportedOdrl, policy_from_offer
 from policies.patterns import SECURITY_PROFILES, PatternError, render_block
 from tessera import clock
-from tessera.odrl import TESSERA, AnyConstraint, Constraint, Duty, LogicalConstraint, Policy, Value
+from tessera.json import JSONObject
+from tessera.odrl import (
+    TESSERA,
+    AnyConstraint,
+    Constraint,
+    Duty,
+    InvalidPolicy,
+    LogicalConstraint,
+    Permission,
+    Policy,
+    Value,
+    parse_policy,
+)
+from tessera.policy.base import PolicyModule
 
 PACKAGE = "tessera.agreement"
 USE_ACTIONS = ("use", "read")  # what a pull through the data plane does
@@ -92,6 +106,22 @@ class CompiledPolicy:
 
 
 @dataclass(frozen=True)
+class CompiledAgreement:
+    """An agreement's ODRL as the module the data plane decides with (beside any bound Rego module).
+
+    Each agreement gets its own package under `tessera.agreements` (so many agreements can live in
+    one OPA server); an agreement that cannot be read, or has problems, compiles to a module that
+    denies with one reason per problem: fail closed.
+    """
+
+    module: PolicyModule
+    problems: tuple[str, ...] = ()
+
+
+AGREEMENTS_PACKAGE = "tessera.agreements"
+
+
+@dataclass(frozen=True)
 class _Operand:
     """How a left operand is read from the usage input, and of what kind its values are."""
 
@@ -113,7 +143,8 @@ OPERANDS: dict[str, _Operand] = {
     "spatial": _Operand(_at("caller", "region"), "string"),
     "system": _Operand(_at("connector", "id"), "string"),
     "event": _Operand(_at("event"), "string"),
-    "count": _Operand(f"{_at('uses')} + 1", "number"),  # the use being decided is counted
+    # The use being decided is counted; a missing or non-numeric count leaves it undefined (denies) on both engines.
+    "count": _Operand("tessera_uses + 1", "number"),
     "dateTime": _Operand("time.parse_rfc3339_ns(input.now)", "instant"),
     "elapsedTime": _Operand(
         "time.parse_rfc3339_ns(input.now) - time.parse_rfc3339_ns(input.agreement.timestamp)", "elapsed"
@@ -153,6 +184,10 @@ def compile_policy(policy: Policy, package: str = PACKAGE) -> CompiledPolicy:
     module.add(f"# Compiled by tessera from the ODRL {policy.kind.lower()} {policy.id or ''}; do not edit.")
     module.add(f"package {package}\n")
     module.add("default allow := false\n\nallow if count(deny) == 0\n")
+    module.add(f"tessera_uses := n if {{\n\tn := {_at('uses')}\n\tis_number(n)\n}}\n")
+    if _plain_use(policy):
+        _lean_permission(module, policy.permissions[0].constraints)
+        return CompiledPolicy(package, "\n".join(module.lines), tuple(module.problems))
     module.add('deny contains "" if false\n\nobligations contains "" if false\n\nmask contains "" if false\n')
     permissions = [p for p in policy.permissions]
     if not permissions:
@@ -166,6 +201,77 @@ def compile_policy(policy: Policy, package: str = PACKAGE) -> CompiledPolicy:
     if permissions:
         _combine(module, len(permissions))
     return CompiledPolicy(package, "\n".join(module.lines), tuple(module.problems))
+
+
+def compile_agreement(document: JSONObject) -> CompiledAgreement:
+    """The agreement document (ODRL JSON, any form a peer sends) compiled for enforcement."""
+    digest = hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()
+    package = f"{AGREEMENTS_PACKAGE}.a{digest[:24]}"
+    module_id = f"agreement-{digest[:24]}"
+    try:
+        policy = parse_policy(document, where="agreement")
+    except InvalidPolicy as exc:
+        problem = f"the agreement cannot be read: {exc.detail}"
+        return CompiledAgreement(PolicyModule(module_id, _denying(package, [problem])), (problem,))
+    compiled = compile_policy(policy, package)
+    source = compiled.source + _problem_denials(compiled.problems) + _assignee_rule(policy.assignee)
+    return CompiledAgreement(PolicyModule(module_id, source), compiled.problems)
+
+
+def compile_duties(document: JSONObject) -> CompiledAgreement | None:
+    """The agreement's duties alone (of every permission, and its obligations), for the consumer to carry out.
+
+    Deciding the module gives the duties as obligations (delete_after, next_policy …), as the library's duty
+    patterns define them; None when the agreement states no duty.
+    """
+    digest = hashlib.sha256(json.dumps(document, sort_keys=True, default=str).encode()).hexdigest()[:24]
+    package, module_id = f"{AGREEMENTS_PACKAGE}.duties_a{digest}", f"agreement-duties-{digest}"
+    try:
+        policy = parse_policy(document, where="agreement")
+    except InvalidPolicy as exc:
+        problem = f"the agreement cannot be read: {exc.detail}"
+        return CompiledAgreement(PolicyModule(module_id, _denying(package, [problem])), (problem,))
+    duties = (*(d for p in policy.permissions for d in p.duties), *policy.obligations)
+    if not duties:
+        return None
+    compiled = compile_policy(Policy(kind="Agreement", permissions=(Permission("use", duties=duties),)), package)
+    source = compiled.source + _problem_denials(compiled.problems)
+    return CompiledAgreement(PolicyModule(module_id, source), compiled.problems)
+
+
+def _denying(package: str, problems: Sequence[str]) -> str:
+    return f"package {package}\n\ndefault allow := false\n" + _problem_denials(problems)
+
+
+def _problem_denials(problems: Sequence[str]) -> str:
+    return "".join(f"\ndeny contains {json.dumps(f'agreement: cannot be enforced: {p}')}\n" for p in problems)
+
+
+def _assignee_rule(assignee: str | None) -> str:
+    """The agreement binds its assignee: nobody else may use the data under it."""
+    if assignee is None:
+        return ""
+    return (
+        f"\ndeny contains msg if {{\n\t{_at('caller', 'sub')} != {json.dumps(assignee)}\n"
+        f'\tmsg := sprintf("agreement: the caller %s is not the assignee %s", '
+        f"[json.marshal({_at('caller', 'sub')}), {json.dumps(json.dumps(assignee))}])\n}}\n"
+    )
+
+
+def _plain_use(policy: Policy) -> bool:
+    """One permission to use, constraints only: most agreements. It compiles without the machinery for
+    alternatives and duties, which costs the engine more than the constraints (bench/policy.py)."""
+    if len(policy.permissions) != 1 or policy.prohibitions or policy.obligations:
+        return False
+    permission = policy.permissions[0]
+    return permission.action in USE_ACTIONS and not permission.duties
+
+
+def _lean_permission(module: _Module, constraints: Sequence[AnyConstraint]) -> None:
+    module.add('deny contains "" if false\n')
+    for constraint in _pattern_parameters(module, "", constraints):
+        rule, text = _constraint(module, constraint, "permission 1")
+        module.add(f"deny contains msg if {{\n\tnot {rule}\n\tmsg := {_reason(module, rule, text, constraint)}\n}}\n")
 
 
 # -- rules ------------------------------------------------------------------------------------------------
@@ -182,12 +288,43 @@ def _permission(
         if action not in OTHER_ACTIONS:
             module.problems.append(f"permission {i}: unknown action {action}")
     module.add("".join(f'{rule}{suffix} contains "" if false\n\n' for rule in ("deny", "obligations", "mask")))
+    constraints = _pattern_parameters(module, suffix, constraints)
     for constraint in constraints:
         rule, text = _constraint(module, constraint, f"permission {i}")
         module.add(
             f"deny{suffix} contains msg if {{\n\tnot {rule}\n\tmsg := {_reason(module, rule, text, constraint)}\n}}\n"
         )
     _duties(module, suffix, duties, top_level=False)
+
+
+# Constraints that are parameters of one library pattern and mean something only together (the home
+# jurisdiction widens the allowed ones; the minimum profile applies to important data only): they are
+# compiled through that pattern, as duties are, not one by one.
+_PATTERN_PARAMETERS = {
+    TESSERA + "homeJurisdiction": (TESSERA + "homeJurisdiction", TESSERA + "jurisdiction"),
+    TESSERA + "importantMinimumSecurityLevel": (TESSERA + "importantMinimumSecurityLevel", TESSERA + "classification"),
+}
+
+
+def _pattern_parameters(module: _Module, suffix: str, constraints: Sequence[AnyConstraint]) -> list[AnyConstraint]:
+    """Compile the pattern-parameter groups among `constraints`; the others are returned to compile alone."""
+    left = list(constraints)
+    for k, (marker, members) in enumerate(_PATTERN_PARAMETERS.items(), 1):
+        if not any(isinstance(c, Constraint) and c.left == marker for c in left):
+            continue
+        group = [c for c in left if isinstance(c, Constraint) and c.left in members]
+        left = [c for c in left if c not in group]
+        try:
+            rule = {"action": "use", "constraint": [c.to_json() for c in group]}
+            uses = policy_from_offer({"permission": [rule]}).permissions[0]
+            module.add(render_block(uses, f"{suffix}g{k}"))
+        except (UnsupportedOdrl, PatternError) as exc:
+            module.problems.append(f"constraints {', '.join(_short(c.left) for c in group)}: {exc.detail}")
+            module.add(f"deny{suffix} contains {json.dumps(f'agreement: {_short(marker)} cannot be enforced')}\n")
+            continue
+        for name in ("deny", "obligations", "mask"):
+            module.add(f"{name}{suffix} contains x if {{ some x in {name}{suffix}g{k} }}\n")
+    return left
 
 
 def _prohibition(module: _Module, j: int, action: str, constraints: Sequence[AnyConstraint]) -> None:
@@ -243,8 +380,9 @@ def _reason(module: _Module, rule: str, text: str, constraint: AnyConstraint) ->
     operand = OPERANDS.get(constraint.left) if isinstance(constraint, Constraint) else None
     if operand is None:
         return json.dumps(f"agreement: {text} does not hold")
-    module.add(f'default {rule}_seen := "unknown"\n\n{rule}_seen := {_shown(operand)} if true\n')
-    return f'concat("", [{json.dumps(f"agreement: {text} does not hold (")}, {rule}_seen, ")"])'
+    # A function, not a rule: evaluating the package document then skips it unless the constraint failed.
+    module.add(f'{rule}_seen(_) := shown if {{ shown := {_shown(operand)} }} else := "unknown"\n')
+    return f'concat("", [{json.dumps(f"agreement: {text} does not hold (")}, {rule}_seen(0), ")"])'
 
 
 def _shown(operand: _Operand) -> str:
@@ -311,7 +449,8 @@ def _string(value: str, operator: str, right: Value) -> str:
 
 def _strings(value: str, operator: str, right: Value) -> str:
     items = json.dumps(_strings_of(right))
-    held = f"{{x | some x in {value}}}" if value else "set()"
+    # A missing or non-list value holds nothing (and must not make the engine fail).
+    held = f"{{x | v := {value}; is_array(v); some x in v}}"
     if operator in ("isAnyOf", "eq"):
         return f"count({held} & {{x | some x in {items}}}) > 0"
     if operator in ("isAllOf", "hasPart"):

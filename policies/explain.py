@@ -14,6 +14,7 @@ is also explained pattern by pattern, each with the input values it reads.
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from policies.patterns import PatternError, PatternUse, get_pattern, render
@@ -59,9 +60,23 @@ class Explanation:
         }
 
 
-async def explain(engine: PolicyEngine, module: PolicyModule, input: JSONObject) -> Explanation:
-    """The decision for `input`, and for a rendered policy each pattern's own decision."""
-    decision = await engine.decide(module, input)
+async def explain(
+    engine: PolicyEngine, modules: PolicyModule | Sequence[PolicyModule], input: JSONObject
+) -> Explanation:
+    """The decision for `input`, and for a rendered policy each pattern's own decision.
+
+    With several modules (a compiled agreement and the Rego module it binds) the decision is theirs
+    together (`PolicyEngine.decide_all`: all must allow), as the data plane decides.
+    """
+    together = [modules] if isinstance(modules, PolicyModule) else list(modules)
+    decision = await engine.decide_all(together, input)
+    results = []
+    for module in together:
+        results.extend(await _patterns(engine, module, input))
+    return Explanation(decision, tuple(results))
+
+
+async def _patterns(engine: PolicyEngine, module: PolicyModule, input: JSONObject) -> list[PatternResult]:
     results = []
     for use in patterns_in(module.source):
         alone = PolicyModule(f"{module.id}#{use.name}", render(f"tessera.explain.{use.name}", [use]))
@@ -69,7 +84,7 @@ async def explain(engine: PolicyEngine, module: PolicyModule, input: JSONObject)
         inputs = {path: _get(input, path) for path in get_pattern(use.name).input_fields}
         obligations = tuple(o.to_dict() for o in part.obligations)
         results.append(PatternResult(use.name, use.params, part.allow, part.reasons, obligations, inputs))
-    return Explanation(decision, tuple(results))
+    return results
 
 
 def patterns_in(source: str) -> list[PatternUse]:

@@ -166,6 +166,8 @@ def compact(value: JSON, key: str | None = None) -> JSON:
     if isinstance(value, dict):
         if key in _SCALARS and len(value) == 1 and ("@id" in value or "@value" in value):
             return compact(next(iter(value.values())), key)
+        if value.get("@type") == "@json":
+            return value  # a JSON literal: its value is data, not vocabulary, and its type says so
         if set(value) <= {"@value", "@type", "@language"} and "@value" in value:
             return value["@value"]
         return {
@@ -216,8 +218,14 @@ def endpoint_property(address: JSONObject, name: str) -> str | None:
     return None
 
 
-def version_document(path: str) -> JSONObject:
-    return {"protocolVersions": [{"version": VERSION, "path": path, "binding": "HTTPS"}]}
+def version_document(path: str, *, service_id: str | None = None, auth: JSONObject | None = None) -> JSONObject:
+    """`/.well-known/dspace-version`: where 2025-1 is served, and optionally its DataService id and auth."""
+    version: JSONObject = {"version": VERSION, "path": path, "binding": "HTTPS"}
+    if service_id is not None:
+        version["serviceId"] = service_id
+    if auth is not None:
+        version["auth"] = auth
+    return {"protocolVersions": [version]}
 
 
 def error(kind: str, *, provider_pid: str | None, consumer_pid: str | None, code: str, reason: list[str]) -> JSONObject:

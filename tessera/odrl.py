@@ -305,6 +305,8 @@ def _right_operand(value: JSON, where: str) -> tuple[Value, str | None]:
     if isinstance(value, list) or (isinstance(value, Mapping) and ("@list" in value or "@set" in value)):
         items = _members(value)
         return tuple(_scalar(item, f"{where}[{i}]") for i, item in enumerate(items)), None
+    if isinstance(value, Mapping) and value.get("@type") == "@json":
+        return dict(value), None  # a JSON literal (`{"@value": [...], "@type": "@json"}`), kept whole
     if isinstance(value, Mapping) and "@value" in value:
         datatype = value.get("@type")
         return _scalar(value, where), _term_at(datatype, f"{where}.@type") if datatype is not None else None

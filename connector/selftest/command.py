@@ -47,6 +47,12 @@ def selftest(
     only: Annotated[str | None, typer.Option(help="Run the scenarios whose id matches this glob or prefix.")] = None,
     schemas: Annotated[Path | None, typer.Option(help="DSP schema directory (default ../shared/dsp).")] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for a message or a state.")] = DEFAULT_WITHIN,
+    plain: Annotated[
+        bool,
+        typer.Option(
+            "--plain", help="Behave as a plain DSP peer (the TCK's message shapes, no Tessera signatures or terms)."
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
     """Run the TCK's scenarios against a running connector, validating every message, and print a table."""
@@ -71,9 +77,20 @@ def selftest(
             progress.update(task, advance=1, description=f"{result.id} {result.outcome}")
 
         results = asyncio.run(
-            _run(config, validator, peer, peer_id, management, scenarios, within=timeout, on_result=advance, err=err)
+            _run(
+                config,
+                validator,
+                peer,
+                peer_id,
+                management,
+                scenarios,
+                within=timeout,
+                plain=plain,
+                on_result=advance,
+                err=err,
+            )
         )
-    _print(results, as_json)
+    _print(results, as_json, plain)
     raise typer.Exit(1 if any(r.outcome == "failed" for r in results) else 0)
 
 
@@ -86,6 +103,7 @@ async def _run(
     scenarios: list[Scenario],
     *,
     within: float,
+    plain: bool,
     on_result: Callable[[ScenarioResult], None],
     err: Console,
 ) -> list[ScenarioResult]:
@@ -94,18 +112,20 @@ async def _run(
         if participant is None:
             err.print("[red]error:[/] its catalog needs a token addressed to it; give --peer-id")
             raise typer.Exit(2)
-        peer = Peer(config, validator, http)
+        peer = Peer(config, validator, http, plain=plain)
         target = Target(dsp_url.rstrip("/"), participant, management)
         async with peer.serving():
             return await run_all(scenarios, peer, target, within=within, on_result=on_result)
 
 
-def _print(results: list[ScenarioResult], as_json: bool) -> None:
+def _print(results: list[ScenarioResult], as_json: bool, plain: bool) -> None:
     counts = {outcome: sum(r.outcome == outcome for r in results) for outcome in STYLE}
+    mode = "plain" if plain else "tessera"
     if as_json:
-        typer.echo(json.dumps({"results": [r.to_dict() for r in results], "summary": counts}, indent=2))
+        report = {"mode": mode, "results": [r.to_dict() for r in results], "summary": counts}
+        typer.echo(json.dumps(report, indent=2))
         return
-    table = Table("id", "title", "outcome", "detail", title="DSP 2025-1 self-test")
+    table = Table("id", "title", "outcome", "detail", title=f"DSP 2025-1 self-test ({mode} peer)")
     for r in results:
         table.add_row(r.id, r.title, f"[{STYLE[r.outcome]}]{r.outcome}[/]", r.detail)
     console = Console()

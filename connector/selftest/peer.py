@@ -4,7 +4,9 @@ A `Peer` has its own participant identity (a connector directory whose key the b
 knows), so it gets access tokens addressed to the connector under test and can sign agreements. It
 serves a small callback app on its own loopback port: every message the connector under test sends
 there is checked (access token, schema), recorded, and answered as a DSP peer would (201 with the
-process for an initial request, 200 otherwise), or with an error a scenario scripted.
+process for an initial request, 200 otherwise), or with an error a scenario scripted. A plain peer
+answers as the Eclipse TCK does: 200 also for an initial request, and 200 with an empty body for an
+agreement, a verification and an event.
 """
 
 import asyncio
@@ -44,6 +46,8 @@ TRANSFER_STATE = {
     "TransferTerminationMessage": "TERMINATED",
 }
 POLL_SECONDS = 0.02
+# What the TCK answers with 200 and no body.
+EMPTY_ANSWERS = {"ContractAgreementMessage", "ContractAgreementVerificationMessage", "ContractNegotiationEventMessage"}
 
 
 @dataclass
@@ -79,8 +83,11 @@ class Participant:
 class Peer(Participant):
     """The other side of the connector under test, with an identity, a callback app and an inbox."""
 
-    def __init__(self, config: ConnectorConfig, schemas: Schemas, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self, config: ConnectorConfig, schemas: Schemas, http: httpx.AsyncClient, *, plain: bool = False
+    ) -> None:
         self.config = config
+        self.plain = plain  # behave as a plain DSP peer (the TCK), without Tessera's extensions
         self.schemas = schemas
         self.http = http
         self.signer = SigningKey.load(config.key_path)
@@ -177,6 +184,8 @@ class Peer(Participant):
         path = "/" + request.path_params["path"]
         status, answer = self._answer(path, message)
         self.inbox.append(Received(path, message, status, answer, problems))
+        if self.plain and status == 200 and message.get("@type") in EMPTY_ANSWERS:
+            return Response(status_code=200)
         return JSONResponse(answer, status_code=status)
 
     async def _token_problems(self, request: Request) -> list[str]:
@@ -194,10 +203,11 @@ class Peer(Participant):
             return self.scripted.pop(kind)
         provider_pid, consumer_pid = message.get("providerPid"), message.get("consumerPid")
         status = 200
+        created = 200 if self.plain else 201
         if path in ("/negotiations/request", "/transfers/request"):
-            provider_pid, status = new_id(), 201
+            provider_pid, status = new_id(), created
         elif path == "/negotiations/offers":
-            consumer_pid, status = new_id(), 201
+            consumer_pid, status = new_id(), created
         return status, self._track(path, kind, message, str(provider_pid or ""), str(consumer_pid or ""))
 
     def _track(

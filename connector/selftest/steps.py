@@ -72,6 +72,7 @@ class Learned(TypedDict, total=False):
     dataset: str  # the dataset under negotiation
     offer: dict[str, Any]  # the ODRL offer under negotiation
     ask: list[dict[str, Any]]  # ODRL permissions the harness asks for instead of the offer's
+    asked: list[dict[str, Any]]  # ODRL permissions the connector under test asked for or accepted last
     agreement: dict[str, Any]  # the agreement document, without its signature
     agreementId: str | None
 
@@ -176,6 +177,8 @@ class Receive:
             raise StepFailed(f"{self.kind} carries no {self.has}")
         run.learn(record.answer)
         run.learn(message)
+        if self.kind == "ContractRequestMessage" and isinstance(message.get("offer"), dict):
+            run.vars["asked"] = message["offer"].get("permission")  # what an agreement must not exceed
         if self.kind == "ContractAgreementMessage" and isinstance(message.get("agreement"), dict):
             document = {k: v for k, v in message["agreement"].items() if k != dsp.SIGNATURE}
             run.vars["agreement"], run.vars["agreementId"] = document, document.get("@id")

@@ -39,7 +39,8 @@ else := 0
 
 deny contains msg if {
 	classification_effective == "core"
-	input.caller.sub != input.agreement.assigner
+	# A missing assigner must deny too: compare through object.get (undefined would admit).
+	object.get(input, ["caller", "sub"], null) != object.get(input, ["agreement", "assigner"], null)
 	msg := sprintf("classification: core data never leaves the provider %s (caller %s)", [json.marshal(object.get(input, ["agreement", "assigner"], null)), json.marshal(object.get(input, ["caller", "sub"], null))])
 }
 

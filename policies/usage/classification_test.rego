@@ -20,6 +20,10 @@ test_core_data_never_leaves_the_provider if {
 	classification.deny == {`classification: core data never leaves the provider "did:web:provider" (caller "did:web:consumer")`} with input as {"caller": {"sub": "did:web:consumer", "security_profile": "trust_plus"}, "agreement": provider_agreement} with classification.classification_level as "core"
 }
 
+test_core_data_without_a_known_provider_is_denied if {
+	not classification.allow with input as {"caller": {"sub": "did:web:consumer", "security_profile": "trust_plus"}} with classification.classification_level as "core"
+}
+
 test_core_data_is_usable_by_the_provider_itself if {
 	classification.allow with input as {"caller": {"sub": "did:web:provider"}, "agreement": provider_agreement} with classification.classification_level as "core"
 }

@@ -30,7 +30,7 @@ mask contains "email"
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypedDict
 
@@ -184,6 +184,14 @@ class PolicyEngine:
         """
         raise NotImplementedError()  # pragma: no cover
 
+    async def decide_all(self, modules: Sequence[PolicyModule], input: JSONObject) -> Decision:
+        """Decide several modules on one input; allowed only when every one allows (`combine`).
+
+        Engines evaluate them together (the embedded engine loads them into one engine and evaluates
+        once; OPA answers one query); this fallback decides them one by one.
+        """
+        return combine([await self.decide(module, input) for module in modules])
+
     async def evaluate(
         self, modules: list[PolicyModule], query: str, input: JSON = None, data: JSON = None
     ) -> list[QueryRow]:
@@ -196,6 +204,25 @@ class PolicyEngine:
 
     async def aclose(self) -> None:
         return None
+
+
+def combine(decisions: Sequence[Decision]) -> Decision:
+    """Every decision must allow: the reasons of all that deny, in order; else the union of obligations."""
+    if not decisions:
+        return Decision(allow=False, reasons=(NO_RULE_ALLOWED,))
+    if all(d.allow for d in decisions):
+        return Decision(allow=True, obligations=[o for d in decisions for o in d.obligations])
+    reasons = [r for d in decisions if not d.allow for r in d.reasons]
+    return Decision(allow=False, reasons=dict.fromkeys(reasons))
+
+
+def packages_apart(packages: Sequence[str]) -> str | None:
+    """Why modules evaluated together would read each other's rules (one package inside another), or None."""
+    for i, outer in enumerate(packages):
+        for inner in packages[i + 1 :]:
+            if outer == inner or inner.startswith(outer + ".") or outer.startswith(inner + "."):
+                return f"modules with packages {outer} and {inner} cannot be decided together"
+    return None
 
 
 def decision_from_document(document: object) -> Decision:

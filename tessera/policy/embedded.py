@@ -9,7 +9,8 @@ reading the rules, so interleaved coroutines cannot see each other's input.
 
 import json
 import re
-from collections.abc import Iterable
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import regorus
@@ -17,7 +18,15 @@ import regorus
 from tessera.errors import PolicyCompileError, PolicyEvaluationError
 from tessera.json import JSON, JSONObject
 from tessera.policy import builtins
-from tessera.policy.base import Decision, PolicyEngine, PolicyModule, QueryRow, decision_from_document
+from tessera.policy.base import (
+    Decision,
+    PolicyEngine,
+    PolicyModule,
+    QueryRow,
+    combine,
+    decision_from_document,
+    packages_apart,
+)
 
 __all__ = ["EmbeddedRegoEngine", "ModuleRules", "load_engine", "module_rules", "regorus_error"]
 
@@ -25,6 +34,7 @@ __all__ = ["EmbeddedRegoEngine", "ModuleRules", "load_engine", "module_rules", "
 _LOCATION = re.compile(r"-->\s*(?P<file>.*?):(?P<line>\d+):(?P<column>\d+)")
 _STATIC_ERRORS = re.compile(r"is unsafe|could not find function|recursion|undefined (rule|function)|var .* is not")
 _MESSAGE = re.compile(r"^error:\s*(?P<message>.+)$", re.M)
+JOINT_ENGINES = 512  # engines kept for module combinations (one per agreement and its bound module)
 
 
 @dataclass(frozen=True)
@@ -103,7 +113,7 @@ def _load(engine: regorus.Engine, modules: Iterable[PolicyModule], data: JSON) -
 @dataclass(frozen=True)
 class _Prepared:
     engine: regorus.Engine
-    package: str
+    query: str  # the package path, or the list of several packages' documents
 
 
 class EmbeddedRegoEngine(PolicyEngine):
@@ -111,6 +121,7 @@ class EmbeddedRegoEngine(PolicyEngine):
 
     def __init__(self) -> None:
         self._prepared: dict[str, _Prepared] = {}
+        self._joint: OrderedDict[tuple[str, ...], _Prepared] = OrderedDict()
 
     async def compile(self, source: str) -> str:
         return _compile(source)[1]
@@ -120,12 +131,28 @@ class EmbeddedRegoEngine(PolicyEngine):
         try:
             prepared.engine.set_input(input)
             # As JSON: regorus cannot hand a set of objects (obligations) to Python as a set.
-            rows = json.loads(prepared.engine.eval_query_as_json(prepared.package))["result"]
+            rows = json.loads(prepared.engine.eval_query_as_json(prepared.query))["result"]
         except Exception as exc:
             problem = PolicyEvaluationError(f"policy {module.id}: {regorus_error(exc)}")
             del prepared  # see _drop_before_raising
             raise problem from None
         return decision_from_document(rows[0]["expressions"][0]["value"] if rows else None)
+
+    async def decide_all(self, modules: Sequence[PolicyModule], input: JSONObject) -> Decision:
+        """All modules in one engine, one evaluation: the query is the list of their package documents."""
+        if len(modules) < 2:
+            return await self.decide(modules[0], input) if modules else combine([])
+        prepared = self._joint_engine(modules)
+        try:
+            prepared.engine.set_input(input)
+            rows = json.loads(prepared.engine.eval_query_as_json(prepared.query))["result"]
+        except Exception as exc:
+            names = ", ".join(m.id for m in modules)
+            problem = PolicyEvaluationError(f"policies {names}: {regorus_error(exc)}")
+            del prepared  # see _drop_before_raising
+            raise problem from None
+        documents = rows[0]["expressions"][0]["value"] if rows else [None] * len(modules)
+        return combine([decision_from_document(document) for document in documents])
 
     async def evaluate(
         self, modules: list[PolicyModule], query: str, input: JSON = None, data: JSON = None
@@ -148,6 +175,30 @@ class EmbeddedRegoEngine(PolicyEngine):
 
     async def aclose(self) -> None:
         self._prepared.clear()  # drop the engines here, on the thread that made them
+        self._joint.clear()
+
+    def _joint_engine(self, modules: Sequence[PolicyModule]) -> _Prepared:
+        key = tuple(m.hash for m in modules)
+        if (prepared := self._joint.get(key)) is not None:
+            self._joint.move_to_end(key)
+            return prepared
+        engine = new_engine()
+        packages, problem = [], None
+        for module in modules:
+            try:
+                packages.append(engine.add_policy(module.id, module.source))
+            except Exception as exc:
+                problem = PolicyEvaluationError(f"policy {module.id} does not compile: {compile_error(exc).detail}")
+                break
+        if problem is None and (apart := packages_apart(packages)):
+            problem = PolicyEvaluationError(apart)
+        if problem is not None:
+            del engine  # see _drop_before_raising
+            raise problem
+        self._joint[key] = prepared = _Prepared(engine, f"[{', '.join(packages)}]")
+        if len(self._joint) > JOINT_ENGINES:
+            self._joint.popitem(last=False)  # the least recently used, dropped on this (the loop's) thread
+        return prepared
 
     def _prepare(self, module: PolicyModule) -> _Prepared:
         try:

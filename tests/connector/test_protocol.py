@@ -71,7 +71,14 @@ async def test_version_metadata_needs_no_token(provider: Site) -> None:
     async with httpx.AsyncClient() as http:
         response = await http.get(provider.config.url + "/.well-known/dspace-version")
     assert response.status_code == 200
-    assert response.json() == {"protocolVersions": [{"version": "2025-1", "path": "/dsp", "binding": "HTTPS"}]}
+    [version] = response.json()["protocolVersions"]
+    assert version == {
+        "version": "2025-1",
+        "path": "/dsp",
+        "binding": "HTTPS",
+        "serviceId": provider.dsp_url + "#data-service",  # the catalog's DataService
+        "auth": {"protocol": "OAuth", "version": "2", "profile": ["client_credentials", "private_key_jwt"]},
+    }
     assert validate_message(response.json()) == []
 
 

@@ -87,3 +87,12 @@ async def test_usage_errors_exit_2(space: Dataspace, provider: Site, tmp_path: P
     no_peer_id = await invoke("--peer", provider.dsp_url, *await harness(space), "--only", "MET*")
     assert no_peer_id.exit_code == 2
     assert "--peer-id" in no_peer_id.stderr
+
+
+async def test_plain_mode_plays_a_plain_dsp_peer(space: Dataspace, provider: Site, people_csv: Path) -> None:
+    await publish(provider, people_csv)
+    result = await invoke(*operated(provider), *await harness(space), "--plain", "--only", "CN*", "--json")
+    report = json.loads(result.stdout)
+    assert result.exit_code == 0, report
+    assert report["mode"] == "plain"
+    assert report["summary"] == {"passed": 31, "failed": 0, "skipped": 0}

@@ -1,13 +1,25 @@
-"""Transfer processes: suspension and resumption from either side, completion, push, token refresh."""
+"""Transfer processes: suspension and resumption from either side, completion, push, token refresh,
+pulls from data addresses without a Tessera data token, and a provider that starts asynchronously
+(`transfer_start = "async"`)."""
 
+import asyncio
 import json
 import sqlite3
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from tessera import dsp
 from tessera.identity import SigningKey
-from tests.dataspace import PEOPLE, Site, negotiate, publish, rows, start_transfer
+from tests.dataspace import PEOPLE, Dataspace, Site, negotiate, publish, rows, start_transfer
+from tests.utils import run_server
 
 
 async def agreed(provider: Site, consumer: Site, data: Path) -> str:
@@ -108,3 +120,117 @@ async def test_an_expired_data_token_is_refreshed_with_the_access_token(
     pulled = await consumer.api.get(f"/transfers/{transfer['id']}/data", params={"purpose": "research"})
     assert pulled.status_code == 200, pulled.text
     assert len(rows(pulled)) == len(PEOPLE)
+
+
+# -- transfer_start = "async" ---------------------------------------------------------------------------------
+
+
+async def async_provider(space: Dataspace, delay: float) -> Site:
+    config = await space.admit("provider")
+    return await space.start(replace(config, transfer_start="async", transfer_start_delay=delay))
+
+
+async def requested(consumer: Site, agreement_id: str) -> dict[str, Any]:
+    """Request a pull transfer and wait until the consumer has the provider's answer (its providerPid)."""
+    transfer = await consumer.post("/transfers", {"agreement_id": agreement_id})
+    deadline = asyncio.get_running_loop().time() + 5
+    while not transfer.get("provider_pid"):
+        assert asyncio.get_running_loop().time() < deadline, transfer
+        await asyncio.sleep(0.02)
+        transfer = (await consumer.api.get(f"/transfers/{transfer['id']}")).json()
+    return transfer
+
+
+async def test_an_async_provider_answers_requested_and_starts_afterwards(
+    space: Dataspace, consumer: Site, people_csv: Path
+) -> None:
+    provider = await async_provider(space, delay=0.5)
+    transfer = await requested(consumer, await agreed(provider, consumer, people_csv))
+    assert (await provider.api.get(f"/transfers/{transfer['provider_pid']}")).json()["state"] == "REQUESTED"
+    await consumer.wait_for(f"/transfers/{transfer['id']}", "STARTED")
+    pulled = await consumer.api.get(f"/transfers/{transfer['id']}/data", params={"purpose": "research"})
+    assert pulled.status_code == 200, pulled.text
+
+
+async def test_an_async_start_survives_a_provider_restart(space: Dataspace, consumer: Site, people_csv: Path) -> None:
+    provider = await async_provider(space, delay=1.0)
+    transfer = await requested(consumer, await agreed(provider, consumer, people_csv))
+    await provider.server.restart()
+    assert (await provider.api.get(f"/transfers/{transfer['provider_pid']}")).json()["state"] == "REQUESTED"
+    await consumer.wait_for(f"/transfers/{transfer['id']}", "STARTED")
+    await provider.wait_for(f"/transfers/{transfer['provider_pid']}", "STARTED")
+
+
+async def test_an_async_transfer_terminated_while_requested_never_starts(
+    space: Dataspace, consumer: Site, people_csv: Path
+) -> None:
+    provider = await async_provider(space, delay=0.5)
+    transfer = await requested(consumer, await agreed(provider, consumer, people_csv))
+    await consumer.post(f"/transfers/{transfer['id']}/terminate", {"reason": "changed my mind"}, 200)
+    await provider.wait_for(f"/transfers/{transfer['provider_pid']}", "TERMINATED")
+    await asyncio.sleep(0.8)  # past the start's due time
+    assert (await provider.api.get(f"/transfers/{transfer['provider_pid']}")).json()["state"] == "TERMINATED"
+    assert (await consumer.api.get(f"/transfers/{transfer['id']}")).json()["state"] == "TERMINATED"
+
+
+# -- data addresses without a Tessera data token --------------------------------------------------------------
+
+
+async def restart_with(provider: Site, consumer: Site, transfer: dict[str, Any], address: dict[str, Any]) -> None:
+    """Suspend, then start again as the provider would, with another data address (as another connector does)."""
+    await consumer.post(f"/transfers/{transfer['id']}/suspend", {}, 200)
+    start = dsp.message(
+        "TransferStartMessage", providerPid=transfer["provider_pid"], consumerPid=transfer["id"], dataAddress=address
+    )
+    headers = {"Authorization": f"Bearer {await provider.token_for(consumer.id)}"}
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{consumer.dsp_url}/transfers/{transfer['id']}/start", json=start, headers=headers)
+    assert response.status_code == 200, response.text
+
+
+async def test_the_consumer_pulls_from_an_open_address_or_with_the_header_the_address_names(
+    provider: Site, consumer: Site, people_csv: Path
+) -> None:
+    seen: list[dict[str, str]] = []
+
+    async def serve(request: Request) -> Response:
+        seen.append(dict(request.headers))
+        return Response("name\nAda\n", media_type="text/csv")
+
+    transfer = await start_transfer(consumer, await agreed(provider, consumer, people_csv))
+    async with run_server(Starlette(routes=[Route("/files/people", serve)])) as elsewhere:
+        endpoint = {
+            "@type": "DataAddress",
+            "endpointType": dsp.HTTP_ENDPOINT_TYPE,
+            "endpoint": elsewhere + "/files/people",
+        }
+        await restart_with(provider, consumer, transfer, endpoint)
+        pulled = await consumer.api.get(f"/transfers/{transfer['id']}/data")
+        assert pulled.status_code == 200, pulled.text
+        assert rows(pulled) == [{"name": "Ada"}]
+        assert "authorization" not in seen[-1]
+
+        keyed = [
+            {"@type": "EndpointProperty", "name": n, "value": v}
+            for n, v in (("authKey", "X-Api-Key"), ("authCode", "k1"))
+        ]
+        await restart_with(provider, consumer, transfer, {**endpoint, "endpointProperties": keyed})
+        assert (await consumer.api.get(f"/transfers/{transfer['id']}/data")).status_code == 200
+        assert seen[-1]["x-api-key"] == "k1" and "authorization" not in seen[-1]
+
+
+async def test_a_pull_start_without_an_endpoint_is_refused(provider: Site, consumer: Site, people_csv: Path) -> None:
+    transfer = await start_transfer(consumer, await agreed(provider, consumer, people_csv))
+    await consumer.post(f"/transfers/{transfer['id']}/suspend", {}, 200)
+    start = dsp.message(
+        "TransferStartMessage",
+        providerPid=transfer["provider_pid"],
+        consumerPid=transfer["id"],
+        dataAddress={"@type": "DataAddress", "endpointType": dsp.HTTP_ENDPOINT_TYPE},
+    )
+    headers = {"Authorization": f"Bearer {await provider.token_for(consumer.id)}"}
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{consumer.dsp_url}/transfers/{transfer['id']}/start", json=start, headers=headers)
+    assert response.status_code == 400
+    assert response.json()["@type"] == "TransferError" and "endpoint" in response.json()["reason"][0]
+    assert (await consumer.api.get(f"/transfers/{transfer['id']}")).json()["state"] == "SUSPENDED"

@@ -118,9 +118,11 @@ def allowed(response: httpx.Response) -> Any:
 
 
 def refused(response: httpx.Response) -> list[str]:
+    """The bound module's reasons for a 403. The agreement, compiled from the same offer, denies the same
+    request with reasons of its own (prefixed "agreement: "; tests/connector/test_usage_agreement.py)."""
     assert response.status_code == 403, response.text
     assert response.headers["content-type"] == "application/problem+json"
-    return response.json()["reasons"]
+    return [reason for reason in response.json()["reasons"] if not reason.startswith("agreement: ")]
 
 
 def names(records: list[dict]) -> list[str]:
@@ -149,10 +151,12 @@ async def test_consumer_pattern(space: Space) -> None:
 
 
 async def test_connector_pattern(space: Space) -> None:
-    # The usage input has no connector.id yet: the pattern can only deny, naming the missing value.
-    agreed = await agree(space, PatternUse.of("connector", allowed_connectors=[space.consumer.config.url]))
-    assert refused(await agreed.pull()) == [
-        f'connector: null not in allowed connectors ["{space.consumer.config.url}"]'
+    # connector.id is the consumer connector's DSP address (the transfer's callback address).
+    ok = await agree(space, PatternUse.of("connector", allowed_connectors=[space.consumer.dsp_url]))
+    assert names(allowed(await ok.pull())) == names(RECORDS)
+    other = await agree(space, PatternUse.of("connector", allowed_connectors=[space.consumer.config.url]))
+    assert refused(await other.pull()) == [
+        f'connector: "{space.consumer.dsp_url}" not in allowed connectors ["{space.consumer.config.url}"]'
     ]
 
 

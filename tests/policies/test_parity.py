@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from policies import read_pattern
+from policies.compiler import compile_agreement
 from policies.patterns import PATTERNS, PatternUse, render, render_policy
 from tessera.policy import EmbeddedRegoEngine, OpaServerEngine, PolicyModule, create_engine
 from tests.policies.test_engine import BROKEN, REQUEST, compile_error
@@ -94,3 +95,60 @@ async def test_opa_evaluates_raw_queries(opa: OpaServerEngine) -> None:
     module = PolicyModule("research", read_pattern("examples/research_limited"))
     rows = await opa.evaluate([module], "x := data.tessera.usage.research_limited.mask", input=REQUEST)
     assert rows == [{"expressions": [], "bindings": {"x": ["email"]}}]
+
+
+def agreements() -> list[PolicyModule]:
+    """Compiled agreements over every operand the compiler knows, plus a prohibition, a duty and alternatives."""
+    t = "https://w3id.org/tessera/v1/"
+    checks = [
+        ("purpose", "isAnyOf", ["research"]),
+        ("count", "lteq", "3"),
+        ("dateTime", "lt", "2027-01-01T00:00:00Z"),
+        ("elapsedTime", "lteq", "P30D"),
+        ("spatial", "isAnyOf", ["EU-DE"]),
+        ("recipient", "eq", "did:web:consumer.example"),
+        ("system", "eq", "https://consumer.example/connector"),
+        ("event", "isAnyOf", ["incident-response"]),
+        (t + "role", "isAnyOf", ["researcher"]),
+        (t + "jurisdiction", "isNoneOf", ["US"]),
+        (t + "securityLevel", "gteq", "trust"),
+        (t + "classification", "isNoneOf", ["core"]),
+        (t + "artifactState", "eq", "released"),
+    ]
+    every = [{"leftOperand": left, "operator": op, "rightOperand": right} for left, op, right in checks]
+    mask = {
+        "action": "anonymize",
+        "constraint": [{"leftOperand": t + "field", "operator": "isAnyOf", "rightOperand": ["email"]}],
+    }
+    documents = [
+        {"permission": [{"action": "use", "constraint": every, "duty": [mask]}]},
+        {
+            "permission": [{"action": "use", "constraint": every[:3]}, {"action": "use", "constraint": every[3:6]}],
+            "prohibition": [{"action": "use", "constraint": [every[4]]}],
+        },
+        {
+            "permission": [
+                {
+                    "action": "use",
+                    "constraint": [{"leftOperand": "moonPhase", "operator": "eq", "rightOperand": "full"}],
+                }
+            ]
+        },
+    ]
+    return [
+        compile_agreement({"@type": "Agreement", "timestamp": "2026-12-01T00:00:00Z", **d}).module for d in documents
+    ]
+
+
+async def test_compiled_agreements_with_bound_modules_decide_the_same_on_both_engines(opa: OpaServerEngine) -> None:
+    embedded = EmbeddedRegoEngine()
+    bound = [m for m in modules() if m.id in ("lib-purpose", "lib-max_uses", "research", "all", "alternatives")]
+    compared = 0
+    for law in agreements():
+        for module in bound:
+            for request in INPUTS:
+                mine = await embedded.decide_all([law, module], request)
+                theirs = await opa.decide_all([law, module], request)
+                assert mine == theirs, (law.id, module.id, request)
+                compared += 1
+    assert compared == 3 * len(bound) * len(INPUTS)

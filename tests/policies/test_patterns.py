@@ -107,6 +107,25 @@ def test_cli_new_and_explain(tessera: typer.Typer, runner: CliRunner, tmp_path: 
     assert allowed.exit_code == 0 and allowed.stdout.startswith("ALLOWED")
 
 
+def test_cli_explain_decides_an_agreement_with_its_bound_module(
+    tessera: typer.Typer, runner: CliRunner, tmp_path: Path
+) -> None:
+    runner.invoke(tessera, ["policy", "new", "max_uses", "-p", "max_uses=5", "-o", str(tmp_path)])
+    agreement = tmp_path / "agreement.json"
+    count = {"leftOperand": "count", "operator": "lteq", "rightOperand": "1"}
+    agreement.write_text(json.dumps({"@type": "Agreement", "permission": [{"action": "use", "constraint": [count]}]}))
+    request = tmp_path / "in.json"
+    request.write_text(json.dumps({"uses": 1}))
+    both = ["policy", "explain", "-d", str(tmp_path / "max_uses.rego"), "-a", str(agreement), "-i", str(request)]
+    denied = runner.invoke(tessera, [*both, "--json"])
+    assert denied.exit_code == 1, denied.output
+    assert json.loads(denied.stdout)["reasons"] == ['agreement: count lteq "1" does not hold (this would be use 2)']
+    alone = runner.invoke(tessera, ["policy", "explain", "-a", str(agreement), "-i", str(request)])
+    assert alone.exit_code == 1 and alone.stdout.startswith("DENIED")
+    request.write_text(json.dumps({"uses": 0}))
+    assert runner.invoke(tessera, both).exit_code == 0
+
+
 def test_cli_new_with_params_and_errors(tessera: typer.Typer, runner: CliRunner, tmp_path: Path) -> None:
     result = runner.invoke(tessera, ["policy", "new", "purpose", "-p", 'allowed_purposes=["x"]', "-o", str(tmp_path)])
     assert result.exit_code == 0

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import ijson
+import sqlmodel
 from pydantic import BaseModel, Field, field_validator
-from sqlmodel import Field as Column
 from sqlmodel import SQLModel
 
 from tessera.clock import rfc3339, utcnow
@@ -43,13 +43,13 @@ class AssetCreate(BaseModel):
 
 
 class Asset(SQLModel, table=True):
-    id: str = Column(primary_key=True)
+    id: str = sqlmodel.Field(primary_key=True)
     title: str
     description: str = ""
-    keywords: list[str] = Column(default_factory=list, sa_type=Json)
+    keywords: list[str] = sqlmodel.Field(default_factory=list, sa_type=Json)
     format: str
     path: str
-    created_at: Timestamp = Column(default_factory=utcnow, sa_type=UtcDateTime)
+    created_at: Timestamp = sqlmodel.Field(default_factory=utcnow, sa_type=UtcDateTime)
 
     def public(self) -> dict[str, Any]:
         return {

@@ -8,8 +8,8 @@ policy (Rego, decides who sees the offer and may contract for it). In the catalo
 import hashlib
 from typing import Any, Literal
 
+import sqlmodel
 from pydantic import BaseModel, Field, model_validator
-from sqlmodel import Field as Column
 from sqlmodel import SQLModel
 
 from connector.assets import Asset
@@ -57,12 +57,12 @@ class UsagePolicy(SQLModel, table=True):
 
     __tablename__ = "usage_policy"
 
-    id: str = Column(primary_key=True)
+    id: str = sqlmodel.Field(primary_key=True)
     title: str = ""
     source: str
     package: str
     hash: str
-    created_at: Timestamp = Column(default_factory=utcnow, sa_type=UtcDateTime)
+    created_at: Timestamp = sqlmodel.Field(default_factory=utcnow, sa_type=UtcDateTime)
 
     @property
     def module(self) -> PolicyModule:
@@ -101,14 +101,14 @@ class OfferCreate(BaseModel):
 
 
 class Offer(SQLModel, table=True):
-    id: str = Column(primary_key=True)
-    asset_id: str = Column(foreign_key="asset.id", index=True)
-    usage_policy_id: str = Column(foreign_key="usage_policy.id")
-    access_policy_id: str | None = Column(default=None, foreign_key="usage_policy.id")
-    negotiation_policy_id: str | None = Column(default=None, foreign_key="usage_policy.id")
-    terms: TermsIn = Column(default_factory=TermsIn, sa_type=TermsInColumn)  # what the offer grants at most
+    id: str = sqlmodel.Field(primary_key=True)
+    asset_id: str = sqlmodel.Field(foreign_key="asset.id", index=True)
+    usage_policy_id: str = sqlmodel.Field(foreign_key="usage_policy.id")
+    access_policy_id: str | None = sqlmodel.Field(default=None, foreign_key="usage_policy.id")
+    negotiation_policy_id: str | None = sqlmodel.Field(default=None, foreign_key="usage_policy.id")
+    terms: TermsIn = sqlmodel.Field(default_factory=TermsIn, sa_type=TermsInColumn)  # what the offer grants at most
     approval: str = "auto"  # auto: the agent decides; manual: an operator accepts or counters
-    created_at: Timestamp = Column(default_factory=utcnow, sa_type=UtcDateTime)
+    created_at: Timestamp = sqlmodel.Field(default_factory=utcnow, sa_type=UtcDateTime)
 
     @property
     def granted(self) -> Terms:

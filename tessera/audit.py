@@ -10,8 +10,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
+import sqlalchemy
 from sqlalchemy import String, type_coerce
-from sqlalchemy import select as select_columns
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -105,7 +105,7 @@ class ChainReport:
 async def verify(session: AsyncSession) -> ChainReport:
     expected_prev, expected_seq, count = GENESIS, 1, 0
     connection = await session.connection()
-    for row in await connection.execute(select_columns(*_STORED).order_by(col(AuditEntry.seq))):
+    for row in await connection.execute(sqlalchemy.select(*_STORED).order_by(col(AuditEntry.seq))):
         count += 1
         if row.seq != expected_seq:
             return ChainReport(count, expected_seq, f"entry {expected_seq} is missing")

@@ -6,7 +6,6 @@ shapes the data. Consumer: `pull` fetches from the provider's data address (refr
 data token once) and hands the stream on.
 """
 
-import json
 from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
@@ -22,6 +21,7 @@ from connector.transfers import Transfer
 from tessera import audit, dsp
 from tessera.errors import BadRequest, NotEntitled, NotFound, PeerError, TesseraError
 from tessera.identity import bearer_token
+from tessera.json import load_object
 
 
 async def authorize_pull(
@@ -53,13 +53,7 @@ def _query(request: Request) -> dict[str, Any] | None:
     text = request.query_params.get("query")
     if text is None:
         return None
-    try:
-        query = json.loads(text)
-    except ValueError as exc:
-        raise BadRequest(f"query is not JSON: {exc}") from exc
-    if not isinstance(query, dict):
-        raise BadRequest("query must be a JSON object")
-    return query
+    return load_object(text, "query", BadRequest)
 
 
 async def data_token(request: Request) -> Response:
@@ -74,12 +68,7 @@ async def deletion(request: Request) -> Response:
     """A consumer reports that it deleted its copy, as a delete-after obligation required."""
     runtime = runtime_of(request)
     caller = await runtime.verifier.verify(bearer_token(request.headers.get("authorization")))
-    try:
-        report = json.loads(await request.body())
-    except ValueError as exc:
-        raise BadRequest(f"the deletion report is not JSON: {exc}") from exc
-    if not isinstance(report, dict):
-        raise BadRequest("the deletion report must be a JSON object")
+    report = load_object(await request.body(), "the deletion report", BadRequest)
     async with runtime.transaction() as session:
         transfer = await transfers.find(session, request.path_params["pid"], caller=caller, role="provider")
         await audit.append(

@@ -18,17 +18,16 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from connector import agents, agreements, processes, proposals
 from connector.negotiations import (
     Negotiation,
+    carry_out,
     find,
     get,
     log,
-    log_decision,
     offer_body,
     operator_verdict,
     propose,
     refuse,
     send,
     tell,
-    terminate,
     wait_for_operator,
 )
 from connector.runtime import Runtime
@@ -168,18 +167,25 @@ async def _answer(
     *,
     by_operator: bool = False,
 ) -> None:
-    await log_decision(session, runtime, negotiation, verdict, by_operator=by_operator)
-    if verdict.action == "accept":
+    async def accept(_terms: Terms | None) -> None:
         negotiation.move("ACCEPTED")
         tell(session, negotiation, "ContractNegotiationEventMessage", "events", eventType="ACCEPTED")
         await log(session, runtime, negotiation, "accepted", terms=negotiation.terms.to_dict())
-    elif verdict.action == "counter":
-        assert verdict.terms is not None
-        await _counter(session, runtime, negotiation, verdict.terms)
-    elif verdict.action == "terminate":
-        await terminate(session, runtime, negotiation, list(verdict.reasons), code="consumer-needs")
-    else:
-        wait_for_operator(session, negotiation, "; ".join(verdict.reasons))
+
+    async def counter(terms: Terms | None) -> None:
+        assert terms is not None
+        await _counter(session, runtime, negotiation, terms)
+
+    await carry_out(
+        session,
+        runtime,
+        negotiation,
+        verdict,
+        accept=accept,
+        counter=counter,
+        refusal_code="consumer-needs",
+        by_operator=by_operator,
+    )
 
 
 async def _counter(session: AsyncSession, runtime: Runtime, negotiation: Negotiation, wanted: Terms) -> None:

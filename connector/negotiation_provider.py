@@ -16,17 +16,15 @@ from connector import agents, agreements, catalog, processes, proposals
 from connector.catalog import Offer, UsagePolicy
 from connector.negotiations import (
     Negotiation,
+    carry_out,
     find,
     get,
     log,
-    log_decision,
     operator_verdict,
     propose,
     refuse,
     send,
     tell,
-    terminate,
-    wait_for_operator,
 )
 from connector.runtime import Runtime
 from tessera import dsp
@@ -194,17 +192,24 @@ async def _answer(
     *,
     by_operator: bool = False,
 ) -> None:
-    await log_decision(session, runtime, negotiation, verdict, by_operator=by_operator)
-    if verdict.action == "accept":
-        assert verdict.terms is not None
-        await _agree(session, runtime, negotiation, offer, usage, verdict.terms)
-    elif verdict.action == "counter":
-        assert verdict.terms is not None
-        await _counter(session, runtime, negotiation, catalog.offer_policy(offer, usage), verdict.terms)
-    elif verdict.action == "terminate":
-        await terminate(session, runtime, negotiation, list(verdict.reasons), code="contract-policy")
-    else:
-        wait_for_operator(session, negotiation, "; ".join(verdict.reasons))
+    async def accept(terms: Terms | None) -> None:
+        assert terms is not None
+        await _agree(session, runtime, negotiation, offer, usage, terms)
+
+    async def counter(terms: Terms | None) -> None:
+        assert terms is not None
+        await _counter(session, runtime, negotiation, catalog.offer_policy(offer, usage), terms)
+
+    await carry_out(
+        session,
+        runtime,
+        negotiation,
+        verdict,
+        accept=accept,
+        counter=counter,
+        refusal_code="contract-policy",
+        by_operator=by_operator,
+    )
 
 
 async def _agree(

@@ -4,6 +4,7 @@ States change only here (`Negotiation.move`), each with an audit entry, inside t
 also queues the message announcing the change.
 """
 
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, NoReturn
 
 from sqlmodel import Field
@@ -141,6 +142,33 @@ def operator_verdict(negotiation: Negotiation, action: str, counter: Terms | Non
 def wait_for_operator(session: AsyncSession, negotiation: Negotiation, why: str) -> None:
     negotiation.waiting = why
     timeline.record(session, negotiation.id, "waiting", None, detail=why)
+
+
+Step = Callable[[Terms | None], Awaitable[None]]  # one role's way to accept, or to counter, with these terms
+
+
+async def carry_out(
+    session: AsyncSession,
+    runtime: Runtime,
+    negotiation: Negotiation,
+    verdict: agents.Verdict,
+    *,
+    accept: Step,
+    counter: Step,
+    refusal_code: str,
+    by_operator: bool = False,
+) -> None:
+    """Do what an agent (or an operator) decided: each role accepts and counters its own way; terminating
+    and waiting for the operator are the same on both sides."""
+    await log_decision(session, runtime, negotiation, verdict, by_operator=by_operator)
+    if verdict.action == "accept":
+        await accept(verdict.terms)
+    elif verdict.action == "counter":
+        await counter(verdict.terms)
+    elif verdict.action == "terminate":
+        await terminate(session, runtime, negotiation, list(verdict.reasons), code=refusal_code)
+    else:
+        wait_for_operator(session, negotiation, "; ".join(verdict.reasons))
 
 
 def offer_body(negotiation: Negotiation, terms: Terms, offer_id: str) -> dict[str, Any]:

@@ -4,10 +4,11 @@ bound module alone, and record throughput with masking obligations vs without.
 
     python bench/policy.py [--n 5000] [--records 200000] [--json]
 
-Decision: `EmbeddedRegoEngine.decide` (the decision point: cached compiled module, input, package
-document, decision convention) against the raw regorus calls it makes (`set_input` +
-`eval_query_as_json`) on the same prepared engine and inputs, interleaved in one run. Every
-decision is also checked against a plain-Python reading of the quickstart policy.
+Decision: `EmbeddedRegoEngine.decide` (the decision point: cached compiled module, input, the
+convention's rules, decision convention) against the raw engine: a regorus engine holding the module
+alone, queried for the package document as one would with `opa eval` (`set_input` +
+`eval_query_as_json` + `json.loads`), on the same inputs, interleaved in one run. Every decision is
+also checked against a plain-Python reading of the quickstart policy.
 Agreement: `decide_all([compiled agreement, bound module])`, the agreement being the issue's example
 (purpose isAnyOf research, count lteq 3, elapsedTime lteq P30D) compiled by `compile_agreement`,
 against the raw engine evaluating the bound module alone, interleaved on the same inputs (target: at most 1.5 times).
@@ -26,6 +27,7 @@ from policies import read_pattern
 from policies.compiler import compile_agreement
 from tessera.json import JSONObject
 from tessera.policy import Decision, EmbeddedRegoEngine, Obligation, PolicyModule
+from tessera.policy.embedded import load_engine
 from tessera.policy.obligations import apply_record_obligations
 
 
@@ -67,20 +69,22 @@ async def against_raw(
     for request in inputs[:warmup]:
         await engine.decide(BOUND, request)
         await decide(request)
-    prepared = engine._prepared[BOUND.hash]
+    plain = load_engine([BOUND])
+    query = "data.tessera.usage.research_limited"
     raw: list[float] = []
     point: list[float] = []
     wrong = 0
     for request in inputs[warmup:]:
         start = time.perf_counter_ns()
-        prepared.engine.set_input(request)
-        json.loads(prepared.engine.eval_query_as_json(prepared.query))
+        plain.set_input(request)
+        json.loads(plain.eval_query_as_json(query))
         raw.append((time.perf_counter_ns() - start) / 1000)
         start = time.perf_counter_ns()
         decision = await decide(request)
         point.append((time.perf_counter_ns() - start) / 1000)
         wrong += decision.allow != expected(request)
     await engine.aclose()
+    del plain
     result: JSONObject = {"n": n, "wrong": wrong}
     for label, times in (("raw", raw), (name, point)):
         result[label] = {"p50_us": round(percentile(times, 0.5), 1), "p99_us": round(percentile(times, 0.99), 1)}

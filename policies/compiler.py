@@ -123,40 +123,71 @@ AGREEMENTS_PACKAGE = "tessera.agreements"
 
 @dataclass(frozen=True)
 class _Operand:
-    """How a left operand is read from the usage input, and of what kind its values are."""
+    """How a left operand is read from the usage input, and of what kind its values are.
+
+    A constraint compiles to an expression that holds when the constraint does. It is written inline,
+    under `not`, only when it is total (defined for every input, never failing): OPA moves references
+    and calls out of a negated expression, so `not f(input.x)` is undefined rather than true when
+    `input.x` is missing (regorus says true), and a missing value would pass. Partial expressions
+    (times, which must be parsed) are compiled to a helper rule, `not c1`, which both engines agree on.
+    """
 
     value: str  # a Rego expression
     kind: str  # string | strings | number | instant | elapsed | rank
+    shown: str  # the value in words, for a reason
+    shown_total: bool = False  # shown is defined (and cannot fail) for every input
+    guard: str | None = None  # what must hold before `value` can be computed without an engine error
+    total: bool = False  # comparisons on value are defined for every input and never fail: they may be inlined
 
 
-_INPUT = "object.get(input, {path}, null)"
-
-
-def _at(*path: str) -> str:
-    return _INPUT.format(path=json.dumps(list(path)))
+def _input(kind: str, *path: str) -> _Operand:
+    """An operand read from the input, null when missing (total); a reason shows its JSON."""
+    value = f"object.get(input, {json.dumps(list(path))}, null)"
+    return _Operand(value, kind, shown=f"json.marshal({value})", shown_total=True, total=True)
 
 
 OPERANDS: dict[str, _Operand] = {
-    "purpose": _Operand(_at("purpose"), "string"),
-    "recipient": _Operand(_at("caller", "sub"), "string"),
-    "assignee": _Operand(_at("caller", "sub"), "string"),
-    "spatial": _Operand(_at("caller", "region"), "string"),
-    "system": _Operand(_at("connector", "id"), "string"),
-    "event": _Operand(_at("event"), "string"),
-    # The use being decided is counted; a missing or non-numeric count leaves it undefined (denies) on both engines.
-    "count": _Operand("tessera_uses + 1", "number"),
-    "dateTime": _Operand("time.parse_rfc3339_ns(input.now)", "instant"),
-    "elapsedTime": _Operand(
-        "time.parse_rfc3339_ns(input.now) - time.parse_rfc3339_ns(input.agreement.timestamp)", "elapsed"
+    "purpose": _input("string", "purpose"),
+    "recipient": _input("string", "caller", "sub"),
+    "assignee": _input("string", "caller", "sub"),
+    "spatial": _input("string", "caller", "region"),
+    "system": _input("string", "connector", "id"),
+    "event": _input("string", "event"),
+    # The use being decided is counted; a missing or non-numeric count holds nothing (denies) on both engines.
+    "count": _Operand(
+        "input.uses + 1",
+        "number",
+        shown='sprintf("this would be use %d", [input.uses + 1])',
+        guard="is_number(input.uses)",
     ),
-    TESSERA + "role": _Operand(_at("caller", "roles"), "strings"),
-    TESSERA + "jurisdiction": _Operand(_at("caller", "jurisdiction"), "string"),
-    TESSERA + "securityLevel": _Operand(_at("caller", "security_profile"), "rank"),
-    TESSERA + "classification": _Operand(_at("asset", "classification"), "string"),
-    TESSERA + "artifactState": _Operand(_at("artifact", "state"), "string"),
+    "dateTime": _Operand(
+        "time.parse_rfc3339_ns(input.now)",
+        "instant",
+        shown='concat("", ["now ", json.marshal(object.get(input, "now", null))])',
+        shown_total=True,
+    ),
+    "elapsedTime": _Operand(
+        "time.parse_rfc3339_ns(input.now) - time.parse_rfc3339_ns(input.agreement.timestamp)",
+        "elapsed",
+        shown='sprintf("elapsed %ds", [round((time.parse_rfc3339_ns(input.now) - '
+        "time.parse_rfc3339_ns(input.agreement.timestamp)) / 1000000000)])",
+    ),
+    TESSERA + "role": _input("strings", "caller", "roles"),
+    TESSERA + "jurisdiction": _input("string", "caller", "jurisdiction"),
+    TESSERA + "securityLevel": _input("rank", "caller", "security_profile"),
+    TESSERA + "classification": _input("string", "asset", "classification"),
+    TESSERA + "artifactState": _input("string", "artifact", "state"),
 }
 _SET_OPERATORS = ("isAnyOf", "isNoneOf", "isAllOf", "isPartOf", "hasPart")
 _ORDER_OPERATORS = {"lt": "<", "lteq": "<=", "gt": ">", "gteq": ">=", "eq": "==", "neq": "!="}
+_ORDER_TESTS: dict[str, Callable[[int, int], bool]] = {
+    "lt": lambda a, b: a < b,
+    "lteq": lambda a, b: a <= b,
+    "gt": lambda a, b: a > b,
+    "gteq": lambda a, b: a >= b,
+    "eq": lambda a, b: a == b,
+    "neq": lambda a, b: a != b,
+}
 
 
 class _Unsupported(Exception):
@@ -184,7 +215,6 @@ def compile_policy(policy: Policy, package: str = PACKAGE) -> CompiledPolicy:
     module.add(f"# Compiled by tessera from the ODRL {policy.kind.lower()} {policy.id or ''}; do not edit.")
     module.add(f"package {package}\n")
     module.add("default allow := false\n\nallow if count(deny) == 0\n")
-    module.add(f"tessera_uses := n if {{\n\tn := {_at('uses')}\n\tis_number(n)\n}}\n")
     if _plain_use(policy):
         _lean_permission(module, policy.permissions[0].constraints)
         return CompiledPolicy(package, "\n".join(module.lines), tuple(module.problems))
@@ -252,9 +282,10 @@ def _assignee_rule(assignee: str | None) -> str:
     if assignee is None:
         return ""
     return (
-        f"\ndeny contains msg if {{\n\t{_at('caller', 'sub')} != {json.dumps(assignee)}\n"
+        # `==` under `not` is safe on both engines with the subject missing (unlike calls and `in`).
+        f"\ndeny contains msg if {{\n\tnot input.caller.sub == {json.dumps(assignee)}\n"
         f'\tmsg := sprintf("agreement: the caller %s is not the assignee %s", '
-        f"[json.marshal({_at('caller', 'sub')}), {json.dumps(json.dumps(assignee))}])\n}}\n"
+        f"[{OPERANDS['assignee'].shown}, {json.dumps(json.dumps(assignee))}])\n}}\n"
     )
 
 
@@ -268,10 +299,33 @@ def _plain_use(policy: Policy) -> bool:
 
 
 def _lean_permission(module: _Module, constraints: Sequence[AnyConstraint]) -> None:
-    module.add('deny contains "" if false\n')
+    """Each constraint inline in its own deny rule: no helper rule, so a use costs the engine only the
+    constraints' expressions (bench/policy.py)."""
+    if not constraints:
+        module.add('deny contains "" if false\n')  # deny must be defined for allow to read it
     for constraint in _pattern_parameters(module, "", constraints):
+        if isinstance(constraint, Constraint) and (inline := _inline(module, constraint)):
+            module.add(inline)
+            continue
         rule, text = _constraint(module, constraint, "permission 1")
         module.add(f"deny contains msg if {{\n\tnot {rule}\n\tmsg := {_reason(module, rule, text, constraint)}\n}}\n")
+
+
+def _inline(module: _Module, constraint: Constraint) -> str | None:
+    """The deny rule for one constraint, without a helper rule; None when it cannot be compiled."""
+    try:
+        expression = _expression(constraint)
+    except _Unsupported:
+        return None  # compiled as a rule, which records the problem
+    operand = OPERANDS[constraint.left]
+    rule, text = module.name("c"), _text(constraint)
+    if operand.total:
+        violated = expression.removeprefix("not ") if expression.startswith("not ") else f"not {expression}"
+    else:  # through a function of a constant, which `not` may safely negate
+        guard = f"{operand.guard}\n\t" if operand.guard else ""
+        module.add(f"{rule}(_) if {{\n\t{guard}{expression}\n}}\n")
+        violated = f"not {rule}(0)"
+    return f"deny contains msg if {{\n\t{violated}\n\tmsg := {_reason(module, rule, text, constraint)}\n}}\n"
 
 
 # -- rules ------------------------------------------------------------------------------------------------
@@ -376,24 +430,17 @@ def _combine(module: _Module, permissions: int) -> None:
 
 
 def _reason(module: _Module, rule: str, text: str, constraint: AnyConstraint) -> str:
-    """A Rego expression for the reason `rule` failed, naming the value it saw (always defined)."""
+    """A Rego expression for the reason `rule` failed, naming the value it saw (always defined: an
+    undefined reason would drop the denial)."""
     operand = OPERANDS.get(constraint.left) if isinstance(constraint, Constraint) else None
     if operand is None:
         return json.dumps(f"agreement: {text} does not hold")
-    # A function, not a rule: evaluating the package document then skips it unless the constraint failed.
-    module.add(f'{rule}_seen(_) := shown if {{ shown := {_shown(operand)} }} else := "unknown"\n')
-    return f'concat("", [{json.dumps(f"agreement: {text} does not hold (")}, {rule}_seen(0), ")"])'
-
-
-def _shown(operand: _Operand) -> str:
-    """A Rego expression rendering the operand's current value, for a reason."""
-    if operand.kind == "elapsed":
-        return f'sprintf("elapsed %ds", [round(({operand.value}) / {_NS})])'
-    if operand.kind == "instant":
-        return 'sprintf("now %s", [input.now])'
-    if operand.kind == "number":
-        return f'sprintf("this would be use %d", [{operand.value}])'
-    return f"json.marshal({operand.value})"
+    shown = operand.shown
+    if not operand.shown_total:  # computed only when it can be, through a function with a fallback
+        guard = f"{operand.guard}; " if operand.guard else ""
+        module.add(f'{rule}_seen(_) := shown if {{ {guard}shown := {shown} }} else := "unknown"\n')
+        shown = f"{rule}_seen(0)"
+    return f'concat("", [{json.dumps(f"agreement: {text} does not hold (")}, {shown}, ")"])'
 
 
 # -- constraints ------------------------------------------------------------------------------------------
@@ -414,16 +461,22 @@ def _constraint(module: _Module, constraint: AnyConstraint, where: str) -> tuple
         else:  # xone: exactly one holds
             module.add(f"{rule} if count([x | some x in [{', '.join(names)}]; x]) == 1\n")
         return rule, text
-    text = f"{_short(constraint.left)} {constraint.operator} {json.dumps(_plain(constraint.right))}"
+    text = _text(constraint)
     try:
-        module.add(f"{rule} if {{\n\t{_expression(constraint)}\n}}\n")
+        guard = OPERANDS[constraint.left].guard if constraint.left in OPERANDS else None
+        module.add(f"{rule} if {{\n\t{guard + chr(10) + chr(9) if guard else ''}{_expression(constraint)}\n}}\n")
     except _Unsupported as exc:
         module.problems.append(f"{where}: constraint {text}: {exc}")
         module.add(f"# {rule} cannot hold: {exc}\n")
     return rule, text
 
 
+def _text(constraint: Constraint) -> str:
+    return f"{_short(constraint.left)} {constraint.operator} {json.dumps(_plain(constraint.right))}"
+
+
 def _expression(constraint: Constraint) -> str:
+    """One Rego expression that holds when the constraint does (and is undefined or false otherwise)."""
     operand = OPERANDS.get(constraint.left)
     if operand is None:
         raise _Unsupported(f"unknown left operand {constraint.left}")
@@ -442,8 +495,8 @@ def _string(value: str, operator: str, right: Value) -> str:
     items = json.dumps(_strings_of(right))
     if operator in ("eq", "isAnyOf", "isPartOf") or (operator == "isAllOf" and len(_strings_of(right)) == 1):
         return f"{value} in {items}"
-    if operator in ("neq", "isNoneOf"):
-        return f"not {value} in {items}"
+    if operator in ("neq", "isNoneOf"):  # a missing value (null) holds nothing, this included
+        return f"not {value} in {json.dumps([None, *_strings_of(right)])}"
     raise _Unsupported(f"operator {operator} on a single value")
 
 
@@ -455,8 +508,8 @@ def _strings(value: str, operator: str, right: Value) -> str:
         return f"count({held} & {{x | some x in {items}}}) > 0"
     if operator in ("isAllOf", "hasPart"):
         return f"count({{x | some x in {items}}} - {held}) == 0"
-    if operator == "isNoneOf":
-        return f"count({held} & {{x | some x in {items}}}) == 0"
+    if operator == "isNoneOf":  # one expression, so that it stays total: a missing value holds nothing
+        return f"[is_array({value}), count({held} & {{x | some x in {items}}})] == [true, 0]"
     raise _Unsupported(f"operator {operator} on a set of values")
 
 
@@ -490,10 +543,11 @@ def _elapsed(value: str, operator: str, right: Value) -> str:
 def _rank(value: str, operator: str, right: Value) -> str:
     if right not in SECURITY_PROFILES:
         raise _Unsupported(f"security level {_plain(right)!r} is not one of {list(SECURITY_PROFILES)}")
-    levels = json.dumps(list(SECURITY_PROFILES))
-    return f"some i, level in {levels}\n\tlevel == {value}\n\t" + _ordered(
-        "i", operator, str(SECURITY_PROFILES.index(str(right)))
-    )
+    # As the levels that satisfy the comparison: membership is total (an unknown level holds nothing).
+    if operator not in _ORDER_OPERATORS:
+        raise _Unsupported(f"operator {operator} on an ordered value")
+    bound, holds = SECURITY_PROFILES.index(str(right)), _ORDER_TESTS[operator]
+    return f"{value} in {json.dumps([level for i, level in enumerate(SECURITY_PROFILES) if holds(i, bound)])}"
 
 
 def _ordered(value: str, operator: str, bound: str) -> str:

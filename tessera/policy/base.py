@@ -32,6 +32,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
 from typing import TypedDict
 
 from tessera.errors import PolicyEvaluationError
@@ -47,7 +48,7 @@ class PolicyModule:
     id: str
     source: str
 
-    @property
+    @cached_property  # read on every decision, to find the compiled engine
     def hash(self) -> str:
         """`sha256:<hex>` of the UTF-8 source: what an agreement binds."""
         return "sha256:" + hashlib.sha256(self.source.encode("utf-8")).hexdigest()
@@ -63,7 +64,7 @@ class Obligation:
     def __hash__(self) -> int:
         return hash(self.key)
 
-    @property
+    @cached_property  # params are never changed once the obligation is made
     def key(self) -> str:
         """A canonical JSON text, used to order and deduplicate obligations."""
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
@@ -102,11 +103,11 @@ class Decision:
         *,
         mask: Iterable[str] = (),
     ) -> None:
-        fields = tuple(sorted(set(mask)))
-        extra = (Obligation("mask", {"fields": list(fields)}),) if fields else ()
+        if fields := sorted(set(mask)) if mask else None:
+            obligations = (Obligation("mask", {"fields": fields}), *obligations)
         object.__setattr__(self, "allow", allow)
         object.__setattr__(self, "reasons", tuple(reasons))
-        object.__setattr__(self, "obligations", _ordered((*extra, *obligations)))
+        object.__setattr__(self, "obligations", _ordered(tuple(obligations)))
 
     def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Decision is immutable")
@@ -210,10 +211,16 @@ def combine(decisions: Sequence[Decision]) -> Decision:
     """Every decision must allow: the reasons of all that deny, in order; else the union of obligations."""
     if not decisions:
         return Decision(allow=False, reasons=(NO_RULE_ALLOWED,))
-    if all(d.allow for d in decisions):
-        return Decision(allow=True, obligations=[o for d in decisions for o in d.obligations])
-    reasons = [r for d in decisions if not d.allow for r in d.reasons]
-    return Decision(allow=False, reasons=dict.fromkeys(reasons))
+    denying = [d for d in decisions if not d.allow]
+    # One decision that says it all is returned as it is: a decision is made on every use.
+    if not denying:
+        obliging = [d for d in decisions if d.obligations]
+        if len(obliging) < 2:
+            return (obliging or decisions)[0]
+        return Decision(allow=True, obligations=[o for d in obliging for o in d.obligations])
+    if len(denying) == 1:
+        return denying[0]
+    return Decision(allow=False, reasons=dict.fromkeys(r for d in denying for r in d.reasons))
 
 
 def packages_apart(packages: Sequence[str]) -> str | None:
@@ -233,11 +240,16 @@ def decision_from_document(document: object) -> Decision:
     if document.get("allow") is not True or reasons:
         return Decision(allow=False, reasons=reasons or (NO_RULE_ALLOWED,))
     obligations = document.get("obligations")
-    return Decision(
-        allow=True,
-        mask=_field_names(document.get("mask")),
-        obligations=_obligations(obligations) if obligations is not None else (),
-    )
+    found = _obligations(obligations) if obligations is not None else ()
+    if fields := _field_names(document.get("mask")):
+        found = (_mask(fields), *found)
+    return Decision(allow=True, obligations=found)
+
+
+@lru_cache(maxsize=256)
+def _mask(fields: tuple[str, ...]) -> Obligation:
+    """The mask obligation for `fields`, made once: most decisions of a policy mask the same fields."""
+    return Obligation("mask", {"fields": list(fields)})
 
 
 def _obligations(value: object) -> tuple[Obligation, ...]:
@@ -252,7 +264,9 @@ def _obligations(value: object) -> tuple[Obligation, ...]:
     return tuple(found)
 
 
-def _ordered(obligations: Iterable[Obligation]) -> tuple[Obligation, ...]:
+def _ordered(obligations: tuple[Obligation, ...]) -> tuple[Obligation, ...]:
+    if len(obligations) < 2:
+        return obligations  # nothing to order: no key to compute (a decision is made on every use)
     unique = {o.key: o for o in obligations}
     return tuple(sorted(unique.values(), key=lambda o: (o.kind, o.key)))
 

@@ -1,8 +1,9 @@
 """The embedded policy engine: regorus (a Rego v1 interpreter in Rust) inside this process.
 
 Each module is compiled once into a `regorus.Engine`, cached by the module's hash; a decision then
-sets the input and evaluates the package document once with `eval_query_as_json` (faster than three
-`eval_rule` calls for allow, deny and mask; measured in docs/policy-engine.md). Calls are synchronous and take tens of
+sets the input and evaluates the convention's rules the module defines with `eval_rule`, `deny` first:
+a module that denies needs nothing else, and a rule costs only itself, where a query pays ~10 µs to
+be compiled on every call (measured in docs/policy-engine.md). Calls are synchronous and take tens of
 microseconds, so they run on the event loop; there is no `await` between setting the input and
 reading the rules, so interleaved coroutines cannot see each other's input.
 """
@@ -110,10 +111,68 @@ def _load(engine: regorus.Engine, modules: Iterable[PolicyModule], data: JSON) -
 # engine before it raises.
 
 
+CONVENTION = ("deny", "allow", "mask", "obligations")  # the rules a decision reads (decision convention)
+DECISION_PACKAGE = "tessera_decision"  # the generated module that reads them, beside the modules decided
+
+
 @dataclass(frozen=True)
 class _Prepared:
+    """An engine holding the modules and the decision module; one `eval_rule` decides them all."""
+
     engine: regorus.Engine
-    query: str  # the package path, or the list of several packages' documents
+    rule: str  # data.tessera_decision.documents: one convention document per module, in order
+    as_json: bool  # regorus cannot hand a set of objects (obligations) to Python as a set
+
+    def decide(self, input: JSONObject) -> list[Decision]:
+        self.engine.set_input(input)
+        return [decision_from_document(document) for document in self._documents()]
+
+    def _documents(self) -> list[JSON]:
+        if not self.as_json:
+            try:
+                return self.engine.eval_rule(self.rule)  # type: ignore[no-any-return]
+            except TypeError:  # a set of objects where none was expected (a deny of objects)
+                pass
+        return json.loads(self.engine.eval_rule_as_json(self.rule))  # type: ignore[no-any-return]
+
+
+def _decision_module(engine: regorus.Engine, packages: Sequence[str]) -> str:
+    """Rego reading every module's convention rules into one array, evaluated as one rule.
+
+    A rule, not a query: a query is compiled again on every call (~10 µs), and one evaluation shares
+    the rules' values (allow reads deny once). A rule that can be undefined (a complete rule with no
+    default) is read through a function with an `else`, since one undefined element would leave the
+    whole array undefined; its value is then null, as it is absent from a package document.
+    """
+    rules = {found.package: found for found in module_rules(engine)}
+    lines, documents = [f"package {DECISION_PACKAGE}", ""], []
+    for i, package in enumerate(packages):
+        found = rules.get(package, ModuleRules("", package, ()))
+        fields = []
+        for name in CONVENTION:
+            if name not in found.names:
+                continue
+            if name in found.total:
+                fields.append(f'"{name}": {package}.{name}')
+                continue
+            lines.append(f"m{i}_{name}(_) := x if {{ x := {package}.{name} }} else := null")
+            fields.append(f'"{name}": m{i}_{name}(0)')
+        documents.append("{" + ", ".join(fields) + "}")
+    lines.append(f"documents := [{', '.join(documents)}]")
+    return "\n".join(lines) + "\n"
+
+
+def _with_decision(engine: regorus.Engine, packages: Sequence[str]) -> _Prepared | PolicyEvaluationError:
+    """Add the decision module to an engine holding `packages`; a problem is returned, not raised, so
+    that no traceback holds the engine (see _drop_before_raising)."""
+    if apart := packages_apart([*packages, f"data.{DECISION_PACKAGE}"]):
+        return PolicyEvaluationError(apart)
+    source = _decision_module(engine, packages)
+    try:
+        engine.add_policy(f"{DECISION_PACKAGE}.rego", source)
+    except Exception as exc:
+        return PolicyEvaluationError(f"the decision module does not compile: {regorus_error(exc)}")
+    return _Prepared(engine, f"data.{DECISION_PACKAGE}.documents", as_json='"obligations"' in source)
 
 
 class EmbeddedRegoEngine(PolicyEngine):
@@ -129,30 +188,30 @@ class EmbeddedRegoEngine(PolicyEngine):
     async def decide(self, module: PolicyModule, input: JSONObject) -> Decision:
         prepared = self._prepared.get(module.hash) or self._prepare(module)
         try:
-            prepared.engine.set_input(input)
-            # As JSON: regorus cannot hand a set of objects (obligations) to Python as a set.
-            rows = json.loads(prepared.engine.eval_query_as_json(prepared.query))["result"]
+            (decision,) = prepared.decide(input)
+        except PolicyEvaluationError:
+            raise  # the decision convention broken (a mask that is not field names)
         except Exception as exc:
             problem = PolicyEvaluationError(f"policy {module.id}: {regorus_error(exc)}")
             del prepared  # see _drop_before_raising
             raise problem from None
-        return decision_from_document(rows[0]["expressions"][0]["value"] if rows else None)
+        return decision
 
     async def decide_all(self, modules: Sequence[PolicyModule], input: JSONObject) -> Decision:
-        """All modules in one engine, one evaluation: the query is the list of their package documents."""
+        """All modules in one engine with one input; every module's rules are read, for all the reasons."""
         if len(modules) < 2:
             return await self.decide(modules[0], input) if modules else combine([])
         prepared = self._joint_engine(modules)
         try:
-            prepared.engine.set_input(input)
-            rows = json.loads(prepared.engine.eval_query_as_json(prepared.query))["result"]
+            decisions = prepared.decide(input)
+        except PolicyEvaluationError:
+            raise  # the decision convention broken (a mask that is not field names)
         except Exception as exc:
             names = ", ".join(m.id for m in modules)
             problem = PolicyEvaluationError(f"policies {names}: {regorus_error(exc)}")
             del prepared  # see _drop_before_raising
             raise problem from None
-        documents = rows[0]["expressions"][0]["value"] if rows else [None] * len(modules)
-        return combine([decision_from_document(document) for document in documents])
+        return combine(decisions)
 
     async def evaluate(
         self, modules: list[PolicyModule], query: str, input: JSON = None, data: JSON = None
@@ -183,19 +242,21 @@ class EmbeddedRegoEngine(PolicyEngine):
             self._joint.move_to_end(key)
             return prepared
         engine = new_engine()
-        packages, problem = [], None
+        packages: list[str] = []
         for module in modules:
             try:
                 packages.append(engine.add_policy(module.id, module.source))
             except Exception as exc:
-                problem = PolicyEvaluationError(f"policy {module.id} does not compile: {compile_error(exc).detail}")
+                found: _Prepared | PolicyEvaluationError = PolicyEvaluationError(
+                    f"policy {module.id} does not compile: {compile_error(exc).detail}"
+                )
                 break
-        if problem is None and (apart := packages_apart(packages)):
-            problem = PolicyEvaluationError(apart)
-        if problem is not None:
+        else:
+            found = _with_decision(engine, packages)
+        if isinstance(found, PolicyEvaluationError):
             del engine  # see _drop_before_raising
-            raise problem
-        self._joint[key] = prepared = _Prepared(engine, f"[{', '.join(packages)}]")
+            raise found
+        self._joint[key] = prepared = found
         if len(self._joint) > JOINT_ENGINES:
             self._joint.popitem(last=False)  # the least recently used, dropped on this (the loop's) thread
         return prepared
@@ -205,7 +266,11 @@ class EmbeddedRegoEngine(PolicyEngine):
             engine, package = _compile(module.source, module.id)
         except PolicyCompileError as exc:
             raise PolicyEvaluationError(f"policy {module.id} does not compile: {exc.detail}") from exc
-        prepared = self._prepared[module.hash] = _Prepared(engine, package)
+        prepared = _with_decision(engine, [package])
+        if isinstance(prepared, PolicyEvaluationError):
+            del engine  # see _drop_before_raising
+            raise prepared
+        self._prepared[module.hash] = prepared
         return prepared
 
 
@@ -236,11 +301,13 @@ def _static_problem(engine: regorus.Engine, package: str) -> PolicyCompileError 
 
 @dataclass(frozen=True)
 class ModuleRules:
-    """The rules one module defines: its file (module id), package path and rule names in order."""
+    """The rules one module defines: its file (module id), package path and rule names in order;
+    `total` are those with a value for every input (a default, or a partial set)."""
 
     file: str
     package: str
     names: tuple[str, ...]
+    total: frozenset[str] = frozenset()
 
 
 def module_rules(engine: regorus.Engine) -> list[ModuleRules]:
@@ -250,8 +317,14 @@ def module_rules(engine: regorus.Engine) -> list[ModuleRules]:
         ast = policy["ast"]
         package = "data." + ".".join(_ref_parts(ast["package"]["refr"]))
         names = [name for rule in ast["rules"] if (name := _rule_name(rule))]
-        found.append(ModuleRules(policy["source"]["file"], package, tuple(dict.fromkeys(names))))
+        total = {name for rule in ast["rules"] if (name := _rule_name(rule)) and _is_total(rule)}
+        found.append(ModuleRules(policy["source"]["file"], package, tuple(dict.fromkeys(names)), frozenset(total)))
     return found
+
+
+def _is_total(rule: JSONObject) -> bool:
+    head = rule.get("Spec", {}).get("head", {})
+    return "Default" in rule or ("Set" in head and "Var" in head["Set"]["refr"])
 
 
 def _rule_name(rule: JSONObject) -> str | None:

@@ -4,7 +4,7 @@ import pytest
 
 from policies import read_pattern
 from tessera.errors import PolicyCompileError, PolicyEvaluationError
-from tessera.policy import Decision, EmbeddedRegoEngine, PolicyEngine, PolicyModule, create_engine
+from tessera.policy import Decision, EmbeddedRegoEngine, Obligation, PolicyEngine, PolicyModule, create_engine
 
 REQUEST = {
     "agreement": {
@@ -118,6 +118,34 @@ async def test_decide_denies_when_deny_is_not_empty_even_if_allow_is_true(engine
     source = 'package p\n\nallow := true\n\ndeny contains "no"\n\nmask contains "email"\n'
     decision = await engine.decide(PolicyModule(id="p", source=source), {})
     assert decision == Decision(allow=False, reasons=("no",))
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        # A complete rule with no default that is undefined for this input reads as absent.
+        ('package p\n\nallow := true\n\nmask := ["email"] if input.hide\n', Decision(allow=True)),
+        ('package p\n\nallow := true\n\nmask := ["email"] if input.x\n', Decision(allow=True, mask=("email",))),
+        ('package p\n\nallow := true\n\ndeny := {"no"} if input.x\n', Decision(allow=False, reasons=("no",))),
+        # Sets of objects: deny reasons are their JSON; obligations are objects with a kind.
+        ('package p\n\nallow := true\n\ndeny contains {"why": 1}\n', Decision(allow=False, reasons=('{"why": 1}',))),
+        (
+            'package p\n\nallow := true\n\nobligations contains {"kind": "log", "level": 1}\n',
+            Decision(allow=True, obligations=(Obligation("log", {"level": 1}),)),
+        ),
+        # Rules of another name, and functions named like the convention, are not read.
+        ("package p\n\ndeny(x) := x\n\nallow := true\n", Decision(allow=True)),
+    ],
+)
+async def test_decide_reads_the_convention_rules_whatever_their_kind(
+    engine: EmbeddedRegoEngine, source: str, expected: Decision
+) -> None:
+    assert await engine.decide(PolicyModule(id="p", source=source), {"x": True}) == expected
+
+
+async def test_a_module_may_not_take_the_decision_modules_package(engine: EmbeddedRegoEngine) -> None:
+    with pytest.raises(PolicyEvaluationError, match="cannot be decided together"):
+        await engine.decide(PolicyModule(id="p", source="package tessera_decision\n\nallow := true\n"), {})
 
 
 async def test_decide_error_raises_evaluation_error(engine: EmbeddedRegoEngine) -> None:

@@ -14,7 +14,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, TypedDict
 from urllib.parse import parse_qsl
@@ -59,10 +59,30 @@ _PARTICIPANT_ID = re.compile(r"[^\s/?#%]{1,256}")
 
 
 class ParticipantBase(SQLModel):
+    """The attributes the operator verified, which the participant's tokens carry (`CLAIMS`)."""
+
     id: str = Field(primary_key=True, max_length=256)
     org: str
     region: str
     security_profile: str
+    jurisdiction: str | None = None  # ISO 3166-1 alpha-2, where the organisation is established
+    roles: list[str] = Field(default_factory=list, sa_type=JSON)
+    industry: str | None = None
+    registry_type: str | None = None  # uscc | lei | other: the registry the organisation is identified in
+    registry_id: str | None = None  # the id there (a unified social credit code for uscc)
+
+    def claims(self) -> dict[str, object]:
+        """The verified attributes as token claims (`tessera.identity.CLAIMS`), absent ones left out."""
+        found: dict[str, object] = {"org": self.org, "region": self.region, "security_profile": self.security_profile}
+        if self.jurisdiction is not None:
+            found["jurisdiction"] = self.jurisdiction
+        if self.roles:
+            found["roles"] = list(self.roles)
+        if self.industry is not None:
+            found["industry"] = self.industry
+        if self.registry_type is not None and self.registry_id is not None:
+            found["registry_id"] = {"type": self.registry_type, "value": self.registry_id}
+        return found
 
 
 class ParticipantPublic(TypedDict):
@@ -70,6 +90,11 @@ class ParticipantPublic(TypedDict):
     org: str
     region: str
     security_profile: str
+    jurisdiction: str | None
+    roles: list[str]
+    industry: str | None
+    registry_type: str | None
+    registry_id: str | None
     suspended: bool
     jwk: dict[str, str]
 
@@ -90,6 +115,11 @@ class Participant(ParticipantBase, table=True):
             "org": self.org,
             "region": self.region,
             "security_profile": self.security_profile,
+            "jurisdiction": self.jurisdiction,
+            "roles": list(self.roles),
+            "industry": self.industry,
+            "registry_type": self.registry_type,
+            "registry_id": self.registry_id,
             "suspended": self.suspended,
             "jwk": self.jwk,
         }
@@ -130,7 +160,18 @@ def public_part(jwk: Mapping[str, object]) -> dict[str, str]:
 
 
 async def add_participant(
-    db: Database, participant_id: str, *, jwk: Mapping[str, object], org: str, region: str, security_profile: str
+    db: Database,
+    participant_id: str,
+    *,
+    jwk: Mapping[str, object],
+    org: str,
+    region: str,
+    security_profile: str,
+    jurisdiction: str | None = None,
+    roles: Sequence[str] = (),
+    industry: str | None = None,
+    registry_type: str | None = None,
+    registry_id: str | None = None,
 ) -> Participant:
     participant = Participant(
         id=check_participant_id(participant_id),
@@ -138,6 +179,11 @@ async def add_participant(
         org=org,
         region=region,
         security_profile=security_profile,
+        jurisdiction=jurisdiction,
+        roles=list(roles),
+        industry=industry,
+        registry_type=registry_type,
+        registry_id=registry_id,
     )
     async with db.session() as session:
         session.add(participant)
@@ -320,9 +366,7 @@ def access_token(signer: SigningKey, participant: ParticipantBase, *, issuer: st
         "iat": now,
         "exp": now + ACCESS_TOKEN_LIFETIME,
         "jti": str(uuid.uuid4()),
-        "org": participant.org,
-        "region": participant.region,
-        "security_profile": participant.security_profile,
+        **participant.claims(),
     }
     token = signer.sign_jwt(claims, typ=ACCESS_TOKEN_TYPE)
     return {"access_token": token, "token_type": "Bearer", "expires_in": ACCESS_TOKEN_LIFETIME}

@@ -15,6 +15,7 @@ from connector.transfers import Transfer
 from policies.explain import Explanation, explain
 from tessera.clock import rfc3339
 from tessera.errors import NotFound, PolicyEvaluationError
+from tessera.identity import CLAIMS
 
 
 async def would_get_offer(runtime: Runtime, participant_id: str, offer_id: str) -> dict[str, Any]:
@@ -80,4 +81,5 @@ async def would_use(
 async def _claims(runtime: Runtime, participant_id: str) -> dict[str, Any]:
     """A participant's attributes as the authority would put them in its access token."""
     record = await runtime.participants.record(participant_id)
-    return {"sub": participant_id} | {key: record.get(key) for key in ("org", "region", "security_profile")}
+    registry = record.get("registry_id") and {"type": record.get("registry_type"), "value": record["registry_id"]}
+    return {"sub": participant_id} | {key: record.get(key) for key in CLAIMS} | {"registry_id": registry or None}

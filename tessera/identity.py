@@ -197,6 +197,12 @@ class TokenClient:
 # -- receiver side: verifying access tokens ----------------------------------------------------------
 
 
+# The verified attributes an access token carries, as the authority recorded them (broker/authority.py):
+# org, region, security_profile, jurisdiction (ISO 3166-1 alpha-2), roles (a list), industry, and
+# registry_id ({"type": "uscc" | "lei" | "other", "value": …}).
+CLAIMS = ("org", "region", "security_profile", "jurisdiction", "roles", "industry", "registry_id")
+
+
 @dataclass(frozen=True)
 class Caller:
     """A participant whose access token verified. Attributes come from the authority, not the caller."""
@@ -208,13 +214,17 @@ class Caller:
     token_id: str | None = None
     claims: JSONObject = field(default_factory=dict, compare=False, repr=False)
 
-    def to_policy_input(self) -> dict[str, str | None]:
-        return {
-            "sub": self.participant_id,
-            "org": self.org,
-            "region": self.region,
-            "security_profile": self.security_profile,
-        }
+    def to_policy_input(self) -> JSONObject:
+        """`input.caller`: the token's subject as `sub` and every verified attribute (null when absent)."""
+        return (
+            {"sub": self.participant_id}
+            | {name: self.claims.get(name) for name in CLAIMS}
+            | {
+                "org": self.org,
+                "region": self.region,
+                "security_profile": self.security_profile,
+            }
+        )
 
 
 class JwksCache:

@@ -80,8 +80,11 @@ class Dataspace:
         save_private_key(generate_key(), self.broker_config.key_path)
         self.broker_url = await self.stack.enter_async_context(run_server(create_broker_app(self.broker_config), port))
 
-    async def admit(self, name: str, *, region: str = "EU-DE", security_profile: str = "base") -> ConnectorConfig:
-        """Create a connector identity and register it with the authority (the operator's step)."""
+    async def admit(
+        self, name: str, *, region: str = "EU-DE", security_profile: str = "base", **claims: Any
+    ) -> ConnectorConfig:
+        """Create a connector identity and register it with the authority (the operator's step); `claims`
+        are the other verified attributes (`jurisdiction`, `roles`, `industry`, `registry_type`, `registry_id`)."""
         assert self.broker_config is not None
         port = unused_port()
         directory = self.root / name
@@ -105,6 +108,7 @@ class Dataspace:
                 org=name.title(),
                 region=region,
                 security_profile=security_profile,
+                **claims,
             )
         finally:
             await db.close()

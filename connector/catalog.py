@@ -19,9 +19,9 @@ from policies.odrl import offer_from_patterns
 from policies.patterns import PatternUse, render
 from tessera import dsp
 from tessera.clock import utcnow
-from tessera.odrl import Policy, parse_policy
+from tessera.odrl import InvalidPolicy, Policy, parse_policy
 from tessera.policy import PolicyModule
-from tessera.store import JsonOf, Timestamp, UtcDateTime
+from tessera.store import Json, JsonOf, Timestamp, UtcDateTime
 from tessera.terms import Terms
 
 
@@ -90,6 +90,9 @@ class TermsInColumn(JsonOf[TermsIn]):
         return value.model_dump(mode="json")
 
 
+MAX_OFFER_CONSTRAINTS = 64
+
+
 class OfferCreate(BaseModel):
     id: str | None = Field(default=None, min_length=1, max_length=200)
     asset_id: str
@@ -98,6 +101,18 @@ class OfferCreate(BaseModel):
     negotiation_policy_id: str | None = None
     terms: TermsIn = TermsIn()
     approval: Literal["auto", "manual"] = "auto"
+    # ODRL constraints the provider states beside its usage policy's patterns (any form ODRL allows);
+    # the agreement carries them and the data plane enforces them.
+    constraints: list[dict[str, Any]] = Field(default=[], max_length=MAX_OFFER_CONSTRAINTS)
+
+    @model_validator(mode="after")
+    def _readable_constraints(self) -> "OfferCreate":
+        for i, constraint in enumerate(self.constraints):
+            try:
+                parse_policy({"permission": [{"action": "use", "constraint": [constraint]}]}, where=f"constraints[{i}]")
+            except InvalidPolicy as exc:
+                raise ValueError(exc.detail) from None
+        return self
 
 
 class Offer(SQLModel, table=True):
@@ -108,6 +123,7 @@ class Offer(SQLModel, table=True):
     negotiation_policy_id: str | None = sqlmodel.Field(default=None, foreign_key="usage_policy.id")
     terms: TermsIn = sqlmodel.Field(default_factory=TermsIn, sa_type=TermsInColumn)  # what the offer grants at most
     approval: str = "auto"  # auto: the agent decides; manual: an operator accepts or counters
+    constraints: list[dict[str, Any]] = sqlmodel.Field(default_factory=list, sa_type=Json)  # stated in ODRL
     created_at: Timestamp = sqlmodel.Field(default_factory=utcnow, sa_type=UtcDateTime)
 
     @property
@@ -120,8 +136,9 @@ class Offer(SQLModel, table=True):
 
 def odrl_offer(offer: Offer, usage_policy: UsagePolicy, *, terms: Terms | None = None) -> dict[str, Any]:
     """The offer as ODRL: the usage policy's patterns as constraints and duties (when it was built from
-    library patterns), the negotiable terms, and the usage policy itself by id and content hash."""
-    negotiable = (terms or offer.granted).constraints()
+    library patterns), the constraints the provider stated, the negotiable terms, and the usage policy
+    itself by id and content hash."""
+    negotiable = [*offer.constraints, *(terms or offer.granted).constraints()]
     uses = patterns_in(usage_policy.source)
     if not uses:
         permission = [{"action": "use", "constraint": negotiable} if negotiable else {"action": "use"}]

@@ -28,7 +28,15 @@ from connector.agreements import Agreement
 from connector.app import create_app
 from connector.runtime import Runtime
 from policies.patterns import PatternUse, render
-from tests.dataspace import Dataspace, Site, dataspace, management_client, start_transfer, write_people_csv
+from tests.dataspace import (
+    Dataspace,
+    Site,
+    dataspace,
+    management_client,
+    negotiate,
+    start_transfer,
+    write_people_csv,
+)
 from tests.utils import run_server
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -457,3 +465,29 @@ async def test_a_duty_the_consumer_cannot_carry_out_means_it_may_not_keep_the_co
     assert (await agreed.pull()).status_code == 200
     copy, entry = await _copy_of(space, agreed.transfer_id)
     assert _seconds_until(copy) == 0 and entry["duty_problems"]
+
+
+async def test_an_offer_the_connector_could_not_enforce_is_refused_at_publication(space: Space) -> None:
+    provider, consumer = space.provider, space.consumer
+    asset = await provider.post("/assets", {"title": "People", "format": "csv", "path": str(space.people_csv)})
+    policy = await provider.post("/policies", {"patterns": [{"name": "max_uses", "params": {"max_uses": 5}}]})
+    offer = {"id": "stated-in-odrl", "asset_id": asset["id"], "usage_policy_id": policy["id"]}
+    moon = {"leftOperand": "https://example.org/moonPhase", "operator": "eq", "rightOperand": "full"}
+    refused = await provider.post("/offers", {**offer, "constraints": [moon]}, 400)
+    assert "the offer cannot be enforced" in refused["detail"] and "moonPhase" in refused["detail"]
+    unreadable = await provider.post("/offers", {**offer, "constraints": [{"operator": "eq"}]}, 400)
+    assert "constraints[0]" in unreadable["detail"]
+    assert (await provider.api.get("/offers/stated-in-odrl")).status_code == 404  # nothing half-published
+    # A constraint it can enforce is published, agreed and enforced like any other.
+    spatial = {"leftOperand": "spatial", "operator": "isAnyOf", "rightOperand": ["EU-DE"]}
+    published = await provider.post("/offers", {**offer, "constraints": [spatial]})
+    asked = {"provider_url": provider.dsp_url, "provider_id": provider.id}
+    catalog = await consumer.post("/catalog/request", asked, 200)
+    (odrl,) = [o for d in catalog["dataset"] for o in d["hasPolicy"] if o["@id"] == published["id"]]
+    assert spatial in odrl["permission"][0]["constraint"]
+    negotiation = await negotiate(consumer, provider, published)
+    assert negotiation["state"] == "FINALIZED", negotiation
+    transfer = await start_transfer(consumer, negotiation["agreement_id"])
+    pulled = await consumer.api.get(f"/transfers/{transfer['id']}/data", params={"purpose": "research"})
+    assert pulled.status_code == 403, pulled.text
+    assert 'agreement: spatial isAnyOf ["EU-DE"] does not hold ("EU-FR")' in pulled.json()["reasons"]

@@ -50,7 +50,7 @@ _packages = itertools.count(1)
 class Space:
     provider: Site
     provider_app: Starlette
-    consumer: Site  # region EU-FR, security profile base
+    consumer: Site  # region EU-FR, jurisdiction FR, roles member and researcher, security profile base
     consumer_app: Starlette
     people_csv: Path
 
@@ -65,9 +65,9 @@ class Space:
         return runtime
 
 
-async def _start(space: Dataspace, name: str, region: str) -> tuple[Site, Starlette]:
+async def _start(space: Dataspace, name: str, region: str, **claims: Any) -> tuple[Site, Starlette]:
     """A connector whose app (and so its runtime and clock) the test can reach."""
-    config = await space.admit(name, region=region)
+    config = await space.admit(name, region=region, **claims)
     app = create_app(config)
     await space.stack.enter_async_context(run_server(app, config.port))
     site = Site(config, await space.stack.enter_async_context(management_client(config)))
@@ -80,7 +80,9 @@ async def space(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Space
     root = tmp_path_factory.mktemp("agreement")
     async with dataspace(root / "space") as running:
         provider, app = await _start(running, "provider", "EU-DE")
-        consumer, consumer_app = await _start(running, "consumer", "EU-FR")
+        consumer, consumer_app = await _start(
+            running, "consumer", "EU-FR", jurisdiction="FR", roles=["member", "researcher"]
+        )
         yield Space(provider, app, consumer, consumer_app, write_people_csv(root / "people.csv"))
 
 
@@ -353,14 +355,50 @@ async def test_security_level_module_denies(space: Space) -> None:
     assert by_module(reasons) and reasons[0].startswith("security profile:")
 
 
-# The usage input has no value yet for these profile operands (the authority issues no roles or jurisdiction
-# claim, assets carry no classification or lifecycle state, no event is set): the agreement denies naming null,
-# and the module-denies direction is shown at the policy level (tests/policies/test_decide_all.py).
+# Roles and jurisdiction come from the consumer's token (the authority's record); both directions each.
+async def test_role_agreement_denies(space: Space) -> None:
+    module = rendered(PatternUse.of("role", required_roles=["researcher"]))
+    agreed = await agree(space, module, agreement=[constraint("tessera:role", "isAnyOf", ["auditor"])])
+    expected = 'agreement: tessera:role isAnyOf ["auditor"] does not hold (["member","researcher"])'
+    assert refused(await agreed.pull()) == [expected]
+
+
+async def test_role_module_denies(space: Space) -> None:
+    module = rendered(PatternUse.of("role", required_roles=["auditor"]))
+    agreed = await agree(space, module, agreement=[constraint(TESSERA + "role", "isAnyOf", ["researcher"])])
+    assert refused(await agreed.pull()) == ['role: caller roles ["member","researcher"] hold none of ["auditor"]']
+
+
+async def test_jurisdiction_agreement_denies(space: Space) -> None:
+    module = rendered(PatternUse.of("cross_border", home_jurisdiction="DE", allowed_jurisdictions=["FR"]))
+    agreed = await agree(space, module, agreement=[constraint("tessera:jurisdiction", "isAnyOf", ["DE"])])
+    assert refused(await agreed.pull()) == ['agreement: tessera:jurisdiction isAnyOf ["DE"] does not hold ("FR")']
+
+
+async def test_jurisdiction_module_denies(space: Space) -> None:
+    module = rendered(PatternUse.of("cross_border", home_jurisdiction="DE", allowed_jurisdictions=["CH"]))
+    agreed = await agree(space, module, agreement=[constraint(TESSERA + "jurisdiction", "isNoneOf", ["US"])])
+    assert refused(await agreed.pull()) == [
+        'jurisdiction: "FR" is neither home "DE" nor in allowed jurisdictions ["CH"]'
+    ]
+
+
+async def test_roles_and_jurisdiction_both_holding_allow(space: Space) -> None:
+    module = rendered(
+        PatternUse.of("role", required_roles=["researcher"]),
+        PatternUse.of("cross_border", home_jurisdiction="DE", allowed_jurisdictions=["FR"]),
+    )
+    terms = [constraint("tessera:role", "isAllOf", ["researcher"]), constraint("tessera:jurisdiction", "eq", "FR")]
+    agreed = await agree(space, module, agreement=terms)
+    assert (await agreed.pull()).status_code == 200
+
+
+# The usage input has no value yet for these operands (assets carry no classification or lifecycle state,
+# no event is declared): the agreement denies naming null, and the module-denies direction is shown at the
+# policy level (tests/policies/test_decide_all.py).
 @pytest.mark.parametrize(
     ("left", "right"),
     [
-        ("tessera:role", ["researcher"]),
-        ("tessera:jurisdiction", ["CH"]),
         ("tessera:classification", ["general"]),
         ("tessera:artifactState", ["released"]),
         ("event", ["incident-response"]),

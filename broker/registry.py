@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from broker import entries, events, products
-from broker.authority import Participant, read_body
+from broker.authority import Participant
 from broker.config import BrokerConfig
 from broker.entries import (
     ONLINE,
@@ -37,9 +37,11 @@ from broker.metadata import metadata_of
 from broker.quality import Quality, assess
 from broker.quotas import WriteQuota
 from broker.search import DEFAULT_LIMIT, FACETS, MAX_LIMIT, SORTS, FacetCount, SearchBackend, SearchQuery
+from tessera.bodies import read_body
 from tessera.clock import utcnow
-from tessera.errors import BadRequest, ContentTooLarge, Gone, NotEntitled, NotFound
+from tessera.errors import BadRequest, Gone, NotEntitled, NotFound
 from tessera.identity import Caller, TokenVerifier, bearer_token
+from tessera.json import parse
 from tessera.store import Database
 
 logger = logging.getLogger("broker.registry")
@@ -99,8 +101,9 @@ class RegistrationIn(BaseModel):
 
 
 def parse_registration(body: bytes) -> RegistrationIn:
+    document = parse(body, "the registration body", BadRequest)
     try:
-        return RegistrationIn.model_validate_json(body)
+        return RegistrationIn.model_validate(document)
     except ValidationError as exc:
         reasons = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()]
         raise BadRequest("invalid registration: " + "; ".join(reasons[:5]), reasons=reasons) from exc
@@ -372,9 +375,7 @@ async def put_registration(request: Request) -> Response:
     registry: Registry = request.state.registry
     participant_id = request.path_params["participant_id"]
     await registry.authorize(request, participant_id)
-    body = await read_body(request, MAX_BODY_BYTES)
-    if body is None:
-        raise ContentTooLarge(f"a registration may not exceed {MAX_BODY_BYTES} bytes")
+    body = await read_body(request, MAX_BODY_BYTES, "a registration")
     answer = await registry.push(participant_id, parse_registration(body))
     return JSONResponse(answer, status_code=201 if answer["created"] else 200)
 

@@ -19,9 +19,12 @@ from connector import copies, data_tokens, transfer_consumer, transfer_provider,
 from connector.runtime import Runtime, runtime_of
 from connector.transfers import Transfer
 from tessera import audit, dsp
+from tessera.bodies import read_body
 from tessera.errors import BadRequest, NotEntitled, NotFound, PeerError, TesseraError
 from tessera.identity import bearer_token
 from tessera.json import load_object
+
+MAX_REPORT_BYTES = 64 * 1024  # a deletion report is a few fields
 
 
 async def authorize_pull(
@@ -68,7 +71,9 @@ async def deletion(request: Request) -> Response:
     """A consumer reports that it deleted its copy, as a delete-after obligation required."""
     runtime = runtime_of(request)
     caller = await runtime.verifier.verify(bearer_token(request.headers.get("authorization")))
-    report = load_object(await request.body(), "the deletion report", BadRequest)
+    report = load_object(
+        await read_body(request, MAX_REPORT_BYTES, "deletion report"), "the deletion report", BadRequest
+    )
     async with runtime.transaction() as session:
         transfer = await transfers.find(session, request.path_params["pid"], caller=caller, role="provider")
         await audit.append(

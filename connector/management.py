@@ -44,10 +44,12 @@ from connector.processes import Process
 from connector.runtime import Runtime, runtime_of
 from connector.transfers import Transfer
 from tessera import audit
+from tessera.bodies import read_body
 from tessera.clock import rfc3339
 from tessera.errors import BadRequest, Conflict, Gone, NotFound, PeerError, TokenRejected
 from tessera.identity import bearer_token
 from tessera.ids import new_id
+from tessera.json import parse
 from tessera.problems import problem_from_error
 from tessera.terms import Terms
 
@@ -80,11 +82,10 @@ class RequireApiKey:
 
 
 async def read_model(request: Request, model: type[Model]) -> Model:
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise BadRequest(f"request body larger than {MAX_BODY_BYTES} bytes")
+    body = await read_body(request, MAX_BODY_BYTES)
+    document = parse(body or b"{}", "request body", BadRequest)
     try:
-        return model.model_validate_json(body or b"{}")
+        return model.model_validate(document)
     except ValidationError as exc:
         problems = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()]
         raise BadRequest("invalid request body: " + "; ".join(problems), reasons=problems) from exc

@@ -33,7 +33,7 @@ from connector.negotiations import Negotiation
 from connector.processes import Process
 from connector.runtime import Runtime, runtime_of
 from connector.transfers import Transfer
-from tessera import dsp
+from tessera import bodies, dsp
 from tessera.errors import InvalidMessage, TesseraError, UnknownProcess
 from tessera.identity import Caller, bearer_token, canonical_json, content_hash
 
@@ -47,10 +47,7 @@ async def authenticate(request: Request) -> Caller:
 
 
 async def read_body(request: Request) -> bytes:
-    body = await request.body()
-    if len(body) > MAX_MESSAGE_BYTES:
-        raise InvalidMessage(f"message larger than {MAX_MESSAGE_BYTES} bytes")
-    return body
+    return await bodies.read_body(request, MAX_MESSAGE_BYTES, "message")
 
 
 Endpoint = Callable[[Request, Caller, bytes], Awaitable[tuple[int, dict[str, Any]]]]

@@ -5,13 +5,12 @@ entries from other connectors are tolerated); outbound messages are always the 2
 with the pinned context, and validate against the official schemas.
 """
 
-import json
 from typing import Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tessera.errors import InvalidMessage
-from tessera.json import JSON, JSONObject
+from tessera.json import JSON, JSONObject, load_object
 
 CONTEXT = "https://w3id.org/dspace/2025/1/context.jsonld"
 VERSION = "2025-1"
@@ -112,13 +111,7 @@ M = TypeVar("M", bound=Message)
 
 def parse(body: bytes, model: type[M], *, expected_type: str) -> M:
     """Read one inbound message, or raise InvalidMessage saying what is wrong with it."""
-    try:
-        document = json.loads(body)
-    except ValueError as exc:
-        raise InvalidMessage(f"body is not JSON: {exc}") from exc
-    if not isinstance(document, dict):
-        raise InvalidMessage("a message must be a JSON object")
-    document = compact(document)
+    document = compact(load_object(body, "the message", InvalidMessage))
     if document.get("@type") != expected_type:
         raise InvalidMessage(f"expected a {expected_type}, got @type {document.get('@type')!r}")
     try:

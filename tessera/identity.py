@@ -215,10 +215,12 @@ class Caller:
     claims: JSONObject = field(default_factory=dict, compare=False, repr=False)
 
     def to_policy_input(self) -> JSONObject:
-        """`input.caller`: the token's subject as `sub` and every verified attribute (null when absent)."""
+        """`input.caller`: the token's subject as `sub` and every verified attribute (null when absent,
+        roles an empty list)."""
+        verified = {name: self.claims.get(name) for name in CLAIMS} | {"roles": self.claims.get("roles") or []}
         return (
             {"sub": self.participant_id}
-            | {name: self.claims.get(name) for name in CLAIMS}
+            | verified
             | {
                 "org": self.org,
                 "region": self.region,

@@ -4,7 +4,7 @@ import json
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -207,6 +207,57 @@ async def test_bad_messages_get_dsp_errors_and_change_nothing(
     assert validate_message(response.json()) == []
     assert (await provider.api.get("/negotiations")).json()["items"] == []
     assert (await provider.api.get("/transfers")).json()["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b'{"@type": "ContractRequestMessage", "consumerPid": NaN}', "NaN is not a JSON number"),
+        (b'{"@type": "ContractRequestMessage", "consumerPid": "\\ud800"}', "lone surrogate"),
+        (b'{"@type": "ContractRequestMessage", "@type": "x"}', "appears twice"),
+        (b'{"a": ' * 3000 + b"1" + b"}" * 3000, "nested deeper"),
+        (b"[" * 200_000 + b"]" * 200_000, "nested deeper"),
+    ],
+)
+async def test_json_that_is_not_strict_json_is_a_dsp_error(
+    space: Dataspace, provider: Site, consumer: Site, body: bytes, says: str
+) -> None:
+    response = await dsp_post(provider, "/negotiations/request", body, await token_as(space, "consumer", provider.id))
+    assert response.status_code == 400, response.text
+    answer = response.json()
+    assert answer["@type"] == "ContractNegotiationError" and validate_message(answer) == []
+    assert any(says in reason for reason in answer["reason"])
+
+
+async def test_a_body_past_the_limit_is_refused_before_it_is_read_whole(
+    space: Dataspace, provider: Site, consumer: Site
+) -> None:
+    token = await token_as(space, "consumer", provider.id)
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: the limit must hold while streaming
+        for _ in range(64):
+            yield b" " * 65536
+
+    async with httpx.AsyncClient() as http:
+        response = await http.post(
+            provider.dsp_url + "/negotiations/request", content=chunks(), headers={"Authorization": f"Bearer {token}"}
+        )
+        assert response.status_code == 413, response.text
+        assert response.json()["@type"] == "ContractNegotiationError"
+        managed = await http.post(
+            provider.config.url + "/api/assets",
+            content=chunks(),
+            headers={"Authorization": f"Bearer {provider.config.management_token}"},
+        )
+    assert managed.status_code == 413 and managed.headers["content-type"] == "application/problem+json"
+
+
+async def test_management_endpoints_take_strict_json_only(provider: Site) -> None:
+    response = await provider.api.post(
+        "/assets", content=b'{"title": "x", "format": "csv", "path": "/etc/hostname", "keywords": [NaN]}'
+    )
+    assert response.status_code == 400 and response.headers["content-type"] == "application/problem+json"
+    assert "NaN is not a JSON number" in response.json()["detail"]
 
 
 async def test_messages_after_a_final_state_are_refused(

@@ -18,7 +18,7 @@ import regorus
 
 from tessera.errors import PolicyCompileError, PolicyEvaluationError
 from tessera.json import JSON, JSONObject
-from tessera.policy import builtins
+from tessera.policy import bounds, builtins
 from tessera.policy.base import (
     Decision,
     PolicyEngine,
@@ -183,6 +183,11 @@ class EmbeddedRegoEngine(PolicyEngine):
         self._joint: OrderedDict[tuple[str, ...], _Prepared] = OrderedDict()
 
     async def compile(self, source: str) -> str:
+        """Checked within bounds, in a child process (`tessera.policy.bounds`): the module is from outside."""
+        return await bounds.compile_checked(source)
+
+    async def compile_here(self, source: str) -> str:
+        """Compiled in this process, with no bounds: for modules this process wrote or already checked."""
         return _compile(source)[1]
 
     async def decide(self, module: PolicyModule, input: JSONObject) -> Decision:

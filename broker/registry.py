@@ -9,7 +9,6 @@ transaction: offerings, search index, product lifecycle and event log together.
 import logging
 from collections.abc import Callable, Mapping
 from typing import Annotated, NotRequired, TypedDict
-from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, ValidationError, field_validator, model_validator
 from pydantic import Field as Check
@@ -43,6 +42,7 @@ from tessera.errors import BadRequest, Gone, NotEntitled, NotFound
 from tessera.identity import Caller, TokenVerifier, bearer_token
 from tessera.json import parse
 from tessera.store import Database
+from tessera.urls import check_url
 
 logger = logging.getLogger("broker.registry")
 
@@ -87,9 +87,7 @@ class RegistrationIn(BaseModel):
     @field_validator("endpoint")
     @classmethod
     def _http_url(cls, endpoint: str) -> str:
-        parts = urlsplit(endpoint)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an absolute http(s) URL")
+        check_url(endpoint, "the endpoint (an absolute http(s) URL)")
         return endpoint
 
     @model_validator(mode="after")

@@ -9,10 +9,10 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Annotated, Any, Literal, Protocol, TypeVar
 
 import httpx
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, Field, ValidationError
 from sqlmodel import SQLModel, col, select
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
@@ -52,6 +52,7 @@ from tessera.ids import new_id
 from tessera.json import parse
 from tessera.problems import problem_from_error
 from tessera.terms import Terms
+from tessera.urls import check_url
 
 MAX_BODY_BYTES = 1024 * 1024
 Model = TypeVar("Model", bound=BaseModel)
@@ -207,8 +208,11 @@ async def _wait_for_state(runtime: Runtime, found: P, wanted: set[str], within: 
 # -- consumer: catalog, negotiations, transfers ------------------------------------------------------------
 
 
+ProviderUrl = Annotated[str, AfterValidator(lambda url: check_url(url, "provider_url"))]
+
+
 class CatalogQuery(BaseModel):
-    provider_url: str = Field(min_length=1, description="the provider's DSP base URL")
+    provider_url: ProviderUrl = Field(description="the provider's DSP base URL")
     provider_id: str = Field(min_length=1)
 
 
@@ -228,7 +232,7 @@ async def request_catalog(request: Request) -> Response:
 
 class NegotiationStart(BaseModel):
     provider_id: str = Field(min_length=1)
-    provider_url: str = Field(min_length=1)
+    provider_url: ProviderUrl
     offer_id: str = Field(min_length=1)
     target: str = Field(min_length=1)
     needs: agents.Needs | None = None

@@ -133,6 +133,15 @@ class Outbox:
             await asyncio.gather(*(self._deliver(message) for message in due))
 
     async def _deliver(self, message: OutboxMessage) -> None:
+        """One message, on its own: whatever goes wrong with it is settled on it and stops no other."""
+        try:
+            await self._attempt(message)
+        except Exception as exc:  # a bug or a value no check caught: this message fails, the loop goes on
+            logger.exception("delivery of message %s failed unexpectedly", message.id)
+            await self._settle(message, "failed", f"could not be sent: {type(exc).__name__}: {exc}")
+            await self._on_failure(message)
+
+    async def _attempt(self, message: OutboxMessage) -> None:
         try:
             token = await self._tokens.token_for(message.audience)
             response = await self._http.post(
@@ -143,9 +152,11 @@ class Outbox:
             code: int | None = response.status_code
             if response.status_code < 300:
                 await self._settle(message, "delivered", code=code)
-                return await self._on_reply(message, _json_or_none(response))
+                return await self._replied(message, _json_or_none(response))
             error = f"{response.status_code}: {response.text[:500]}"
             permanent = 400 <= response.status_code < 500 and response.status_code not in (408, 425, 429)
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:  # will never be deliverable
+            error, permanent, code = f"bad address {message.url!r}: {exc}", True, None
         except (httpx.TransportError, PeerError) as exc:
             error, permanent, code = f"unreachable: {exc}", False, None
         logger.warning("delivery of message %s to %s failed: %s", message.id, message.url, error)
@@ -170,7 +181,15 @@ class Outbox:
                 status=code,
                 detail=error,
             )
-        message.status = status
+        message.status, message.attempts, message.last_error = status, stored.attempts, error
+
+    async def _replied(self, message: OutboxMessage, reply: Any) -> None:
+        try:
+            await self._on_reply(message, reply)
+        except Exception as exc:  # the message went out; what its reply should have done is logged
+            logger.exception("the reply to message %s could not be handled", message.id)
+            async with self._db.transaction() as session:
+                timeline.record(session, message.process_id, "reply-failed", message.kind, detail=str(exc))
 
     async def _retry_later(self, message: OutboxMessage, error: str, code: int | None) -> None:
         backoff = min(MAX_BACKOFF, FIRST_BACKOFF * 2**message.attempts)

@@ -15,6 +15,7 @@ from connector.transfers import Transfer, announce, get, log, send
 from tessera import dsp
 from tessera.errors import IllegalTransition, InvalidMessage, NotFound
 from tessera.identity import Caller
+from tessera.urls import check_url
 
 
 async def start(
@@ -63,6 +64,7 @@ def _take_address(transfer: Transfer, message: dsp.TransferStart) -> None:
     address = message.dataAddress
     if not address or not isinstance(address.get("endpoint"), str) or not address["endpoint"]:
         raise InvalidMessage("a pull transfer's start message needs a dataAddress with an endpoint")
+    check_url(address["endpoint"], "dataAddress.endpoint", InvalidMessage)
     transfer.data_address = address  # how to authorize the pull is the address's to say (dataplane)
 
 

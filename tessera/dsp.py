@@ -5,12 +5,13 @@ entries from other connectors are tolerated); outbound messages are always the 2
 with the pinned context, and validate against the official schemas.
 """
 
-from typing import Literal, TypeVar
+from typing import Annotated, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from tessera.errors import InvalidMessage
 from tessera.json import JSON, JSONObject, load_object
+from tessera.urls import check_url
 
 CONTEXT = "https://w3id.org/dspace/2025/1/context.jsonld"
 VERSION = "2025-1"
@@ -45,18 +46,25 @@ class OfferRef(BaseModel):
     target: str | None = None
 
 
+def _callback(value: str | None) -> str | None:
+    return None if value is None else check_url(value, "callbackAddress")
+
+
+Callback = Annotated[str | None, AfterValidator(_callback)]
+
+
 class ContractRequest(Message):
     consumerPid: str
     providerPid: str | None = None
     offer: OfferRef
-    callbackAddress: str | None = None
+    callbackAddress: Callback = None
 
 
 class ContractOffer(Message):
     providerPid: str
     consumerPid: str | None = None
     offer: OfferRef
-    callbackAddress: str | None = None
+    callbackAddress: Callback = None
 
 
 class ContractAgreement(Message):
@@ -87,7 +95,7 @@ class TransferRequest(Message):
     consumerPid: str
     agreementId: str
     format: str
-    callbackAddress: str
+    callbackAddress: Annotated[str, AfterValidator(lambda url: check_url(url, "callbackAddress"))]
     dataAddress: JSONObject | None = None
 
 

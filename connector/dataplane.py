@@ -59,7 +59,7 @@ def _query(request: Request) -> dict[str, Any] | None:
 async def data_token(request: Request) -> Response:
     """A consumer whose data token expired trades its access token for a fresh one."""
     runtime = runtime_of(request)
-    caller = await runtime.verifier.verify(bearer_token(request.headers.get("authorization")))
+    caller = await runtime.authenticate(request.headers.get("authorization"))
     token = await transfer_provider.refresh_token(runtime, caller, request.path_params["pid"])
     return JSONResponse({"token": token})
 
@@ -67,7 +67,7 @@ async def data_token(request: Request) -> Response:
 async def deletion(request: Request) -> Response:
     """A consumer reports that it deleted its copy, as a delete-after obligation required."""
     runtime = runtime_of(request)
-    caller = await runtime.verifier.verify(bearer_token(request.headers.get("authorization")))
+    caller = await runtime.authenticate(request.headers.get("authorization"))
     report = load_object(await request.body(), "the deletion report", BadRequest)
     async with runtime.transaction() as session:
         transfer = await transfers.find(session, request.path_params["pid"], caller=caller, role="provider")

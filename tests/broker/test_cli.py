@@ -42,7 +42,7 @@ def jwk_file(tmp_path: Path, name: str) -> Path:
 
 def add_participant(participant_id: str, broker_dir: str, jwk: str) -> list[str]:
     """`tessera participant add` with every required option."""
-    options = ["--org", "O", "--region", "R", "--security-profile", "P"]
+    options = ["--org", "O", "--region", "R", "--security-profile", "base"]
     return ["participant", "add", participant_id, "--broker-dir", broker_dir, "--jwk", jwk, *options]
 
 

@@ -96,33 +96,41 @@ class ParticipantStatusCache:
             raise NotEntitled(f"participant {participant_id} is suspended at the broker")
 
     async def current(self) -> ParticipantStatus:
-        """The newest verified document, fetched again first when `refresh` seconds have passed."""
-        if self._due():
+        """The newest verified document, fetched again first when `refresh` seconds have passed.
+
+        One request fetches; the others wait for it, or use the current document meanwhile if it is still
+        within the grace period.
+        """
+        if self._due() and not (self._lock.locked() and self._usable()):
             async with self._lock:
-                if self._due():  # another request may have fetched while this one waited
+                if self._due():  # the request that held the lock may have fetched already
                     await self._fetch()
-        status = self._status
-        age = time.monotonic() - self._verified_at
-        if status is None or age > self._grace or time.time() > status.expires_at + CLOCK_SKEW:
+        if self._status is None or not self._usable():
             raise StatusUnavailable(
                 f"no verified participant status from the broker for more than {self._grace:g} s "
                 f"({self._failure}); refusing every caller until it is back"
             )
-        return status
+        return self._status
 
     def _due(self) -> bool:
         return time.monotonic() - self._attempted_at >= self._refresh
 
+    def _usable(self) -> bool:
+        status = self._status
+        fresh_enough = time.monotonic() - self._verified_at <= self._grace
+        return status is not None and fresh_enough and time.time() <= status.expires_at + CLOCK_SKEW
+
     async def _fetch(self) -> None:
         """Fetch and verify the document; a failure is remembered, never raised (the grace period decides)."""
-        self._attempted_at = time.monotonic()
         try:
             fresh = await self._download()
         except TokenRejected as exc:
             self._failure = exc.detail
             logger.warning("participant status from %s refused: %s", self._url, exc.detail)
-            return
-        self._status, self._verified_at, self._failure = fresh, time.monotonic(), "none"
+        else:
+            self._status, self._verified_at, self._failure = fresh, time.monotonic(), "none"
+        finally:
+            self._attempted_at = time.monotonic()  # the next fetch is due `refresh` seconds after this one ended
 
     async def _download(self) -> ParticipantStatus:
         try:

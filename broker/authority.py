@@ -199,9 +199,7 @@ async def add_participant(
         registry_id=registry_id,
     )
     checked = check_claims(claims, security_profiles)
-    participant = Participant(
-        id=check_participant_id(participant_id), jwk=public_part(jwk), **checked.as_fields()
-    )
+    participant = Participant(id=check_participant_id(participant_id), jwk=public_part(jwk), **checked.as_fields())
     async with db.session() as session:
         session.add(participant)
         try:

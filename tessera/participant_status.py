@@ -107,8 +107,8 @@ class ParticipantStatusCache:
                     await self._fetch()
         if self._status is None or not self._usable():
             raise StatusUnavailable(
-                f"no verified participant status from the broker for more than {self._grace:g} s "
-                f"({self._failure}); refusing every caller until it is back"
+                f"no participant status from the broker verified within the last {self._grace:g} s "
+                f"(last failure: {self._failure}); refusing every caller until it is back"
             )
         return self._status
 
@@ -122,15 +122,15 @@ class ParticipantStatusCache:
 
     async def _fetch(self) -> None:
         """Fetch and verify the document; a failure is remembered, never raised (the grace period decides)."""
+        # The next fetch is due `refresh` seconds after this one ended (a cancelled one leaves it due).
         try:
             fresh = await self._download()
         except TokenRejected as exc:
-            self._failure = exc.detail
+            self._failure, self._attempted_at = exc.detail, time.monotonic()
             logger.warning("participant status from %s refused: %s", self._url, exc.detail)
         else:
             self._status, self._verified_at, self._failure = fresh, time.monotonic(), "none"
-        finally:
-            self._attempted_at = time.monotonic()  # the next fetch is due `refresh` seconds after this one ended
+            self._attempted_at = self._verified_at
 
     async def _download(self) -> ParticipantStatus:
         try:

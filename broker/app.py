@@ -55,7 +55,9 @@ def create_app(config: BrokerConfig, *, crawl: bool = True) -> Starlette:
             task = asyncio.create_task(crawler.run(), name="broker-crawler") if crawl else None
             try:
                 yield {
-                    "authority": Authority(db, signer, url=config.url),
+                    "authority": Authority(
+                        db, signer, url=config.url, status_lifetime=config.participant_status_lifetime
+                    ),
                     "registry": Registry(db, verifier, search, config, on_registered=crawler.wake),
                     "crawler": crawler,
                     "crawler_task": task,

@@ -1,10 +1,13 @@
 """The cluster's identity authority: registered participants and the token endpoint.
 
 The operator registers each participant with its public key and attributes (org, region, security
-profile). A participant's connector then authenticates with a `private_key_jwt` client assertion
+profile, jurisdiction, roles, industry, registry id), checked by `broker.claims` on admission and on
+every update. A participant's connector then authenticates with a `private_key_jwt` client assertion
 (RFC 7523) signed by that key and receives a short-lived RFC 9068 access token for one audience: the
 participant it is about to call, or the broker itself. Receivers verify tokens against
 `/.well-known/jwks.json`; the attributes in the token come from the operator's record, never from the caller.
+A suspension reaches connectors within seconds through the signed participant status document
+(`GET /participant-status`, `tessera.participant_status`), not only when tokens expire.
 
 Token errors are RFC 6749 §5.2 JSON (`{"error": …, "error_description": …}`), not problem+json, because
 OAuth clients expect that shape.
@@ -28,6 +31,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from broker import events
+from broker.claims import FIELDS, Claims, changed, check_claims
+from broker.config import DEFAULT_PARTICIPANT_STATUS_LIFETIME, DEFAULT_SECURITY_PROFILES
 from tessera.clock import utcnow
 from tessera.errors import BadRequest, Conflict, NotFound, TesseraError, TokenRejected
 from tessera.identity import (
@@ -44,6 +49,7 @@ from tessera.identity import (
     thumbprint,
     unverified_claims,
 )
+from tessera.participant_status import STATUS_MEDIA_TYPE, STATUS_PATH, sign_status
 from tessera.store import Database
 
 logger = logging.getLogger("broker.authority")
@@ -84,6 +90,10 @@ class ParticipantBase(SQLModel):
             found["registry_id"] = {"type": self.registry_type, "value": self.registry_id}
         return found
 
+    def stated(self) -> Claims:
+        """The recorded attributes, as `broker.claims` checks them."""
+        return Claims(**{name: getattr(self, name) for name in FIELDS})
+
 
 class ParticipantPublic(TypedDict):
     id: str
@@ -97,6 +107,7 @@ class ParticipantPublic(TypedDict):
     registry_id: str | None
     suspended: bool
     jwk: dict[str, str]
+    claims: dict[str, object]  # exactly what this participant's access tokens carry (`ParticipantBase.claims`)
 
 
 class Participant(ParticipantBase, table=True):
@@ -122,6 +133,7 @@ class Participant(ParticipantBase, table=True):
             "registry_id": self.registry_id,
             "suspended": self.suspended,
             "jwk": self.jwk,
+            "claims": self.claims(),
         }
 
 
@@ -172,19 +184,22 @@ async def add_participant(
     industry: str | None = None,
     registry_type: str | None = None,
     registry_id: str | None = None,
+    security_profiles: Sequence[str] = DEFAULT_SECURITY_PROFILES,
 ) -> Participant:
-    participant = Participant(
-        id=check_participant_id(participant_id),
-        jwk=public_part(jwk),
+    """Admit a participant; BadRequest names every attribute that does not hold (`broker.claims`), and
+    nothing is written then. `security_profiles` is the broker's enumeration (`BrokerConfig`)."""
+    claims = Claims(
         org=org,
         region=region,
         security_profile=security_profile,
         jurisdiction=jurisdiction,
-        roles=list(roles),
+        roles=roles,
         industry=industry,
         registry_type=registry_type,
         registry_id=registry_id,
     )
+    checked = check_claims(claims, security_profiles)
+    participant = Participant(id=check_participant_id(participant_id), jwk=public_part(jwk), **checked.as_fields())
     async with db.session() as session:
         session.add(participant)
         try:
@@ -192,6 +207,35 @@ async def add_participant(
         except IntegrityError as exc:
             raise Conflict(f"participant {participant_id!r} is already registered") from exc
     logger.info("participant %s added (org %s, region %s)", participant_id, org, region)
+    return participant
+
+
+async def update_participant(
+    db: Database,
+    participant_id: str,
+    changes: Mapping[str, object],
+    *,
+    security_profiles: Sequence[str] = DEFAULT_SECURITY_PROFILES,
+) -> Participant:
+    """Change a participant's attributes (`broker.claims.FIELDS`; None clears an optional one), checked as
+    on admission. The participant's next access token carries them; the change is an event."""
+    if not changes:
+        raise BadRequest("nothing to update: name at least one attribute")
+    async with db.session() as session:
+        participant = await session.get(Participant, participant_id)
+        if participant is None:
+            raise NotFound(f"no participant {participant_id!r}")
+        checked = check_claims(changed(participant.stated(), changes), security_profiles)
+        for name, value in checked.as_fields().items():
+            setattr(participant, name, value)
+        session.add(participant)
+        detail = {"changed": sorted(changes)}
+        await events.record(
+            await session.connection(), [events.event("operator", "participant.updated", participant_id, detail=detail)]
+        )
+        await session.commit()
+        await session.refresh(participant)
+    logger.info("participant %s updated (%s)", participant_id, ", ".join(sorted(changes)))
     return participant
 
 
@@ -263,10 +307,13 @@ class Authority:
     ```
     """
 
-    def __init__(self, db: Database, signer: SigningKey, *, url: str) -> None:
+    def __init__(
+        self, db: Database, signer: SigningKey, *, url: str, status_lifetime: int = DEFAULT_PARTICIPANT_STATUS_LIFETIME
+    ) -> None:
         self._db = db
         self._signer = signer
         self._url = url
+        self._status_lifetime = status_lifetime
         self._token_endpoint = url + "/token"
         self._pruned_at = 0.0
 
@@ -277,6 +324,13 @@ class Authority:
     @property
     def signer(self) -> SigningKey:
         return self._signer
+
+    async def participant_status(self) -> str:
+        """The signed participant status document: who is suspended now (`tessera.participant_status`)."""
+        async with self._db.session() as session:
+            suspended = await session.exec(select(Participant.id).where(col(Participant.suspended)))
+            ids = list(suspended)
+        return sign_status(self._signer, issuer=self._url, suspended=ids, lifetime=self._status_lifetime)
 
     async def issue(self, form: Mapping[str, str]) -> TokenResponse:
         grant_type = _required(form, "grant_type")
@@ -443,6 +497,12 @@ async def jwks(request: Request) -> Response:
     return JSONResponse({"keys": [authority.signer.jwk]}, headers={"Cache-Control": "public, max-age=300"})
 
 
+async def participant_status(request: Request) -> Response:
+    authority: Authority = request.state.authority
+    document = await authority.participant_status()
+    return Response(document, media_type=STATUS_MEDIA_TYPE, headers={"Cache-Control": "no-store"})
+
+
 async def participant(request: Request) -> Response:
     authority: Authority = request.state.authority
     record = await get_participant(authority.db, request.path_params["participant_id"])
@@ -452,5 +512,6 @@ async def participant(request: Request) -> Response:
 routes = [
     Route("/token", token, methods=["POST"]),
     Route("/.well-known/jwks.json", jwks, methods=["GET"]),
+    Route(STATUS_PATH, participant_status, methods=["GET"]),
     Route("/participants/{participant_id}", participant, methods=["GET"]),
 ]

@@ -16,9 +16,11 @@ from rich.console import Console
 from rich.table import Table
 
 from broker import authority, events, products
-from broker.config import BrokerConfig
+from broker.claims import FIELDS, REQUIRED
+from broker.config import DEFAULT_SECURITY_PROFILES, BrokerConfig
 from tessera.errors import TesseraError
 from tessera.identity import SigningKey, generate_key, save_private_key
+from tessera.registry_ids import REGISTRY_TYPES
 from tessera.store import Database
 
 T = TypeVar("T")
@@ -27,10 +29,12 @@ broker_app = typer.Typer(
     help="Set up and run the cluster's broker (identity authority + registry).", no_args_is_help=True
 )
 participant_app = typer.Typer(
-    help="Admit and list participants (operator commands, on the broker host).", no_args_is_help=True
+    help="Admit, update, list, suspend and resume participants (operator commands, on the broker host).",
+    no_args_is_help=True,
 )
 certificate_app = typer.Typer(help="Check data-product registration certificates offline.", no_args_is_help=True)
 
+OPTIONAL = tuple(name for name in FIELDS if name not in REQUIRED)
 BrokerDir = Annotated[Path, typer.Option("--broker-dir", help="The broker's directory (holds broker.toml).")]
 err = Console(stderr=True)
 
@@ -210,25 +214,101 @@ def _read_jwks(source: str) -> dict[str, Any]:
     return data
 
 
+ORG_HELP = "Organisation name."
+REGION_HELP = "Region, e.g. EU-DE or CN-east."
+PROFILE_HELP = (
+    "Security profile: one of the broker's `security_profiles` in broker.toml "
+    f"(default {', '.join(DEFAULT_SECURITY_PROFILES)}, low to high)."
+)
+JURISDICTION_HELP = "Where the organisation is established: ISO 3166-1 alpha-2, upper case (CN, DE)."
+ROLE_HELP = "A role or membership the tokens carry; repeat for several (e.g. --role researcher --role member)."
+INDUSTRY_HELP = "Industry code, e.g. GB/T 4754 I64 or NACE J62.01."
+REGISTRY_TYPE_HELP = f"The registry the organisation is identified in: {', '.join(REGISTRY_TYPES)}."
+REGISTRY_ID_HELP = "Its id there: an 18-character unified social credit code, a 20-character LEI, or other."
+
+
 @participant_app.command("add")
 def add(
     participant_id: Annotated[str, typer.Argument(help="Stable participant id, e.g. urn:tessera:acme.")],
     broker_dir: BrokerDir,
     jwk: Annotated[Path, typer.Option("--jwk", help="File with the participant's public key as a JWK (JSON).")],
-    org: Annotated[str, typer.Option(help="Organisation name.")],
-    region: Annotated[str, typer.Option(help="Region, e.g. EU.")],
-    security_profile: Annotated[str, typer.Option(help="Security profile, e.g. base or trusted.")],
+    org: Annotated[str, typer.Option(help=ORG_HELP)],
+    region: Annotated[str, typer.Option(help=REGION_HELP)],
+    security_profile: Annotated[str, typer.Option(help=PROFILE_HELP)],
+    jurisdiction: Annotated[str | None, typer.Option(help=JURISDICTION_HELP)] = None,
+    roles: Annotated[list[str] | None, typer.Option("--role", help=ROLE_HELP)] = None,
+    industry: Annotated[str | None, typer.Option(help=INDUSTRY_HELP)] = None,
+    registry_type: Annotated[str | None, typer.Option(help=REGISTRY_TYPE_HELP)] = None,
+    registry_id: Annotated[str | None, typer.Option(help=REGISTRY_ID_HELP)] = None,
 ) -> None:
-    """Admit a participant: its key and the attributes its tokens will carry."""
+    """Admit a participant: its key and the verified attributes its tokens will carry (checked first)."""
     config = _load(broker_dir)
     key = _read_jwk(jwk)
     record = _with_database(
         config,
         lambda db: authority.add_participant(
-            db, participant_id, jwk=key, org=org, region=region, security_profile=security_profile
+            db,
+            participant_id,
+            jwk=key,
+            org=org,
+            region=region,
+            security_profile=security_profile,
+            jurisdiction=jurisdiction,
+            roles=roles or (),
+            industry=industry,
+            registry_type=registry_type,
+            registry_id=registry_id,
+            security_profiles=config.security_profiles,
         ),
     )
     typer.echo(f"participant {record.id} added (key id {record.jwk['kid']})")
+
+
+@participant_app.command("update")
+def update(
+    participant_id: Annotated[str, typer.Argument(help="The participant to change.")],
+    broker_dir: BrokerDir,
+    org: Annotated[str | None, typer.Option(help=ORG_HELP)] = None,
+    region: Annotated[str | None, typer.Option(help=REGION_HELP)] = None,
+    security_profile: Annotated[str | None, typer.Option(help=PROFILE_HELP)] = None,
+    jurisdiction: Annotated[str | None, typer.Option(help=JURISDICTION_HELP)] = None,
+    roles: Annotated[list[str] | None, typer.Option("--role", help=ROLE_HELP + " Replaces the roles.")] = None,
+    industry: Annotated[str | None, typer.Option(help=INDUSTRY_HELP)] = None,
+    registry_type: Annotated[str | None, typer.Option(help=REGISTRY_TYPE_HELP)] = None,
+    registry_id: Annotated[str | None, typer.Option(help=REGISTRY_ID_HELP)] = None,
+    clear: Annotated[
+        list[str] | None,
+        typer.Option(help=f"Remove an optional attribute: {', '.join(OPTIONAL)}; repeatable."),
+    ] = None,
+) -> None:
+    """Change a participant's verified attributes, checked as on admission; its next token carries them."""
+    given = {
+        "org": org,
+        "region": region,
+        "security_profile": security_profile,
+        "jurisdiction": jurisdiction,
+        "roles": roles,
+        "industry": industry,
+        "registry_type": registry_type,
+        "registry_id": registry_id,
+    }
+    changes: dict[str, object] = {name: value for name, value in given.items() if value is not None}
+    for name in clear or ():
+        if name not in OPTIONAL:
+            raise _fail(f"--clear {name}: not an optional attribute; one of {', '.join(OPTIONAL)}")
+        if name in changes:
+            raise _fail(f"--clear {name} contradicts --{name.replace('_', '-')}")
+        changes[name] = None
+    if not changes:
+        raise _fail("nothing to update: give at least one attribute option or --clear")
+    config = _load(broker_dir)
+    record = _with_database(
+        config,
+        lambda db: authority.update_participant(
+            db, participant_id, changes, security_profiles=config.security_profiles
+        ),
+    )
+    typer.echo(f"participant {record.id} updated: {', '.join(sorted(changes))}")
 
 
 @participant_app.command("list")
@@ -236,25 +316,37 @@ def list_(
     broker_dir: BrokerDir,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
-    """List the admitted participants."""
+    """List the admitted participants with their verified attributes."""
     records = _with_database(_load(broker_dir), authority.list_participants)
     if as_json:
-        typer.echo(json.dumps([record.public() for record in records], indent=2))
+        typer.echo(json.dumps([record.public() for record in records], indent=2, ensure_ascii=False))
         return
     table = Table()
     table.add_column("id", no_wrap=True)
-    for name in ("org", "region", "security profile", "suspended"):
-        table.add_column(name)
+    for name in ("org", "region", "security profile", "jurisdiction", "roles", "industry", "registry id", "suspended"):
+        table.add_column(name, overflow="fold")
     table.add_column("key id", overflow="fold")
     for record in records:
-        suspended = "yes" if record.suspended else ""
-        table.add_row(record.id, record.org, record.region, record.security_profile, suspended, record.jwk["kid"])
+        registry = f"{record.registry_type}:{record.registry_id}" if record.registry_id else ""
+        table.add_row(
+            record.id,
+            record.org,
+            record.region,
+            record.security_profile,
+            record.jurisdiction or "",
+            ", ".join(record.roles),
+            record.industry or "",
+            registry,
+            "yes" if record.suspended else "",
+            record.jwk["kid"],
+        )
     Console().print(table)
 
 
 @participant_app.command("suspend")
 def suspend(participant_id: Annotated[str, typer.Argument()], broker_dir: BrokerDir) -> None:
-    """Stop issuing tokens to a participant and hide its offerings from search."""
+    """Stop issuing tokens to a participant and hide its offerings from search; connectors refuse it within
+    seconds (they read the broker's signed participant status)."""
     _with_database(_load(broker_dir), lambda db: authority.set_suspended(db, participant_id, True))
     typer.echo(f"participant {participant_id} suspended")
 

@@ -16,9 +16,12 @@ port = 8500
 # notice_period = 0             seconds of public notice before a new data product takes effect
 # registrations_per_minute = 30 write quota per participant (PUT/DELETE), bursts up to that number
 # max_offerings = 10000         offerings one participant may have registered
+# security_profiles = ["base", "trust", "trust_plus"]   the profiles participants may be admitted with, low to high
+# participant_status_lifetime = 60   seconds a signed participant status document stays valid (`exp`)
 ```
 """
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +46,10 @@ DEFAULT_DEAD_AFTER = 3 * 86400.0
 DEFAULT_HIDE_DEAD_AFTER = 86400.0
 DEFAULT_REGISTRATIONS_PER_MINUTE = 30
 DEFAULT_MAX_OFFERINGS = 10_000
+# The usage-policy patterns rank these, low to high (policies/usage/security_profile.rego).
+DEFAULT_SECURITY_PROFILES = ("base", "trust", "trust_plus")
+DEFAULT_PARTICIPANT_STATUS_LIFETIME = 60
+_PROFILE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
 _TUNING = {
     "crawl_interval": float,
     "crawl_timeout": float,
@@ -51,6 +58,7 @@ _TUNING = {
     "notice_period": float,
     "registrations_per_minute": int,
     "max_offerings": int,
+    "participant_status_lifetime": int,
 }
 
 
@@ -75,8 +83,13 @@ class BrokerConfig:
     notice_period: float = 0.0
     registrations_per_minute: int = DEFAULT_REGISTRATIONS_PER_MINUTE
     max_offerings: int = DEFAULT_MAX_OFFERINGS
+    security_profiles: tuple[str, ...] = DEFAULT_SECURITY_PROFILES
+    participant_status_lifetime: int = DEFAULT_PARTICIPANT_STATUS_LIFETIME
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "security_profiles", check_security_profiles(self.security_profiles))
+        if self.participant_status_lifetime < 1:
+            raise BadRequest("`participant_status_lifetime` must be at least 1 second")
         # Resolved, so that joining `key_path` again (dataclasses.replace) changes nothing.
         directory = Path(self.directory).resolve()
         object.__setattr__(self, "directory", directory)
@@ -102,7 +115,7 @@ class BrokerConfig:
 
     @classmethod
     def from_mapping(cls, directory: Path, data: dict[str, Any]) -> "BrokerConfig":
-        known = {"url", "host", "port", "database_url", "key_path", *_TUNING}
+        known = {"url", "host", "port", "database_url", "key_path", "security_profiles", *_TUNING}
         if unknown := sorted(set(data) - known):
             raise BadRequest(f"unknown settings in {CONFIG_FILE}: {', '.join(unknown)}")
         if not isinstance(data.get("url"), str):
@@ -117,6 +130,7 @@ class BrokerConfig:
             port=port,
             database_url=str(data.get("database_url", "")),
             key_path=Path(str(data.get("key_path", KEY_FILE))),
+            security_profiles=_profiles(data.get("security_profiles", DEFAULT_SECURITY_PROFILES)),
             **{name: _number(data, name, kind) for name, kind in _TUNING.items() if name in data},
         )
 
@@ -129,6 +143,8 @@ class BrokerConfig:
             data["key_path"] = str(self.key_path)
         defaults = BrokerConfig(directory=self.directory, url=self.url)
         data.update({name: getattr(self, name) for name in _TUNING if getattr(self, name) != getattr(defaults, name)})
+        if self.security_profiles != DEFAULT_SECURITY_PROFILES:
+            data["security_profiles"] = list(self.security_profiles)
         path = self.directory / CONFIG_FILE
         path.write_text(tomli_w.dumps(data))
         return path
@@ -150,6 +166,21 @@ def _number(data: dict[str, Any], name: str, kind: type) -> Any:
     ):
         raise BadRequest(f"`{name}` must be a non-negative {'integer' if kind is int else 'number'}, not {value!r}")
     return kind(value)
+
+
+def _profiles(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, list | tuple):
+        raise BadRequest(f"`security_profiles` must be a list of profile names, low to high, not {value!r}")
+    return tuple(value)
+
+
+def check_security_profiles(profiles: tuple[str, ...]) -> tuple[str, ...]:
+    """`profiles` if they are 1-16 distinct names of lower-case letters, digits and `_ . -`, low to high."""
+    if not 0 < len(profiles) <= 16 or len(set(profiles)) != len(profiles):
+        raise BadRequest(f"`security_profiles` must list 1-16 distinct names, not {list(profiles)!r}")
+    if bad := [p for p in profiles if not isinstance(p, str) or not _PROFILE.fullmatch(p)]:
+        raise BadRequest(f"`security_profiles`: {bad!r} are not names of lower-case letters, digits and _ . -")
+    return tuple(profiles)
 
 
 def check_url(url: str) -> str:

@@ -24,6 +24,10 @@ DEFAULT_TRANSFER_START_DELAY = 0.5  # seconds; a TCK-style peer must see our REQ
 AGREEMENT_SIGNATURES = ("when-offered", "required")
 DEFAULT_NEGOTIATION_DEADLINE = 600.0  # seconds a counter-party may take to answer a negotiation message
 DEFAULT_TRANSFER_DEADLINE = 600.0  # seconds a provider may take to start a requested transfer
+# The broker's signed participant status (tessera.participant_status): fetched again after this many
+# seconds, and trusted for at most the grace period after the last one that verified.
+DEFAULT_PARTICIPANT_STATUS_REFRESH = 3.0
+DEFAULT_PARTICIPANT_STATUS_GRACE = 30.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,6 +53,10 @@ class ConnectorConfig:
     agreement_signatures: str = "when-offered"
     negotiation_deadline: float = DEFAULT_NEGOTIATION_DEADLINE
     transfer_deadline: float = DEFAULT_TRANSFER_DEADLINE
+    # A caller the broker suspended is refused within `participant_status_refresh` seconds; when no status
+    # document has verified for `participant_status_grace` seconds, every caller is refused (fail closed).
+    participant_status_refresh: float = DEFAULT_PARTICIPANT_STATUS_REFRESH
+    participant_status_grace: float = DEFAULT_PARTICIPANT_STATUS_GRACE
 
     def __post_init__(self) -> None:
         if self.transfer_start not in TRANSFER_START_MODES:
@@ -59,9 +67,11 @@ class ConnectorConfig:
             raise ValueError(
                 f"agreement_signatures must be one of {AGREEMENT_SIGNATURES}, not {self.agreement_signatures!r}"
             )
-        for name in ("negotiation_deadline", "transfer_deadline"):
+        for name in ("negotiation_deadline", "transfer_deadline", "participant_status_refresh"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be a positive number of seconds")
+        if not self.participant_status_grace >= self.participant_status_refresh:
+            raise ValueError("participant_status_grace must be at least participant_status_refresh seconds")
         if not self.database_url:
             object.__setattr__(self, "database_url", sqlite_url(self.directory / "connector.db"))
         if not self.management_token:

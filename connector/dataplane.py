@@ -62,7 +62,7 @@ def _query(request: Request) -> dict[str, Any] | None:
 async def data_token(request: Request) -> Response:
     """A consumer whose data token expired trades its access token for a fresh one."""
     runtime = runtime_of(request)
-    caller = await runtime.verifier.verify(bearer_token(request.headers.get("authorization")))
+    caller = await runtime.authenticate(request.headers.get("authorization"))
     token = await transfer_provider.refresh_token(runtime, caller, request.path_params["pid"])
     return JSONResponse({"token": token})
 
@@ -70,10 +70,9 @@ async def data_token(request: Request) -> Response:
 async def deletion(request: Request) -> Response:
     """A consumer reports that it deleted its copy, as a delete-after obligation required."""
     runtime = runtime_of(request)
-    caller = await runtime.verifier.verify(bearer_token(request.headers.get("authorization")))
-    report = load_object(
-        await read_body(request, MAX_REPORT_BYTES, "deletion report"), "the deletion report", BadRequest
-    )
+    caller = await runtime.authenticate(request.headers.get("authorization"))
+    body = await read_body(request, MAX_REPORT_BYTES, "the deletion report")
+    report = load_object(body, "the deletion report", BadRequest)
     async with runtime.transaction() as session:
         transfer = await transfers.find(session, request.path_params["pid"], caller=caller, role="provider")
         await audit.append(

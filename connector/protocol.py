@@ -35,7 +35,7 @@ from connector.runtime import Runtime, runtime_of
 from connector.transfers import Transfer
 from tessera import bodies, dsp
 from tessera.errors import InvalidMessage, TesseraError, UnknownProcess
-from tessera.identity import Caller, bearer_token, canonical_json, content_hash
+from tessera.identity import Caller, canonical_json, content_hash
 
 logger = logging.getLogger("tessera.protocol")
 MAX_MESSAGE_BYTES = 1024 * 1024
@@ -43,7 +43,8 @@ Handler = Callable[[Request], Awaitable[Response]]
 
 
 async def authenticate(request: Request) -> Caller:
-    return await runtime_of(request).verifier.verify(bearer_token(request.headers.get("authorization")))
+    """The caller its access token proves; a participant the broker suspended is refused (403)."""
+    return await runtime_of(request).authenticate(request.headers.get("authorization"))
 
 
 async def read_body(request: Request) -> bytes:

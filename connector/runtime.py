@@ -19,7 +19,8 @@ from connector.config import ConnectorConfig
 from connector.outbox import FailureHandler, Outbox, ReplyHandler
 from tessera.clock import utcnow
 from tessera.errors import NotFound, PeerError
-from tessera.identity import JwksCache, SigningKey, TokenClient, TokenVerifier
+from tessera.identity import Caller, JwksCache, SigningKey, TokenClient, TokenVerifier, bearer_token
+from tessera.participant_status import STATUS_PATH, ParticipantStatusCache
 from tessera.policy import PolicyEngine, create_engine
 from tessera.store import Database, unit_of_work
 
@@ -77,8 +78,17 @@ class Runtime:
         self.tokens = TokenClient(
             http, signer=self.signer, participant_id=config.participant_id, authority_url=config.broker_url
         )
-        jwks = JwksCache(http, config.broker_url.rstrip("/") + "/.well-known/jwks.json")
-        self.verifier = TokenVerifier(jwks, issuer=config.broker_url.rstrip("/"), audience=config.participant_id)
+        broker = config.broker_url.rstrip("/")
+        jwks = JwksCache(http, broker + "/.well-known/jwks.json")
+        self.verifier = TokenVerifier(jwks, issuer=broker, audience=config.participant_id)
+        self.participant_status = ParticipantStatusCache(
+            http,
+            broker + STATUS_PATH,
+            jwks,
+            issuer=broker,
+            refresh=config.participant_status_refresh,
+            grace=config.participant_status_grace,
+        )
         self.participants = ParticipantDirectory(http, config.broker_url)
         self._tasks: set[asyncio.Task[None]] = set()
         self._watched: dict[str, asyncio.Event] = {}  # process id -> woken when it changes
@@ -139,6 +149,12 @@ class Runtime:
         Take it before reading the process, so a change between the read and the wait is not missed.
         """
         return self._watched.setdefault(process_id, asyncio.Event())
+
+    async def authenticate(self, authorization: str | None) -> Caller:
+        """The peer an `Authorization: Bearer` access token proves, unless the broker suspended it."""
+        caller = await self.verifier.verify(bearer_token(authorization))
+        await self.participant_status.require_active(caller.participant_id)
+        return caller
 
     async def authorization(self, audience: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {await self.tokens.token_for(audience)}"}

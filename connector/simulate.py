@@ -14,8 +14,8 @@ from connector.runtime import Runtime
 from connector.transfers import Transfer
 from policies.explain import Explanation, explain
 from tessera.clock import rfc3339
-from tessera.errors import NotFound, PolicyEvaluationError
-from tessera.identity import CLAIMS
+from tessera.errors import NotFound, PeerError, PolicyEvaluationError
+from tessera.identity import Caller
 
 
 async def would_get_offer(runtime: Runtime, participant_id: str, offer_id: str) -> dict[str, Any]:
@@ -79,7 +79,10 @@ async def would_use(
 
 
 async def _claims(runtime: Runtime, participant_id: str) -> dict[str, Any]:
-    """A participant's attributes as the authority would put them in its access token."""
+    """`input.caller` as a token of the participant would make it: the authority's record holds the very
+    claims its access tokens carry (`claims`), read through the same `Caller.to_policy_input`."""
     record = await runtime.participants.record(participant_id)
-    registry = record.get("registry_id") and {"type": record.get("registry_type"), "value": record["registry_id"]}
-    return {"sub": participant_id} | {key: record.get(key) for key in CLAIMS} | {"registry_id": registry or None}
+    claims = record.get("claims")
+    if not isinstance(claims, dict):
+        raise PeerError(f"the broker's record of {participant_id} holds no token claims")
+    return Caller.of(participant_id, claims).to_policy_input()

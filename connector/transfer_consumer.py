@@ -86,6 +86,7 @@ async def receive_push(
         raise NotFound(f"no push transfer {pid}")
     if transfer.state not in {"REQUESTED", "STARTED"}:
         raise IllegalTransition(f"transfer {pid} is {transfer.state}; it takes no data")
+    await runtime.participant_status.require_active(transfer.counterparty_id)
     await copies.store(runtime, transfer, body, media_type, copies.deadline(delete_after))
     async with runtime.transaction() as session:
         (await get(session, pid)).received = True

@@ -129,11 +129,16 @@ async def resume_by_operator(runtime: Runtime, pid: str) -> Transfer:
 
 
 async def refresh_token(runtime: Runtime, caller: Caller, pid: str) -> str:
-    """A new data token for a started pull transfer, for the consumer that holds it."""
-    async with runtime.db.session() as session:
+    """A new data token for a started pull transfer, for the consumer that holds it.
+
+    The access token it came with is fresh, so its claims replace those captured at the start: an
+    attribute the operator changed since then decides the pulls from now on.
+    """
+    async with runtime.transaction() as session:
         transfer = await find(session, pid, caller=caller, role="provider")
-    if transfer.state != "STARTED" or transfer.is_push:
-        raise IllegalTransition(f"transfer {pid} is {transfer.state}; no data token to refresh")
+        if transfer.state != "STARTED" or transfer.is_push:
+            raise IllegalTransition(f"transfer {pid} is {transfer.state}; no data token to refresh")
+        transfer.caller_claims = caller.to_policy_input()
     return data_tokens.issue(runtime, transfer_id=pid, agreement_id=transfer.agreement_id, holder=caller.participant_id)
 
 

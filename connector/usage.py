@@ -174,9 +174,13 @@ def evaluation_failed(exc: PolicyEvaluationError) -> Decision:
 async def decide_use(
     runtime: Runtime, transfer: Transfer, purpose: str | None, query: dict[str, Any] | None = None
 ) -> Use:
-    """Decide one use; count it when allowed. Raises NotEntitled carrying the reasons of both modules."""
+    """Decide one use; count it when allowed. Raises NotEntitled carrying the reasons of both modules.
+
+    A consumer the broker suspended is refused first, whatever its data token and agreement say.
+    """
     if transfer.state != "STARTED":
         raise NotEntitled(f"transfer {transfer.id} is {transfer.state}, not STARTED")
+    await runtime.participant_status.require_active(transfer.counterparty_id)
     agreement, policy, asset = await parts(runtime, transfer)
     caller = transfer.caller_claims
     async with runtime.transaction() as session:

@@ -18,6 +18,7 @@
   x Conflict                 - the request conflicts with stored state (409)
   x BadRequest               - any other invalid input on our own API (400)
     + ContentTooLarge        - a body past the size limit (413)
+  x StatusUnavailable        - the broker's signed participant status cannot be had: we refuse (503)
 
 Each error carries the HTTP status and a detail; the app's exception handler renders it as
 problem+json (management API) or a DSP error message (protocol endpoints). A subclass names its
@@ -42,6 +43,7 @@ STATUS_TITLES = {
     429: "Too many requests",
     500: "Internal error",
     502: "Bad gateway",
+    503: "Service unavailable",
 }
 
 
@@ -134,3 +136,7 @@ class BadRequest(TesseraError, status=400):
 
 class ContentTooLarge(BadRequest, status=413):
     """A request body past the endpoint's size limit."""
+
+
+class StatusUnavailable(TesseraError, status=503):
+    """No verified participant status newer than the grace period: every caller is refused (fail closed)."""

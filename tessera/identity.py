@@ -214,6 +214,18 @@ class Caller:
     token_id: str | None = None
     claims: JSONObject = field(default_factory=dict, compare=False, repr=False)
 
+    @classmethod
+    def of(cls, subject: str, claims: JSONObject, *, token_id: str | None = None) -> "Caller":
+        """The caller a verified token (or the authority's record of what its tokens carry) describes."""
+        return cls(
+            participant_id=subject,
+            org=claims.get("org"),
+            region=claims.get("region"),
+            security_profile=claims.get("security_profile"),
+            token_id=token_id,
+            claims=claims,
+        )
+
     def to_policy_input(self) -> JSONObject:
         """`input.caller`: the token's subject as `sub` and every verified attribute (null when absent,
         roles an empty list)."""
@@ -333,14 +345,7 @@ class TokenVerifier:
     async def verify(self, token: str) -> Caller:
         header = unverified_header(token, self._expect)
         claims = decode_jwt(token, await self._keys.key(str(header.get("kid"))), self._expect)
-        return Caller(
-            participant_id=claims["sub"],
-            org=claims.get("org"),
-            region=claims.get("region"),
-            security_profile=claims.get("security_profile"),
-            token_id=claims["jti"],
-            claims=claims,
-        )
+        return Caller.of(claims["sub"], claims, token_id=claims["jti"])
 
 
 def bearer_token(authorization: str | None) -> str:

@@ -5,6 +5,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import typer
@@ -42,7 +43,7 @@ def jwk_file(tmp_path: Path, name: str) -> Path:
 
 def add_participant(participant_id: str, broker_dir: str, jwk: str) -> list[str]:
     """`tessera participant add` with every required option."""
-    options = ["--org", "O", "--region", "R", "--security-profile", "P"]
+    options = ["--org", "O", "--region", "R", "--security-profile", "base"]
     return ["participant", "add", participant_id, "--broker-dir", broker_dir, "--jwk", jwk, *options]
 
 
@@ -128,3 +129,145 @@ def test_every_command_has_help(tessera: Run) -> None:
     ):
         code, out, _ = tessera(*command, "--help")
         assert code == 0 and "Usage" in out
+
+
+def _init(directory: Path) -> None:
+    assert _in_process("broker", "init", "--dir", str(directory), "--url", "https://broker.example")[0] == 0
+
+
+def _listed(tessera: Run, directory: Path) -> dict[str, Any]:
+    code, out, err = tessera("participant", "list", "--broker-dir", str(directory), "--json")
+    assert code == 0, err
+    (listed,) = json.loads(out)
+    return dict(listed)
+
+
+CLAIM_OPTIONS = [
+    "--jurisdiction",
+    "CN",
+    "--role",
+    "researcher",
+    "--role",
+    "member",
+    "--industry",
+    "I64",
+    "--registry-type",
+    "uscc",
+    "--registry-id",
+    "91350100M000100Y43",
+]
+
+
+def test_add_takes_every_claim_and_list_shows_them(tessera: Run, tmp_path: Path) -> None:
+    _init(tmp_path)
+    args = add_participant("urn:tessera:acme", str(tmp_path), str(jwk_file(tmp_path, "acme")))
+
+    code, _, err = tessera(*args, *CLAIM_OPTIONS)
+    assert code == 0, err
+
+    listed = _listed(tessera, tmp_path)
+    assert {k: listed[k] for k in ("jurisdiction", "roles", "industry", "registry_type", "registry_id")} == {
+        "jurisdiction": "CN",
+        "roles": ["researcher", "member"],
+        "industry": "I64",
+        "registry_type": "uscc",
+        "registry_id": "91350100M000100Y43",
+    }
+    assert listed["claims"]["registry_id"] == {"type": "uscc", "value": "91350100M000100Y43"}
+    assert tessera("participant", "list", "--broker-dir", str(tmp_path))[0] == 0  # the table
+
+
+@pytest.mark.parametrize(
+    ("options", "names"),
+    [
+        (["--security-profile", "trusted"], "security_profile: 'trusted' is not one of base, trust, trust_plus"),
+        (["--jurisdiction", "cn"], "jurisdiction: 'cn'"),
+        (["--registry-type", "uscc", "--registry-id", "91350100M000100Y44"], "check character (position 18)"),
+        (["--registry-type", "lei", "--registry-id", "529900T8BM49AURSDO56"], "MOD 97-10"),
+        (["--registry-id", "91350100M000100Y43"], "give both or neither"),
+        (["--role", "two words"], "roles: 'two words'"),
+    ],
+)
+def test_add_refuses_a_bad_claim_with_exit_2_naming_it(
+    tessera: Run, tmp_path: Path, options: list[str], names: str
+) -> None:
+    _init(tmp_path)
+    args = add_participant("urn:tessera:acme", str(tmp_path), str(jwk_file(tmp_path, "acme")))
+
+    code, _, err = tessera(*args, *options)
+
+    assert code == 2
+    assert names in " ".join(err.split())  # rich wraps long lines
+    assert tessera("participant", "list", "--broker-dir", str(tmp_path), "--json")[1].strip() == "[]"
+
+
+def test_add_accepts_the_profiles_broker_toml_defines(tmp_path: Path) -> None:
+    _init(tmp_path)
+    with (tmp_path / "broker.toml").open("a") as toml:
+        toml.write('security_profiles = ["bronze", "gold"]\n')
+    args = add_participant("urn:tessera:acme", str(tmp_path), str(jwk_file(tmp_path, "acme")))
+
+    code, _, err = _in_process(*args)  # the helper's --security-profile base is not among them
+    assert code == 2 and "one of bronze, gold" in err
+    assert _in_process(*args, "--security-profile", "gold")[0] == 0
+
+
+def test_update_changes_and_clears_claims(tessera: Run, tmp_path: Path) -> None:
+    _init(tmp_path)
+    assert (
+        _in_process(
+            *add_participant("urn:tessera:acme", str(tmp_path), str(jwk_file(tmp_path, "acme"))), *CLAIM_OPTIONS
+        )[0]
+        == 0
+    )
+    update = ["participant", "update", "urn:tessera:acme", "--broker-dir", str(tmp_path)]
+
+    code, out, err = tessera(*update, "--security-profile", "trust_plus", "--role", "auditor", "--clear", "industry")
+    assert code == 0, err
+    assert "industry, roles, security_profile" in out
+
+    listed = _listed(tessera, tmp_path)
+    assert (listed["security_profile"], listed["roles"], listed["industry"]) == ("trust_plus", ["auditor"], None)
+    assert listed["jurisdiction"] == "CN"
+
+
+@pytest.mark.parametrize(
+    ("options", "names"),
+    [
+        (["--security-profile", "trusted"], "is not one of base, trust, trust_plus"),
+        (["--clear", "org"], "--clear org: not an optional attribute"),
+        (["--clear", "industry", "--industry", "C13"], "contradicts --industry"),
+        (["--clear", "registry_id"], "give both or neither"),
+        ([], "nothing to update"),
+    ],
+)
+def test_update_refuses_bad_input_with_exit_2(tessera: Run, tmp_path: Path, options: list[str], names: str) -> None:
+    _init(tmp_path)
+    assert (
+        _in_process(
+            *add_participant("urn:tessera:acme", str(tmp_path), str(jwk_file(tmp_path, "acme"))), *CLAIM_OPTIONS
+        )[0]
+        == 0
+    )
+    before = _listed(tessera, tmp_path)
+
+    code, _, err = tessera("participant", "update", "urn:tessera:acme", "--broker-dir", str(tmp_path), *options)
+
+    assert code == 2
+    assert names in " ".join(err.split())
+    assert _listed(tessera, tmp_path) == before
+
+
+def test_update_of_an_unknown_participant_exits_with_2(tmp_path: Path) -> None:
+    _init(tmp_path)
+    code, _, err = _in_process("participant", "update", "urn:tessera:x", "--broker-dir", str(tmp_path), "--org", "X")
+    assert code == 2 and "no participant" in err
+
+
+def test_the_security_profile_help_names_the_real_profiles(tessera: Run) -> None:
+    for command in ("add", "update"):
+        code, out, _ = tessera("participant", command, "--help")
+        text = " ".join(out.replace("│", " ").split())
+        assert code == 0
+        assert "trusted" not in text
+        assert "base, trust, trust_plus" in text

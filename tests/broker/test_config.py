@@ -64,3 +64,30 @@ def test_crawl_and_quota_settings_round_trip_and_are_checked(tmp_path: Path) -> 
     (tmp_path / "broker.toml").write_text('url = "https://b.example"\nmax_offerings = -1\n')
     with pytest.raises(BadRequest, match="max_offerings"):
         BrokerConfig.load(tmp_path)
+
+
+def test_security_profiles_default_to_the_ranks_the_patterns_know(tmp_path: Path) -> None:
+    config = BrokerConfig(directory=tmp_path, url="https://b.example")
+    config.save()
+
+    assert config.security_profiles == ("base", "trust", "trust_plus")
+    assert "security_profiles" not in (tmp_path / "broker.toml").read_text()
+
+
+def test_security_profiles_round_trip_and_are_checked(tmp_path: Path) -> None:
+    config = BrokerConfig(directory=tmp_path, url="https://b.example", security_profiles=("low", "high"))
+    config.save()
+
+    assert "security_profiles" in (tmp_path / "broker.toml").read_text()
+    assert BrokerConfig.load(tmp_path).security_profiles == ("low", "high")
+    for bad in ('"base"', "[]", '["base", "base"]', '["Base Level"]', "[1]"):
+        (tmp_path / "broker.toml").write_text(f'url = "https://b.example"\nsecurity_profiles = {bad}\n')
+        with pytest.raises(BadRequest, match="security_profiles"):
+            BrokerConfig.load(tmp_path)
+
+
+def test_participant_status_lifetime_is_a_positive_whole_number(tmp_path: Path) -> None:
+    assert BrokerConfig(directory=tmp_path, url="https://b.example").participant_status_lifetime == 60
+    (tmp_path / "broker.toml").write_text('url = "https://b.example"\nparticipant_status_lifetime = 0\n')
+    with pytest.raises(BadRequest, match="participant_status_lifetime"):
+        BrokerConfig.load(tmp_path)

@@ -161,7 +161,7 @@ async def test_connector_pattern(space: Space) -> None:
 
 
 async def test_role_pattern(space: Space) -> None:
-    # The authority issues no roles claim, so caller.roles is missing from the usage input.
+    # This consumer was admitted without roles: its token carries none, and caller.roles is empty.
     agreed = await agree(space, PatternUse.of("role", required_roles=["researcher"]))
     assert refused(await agreed.pull()) == ['role: caller roles [] hold none of ["researcher"]']
 

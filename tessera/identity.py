@@ -115,7 +115,6 @@ def content_hash(data: bytes | str) -> str:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
-
 # -- client side: getting access tokens --------------------------------------------------------------
 
 

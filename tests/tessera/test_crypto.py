@@ -64,6 +64,8 @@ def test_the_standards_signature_verifies_and_a_changed_one_does_not() -> None:
     assert not public.verify(SM2_MESSAGE + b".", signature)
     assert not public.verify(SM2_MESSAGE, signature[:-1] + bytes([signature[-1] ^ 1]))
     assert not public.verify(SM2_MESSAGE, signature[:32])
+    off_the_curve = Sm2PublicKey(public.x, public.y[:-1] + bytes([public.y[-1] ^ 1]))
+    assert not off_the_curve.verify(SM2_MESSAGE, signature)
 
 
 def test_a_generated_key_signs_and_its_public_key_verifies(tmp_path: Path) -> None:

@@ -103,6 +103,8 @@ def connector_init(
     else:
         console.print(f"[green]connector {participant_id} initialised[/] in {directory}")
         console.print(f"public key for the broker operator: {jwk_path}")
+        if config.crypto.needs_sm2_key:
+            console.print(f"SM2 agreement-signing key: {config.sm2_key_path} (bound to the identity key at start)")
 
 
 @connector_app.command("serve")

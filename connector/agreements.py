@@ -3,20 +3,23 @@
 The agreement is the ODRL `Agreement` the negotiation ended on: every permission, constraint, duty
 and prohibition of the offer, narrowed to what was agreed, and, when the offer binds one, our Rego
 usage module by id and content hash (`dsp.USAGE_POLICY`). We always sign it (compact JWS over its
-canonical JSON); a peer that speaks plain DSP may not, and with `agreement_signatures = "when-offered"`
-the agreement is then kept as not countersigned. A signature that is present must verify.
+canonical JSON, in our crypto profile's algorithm: ES256, or SM2SM3 under "sm"); a peer that speaks plain
+DSP may not, and with `agreement_signatures = "when-offered"` the agreement is then kept as not
+countersigned. A signature that is present must verify, unless it is in an algorithm our profile does
+not accept (a peer on the other profile): that one counts as absent, with the reason in the audit entry.
 """
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from sqlmodel import Field, SQLModel
 
 from connector.proposals import terms_of
 from tessera import dsp
 from tessera.clock import rfc3339, utcnow
+from tessera.crypto import DocumentSigner, UnacceptedAlgorithm, sign_document, verify_document
 from tessera.errors import InvalidMessage, TokenRejected
-from tessera.identity import SigningKey, canonical_json, sign_document, verify_document
+from tessera.identity import canonical_json
 from tessera.ids import new_id
 from tessera.odrl import InvalidPolicy, Policy, parse_policy
 from tessera.store import Json, Timestamp, UtcDateTime
@@ -98,32 +101,47 @@ def record(negotiation: "Negotiation", *, provider_address: str) -> Agreement:
     )
 
 
-def sign(agreement: dict[str, Any], signer: SigningKey) -> str:
+def sign(agreement: dict[str, Any], signer: DocumentSigner) -> str:
     return sign_document(agreement, signer)
 
 
-def check_signature(agreement: dict[str, Any], signature: object, jwk: dict[str, Any], *, signer_name: str) -> None:
-    """Raise unless `signature` is a JWS by `jwk` over exactly this agreement."""
-    if not isinstance(signature, str):
-        raise InvalidMessage(f"the agreement carries no {signer_name} signature")
-    if canonical_json(verify_document(signature, jwk)) != canonical_json(agreement):
-        raise InvalidMessage(f"the {signer_name} signature covers a different agreement")
+class PeerSignature(NamedTuple):
+    """What the counter-party's signature comes to: kept (it verified), refused (`problem`), or neither."""
+
+    kept: str | None = None  # the signature, once it verified
+    problem: str | None = None  # why the agreement must be refused
+    ignored: str | None = None  # why a signature was set aside as if absent: an algorithm we do not accept
 
 
-async def signature_problem(
+async def check_peer_signature(
     runtime: "Runtime", signer_id: str, agreement: dict[str, Any], signature: object, *, signer_name: str
-) -> str | None:
-    """Why the counter-party's signature is not acceptable; None when it verifies, or is absent and optional."""
+) -> PeerSignature:
+    """The counter-party's signature, checked under our crypto profile and `agreement_signatures`."""
+    required = runtime.config.agreement_signatures == "required"
+    if signature is None and not required:
+        return PeerSignature()  # a plain DSP peer: the agreement is kept as not countersigned
     if signature is None:
-        if runtime.config.agreement_signatures != "required":
-            return None  # a plain DSP peer: the agreement is kept as not countersigned
-        return f"the agreement carries no {signer_name} signature, and this connector requires one"
+        return PeerSignature(
+            problem=f"the agreement carries no {signer_name} signature, and this connector requires one"
+        )
+    if not isinstance(signature, str):
+        return PeerSignature(problem=f"the {signer_name} signature is not a compact JWS")
+    profile = runtime.config.crypto
     jwk = await runtime.participants.jwk(signer_id)
     try:
-        check_signature(agreement, signature, jwk, signer_name=signer_name)
-    except (InvalidMessage, TokenRejected) as exc:
-        return exc.detail
-    return None
+        signed = verify_document(signature, jwk, accept=(profile.signature,))
+    except UnacceptedAlgorithm as exc:
+        reason = (
+            f"the {signer_name} signature is {exc.algorithm}; crypto profile {profile.name} accepts {profile.signature}"
+        )
+        if required:
+            return PeerSignature(problem=f"{reason}, and this connector requires a signature")
+        return PeerSignature(ignored=reason)
+    except TokenRejected as exc:
+        return PeerSignature(problem=f"the {signer_name} signature is refused: {exc.detail}")
+    if canonical_json(signed) != canonical_json(agreement):
+        return PeerSignature(problem=f"the {signer_name} signature covers a different agreement")
+    return PeerSignature(kept=signature)
 
 
 def usage_policy_ref(agreement: dict[str, Any]) -> tuple[str, str] | None:

@@ -16,11 +16,20 @@ from rich.table import Table
 from sqlmodel import col, select
 
 from connector.agreements import Agreement
-from connector.config import CONFIG_FILE, DEFAULT_HOST, DEFAULT_PORT, JWK_FILE, KEY_FILE, ConnectorConfig
+from connector.config import (
+    CONFIG_FILE,
+    CRYPTO_PROFILES,
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    JWK_FILE,
+    KEY_FILE,
+    ConnectorConfig,
+)
 from connector.selftest.command import selftest
 from connector.usage import UsageCounter
 from tessera.audit import ChainReport, verify
-from tessera.identity import generate_key, public_jwk, save_private_key
+from tessera.crypto import Sm2Error
+from tessera.identity import SigningKey, generate_key, public_jwk, save_private_key
 from tessera.store import Database
 
 console = Console()
@@ -52,23 +61,31 @@ def connector_init(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = DEFAULT_HOST,
     port: Annotated[int, typer.Option(help="Port to listen on.")] = DEFAULT_PORT,
     database_url: Annotated[str, typer.Option(help="SQLAlchemy URL; default SQLite in --dir.")] = "",
+    crypto_profile: Annotated[
+        str, typer.Option(help=f"Agreement signatures and audit hash: {' | '.join(CRYPTO_PROFILES)} (docs/crypto.md).")
+    ] = "default",
     force: Annotated[bool, typer.Option(help="Overwrite an existing key and config.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a connector's key pair and configuration."""
+    """Create a connector's key pair(s) and configuration."""
     directory.mkdir(parents=True, exist_ok=True)
     key_path = directory / KEY_FILE
     if key_path.exists() and not force:
         _fail(f"{key_path} exists; use --force to replace the connector's identity", code=2)
-    config = ConnectorConfig(
-        directory=directory,
-        participant_id=participant_id,
-        url=url,
-        broker_url=broker_url,
-        host=host,
-        port=port,
-        database_url=database_url,
-    )
+    try:
+        config = ConnectorConfig(
+            directory=directory,
+            participant_id=participant_id,
+            url=url,
+            broker_url=broker_url,
+            host=host,
+            port=port,
+            database_url=database_url,
+            crypto_profile=crypto_profile,
+        )
+        config.crypto.create_keys(sm2_key=config.sm2_key_path)
+    except (ValueError, Sm2Error) as exc:
+        _fail(str(exc), code=2)
     key = generate_key()
     save_private_key(key, key_path)
     jwk_path = directory / JWK_FILE
@@ -79,12 +96,15 @@ def connector_init(
         "config": str(directory / CONFIG_FILE),
         "public_jwk": str(jwk_path),
         "management_token": config.management_token,
+        "crypto_profile": config.crypto_profile,
     }
     if as_json:
         typer.echo(json.dumps(result))
     else:
         console.print(f"[green]connector {participant_id} initialised[/] in {directory}")
         console.print(f"public key for the broker operator: {jwk_path}")
+        if config.crypto.needs_sm2_key:
+            console.print(f"SM2 agreement-signing key: {config.sm2_key_path} (bound to the identity key at start)")
 
 
 @connector_app.command("serve")
@@ -95,6 +115,12 @@ def connector_serve(directory: DirOption) -> None:
     from connector.app import create_app
 
     config = _load_config(directory)
+    try:  # fail here, naming the key, rather than in the app's startup
+        config.crypto.signer(
+            SigningKey.load(config.key_path), participant_id=config.participant_id, sm2_key=config.sm2_key_path
+        )
+    except (OSError, ValueError, Sm2Error) as exc:
+        _fail(f"crypto profile {config.crypto_profile}: {exc}", code=2)
     uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info")
 
 
@@ -144,7 +170,7 @@ def audit_verify(directory: DirOption, as_json: JsonOption = False) -> None:
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
     elif report.ok:
-        console.print(f"[green]audit chain intact[/]: {report.entries} entries")
+        console.print(f"[green]audit chain intact[/]: {report.entries} entries ({', '.join(report.hashes) or 'empty'})")
     else:
         console.print(f"[red]audit chain broken at entry {report.first_broken}[/]: {report.problem}")
     raise typer.Exit(0 if report.ok else 1)

@@ -11,17 +11,20 @@ from pathlib import Path
 
 import tomli_w
 
+from tessera.crypto import PROFILES, CryptoProfile
 from tessera.store import sqlite_url
 
 CONFIG_FILE = "connector.toml"
 KEY_FILE = "connector.key"
 JWK_FILE = "connector.jwk.json"
+SM2_KEY_FILE = "connector.sm2.key"  # the SM profile's agreement-signing key, bound to the identity key
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8181
 DSP_PATH = "/dsp"
 TRANSFER_START_MODES = ("immediate", "async")
 DEFAULT_TRANSFER_START_DELAY = 0.5  # seconds; a TCK-style peer must see our REQUESTED answer first
 AGREEMENT_SIGNATURES = ("when-offered", "required")
+CRYPTO_PROFILES = tuple(PROFILES)  # "default" (ES256, SHA-256) | "sm" (SM2SM3, SM3): docs/crypto.md
 DEFAULT_NEGOTIATION_DEADLINE = 600.0  # seconds a counter-party may take to answer a negotiation message
 DEFAULT_TRANSFER_DEADLINE = 600.0  # seconds a provider may take to start a requested transfer
 # The broker's signed participant status (tessera.participant_status): fetched again after this many
@@ -51,6 +54,8 @@ class ConnectorConfig:
     # "when-offered": a peer that does not sign still gets an agreement (recorded as not countersigned);
     # "required": an agreement without the counter-party's signature is refused.
     agreement_signatures: str = "when-offered"
+    # What signs our agreements and links our audit chain: "default" (ES256, SHA-256) or "sm" (SM2, SM3).
+    crypto_profile: str = "default"
     negotiation_deadline: float = DEFAULT_NEGOTIATION_DEADLINE
     transfer_deadline: float = DEFAULT_TRANSFER_DEADLINE
     # A caller the broker suspended is refused within `participant_status_refresh` seconds; when no status
@@ -67,6 +72,8 @@ class ConnectorConfig:
             raise ValueError(
                 f"agreement_signatures must be one of {AGREEMENT_SIGNATURES}, not {self.agreement_signatures!r}"
             )
+        if self.crypto_profile not in CRYPTO_PROFILES:
+            raise ValueError(f"crypto_profile must be one of {CRYPTO_PROFILES}, not {self.crypto_profile!r}")
         for name in ("negotiation_deadline", "transfer_deadline", "participant_status_refresh"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be a positive number of seconds")
@@ -84,6 +91,14 @@ class ConnectorConfig:
     @property
     def key_path(self) -> Path:
         return self.directory / KEY_FILE
+
+    @property
+    def sm2_key_path(self) -> Path:
+        return self.directory / SM2_KEY_FILE
+
+    @property
+    def crypto(self) -> CryptoProfile:
+        return PROFILES[self.crypto_profile]
 
     @classmethod
     def load(cls, directory: Path) -> "ConnectorConfig":

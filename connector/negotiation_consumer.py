@@ -207,21 +207,23 @@ async def on_agreement(runtime: Runtime, caller: Caller, pid: str, message: dsp.
     agreement = dict(message.agreement)
     signature = agreement.pop(dsp.SIGNATURE, None)
     problems = _mismatches(runtime, negotiation, agreement)
-    signed = await agreements.signature_problem(
+    checked = await agreements.check_peer_signature(
         runtime, caller.participant_id, agreement, signature, signer_name="provider"
     )
-    problems += [signed] if signed else []
+    problems += [checked.problem] if checked.problem else []
     if problems:
         await refuse(runtime, pid, ["the agreement is refused: " + p for p in problems], code="agreement-refused")
-    countersignature = agreements.sign(agreement, runtime.signer)
+    countersignature = agreements.sign(agreement, runtime.document_signer)
     async with runtime.transaction() as session:
         negotiation = await find(session, pid, caller=caller, role="consumer", message=message)
         negotiation.move("AGREED")
         negotiation.agreement = agreement
         negotiation.terms = proposals.terms_of(agreements.read(agreement))
-        negotiation.provider_signature = signature if isinstance(signature, str) else None
+        negotiation.provider_signature = checked.kept
         negotiation.consumer_signature = countersignature
-        await log(session, runtime, negotiation, "agreed", agreement=agreement["@id"], signed=signature is not None)
+        ignored = {"signature_ignored": checked.ignored} if checked.ignored else {}
+        signed = checked.kept is not None
+        await log(session, runtime, negotiation, "agreed", agreement=agreement["@id"], signed=signed, **ignored)
         verification = {dsp.SIGNATURE: countersignature}
         tell(session, negotiation, "ContractAgreementVerificationMessage", "agreement/verification", **verification)
         negotiation.move("VERIFIED")

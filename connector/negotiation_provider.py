@@ -119,17 +119,18 @@ async def on_verification(
     if negotiation.state != "AGREED" or negotiation.agreement is None:
         raise IllegalTransition(f"negotiation {pid} is {negotiation.state}; there is no agreement to verify")
     agreement = negotiation.agreement
-    problem = await agreements.signature_problem(
+    checked = await agreements.check_peer_signature(
         runtime, caller.participant_id, agreement, signature, signer_name="consumer"
     )
-    if problem:
-        await refuse(runtime, pid, [problem], code="agreement-signature")
+    if checked.problem:
+        await refuse(runtime, pid, [checked.problem], code="agreement-signature")
     async with runtime.transaction() as session:
         negotiation = await find(session, pid, caller=caller, role="provider", message=message)
         negotiation.move("VERIFIED")
-        negotiation.consumer_signature = signature if isinstance(signature, str) else None
+        negotiation.consumer_signature = checked.kept
         countersigned = negotiation.consumer_signature is not None
-        await log(session, runtime, negotiation, "verified", countersigned=countersigned)
+        ignored = {"signature_ignored": checked.ignored} if checked.ignored else {}
+        await log(session, runtime, negotiation, "verified", countersigned=countersigned, **ignored)
         negotiation.move("FINALIZED")
         session.add(agreements.record(negotiation, provider_address=runtime.config.dsp_url))
         tell(session, negotiation, "ContractNegotiationEventMessage", "events", eventType="FINALIZED")
@@ -222,7 +223,7 @@ async def _agree(
         consumer_id=negotiation.counterparty_id,
         binding=catalog.binding(offer, usage),
     )
-    signature = agreements.sign(agreement, runtime.signer)
+    signature = agreements.sign(agreement, runtime.document_signer)
     negotiation.move("AGREED")
     negotiation.terms = agreed
     negotiation.agreement = agreement

@@ -74,7 +74,11 @@ class Runtime:
         self.db = db
         self.engine = engine
         self.http = http
-        self.signer = SigningKey.load(config.key_path)
+        self.signer = SigningKey.load(config.key_path)  # our identity: client assertions, data tokens
+        # What signs our agreements, by the crypto profile: the identity key, or an SM2 key bound to it.
+        self.document_signer = config.crypto.signer(
+            self.signer, participant_id=config.participant_id, sm2_key=config.sm2_key_path
+        )
         self.tokens = TokenClient(
             http, signer=self.signer, participant_id=config.participant_id, authority_url=config.broker_url
         )
@@ -117,7 +121,7 @@ class Runtime:
     async def running(
         cls, config: ConnectorConfig, *, on_undeliverable: FailureHandler, on_reply: ReplyHandler
     ) -> AsyncIterator["Runtime"]:
-        db = await Database.open(config.database_url)
+        db = await Database.open(config.database_url, audit_hash=config.crypto.audit_hash)
         engine = create_engine(config.policy_engine, opa_url=config.opa_url)
         async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0)) as http:
             runtime = cls(config, db, engine, http, on_undeliverable=on_undeliverable, on_reply=on_reply)

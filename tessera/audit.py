@@ -3,14 +3,19 @@
 Every negotiation step, policy decision and transfer appends an entry inside the same database
 transaction as the change it records, so there is never a change without its entry or the reverse.
 Each entry's hash covers its content and the previous entry's hash; `verify` recomputes the chain and
-names the first entry that does not match.
+names the first entry that does not match. Each entry names its hash (`hash_alg`: SHA-256, or SM3 under
+the SM crypto profile, see `Database.audit_hash`), so `verify` checks every entry with the hash it was
+written with, whichever profile the connector runs now.
 """
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy
+from cryptography.hazmat.primitives import hashes
 from sqlalchemy import String, type_coerce
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -21,6 +26,20 @@ from tessera.json import JSON, JSONObject
 from tessera.store import AuditHead, Json, unit_of_work
 
 GENESIS = "0" * 64
+DEFAULT_HASH = "sha256"
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def _sm3(data: bytes) -> str:
+    digest = hashes.Hash(hashes.SM3())  # GB/T 32905, from the OpenSSL inside pyca/cryptography
+    digest.update(data)
+    return digest.finalize().hex()
+
+
+HASHES: dict[str, Callable[[bytes], str]] = {"sha256": _sha256, "sm3": _sm3}  # both 256 bits: GENESIS fits
 
 
 class AuditEntry(SQLModel, table=True):
@@ -33,10 +52,11 @@ class AuditEntry(SQLModel, table=True):
     subject: str  # the process, agreement or asset the act concerns
     details: JSONObject = Field(default_factory=dict, sa_type=Json)
     prev_hash: str
+    hash_alg: str = DEFAULT_HASH  # a key of HASHES
     hash: str
 
     def content(self) -> JSONObject:
-        return {
+        content: JSONObject = {
             "seq": self.seq,
             "at": self.at,
             "actor": self.actor,
@@ -45,10 +65,12 @@ class AuditEntry(SQLModel, table=True):
             "details": self.details,
             "prev_hash": self.prev_hash,
         }
+        # A SHA-256 entry hashes exactly what it did before entries named their hash; any other covers the name.
+        return content if self.hash_alg == DEFAULT_HASH else content | {"hash_alg": self.hash_alg}
 
-
-def entry_hash(content: JSONObject) -> str:
-    return hashlib.sha256(canonical_json(content)).hexdigest()
+    def computed_hash(self) -> str:
+        """The hash of this entry's content with its own algorithm; KeyError for an unknown one."""
+        return HASHES[self.hash_alg](canonical_json(self.content()))
 
 
 async def append(session: AsyncSession, *, actor: str, action: str, subject: str, **details: JSON) -> AuditEntry:
@@ -63,9 +85,10 @@ async def append(session: AsyncSession, *, actor: str, action: str, subject: str
         subject=subject,
         details=_plain(details),
         prev_hash=prev_hash,
+        hash_alg=work.database.audit_hash,
         hash="",
     )
-    entry.hash = entry_hash(entry.content())
+    entry.hash = entry.computed_hash()
     session.add(entry)
     work.audit_head = (entry.seq, entry.hash)
     return entry
@@ -93,32 +116,51 @@ class ChainReport:
     entries: int
     first_broken: int | None = None
     problem: str | None = None
+    hashes: tuple[str, ...] = ()  # the hashes the checked entries use, in order of first use
 
     @property
     def ok(self) -> bool:
         return self.first_broken is None
 
     def to_dict(self) -> JSONObject:
-        return {"ok": self.ok, "entries": self.entries, "first_broken": self.first_broken, "problem": self.problem}
+        return {
+            "ok": self.ok,
+            "entries": self.entries,
+            "first_broken": self.first_broken,
+            "problem": self.problem,
+            "hashes": list(self.hashes),
+        }
 
 
 async def verify(session: AsyncSession) -> ChainReport:
     expected_prev, expected_seq, count = GENESIS, 1, 0
+    used: dict[str, None] = {}  # an ordered set
     connection = await session.connection()
     for row in await connection.execute(sqlalchemy.select(*_STORED).order_by(col(AuditEntry.seq))):
         count += 1
-        if row.seq != expected_seq:
-            return ChainReport(count, expected_seq, f"entry {expected_seq} is missing")
-        if row.prev_hash != expected_prev:
-            return ChainReport(count, row.seq, f"entry {row.seq} does not link to entry {row.seq - 1}")
-        try:
-            entry = AuditEntry(**(row._asdict() | {"details": json.loads(row.details)}))
-        except ValueError:
-            return ChainReport(count, row.seq, f"entry {row.seq} has unreadable details")
-        if entry_hash(entry.content()) != entry.hash:
-            return ChainReport(count, row.seq, f"entry {row.seq} was altered (hash mismatch)")
+        problem = _problem(row, expected_seq, expected_prev)
+        if problem is not None:
+            return ChainReport(count, expected_seq, problem, tuple(used))
+        used[row.hash_alg] = None
         expected_prev, expected_seq = row.hash, row.seq + 1
-    return ChainReport(count)
+    return ChainReport(count, hashes=tuple(used))
+
+
+def _problem(row: sqlalchemy.Row[*tuple[Any, ...]], expected_seq: int, expected_prev: str) -> str | None:
+    """What is wrong with a stored entry, given where the chain stands; None when it holds."""
+    if row.seq != expected_seq:
+        return f"entry {expected_seq} is missing"
+    if row.prev_hash != expected_prev:
+        return f"entry {row.seq} does not link to entry {row.seq - 1}"
+    if row.hash_alg not in HASHES:
+        return f"entry {row.seq} names an unknown hash {row.hash_alg!r}"
+    try:
+        entry = AuditEntry(**(row._asdict() | {"details": json.loads(row.details)}))
+    except ValueError:
+        return f"entry {row.seq} has unreadable details"
+    if entry.computed_hash() != entry.hash:
+        return f"entry {row.seq} was altered (hash mismatch)"
+    return None
 
 
 # The stored columns, details as the text on disk: `verify` reports unreadable JSON instead of failing on it.
@@ -130,6 +172,7 @@ _STORED = (
     col(AuditEntry.subject),
     type_coerce(AuditEntry.details, String).label("details"),
     col(AuditEntry.prev_hash),
+    col(AuditEntry.hash_alg),
     col(AuditEntry.hash),
 )
 

@@ -103,7 +103,7 @@ class SigningKey:
         return f"SigningKey(kid={self.kid!r})"
 
 
-# -- canonical JSON and JWS over documents ------------------------------------------------------------
+# -- canonical JSON (signed documents: tessera.crypto.documents) ------------------------------------
 
 
 def canonical_json(document: JSON) -> bytes:
@@ -113,20 +113,6 @@ def canonical_json(document: JSON) -> bytes:
 def content_hash(data: bytes | str) -> str:
     raw = data.encode() if isinstance(data, str) else data
     return "sha256:" + hashlib.sha256(raw).hexdigest()
-
-
-def sign_document(document: JSON, signer: SigningKey) -> str:
-    """Compact JWS whose payload is the document's canonical JSON."""
-    return jwt.api_jws.encode(canonical_json(document), signer.key, algorithm=ALGORITHM, headers={"kid": signer.kid})
-
-
-def verify_document(jws: str, jwk: JSONObject) -> JSON:
-    """The document a JWS carries, after checking its signature against `jwk`."""
-    try:
-        payload = jwt.api_jws.decode(jws, key_from_jwk(jwk), algorithms=[ALGORITHM])
-        return json.loads(payload)
-    except (jwt.InvalidTokenError, ValueError) as exc:
-        raise TokenRejected(f"signature does not verify: {exc}") from exc
 
 
 # -- client side: getting access tokens --------------------------------------------------------------

@@ -108,21 +108,22 @@ class Database:
     ```
     """
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, audit_hash: str = "sha256") -> None:
         self.engine = engine
+        self.audit_hash = audit_hash  # what new audit entries hash with (tessera.audit.HASHES)
         self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
         # One writer at a time in this process: state checks and the audit chain head stay consistent.
         self._write_lock = asyncio.Lock()
         self.audit_head: AuditHead | None = None  # the last committed audit entry, known without a query
 
     @classmethod
-    async def open(cls, url: str) -> "Database":
+    async def open(cls, url: str, *, audit_hash: str = "sha256") -> "Database":
         engine = create_async_engine(url, **_engine_options(url))
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         async with engine.begin() as conn:
             await conn.run_sync(SQLModel.metadata.create_all)
-        return cls(engine)
+        return cls(engine, audit_hash=audit_hash)
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:

@@ -2,7 +2,8 @@
 
 `Relay` forwards DSP traffic between a consumer and a provider and can hold back one kind of message
 (answering 503, so the sender's outbox retries) or play dead, which lets a test stop an exchange at an
-exact step, kill a process there, restart it and let the exchange go on.
+exact step, kill a process there, restart it and let the exchange go on. It can also rewrite one kind of
+message on its way, as a forger on the wire would.
 """
 
 import asyncio
@@ -11,7 +12,9 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 from starlette.applications import Starlette
@@ -31,6 +34,7 @@ class Relay:
         self.targets = {"to-provider": provider_url.rstrip("/"), "to-consumer": consumer_url.rstrip("/")}
         self.base = ""  # set once served
         self.held: set[str] = set()
+        self.changes: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {}
         self.down = False
         self.arrived: dict[str, asyncio.Event] = {}
         self.app = Starlette(routes=[Route("/{side}/{path:path}", self.forward, methods=["GET", "POST"])])
@@ -43,6 +47,10 @@ class Relay:
     def release(self, message_type: str) -> None:
         self.held.discard(message_type)
 
+    def alter(self, message_type: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        """Forward every `message_type` message as `change` rewrites it."""
+        self.changes[message_type] = change
+
     async def forward(self, request: Request) -> Response:
         if self.down:
             return Response(status_code=503)
@@ -51,6 +59,8 @@ class Relay:
         if kind in self.held:
             self.arrived.setdefault(kind, asyncio.Event()).set()
             return Response(status_code=503)
+        if kind in self.changes:
+            body = json.dumps(self.changes[kind](json.loads(body))).encode()
         body = body.replace(f"{self.targets['to-consumer']}/dsp".encode(), f"{self.base}/to-consumer/dsp".encode())
         url = f"{self.targets[request.path_params['side']]}/{request.path_params['path']}"
         headers = {k: v for k, v in request.headers.items() if k in ("authorization", "content-type")}

@@ -48,6 +48,7 @@ async def test_each_step_and_decision_is_recorded(provider: Site, consumer: Site
         "entries": len(actions),
         "first_broken": None,
         "problem": None,
+        "hashes": ["sha256"],
     }
     assert verify(provider).returncode == 0
     assert verify(consumer).returncode == 0
@@ -69,6 +70,7 @@ async def test_tampering_is_detected_and_the_first_broken_entry_named(
         "entries": seq,
         "first_broken": seq,
         "problem": f"entry {seq} was altered (hash mismatch)",
+        "hashes": ["sha256"],
     }
 
 

@@ -6,7 +6,8 @@ import httpx
 import jwt
 
 from connector.agreements import usage_policy_ref
-from tessera.identity import canonical_json, verify_document
+from tessera.crypto import verify_document
+from tessera.identity import canonical_json
 from tests.dataspace import Dataspace, Site, negotiate, publish, rows, start_transfer
 from tests.dsp_schemas import validate_message
 

@@ -218,6 +218,7 @@ def add(
     org: Annotated[str, typer.Option(help="Organisation name.")],
     region: Annotated[str, typer.Option(help="Region, e.g. EU.")],
     security_profile: Annotated[str, typer.Option(help="Security profile, e.g. base or trusted.")],
+    jurisdiction: Annotated[str | None, typer.Option(help="Jurisdiction, ISO 3166-1 alpha-2, e.g. CN.")] = None,
 ) -> None:
     """Admit a participant: its key and the attributes its tokens will carry."""
     config = _load(broker_dir)
@@ -225,7 +226,13 @@ def add(
     record = _with_database(
         config,
         lambda db: authority.add_participant(
-            db, participant_id, jwk=key, org=org, region=region, security_profile=security_profile
+            db,
+            participant_id,
+            jwk=key,
+            org=org,
+            region=region,
+            security_profile=security_profile,
+            jurisdiction=jurisdiction,
         ),
     )
     typer.echo(f"participant {record.id} added (key id {record.jwk['kid']})")

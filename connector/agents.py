@@ -1,6 +1,7 @@
 """The two negotiating agents: each turns a proposal into accept, counter, terminate or wait.
 
-Provider: the offer's access policy must admit the caller (else terminate with its reasons). Then the
+Provider: the connector's rules by grade (`connector.grades`) and the offer's access policy must admit
+the caller (else terminate with their reasons). Then the
 offer's negotiation policy (Rego) decides, if it has one; without one, a request within the offer's
 terms is accepted and anything more is countered with the offer's terms. A request whose ODRL is
 wider than the offer (`misfits`) is never accepted as it stands: it is countered with the most of its
@@ -19,6 +20,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from connector import grades
+from connector.assets import Asset
 from connector.catalog import Offer, UsagePolicy
 from connector.proposals import fit
 from connector.runtime import Runtime
@@ -102,6 +105,16 @@ async def access_decision(runtime: Runtime, offer: Offer, caller: Caller) -> Dec
     return await runtime.engine.decide(policy.module, request)
 
 
+async def grade_refusals(runtime: Runtime, offer: Offer, caller: Caller) -> list[str]:
+    """Why the connector's rules by grade keep the caller from this offer, whatever its access policy says."""
+    async with runtime.db.session() as session:
+        asset = await session.get(Asset, offer.asset_id)
+    assert asset is not None  # a foreign key guards it
+    usage_policy = await _policy(runtime, offer.usage_policy_id)
+    rules, provider = runtime.config.grades, runtime.participant_id
+    return grades.offer_refusals(rules, asset, usage_policy, caller.to_policy_input(), provider)
+
+
 async def provider_verdict(
     runtime: Runtime,
     offer: Offer,
@@ -113,6 +126,8 @@ async def provider_verdict(
     granted: Terms | None = None,
 ) -> Verdict:
     """`granted`: what the offer's ODRL grants at most (default: the offer's negotiable terms)."""
+    if refusals := await grade_refusals(runtime, offer, caller):
+        return Verdict("terminate", reasons=tuple(refusals))
     access = await access_decision(runtime, offer, caller)
     if not access.allow:
         return Verdict("terminate", reasons=access.reasons)

@@ -15,8 +15,20 @@ from rich.console import Console
 from rich.table import Table
 from sqlmodel import col, select
 
+from connector import cross_border
 from connector.agreements import Agreement
-from connector.config import CONFIG_FILE, DEFAULT_HOST, DEFAULT_PORT, JWK_FILE, KEY_FILE, ConnectorConfig
+from connector.config import (
+    CONFIG_FILE,
+    DEFAULT_HOST,
+    DEFAULT_IMPORTANT_MIN_PROFILE,
+    DEFAULT_NEVER_LEAVE_LEVELS,
+    DEFAULT_PORT,
+    JWK_FILE,
+    KEY_FILE,
+    ConnectorConfig,
+    CrossBorderRules,
+    GradeRules,
+)
 from connector.selftest.command import selftest
 from connector.usage import UsageCounter
 from tessera.audit import ChainReport, verify
@@ -28,7 +40,7 @@ err_console = Console(stderr=True)
 
 connector_app = typer.Typer(help="Set up and run a connector.", no_args_is_help=True)
 audit_app = typer.Typer(help="Inspect and verify a connector's audit chain.", no_args_is_help=True)
-usage_app = typer.Typer(help="Metering: uses and bytes per agreement.", no_args_is_help=True)
+usage_app = typer.Typer(help="Metering: uses and bytes per agreement; cross-border filings.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -52,23 +64,53 @@ def connector_init(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = DEFAULT_HOST,
     port: Annotated[int, typer.Option(help="Port to listen on.")] = DEFAULT_PORT,
     database_url: Annotated[str, typer.Option(help="SQLAlchemy URL; default SQLite in --dir.")] = "",
+    core_data: Annotated[
+        str, typer.Option(help="Core data: hidden (never offered to others) or aggregate_only.")
+    ] = "hidden",
+    important_min_profile: Annotated[
+        str, typer.Option(help="Lowest security profile that gets important data (base < trust < trust_plus).")
+    ] = DEFAULT_IMPORTANT_MIN_PROFILE,
+    home_jurisdiction: Annotated[
+        str | None, typer.Option(help="Home jurisdiction (ISO 3166-1 alpha-2) of assets that name none.")
+    ] = None,
+    cross_border_destination: Annotated[
+        list[str] | None, typer.Option(help="A jurisdiction data may go to (repeatable); none: no cross-border use.")
+    ] = None,
+    never_leave_level: Annotated[
+        list[str] | None, typer.Option(help="A level that never leaves its home (repeatable; default important, core).")
+    ] = None,
+    never_leave_category: Annotated[
+        list[str] | None, typer.Option(help="A category that never leaves its home (repeatable).")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing key and config.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a connector's key pair and configuration."""
+    """Create a connector's key pair and configuration (with its rules by grade and across borders)."""
     directory.mkdir(parents=True, exist_ok=True)
     key_path = directory / KEY_FILE
     if key_path.exists() and not force:
         _fail(f"{key_path} exists; use --force to replace the connector's identity", code=2)
-    config = ConnectorConfig(
-        directory=directory,
-        participant_id=participant_id,
-        url=url,
-        broker_url=broker_url,
-        host=host,
-        port=port,
-        database_url=database_url,
-    )
+    try:
+        config = ConnectorConfig(
+            directory=directory,
+            participant_id=participant_id,
+            url=url,
+            broker_url=broker_url,
+            host=host,
+            port=port,
+            database_url=database_url,
+            grades=GradeRules(core=core_data, important_min_profile=important_min_profile),
+            cross_border=CrossBorderRules(
+                home_jurisdiction=home_jurisdiction,
+                destinations=tuple(cross_border_destination or ()),
+                never_leave_levels=tuple(
+                    DEFAULT_NEVER_LEAVE_LEVELS if never_leave_level is None else never_leave_level
+                ),
+                never_leave_categories=tuple(never_leave_category or ()),
+            ),
+        )
+    except ValueError as exc:
+        _fail(str(exc), code=2)
     key = generate_key()
     save_private_key(key, key_path)
     jwk_path = directory / JWK_FILE
@@ -150,10 +192,18 @@ def audit_verify(directory: DirOption, as_json: JsonOption = False) -> None:
     raise typer.Exit(0 if report.ok else 1)
 
 
+CrossBorderOption = Annotated[
+    bool, typer.Option("--cross-border", help="List the filing records of cross-border uses (出境 存证备案) instead.")
+]
+
+
 @usage_app.command("report")
-def usage_report(directory: DirOption, as_json: JsonOption = False) -> None:
-    """Uses, denials and bytes sent per agreement, as this provider metered them."""
+def usage_report(directory: DirOption, as_json: JsonOption = False, filings: CrossBorderOption = False) -> None:
+    """Uses, denials and bytes sent per agreement, as this provider metered them; or, with --cross-border,
+    every cross-border use filed in the audit chain, for the regulator."""
     config = _load_config(directory)
+    if filings:
+        return _filings_report(asyncio.run(_filings(config.database_url)), as_json)
     rows = asyncio.run(_usage_rows(config.database_url))
     if as_json:
         typer.echo(json.dumps(rows))
@@ -170,6 +220,38 @@ def usage_report(directory: DirOption, as_json: JsonOption = False) -> None:
             row["last_used_at"] or "",
         )
     console.print(table)
+
+
+def _filings_report(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    columns = ("at", "agreement", "recipient", "registry id", "from", "to", "category", "level", "PI", "bytes")
+    table = Table(*columns, title="Cross-border filings (出境 存证备案)")
+    for row in rows:
+        registry = row["registry_id"] if isinstance(row["registry_id"], dict) else {}
+        table.add_row(
+            row["at"],
+            row["agreement"],
+            f"{row['recipient']}\n{row['recipient_org'] or ''}".rstrip(),
+            f"{registry.get('type', '')} {registry.get('value', '')}".strip(),
+            row["jurisdiction_from"],
+            row["jurisdiction_to"] or "",
+            row["category"] or "",
+            row["level"],
+            "yes" if row["personal_information"] else "no",
+            "pending" if row["bytes"] is None else f"{row['bytes']:,}",
+        )
+    console.print(table)
+
+
+async def _filings(database_url: str) -> list[dict[str, Any]]:
+    db = await Database.open(database_url)
+    try:
+        async with db.session() as session:
+            return await cross_border.filings(session)
+    finally:
+        await db.close()
 
 
 async def _usage_rows(database_url: str) -> list[dict[str, Any]]:

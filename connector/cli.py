@@ -226,23 +226,23 @@ def _filings_report(rows: list[dict[str, Any]], as_json: bool) -> None:
     if as_json:
         typer.echo(json.dumps(rows))
         return
-    columns = ("at", "agreement", "recipient", "registry id", "from", "to", "category", "level", "PI", "bytes")
-    table = Table(*columns, title="Cross-border filings (出境 存证备案)")
+    columns = ("at", "agreement", "recipient", "registry id", "from → to", "category", "level", "PI", "bytes")
+    table = Table(*columns, title="Cross-border filings (出境 存证备案)", title_justify="left")
     for row in rows:
         registry = row["registry_id"] if isinstance(row["registry_id"], dict) else {}
         table.add_row(
             row["at"],
             row["agreement"],
-            f"{row['recipient']}\n{row['recipient_org'] or ''}".rstrip(),
+            f"{row['recipient']} ({row['recipient_org']})" if row["recipient_org"] else row["recipient"],
             f"{registry.get('type', '')} {registry.get('value', '')}".strip(),
-            row["jurisdiction_from"],
-            row["jurisdiction_to"] or "",
+            f"{row['jurisdiction_from']} → {row['jurisdiction_to']}",
             row["category"] or "",
             row["level"],
             "yes" if row["personal_information"] else "no",
             "pending" if row["bytes"] is None else f"{row['bytes']:,}",
         )
-    console.print(table)
+    # A report written to a file is read whole: no wrapping at 80 columns there.
+    (console if console.is_terminal else Console(width=max(console.width, 240))).print(table)
 
 
 async def _filings(database_url: str) -> list[dict[str, Any]]:

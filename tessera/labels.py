@@ -94,9 +94,9 @@ class Labels:
 def strictest(*inputs: Labels) -> Labels:
     """The label of data derived from `inputs`. Category and home jurisdiction pass on only when the
     inputs agree on them: data of several categories or homes has no one label, so it is refused."""
-    for name in ("category", "home_jurisdiction"):
+    for name, plural in (("category", "categories"), ("home_jurisdiction", "home jurisdictions")):
         if len({getattr(labels, name) for labels in inputs}) > 1:
-            raise ValueError(f"inputs of different {name.replace('_', ' ')}s have no one label")
+            raise ValueError(f"inputs of different {plural} have no one label")
     first = inputs[0] if inputs else Labels()
     return Labels(
         classification=stricter(*(labels.classification for labels in inputs)),

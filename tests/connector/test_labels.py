@@ -275,3 +275,14 @@ async def test_a_copy_offered_on_keeps_its_sources_labels_or_stricter(space: Dat
     assert moved.json()["reasons"] == ["home_jurisdiction 'FR' is not the source's 'DE'"]
     missing = await consumer.api.post("/assets", json=base | {"copy_id": "urn:uuid:nothing"})
     assert missing.status_code == 404
+
+
+async def test_a_pushed_copy_keeps_the_labels_too(space: Dataspace, people_csv: Path) -> None:
+    provider = await space.start(await space.admit("provider"))
+    consumer = await space.start(await space.admit("consumer", security_profile="trust"))
+    labels = LABELS | {"home_jurisdiction": None}
+    negotiation = await negotiate(consumer, provider, await publish(provider, people_csv, policy=OPEN, **labels))
+    pushed = await start_transfer(consumer, negotiation["agreement_id"], until=("COMPLETED",), format="HttpData-PUSH")
+    assert pushed["state"] == "COMPLETED", pushed
+    [copy] = (await consumer.api.get("/copies")).json()["items"]
+    assert copy["labels"] == labels

@@ -6,6 +6,7 @@ the bytes when the stream ends, and `tessera usage report --cross-border` lists 
 Real broker tokens carry the caller's jurisdiction and registry id (`Dataspace.admit(..., jurisdiction=…)`).
 """
 
+import asyncio
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -39,6 +40,16 @@ async def use(consumer: Site, provider: Site, offer: dict[str, Any]) -> tuple[st
     return negotiation["agreement_id"], await consumer.api.get(f"/transfers/{transfer['id']}/data")
 
 
+async def filings_of(site: Site, *, within: float = 5.0) -> list[dict[str, Any]]:
+    """The filings, once every one knows its bytes (they commit just after the last chunk is sent)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        items: list[dict[str, Any]] = (await site.api.get("/usage/cross-border")).json()["items"]
+        if all(item["bytes"] is not None for item in items) or asyncio.get_running_loop().time() > deadline:
+            return items
+        await asyncio.sleep(0.02)
+
+
 async def audit_of(site: Site) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = (await site.api.get("/audit", params={"limit": 1000})).json()["items"]
     return entries[::-1]  # oldest first
@@ -51,6 +62,7 @@ async def test_an_allowed_cross_border_use_is_filed_in_the_audit_chain(space: Da
     agreement_id, response = await use(consumer, provider, offer)
     assert response.status_code == 200, response.text
 
+    [listed] = await filings_of(provider)
     entries = await audit_of(provider)
     [allowed] = [e for e in entries if e["action"] == "usage.allowed"]
     [filed] = [e for e in entries if e["action"] == "crossborder.filed"]
@@ -74,7 +86,6 @@ async def test_an_allowed_cross_border_use_is_filed_in_the_audit_chain(space: Da
     }
     assert sent["details"] == {"filing": details["filing"], "bytes": len(response.content)}
 
-    [listed] = (await provider.api.get("/usage/cross-border")).json()["items"]
     assert listed == {
         "id": details["filing"],
         "at": filed["at"],

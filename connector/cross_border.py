@@ -16,7 +16,9 @@ from typing import Any
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from connector.assets import Asset
 from connector.config import CrossBorderRules
+from connector.transfers import Transfer
 from tessera import audit
 from tessera.audit import AuditEntry
 from tessera.ids import new_id
@@ -66,28 +68,19 @@ def refusals(rules: CrossBorderRules, labels: Labels, border: Crossing) -> list[
     return found
 
 
-async def file(
-    session: AsyncSession,
-    *,
-    actor: str,
-    agreement_id: str,
-    transfer_id: str,
-    asset_id: str,
-    labels: Labels,
-    border: Crossing,
-    caller: JSONObject,
-) -> str:
-    """Append the filing record of an allowed cross-border use; returns its id (for the bytes, later)."""
-    filing_id = new_id()
+async def file(session: AsyncSession, actor: str, transfer: Transfer, asset: Asset, border: Crossing) -> str:
+    """Append the filing record of an allowed cross-border use; returns its id (for the bytes, later).
+    The recipient is the one the transfer's verified claims name."""
+    filing_id, caller, labels = new_id(), transfer.caller_claims, asset.labels
     await audit.append(
         session,
         actor=actor,
         action=FILED,
-        subject=agreement_id,
+        subject=transfer.agreement_id,
         filing=filing_id,
-        agreement=agreement_id,
-        transfer=transfer_id,
-        asset=asset_id,
+        agreement=transfer.agreement_id,
+        transfer=transfer.id,
+        asset=asset.id,
         recipient=caller.get("sub"),
         recipient_org=caller.get("org"),
         registry_id=caller.get("registry_id"),

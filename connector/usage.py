@@ -209,9 +209,8 @@ async def decide_use(
             now=runtime.clock(),
             connector_id=transfer.counterparty_address,
         )
-        decision = governed(
-            runtime, asset, caller, executable(await decide(runtime, agreement, policy, request), query)
-        )
+        decision = executable(await decide(runtime, agreement, policy, request), query)
+        decision = governed(runtime, asset, caller, decision)
         border = cross_border.crossing(asset.labels, caller, runtime.participant_id)
         counter.uses += decision.allow
         counter.denials += not decision.allow
@@ -237,16 +236,7 @@ async def decide_use(
         if decision.allow:
             await _side_effects(session, runtime, transfer, decision)
             if border is not None:
-                filing = await cross_border.file(
-                    session,
-                    actor=runtime.participant_id,
-                    agreement_id=agreement.id,
-                    transfer_id=transfer.id,
-                    asset_id=asset.id,
-                    labels=asset.labels,
-                    border=border,
-                    caller=caller,
-                )
+                filing = await cross_border.file(session, runtime.participant_id, transfer, asset, border)
     if not decision.allow:
         denied = "the agreement, its usage policy or the connector's rules denied this request"
         raise NotEntitled(denied, reasons=list(decision.reasons))

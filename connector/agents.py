@@ -12,7 +12,8 @@ accepted, otherwise it counters with its request. Without needs, an operator dec
 
 Negotiation policy convention (Rego): the package's `decision` is "accept", "counter" or "terminate";
 `counter` holds the counter terms (`purposes`, `duration_days`, `uses`); `deny` holds reasons. Input:
-`{"caller": …, "offer": terms granted, "request": terms asked, "round": counter-offers so far}`.
+`{"caller": …, "offer": terms granted, "request": terms asked, "round": counter-offers so far, "asset": …,
+"artifact": …}` (the asset's labels and lifecycle state, as the usage input has them).
 """
 
 from dataclasses import dataclass
@@ -101,15 +102,19 @@ async def access_decision(runtime: Runtime, offer: Offer, caller: Caller) -> Dec
         "caller": caller.to_policy_input(),
         "offer": {"id": offer.id, "target": offer.asset_id},
         "now": rfc3339(),
+        **asset_input(await _asset(runtime, offer)),
     }
     return await runtime.engine.decide(policy.module, request)
 
 
+def asset_input(asset: Asset) -> dict[str, Any]:
+    """`input.asset` and `input.artifact`, as every decision about the asset sees them."""
+    return {"asset": asset.policy_input(), "artifact": {"state": asset.state}}
+
+
 async def grade_refusals(runtime: Runtime, offer: Offer, caller: Caller) -> list[str]:
     """Why the connector's rules by grade keep the caller from this offer, whatever its access policy says."""
-    async with runtime.db.session() as session:
-        asset = await session.get(Asset, offer.asset_id)
-    assert asset is not None  # a foreign key guards it
+    asset = await _asset(runtime, offer)
     usage_policy = await _policy(runtime, offer.usage_policy_id)
     rules, provider = runtime.config.grades, runtime.participant_id
     return grades.offer_refusals(rules, asset, usage_policy, caller.to_policy_input(), provider)
@@ -160,6 +165,7 @@ async def _policy_verdict(runtime: Runtime, offer: Offer, caller: Caller, reques
         "request": requested.to_dict(),
         "round": rounds,
         "now": rfc3339(),
+        **asset_input(await _asset(runtime, offer)),
     }
     try:
         rows = await runtime.engine.evaluate([policy.module], policy.package, request)
@@ -174,6 +180,13 @@ async def _policy_verdict(runtime: Runtime, offer: Offer, caller: Caller, reques
             return Verdict("counter", Terms.from_dict(document["counter"]), reasons)
         case _:
             return Verdict("terminate", reasons=reasons or ("the negotiation policy refused the request",))
+
+
+async def _asset(runtime: Runtime, offer: Offer) -> Asset:
+    async with runtime.db.session() as session:
+        asset = await session.get(Asset, offer.asset_id)
+    assert asset is not None  # a foreign key guards it
+    return asset
 
 
 async def _policy(runtime: Runtime, policy_id: str) -> UsagePolicy:

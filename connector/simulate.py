@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from connector import grades, usage
+from connector import agents, grades, usage
 from connector.agreements import Agreement
 from connector.assets import Asset
 from connector.catalog import Offer, UsagePolicy
@@ -37,6 +37,7 @@ async def would_get_offer(runtime: Runtime, participant_id: str, offer_id: str) 
     if policy is None:
         return answer | {"allow": True, "reasons": [], "obligations": [], "patterns": [], "access_policy": None}
     request = {"caller": caller, "offer": {"id": offer.id, "target": offer.asset_id}, "now": rfc3339()}
+    request |= agents.asset_input(asset)
     explanation = await explain(runtime.engine, policy.module, request)
     return answer | explanation.to_dict() | {"access_policy": policy.id}
 

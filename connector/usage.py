@@ -111,7 +111,7 @@ def usage_input(
         "uses": uses,
         "now": rfc3339(now),
         "asset": asset.policy_input(),
-        "artifact": {"state": asset.state},
+        "artifact": {"state": asset.state},  # the asset's lifecycle state
         "request": {"query": query} if query is not None else {},
     }
 

@@ -286,3 +286,17 @@ async def test_a_pushed_copy_keeps_the_labels_too(space: Dataspace, people_csv: 
     assert pushed["state"] == "COMPLETED", pushed
     [copy] = (await consumer.api.get("/copies")).json()["items"]
     assert copy["labels"] == labels
+
+
+async def test_access_policies_read_the_labels_too(provider: Site, consumer: Site, people_csv: Path) -> None:
+    access = (
+        "package tessera.access.health\n\ndefault allow := false\n\n"
+        'allow if {\n\tinput.asset.category == "health"\n\tinput.artifact.state == "released"\n}\n'
+    )
+    health = await publish(provider, people_csv, policy=OPEN, access=access, category="health")
+    await publish(provider, people_csv, policy=OPEN, access=access, category="energy")
+    await publish(provider, people_csv, policy=OPEN, access=access, category="health", state="draft")
+    catalog = await consumer.post(
+        "/catalog/request", {"provider_url": provider.dsp_url, "provider_id": provider.id}, expect=200
+    )
+    assert [dataset["@id"] for dataset in catalog["dataset"]] == [health["asset_id"]]

@@ -1,6 +1,7 @@
 """The two negotiating agents: each turns a proposal into accept, counter, terminate or wait.
 
-Provider: the offer's access policy must admit the caller (else terminate with its reasons). Then the
+Provider: the connector's rules by grade (`connector.grades`) and the offer's access policy must admit
+the caller (else terminate with their reasons). Then the
 offer's negotiation policy (Rego) decides, if it has one; without one, a request within the offer's
 terms is accepted and anything more is countered with the offer's terms. A request whose ODRL is
 wider than the offer (`misfits`) is never accepted as it stands: it is countered with the most of its
@@ -11,7 +12,8 @@ accepted, otherwise it counters with its request. Without needs, an operator dec
 
 Negotiation policy convention (Rego): the package's `decision` is "accept", "counter" or "terminate";
 `counter` holds the counter terms (`purposes`, `duration_days`, `uses`); `deny` holds reasons. Input:
-`{"caller": …, "offer": terms granted, "request": terms asked, "round": counter-offers so far}`.
+`{"caller": …, "offer": terms granted, "request": terms asked, "round": counter-offers so far, "asset": …,
+"artifact": …}` (the asset's labels and lifecycle state, as the usage input has them).
 """
 
 from dataclasses import dataclass
@@ -19,6 +21,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from connector import grades
+from connector.assets import Asset
 from connector.catalog import Offer, UsagePolicy
 from connector.proposals import fit
 from connector.runtime import Runtime
@@ -98,8 +102,22 @@ async def access_decision(runtime: Runtime, offer: Offer, caller: Caller) -> Dec
         "caller": caller.to_policy_input(),
         "offer": {"id": offer.id, "target": offer.asset_id},
         "now": rfc3339(),
+        **asset_input(await _asset(runtime, offer)),
     }
     return await runtime.engine.decide(policy.module, request)
+
+
+def asset_input(asset: Asset) -> dict[str, Any]:
+    """`input.asset` and `input.artifact`, as every decision about the asset sees them."""
+    return {"asset": asset.policy_input(), "artifact": {"state": asset.state}}
+
+
+async def grade_refusals(runtime: Runtime, offer: Offer, caller: Caller) -> list[str]:
+    """Why the connector's rules by grade keep the caller from this offer, whatever its access policy says."""
+    asset = await _asset(runtime, offer)
+    usage_policy = await _policy(runtime, offer.usage_policy_id)
+    rules, provider = runtime.config.grades, runtime.participant_id
+    return grades.offer_refusals(rules, asset, usage_policy, caller.to_policy_input(), provider)
 
 
 async def provider_verdict(
@@ -113,6 +131,8 @@ async def provider_verdict(
     granted: Terms | None = None,
 ) -> Verdict:
     """`granted`: what the offer's ODRL grants at most (default: the offer's negotiable terms)."""
+    if refusals := await grade_refusals(runtime, offer, caller):
+        return Verdict("terminate", reasons=tuple(refusals))
     access = await access_decision(runtime, offer, caller)
     if not access.allow:
         return Verdict("terminate", reasons=access.reasons)
@@ -145,6 +165,7 @@ async def _policy_verdict(runtime: Runtime, offer: Offer, caller: Caller, reques
         "request": requested.to_dict(),
         "round": rounds,
         "now": rfc3339(),
+        **asset_input(await _asset(runtime, offer)),
     }
     try:
         rows = await runtime.engine.evaluate([policy.module], policy.package, request)
@@ -159,6 +180,13 @@ async def _policy_verdict(runtime: Runtime, offer: Offer, caller: Caller, reques
             return Verdict("counter", Terms.from_dict(document["counter"]), reasons)
         case _:
             return Verdict("terminate", reasons=reasons or ("the negotiation policy refused the request",))
+
+
+async def _asset(runtime: Runtime, offer: Offer) -> Asset:
+    async with runtime.db.session() as session:
+        asset = await session.get(Asset, offer.asset_id)
+    assert asset is not None  # a foreign key guards it
+    return asset
 
 
 async def _policy(runtime: Runtime, policy_id: str) -> UsagePolicy:

@@ -2,7 +2,9 @@
 
 An asset is a file on the provider's side (CSV, a JSON array, or JSON Lines). Records are read
 lazily and written out in batches, so a large file never sits whole in memory; the data plane
-applies a decision's obligations to the records in between.
+applies a decision's obligations to the records in between. Every asset carries its labels
+(`tessera.labels`: grade, category, personal information, home jurisdiction) and a lifecycle state;
+policies read them as `input.asset` and `input.artifact`.
 """
 
 import csv
@@ -10,36 +12,74 @@ import io
 import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import ijson
 import sqlmodel
-from pydantic import BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 from sqlmodel import SQLModel
 
+from tessera import labels
 from tessera.clock import rfc3339, utcnow
+from tessera.json import JSONObject
+from tessera.labels import Labels, Level, State
 from tessera.store import Json, Timestamp, UtcDateTime
 
 Format = Literal["csv", "json", "jsonl"]
 MEDIA_TYPES: dict[str, str] = {"csv": "text/csv", "json": "application/json", "jsonl": "application/x-ndjson"}
 BATCH_RECORDS = 500
+Jurisdiction = Annotated[str, AfterValidator(labels.jurisdiction)]
+Category = Annotated[str, AfterValidator(labels.category)]
 
 
-class AssetCreate(BaseModel):
+class LabelsIn(BaseModel):
+    """An asset's labels as the API takes them; a field left out is unset (see `AssetCreate`)."""
+
+    classification: Level | None = None
+    category: Category | None = None
+    personal_information: bool | None = None
+    home_jurisdiction: Jurisdiction | None = None
+
+
+class AssetCreate(LabelsIn):
+    """A new asset. Labels left out are general, no category, no personal information, and the
+    connector's default home jurisdiction; from a received copy (`copy_id`), the copy's."""
+
     id: str | None = Field(default=None, min_length=1, max_length=200)
     title: str = Field(min_length=1, max_length=500)
     description: str = ""
     keywords: list[str] = []
     format: Format
-    path: str = Field(min_length=1)
+    path: str | None = Field(default=None, min_length=1)
+    copy_id: str | None = Field(default=None, min_length=1, description="offer a received copy on")
+    state: State = "released"
+
+    def labels_over(self, default: Labels) -> Labels:
+        """The labels given, the rest from `default`."""
+        given = self.model_dump(include=set(LabelsIn.model_fields), exclude_none=True)
+        return Labels(**(default.to_dict() | given))
 
     @field_validator("path")
     @classmethod
-    def _readable_file(cls, value: str) -> str:
+    def _readable_file(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         path = Path(value)
         if not path.is_file():
             raise ValueError(f"no readable file at {value}")
         return str(path.resolve())
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "AssetCreate":
+        if (self.path is None) == (self.copy_id is None):
+            raise ValueError("give either path (a file) or copy_id (a received copy), not both")
+        return self
+
+
+class AssetChange(BaseModel):
+    """What may change on an asset: its lifecycle state."""
+
+    state: State
 
 
 class Asset(SQLModel, table=True):
@@ -49,7 +89,27 @@ class Asset(SQLModel, table=True):
     keywords: list[str] = sqlmodel.Field(default_factory=list, sa_type=Json)
     format: str
     path: str
+    classification: str = "general"
+    category: str | None = None
+    personal_information: bool = False
+    home_jurisdiction: str | None = None
+    state: str = "released"
     created_at: Timestamp = sqlmodel.Field(default_factory=utcnow, sa_type=UtcDateTime)
+
+    @property
+    def labels(self) -> Labels:
+        return Labels.from_dict(
+            {
+                "classification": self.classification,
+                "category": self.category,
+                "personal_information": self.personal_information,
+                "home_jurisdiction": self.home_jurisdiction,
+            }
+        )
+
+    def policy_input(self) -> JSONObject:
+        """`input.asset`: what a policy knows of the asset."""
+        return {"id": self.id, "format": self.format, **self.labels.to_dict()}
 
     def public(self) -> dict[str, Any]:
         return {
@@ -58,6 +118,8 @@ class Asset(SQLModel, table=True):
             "description": self.description,
             "keywords": list(self.keywords),
             "format": self.format,
+            **self.labels.to_dict(),
+            "state": self.state,
             "created_at": rfc3339(self.created_at),
         }
 

@@ -3,6 +3,8 @@
 An offer binds an asset to a usage policy (Rego, decides every data access) and optionally an access
 policy (Rego, decides who sees the offer and may contract for it). In the catalog an offer is an ODRL
 `Offer` that names the usage policy by id and content hash, so the agreement can bind that exact text.
+A dataset shows the asset's labels and lifecycle state as properties in our namespace (`LABEL_TERMS`),
+which a plain DSP peer may ignore.
 """
 
 import hashlib
@@ -23,6 +25,15 @@ from tessera.odrl import InvalidPolicy, Policy, parse_policy
 from tessera.policy import PolicyModule
 from tessera.store import Json, JsonOf, Timestamp, UtcDateTime
 from tessera.terms import Terms
+
+# asset field -> the dataset property that shows it (absolute IRIs: no context of ours is needed)
+LABEL_TERMS = {
+    "classification": dsp.TESSERA + "classification",
+    "category": dsp.TESSERA + "category",
+    "personal_information": dsp.TESSERA + "personalInformation",
+    "home_jurisdiction": dsp.TESSERA + "homeJurisdiction",
+    "state": dsp.TESSERA + "artifactState",
+}
 
 
 class PatternSpec(BaseModel):
@@ -171,12 +182,15 @@ def enforcement_problems(offer: Offer, usage_policy: UsagePolicy) -> list[str]:
 
 
 def dataset(asset: Asset, offers: list[dict[str, Any]], service_id: str) -> dict[str, Any]:
+    shown = asset.public()
+    labels = {term: shown[name] for name, term in LABEL_TERMS.items() if shown[name] is not None}
     return {
         "@id": asset.id,
         "@type": "Dataset",
         "title": asset.title,
         "description": asset.description,
         "keyword": list(asset.keywords),
+        **labels,
         "hasPolicy": offers,
         "distribution": [{"@type": "Distribution", "format": dsp.PULL_FORMAT, "accessService": service_id}],
     }

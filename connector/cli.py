@@ -15,15 +15,20 @@ from rich.console import Console
 from rich.table import Table
 from sqlmodel import col, select
 
+from connector import cross_border
 from connector.agreements import Agreement
 from connector.config import (
     CONFIG_FILE,
     CRYPTO_PROFILES,
     DEFAULT_HOST,
+    DEFAULT_IMPORTANT_MIN_PROFILE,
+    DEFAULT_NEVER_LEAVE_LEVELS,
     DEFAULT_PORT,
     JWK_FILE,
     KEY_FILE,
     ConnectorConfig,
+    CrossBorderRules,
+    GradeRules,
 )
 from connector.selftest.command import selftest
 from connector.usage import UsageCounter
@@ -37,7 +42,7 @@ err_console = Console(stderr=True)
 
 connector_app = typer.Typer(help="Set up and run a connector.", no_args_is_help=True)
 audit_app = typer.Typer(help="Inspect and verify a connector's audit chain.", no_args_is_help=True)
-usage_app = typer.Typer(help="Metering: uses and bytes per agreement.", no_args_is_help=True)
+usage_app = typer.Typer(help="Metering: uses and bytes per agreement; cross-border filings.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -64,10 +69,28 @@ def connector_init(
     crypto_profile: Annotated[
         str, typer.Option(help=f"Agreement signatures and audit hash: {' | '.join(CRYPTO_PROFILES)} (docs/crypto.md).")
     ] = "default",
+    core_data: Annotated[
+        str, typer.Option(help="Core data: hidden (never offered to others) or aggregate_only.")
+    ] = "hidden",
+    important_min_profile: Annotated[
+        str, typer.Option(help="Lowest security profile that gets important data (base < trust < trust_plus).")
+    ] = DEFAULT_IMPORTANT_MIN_PROFILE,
+    home_jurisdiction: Annotated[
+        str | None, typer.Option(help="Home jurisdiction (ISO 3166-1 alpha-2) of assets that name none.")
+    ] = None,
+    cross_border_destination: Annotated[
+        list[str] | None, typer.Option(help="A jurisdiction data may go to (repeatable); none: no cross-border use.")
+    ] = None,
+    never_leave_level: Annotated[
+        list[str] | None, typer.Option(help="A level that never leaves its home (repeatable; default important, core).")
+    ] = None,
+    never_leave_category: Annotated[
+        list[str] | None, typer.Option(help="A category that never leaves its home (repeatable).")
+    ] = None,
     force: Annotated[bool, typer.Option(help="Overwrite an existing key and config.")] = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Create a connector's key pair(s) and configuration."""
+    """Create a connector's key pair and configuration (with its rules by grade and across borders)."""
     directory.mkdir(parents=True, exist_ok=True)
     key_path = directory / KEY_FILE
     if key_path.exists() and not force:
@@ -82,6 +105,15 @@ def connector_init(
             port=port,
             database_url=database_url,
             crypto_profile=crypto_profile,
+            grades=GradeRules(core=core_data, important_min_profile=important_min_profile),
+            cross_border=CrossBorderRules(
+                home_jurisdiction=home_jurisdiction,
+                destinations=tuple(cross_border_destination or ()),
+                never_leave_levels=tuple(
+                    DEFAULT_NEVER_LEAVE_LEVELS if never_leave_level is None else never_leave_level
+                ),
+                never_leave_categories=tuple(never_leave_category or ()),
+            ),
         )
         config.crypto.create_keys(sm2_key=config.sm2_key_path)
     except (ValueError, Sm2Error) as exc:
@@ -176,10 +208,18 @@ def audit_verify(directory: DirOption, as_json: JsonOption = False) -> None:
     raise typer.Exit(0 if report.ok else 1)
 
 
+CrossBorderOption = Annotated[
+    bool, typer.Option("--cross-border", help="List the filing records of cross-border uses (出境 存证备案) instead.")
+]
+
+
 @usage_app.command("report")
-def usage_report(directory: DirOption, as_json: JsonOption = False) -> None:
-    """Uses, denials and bytes sent per agreement, as this provider metered them."""
+def usage_report(directory: DirOption, as_json: JsonOption = False, filings: CrossBorderOption = False) -> None:
+    """Uses, denials and bytes sent per agreement, as this provider metered them; or, with --cross-border,
+    every cross-border use filed in the audit chain, for the regulator."""
     config = _load_config(directory)
+    if filings:
+        return _filings_report(asyncio.run(_filings(config.database_url)), as_json)
     rows = asyncio.run(_usage_rows(config.database_url))
     if as_json:
         typer.echo(json.dumps(rows))
@@ -196,6 +236,38 @@ def usage_report(directory: DirOption, as_json: JsonOption = False) -> None:
             row["last_used_at"] or "",
         )
     console.print(table)
+
+
+def _filings_report(rows: list[dict[str, Any]], as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(rows))
+        return
+    columns = ("at", "agreement", "recipient", "registry id", "from → to", "category", "level", "PI", "bytes")
+    table = Table(*columns, title="Cross-border filings (出境 存证备案)", title_justify="left")
+    for row in rows:
+        registry = row["registry_id"] if isinstance(row["registry_id"], dict) else {}
+        table.add_row(
+            row["at"],
+            row["agreement"],
+            f"{row['recipient']} ({row['recipient_org']})" if row["recipient_org"] else row["recipient"],
+            f"{registry.get('type', '')} {registry.get('value', '')}".strip(),
+            f"{row['jurisdiction_from']} → {row['jurisdiction_to']}",
+            row["category"] or "",
+            row["level"],
+            "yes" if row["personal_information"] else "no",
+            "pending" if row["bytes"] is None else f"{row['bytes']:,}",
+        )
+    # A report written to a file is read whole: no wrapping at 80 columns there.
+    (console if console.is_terminal else Console(width=max(console.width, 240))).print(table)
+
+
+async def _filings(database_url: str) -> list[dict[str, Any]]:
+    db = await Database.open(database_url)
+    try:
+        async with db.session() as session:
+            return await cross_border.filings(session)
+    finally:
+        await db.close()
 
 
 async def _usage_rows(database_url: str) -> list[dict[str, Any]]:

@@ -1,17 +1,22 @@
 """A connector's configuration: one object, read once at the edge and handed to the app.
 
 `tessera connector init` writes `connector.toml` beside the connector's private key; `serve` reads it.
-Nothing else reads files or the environment for settings.
+Nothing else reads files or the environment for settings. Two groups are tables of their own: the
+rules by data grade (`[grades]`) and the cross-border rules (`[cross_border]`), which apply to every
+use whatever an offer or agreement says.
 """
 
 import secrets
 import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import tomli_w
 
+from policies.patterns import SECURITY_PROFILES
 from tessera.crypto import PROFILES, CryptoProfile
+from tessera.labels import LEVELS, category, jurisdiction
 from tessera.store import sqlite_url
 
 CONFIG_FILE = "connector.toml"
@@ -31,6 +36,62 @@ DEFAULT_TRANSFER_DEADLINE = 600.0  # seconds a provider may take to start a requ
 # seconds, and trusted for at most the grace period after the last one that verified.
 DEFAULT_PARTICIPANT_STATUS_REFRESH = 3.0
 DEFAULT_PARTICIPANT_STATUS_GRACE = 30.0
+CORE_DATA_MODES = ("hidden", "aggregate_only")
+DEFAULT_IMPORTANT_MIN_PROFILE = "trust"
+DEFAULT_NEVER_LEAVE_LEVELS = ("important", "core")  # important data leaves only after a security assessment
+
+
+@dataclass(frozen=True, kw_only=True)
+class GradeRules:
+    """What the connector does with data by its grade (GB/T 43697), whatever an offer says.
+
+    `core`: "hidden": core data is in no other participant's catalog and every use by another is denied;
+    "aggregate_only": it is offered only under usage policies built with the `aggregate_only` pattern,
+    and a use is allowed only as an aggregate. `important_min_profile`: important data goes only to
+    callers whose verified security profile is at least this (base < trust < trust_plus).
+    """
+
+    core: str = "hidden"
+    important_min_profile: str = DEFAULT_IMPORTANT_MIN_PROFILE
+
+    def __post_init__(self) -> None:
+        if self.core not in CORE_DATA_MODES:
+            raise ValueError(f"grades.core must be one of {CORE_DATA_MODES}, not {self.core!r}")
+        if self.important_min_profile not in SECURITY_PROFILES:
+            raise ValueError(
+                f"grades.important_min_profile must be one of {SECURITY_PROFILES}, not {self.important_min_profile!r}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class CrossBorderRules:
+    """Rules for a use whose caller's jurisdiction is not the data's home jurisdiction.
+
+    Data of a level in `never_leave_levels` or a category in `never_leave_categories` never leaves its
+    home; other data goes only to the `destinations` (ISO 3166-1 alpha-2; none: no cross-border use).
+    `home_jurisdiction` is the home of assets created without one (none: such assets have no home and no
+    use of them is cross-border).
+    """
+
+    home_jurisdiction: str | None = None
+    destinations: tuple[str, ...] = ()
+    never_leave_levels: tuple[str, ...] = DEFAULT_NEVER_LEAVE_LEVELS
+    never_leave_categories: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        for name in ("destinations", "never_leave_levels", "never_leave_categories"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        try:
+            if self.home_jurisdiction is not None:
+                jurisdiction(self.home_jurisdiction)
+            for code in self.destinations:
+                jurisdiction(code)
+            for code in self.never_leave_categories:
+                category(code)
+        except ValueError as exc:
+            raise ValueError(f"cross_border: {exc}") from exc
+        if unknown := [level for level in self.never_leave_levels if level not in LEVELS]:
+            raise ValueError(f"cross_border.never_leave_levels must be among {LEVELS}, not {unknown}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -62,6 +123,8 @@ class ConnectorConfig:
     # document has verified for `participant_status_grace` seconds, every caller is refused (fail closed).
     participant_status_refresh: float = DEFAULT_PARTICIPANT_STATUS_REFRESH
     participant_status_grace: float = DEFAULT_PARTICIPANT_STATUS_GRACE
+    grades: GradeRules = field(default_factory=GradeRules)
+    cross_border: CrossBorderRules = field(default_factory=CrossBorderRules)
 
     def __post_init__(self) -> None:
         if self.transfer_start not in TRANSFER_START_MODES:
@@ -104,11 +167,18 @@ class ConnectorConfig:
     def load(cls, directory: Path) -> "ConnectorConfig":
         with (directory / CONFIG_FILE).open("rb") as fh:
             values = tomllib.load(fh)
-        return cls(directory=directory, **values)
+        grades = GradeRules(**values.pop("grades", {}))
+        cross_border = CrossBorderRules(**values.pop("cross_border", {}))
+        return cls(directory=directory, grades=grades, cross_border=cross_border, **values)
 
     def save(self) -> Path:
-        values = {k: v for k, v in asdict(self).items() if k != "directory" and v is not None}
+        values = _without_none({k: v for k, v in asdict(self).items() if k != "directory"})
         path = self.directory / CONFIG_FILE
         path.write_text(tomli_w.dumps(values))
         path.chmod(0o600)  # holds the management token
         return path
+
+
+def _without_none(values: dict[str, Any]) -> dict[str, Any]:
+    """TOML has no null: leave unset values (in tables too) out."""
+    return {k: _without_none(v) if isinstance(v, dict) else v for k, v in values.items() if v is not None}

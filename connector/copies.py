@@ -8,6 +8,10 @@ set a deadline and the earlier wins; a `nextPolicy` duty is recorded with the co
 policy any onward transfer must carry. Duties the consumer cannot carry out mean it may not keep the
 copy: it is due at once. The sweeper deletes a copy when it falls due, records that in the audit log
 and reports it to the provider, which records it too.
+
+A copy keeps the labels the provider sent with the data (`Tessera-Labels`); offered on as an asset of
+ours (`POST /api/assets` with `copy_id`, or the copy's path), it carries them on and may not be
+labelled lower (`republished_labels`).
 """
 
 import asyncio
@@ -24,17 +28,19 @@ from sqlmodel import Field, SQLModel, col, select
 
 from connector import usage
 from connector.agreements import Agreement
+from connector.assets import LabelsIn
 from connector.outbox import enqueue
 from connector.runtime import Runtime
 from connector.transfers import Transfer
 from policies.compiler import compile_duties
 from tessera import audit
 from tessera.clock import parse, rfc3339, utcnow
-from tessera.errors import PeerError, PolicyEvaluationError
+from tessera.errors import BadRequest, Gone, NotFound, PeerError, PolicyEvaluationError
 from tessera.ids import new_id
-from tessera.json import JSONObject
+from tessera.json import JSONObject, load_object
+from tessera.labels import Labels
 from tessera.policy.obligations import ObligationError
-from tessera.store import Timestamp, UtcDateTime
+from tessera.store import Json, Timestamp, UtcDateTime
 
 logger = logging.getLogger("tessera.copies")
 SWEEP_AT_LEAST_EVERY = 60.0  # seconds; copies due earlier wake the sweeper themselves
@@ -52,6 +58,11 @@ class ReceivedCopy(SQLModel, table=True):
     received_at: Timestamp = Field(default_factory=utcnow, sa_type=UtcDateTime)
     delete_at: Timestamp | None = Field(default=None, index=True, sa_type=UtcDateTime)  # the provider's obligation
     deleted_at: Timestamp | None = Field(default=None, sa_type=UtcDateTime)
+    labels: JSONObject | None = Field(default=None, sa_type=Json)  # the provider's labels; None: it sent none
+
+    @property
+    def source_labels(self) -> Labels | None:
+        return Labels.from_dict(self.labels) if self.labels is not None else None
 
     def public(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
@@ -65,6 +76,40 @@ def deadline(header: str | None) -> datetime | None:
         return parse(header)
     except ValueError as exc:
         raise PeerError(f"the provider's delete-after time {header!r} is not an RFC 3339 time") from exc
+
+
+def labels_of(header: str | None) -> Labels | None:
+    """The labels a provider's `Tessera-Labels` header names; PeerError if it names none."""
+    if header is None:
+        return None
+    try:
+        return Labels.from_dict(load_object(header, "the provider's labels", PeerError))
+    except ValueError as exc:
+        raise PeerError(f"the provider's labels {header!r} are not labels: {exc}") from exc
+
+
+async def source_of(runtime: Runtime, *, copy_id: str | None, path: str | None) -> ReceivedCopy | None:
+    """The received copy an asset is made of (named, or found by its path), or None for a file of ours."""
+    async with runtime.db.session() as session:
+        if copy_id is not None:
+            copy = await session.get(ReceivedCopy, copy_id)
+            if copy is None:
+                raise NotFound(f"no received copy {copy_id}")
+        else:
+            copy = (await session.exec(select(ReceivedCopy).where(ReceivedCopy.path == path))).first()
+    if copy is not None and copy.deleted_at is not None:
+        raise Gone(f"copy {copy.id} was deleted at {rfc3339(copy.deleted_at)}, as its delete-after obligation required")
+    return copy
+
+
+def republished_labels(copy: ReceivedCopy, given: LabelsIn, default: Labels) -> Labels:
+    """A copy offered on keeps its source's labels: `given` may make them stricter, never laxer."""
+    source = copy.source_labels
+    given_fields = given.model_dump(include=set(LabelsIn.model_fields), exclude_none=True)
+    labels = Labels(**((source or default).to_dict() | given_fields))
+    if source is not None and (laxer := labels.lower_than(source)):
+        raise BadRequest(f"copy {copy.id} is offered on with its source's labels: " + "; ".join(laxer), reasons=laxer)
+    return labels
 
 
 @dataclass(frozen=True)
@@ -102,7 +147,7 @@ def stricter(*deadlines: datetime | None) -> datetime | None:
 
 
 def new_path(runtime: Runtime, media_type: str) -> tuple[str, Path]:
-    folder = runtime.config.directory / "received"
+    folder = (runtime.config.directory / "received").resolve()  # absolute, as an asset's path is
     folder.mkdir(exist_ok=True)
     copy_id = new_id()
     suffix = SUFFIX.get(media_type.split(";")[0].strip(), ".bin")
@@ -110,7 +155,12 @@ def new_path(runtime: Runtime, media_type: str) -> tuple[str, Path]:
 
 
 async def keep(
-    runtime: Runtime, transfer: Transfer, chunks: AsyncIterator[bytes], media_type: str, delete_at: datetime | None
+    runtime: Runtime,
+    transfer: Transfer,
+    chunks: AsyncIterator[bytes],
+    media_type: str,
+    delete_at: datetime | None,
+    labels: Labels | None,
 ) -> AsyncIterator[bytes]:
     """Pass `chunks` on while writing them to a new copy; the copy is recorded once complete."""
     copy_id, path = new_path(runtime, media_type)
@@ -122,14 +172,19 @@ async def keep(
             await fh.write(chunk)
             yield chunk
     await anyio.Path(partial).replace(path)  # a reader never sees half the data
-    await record(runtime, transfer, copy_id, path, size, delete_at)
+    await record(runtime, transfer, copy_id, path, size, delete_at, labels)
 
 
 async def store(
-    runtime: Runtime, transfer: Transfer, chunks: AsyncIterator[bytes], media_type: str, delete_at: datetime | None
+    runtime: Runtime,
+    transfer: Transfer,
+    chunks: AsyncIterator[bytes],
+    media_type: str,
+    delete_at: datetime | None,
+    labels: Labels | None,
 ) -> None:
     """Write `chunks` to a new copy (pushed data)."""
-    async for _chunk in keep(runtime, transfer, chunks, media_type, delete_at):
+    async for _chunk in keep(runtime, transfer, chunks, media_type, delete_at, labels):
         pass
 
 
@@ -140,7 +195,13 @@ async def latest(runtime: Runtime, transfer_id: str) -> ReceivedCopy | None:
 
 
 async def record(
-    runtime: Runtime, transfer: Transfer, copy_id: str, path: Path, size: int, delete_at: datetime | None
+    runtime: Runtime,
+    transfer: Transfer,
+    copy_id: str,
+    path: Path,
+    size: int,
+    delete_at: datetime | None,
+    labels: Labels | None,
 ) -> ReceivedCopy:
     """Record a complete copy; its deadline is the stricter of the provider's header and the agreement's duty."""
     received_at = utcnow()
@@ -153,6 +214,7 @@ async def record(
         bytes=size,
         received_at=received_at,
         delete_at=stricter(delete_at, duties.delete_at),
+        labels=labels.to_dict() if labels is not None else None,
     )
     async with runtime.transaction() as session:
         session.add(copy)
@@ -169,6 +231,7 @@ async def record(
             agreement_delete_at=_text(duties.delete_at),
             next_policy=list(duties.next_policies),
             duty_problems=list(duties.problems),
+            labels=copy.labels,
         )
     runtime.wake_sweeper()
     return copy

@@ -23,6 +23,7 @@ from tessera.bodies import read_body
 from tessera.errors import BadRequest, NotEntitled, NotFound, PeerError, TesseraError
 from tessera.identity import bearer_token
 from tessera.json import load_object
+from tessera.labels import Labels
 
 MAX_REPORT_BYTES = 64 * 1024  # a deletion report is a few fields
 
@@ -95,8 +96,9 @@ async def pushed(request: Request) -> Response:
     token = bearer_token(request.headers.get("authorization"))
     media_type = request.headers.get("content-type", "application/octet-stream")
     delete_after = request.headers.get(usage.DELETE_AFTER_HEADER)
+    labels = request.headers.get(usage.LABELS_HEADER)
     await transfer_consumer.receive_push(
-        runtime, request.path_params["pid"], token, media_type, delete_after, request.stream()
+        runtime, request.path_params["pid"], token, media_type, delete_after, labels, request.stream()
     )
     return JSONResponse({"received": True})
 
@@ -115,10 +117,11 @@ routes = [
 class Pull:
     """An open response from the provider's data plane; iterate it, then it closes."""
 
-    def __init__(self, response: httpx.Response, delete_at: datetime | None) -> None:
+    def __init__(self, response: httpx.Response, delete_at: datetime | None, labels: Labels | None) -> None:
         self.response = response
         self.media_type = response.headers.get("content-type", "application/octet-stream")
         self.delete_at = delete_at  # when the provider's delete-after obligation wants our copy gone
+        self.labels = labels  # what the provider says the data is (None: a provider that labels nothing)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         try:
@@ -147,6 +150,7 @@ async def pull(runtime: Runtime, transfer_id: str, purpose: str | None, query: s
         raise _provider_refusal(response)
     try:
         delete_at = copies.deadline(response.headers.get(usage.DELETE_AFTER_HEADER))
+        labels = copies.labels_of(response.headers.get(usage.LABELS_HEADER))
     except PeerError:
         await response.aclose()
         raise
@@ -154,7 +158,7 @@ async def pull(runtime: Runtime, transfer_id: str, purpose: str | None, query: s
         await audit.append(
             session, actor=runtime.participant_id, action="transfer.pulled", subject=transfer_id, purpose=purpose
         )
-    return Pull(response, delete_at)
+    return Pull(response, delete_at, labels)
 
 
 def pull_headers(address: dict[str, Any]) -> dict[str, str]:

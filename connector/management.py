@@ -23,6 +23,7 @@ from connector import (
     agents,
     catalog,
     copies,
+    cross_border,
     dataplane,
     negotiation_consumer,
     negotiation_provider,
@@ -36,7 +37,7 @@ from connector import (
     usage,
 )
 from connector.agreements import Agreement
-from connector.assets import Asset, AssetCreate
+from connector.assets import Asset, AssetChange, AssetCreate
 from connector.catalog import Offer, OfferCreate, PolicyCreate, TermsIn, UsagePolicy
 from connector.diagnostics import outbox_pending, waiting_for
 from connector.negotiations import Negotiation
@@ -50,6 +51,7 @@ from tessera.errors import BadRequest, Conflict, Gone, NotFound, PeerError, Toke
 from tessera.identity import bearer_token
 from tessera.ids import new_id
 from tessera.json import parse
+from tessera.labels import Labels
 from tessera.problems import problem_from_error
 from tessera.terms import Terms
 from tessera.urls import check_url
@@ -134,9 +136,34 @@ async def _create(runtime: Runtime, record: Created, key: str, **details: Any) -
 
 
 async def create_asset(request: Request) -> Response:
+    """A file of ours, or a received copy offered on (it keeps its source's labels, or stricter ones)."""
+    runtime = runtime_of(request)
     data = await read_model(request, AssetCreate)
-    asset = Asset(**data.model_dump(exclude={"id"}), id=data.id or new_id())
-    return await _create(runtime_of(request), asset, asset.id, path=asset.path)
+    copy = await copies.source_of(runtime, copy_id=data.copy_id, path=data.path)
+    default = Labels(home_jurisdiction=runtime.config.cross_border.home_jurisdiction)
+    labels = copies.republished_labels(copy, data, default) if copy else data.labels_over(default)
+    fields = data.model_dump(include={"title", "description", "keywords", "format", "state"})
+    path = copy.path if copy else data.path
+    assert path is not None  # AssetCreate wants a path or a copy
+    asset = Asset(**fields, **labels.to_dict(), id=data.id or new_id(), path=path)
+    copy_id = copy.id if copy else None
+    return await _create(runtime, asset, asset.id, path=asset.path, copy=copy_id, **labels.to_dict(), state=asset.state)
+
+
+async def change_asset(request: Request) -> Response:
+    """Move an asset through its lifecycle (draft, released, deprecated, withdrawn)."""
+    runtime = runtime_of(request)
+    change = await read_model(request, AssetChange)
+    async with runtime.transaction() as session:
+        asset = await session.get(Asset, request.path_params["id"])
+        if asset is None:
+            raise NotFound(f"no asset {request.path_params['id']}")
+        was, asset.state = asset.state, change.state
+        session.add(asset)
+        await audit.append(
+            session, actor=runtime.participant_id, action="asset.changed", subject=asset.id, state=asset.state, was=was
+        )
+    return JSONResponse(asset.public())
 
 
 async def create_policy(request: Request) -> Response:
@@ -350,12 +377,12 @@ async def pull_data(request: Request) -> Response:
         return await _pushed_copy(runtime, transfer)
     purpose, query = request.query_params.get("purpose"), request.query_params.get("query")
     pulled = await dataplane.pull(runtime, transfer.id, purpose, query)
-    kept = copies.keep(runtime, transfer, aiter(pulled), pulled.media_type, pulled.delete_at)
+    kept = copies.keep(runtime, transfer, aiter(pulled), pulled.media_type, pulled.delete_at, pulled.labels)
     return StreamingResponse(kept, media_type=pulled.media_type, headers=_obligation_headers(pulled.response))
 
 
 def _obligation_headers(response: httpx.Response) -> dict[str, str]:
-    names = (usage.DELETE_AFTER_HEADER, usage.NEXT_POLICY_HEADER, "Tessera-Masked-Fields")
+    names = (usage.DELETE_AFTER_HEADER, usage.NEXT_POLICY_HEADER, usage.LABELS_HEADER, "Tessera-Masked-Fields")
     return {name: response.headers[name] for name in names if name in response.headers}
 
 
@@ -439,6 +466,12 @@ async def usage_report(request: Request) -> Response:
         return JSONResponse({"items": [c.model_dump(mode="json") for c in counters]})
 
 
+async def cross_border_filings(request: Request) -> Response:
+    """The filing records of cross-border uses (出境 存证备案), oldest first."""
+    async with runtime_of(request).db.session() as session:
+        return JSONResponse({"items": await cross_border.filings(session)})
+
+
 list_assets, get_asset = _collection(Asset)
 list_policies, get_policy = _collection(UsagePolicy)
 list_offers, get_offer = _collection(Offer)
@@ -450,6 +483,7 @@ routes = [
     Route("/assets", create_asset, methods=["POST"]),
     Route("/assets", list_assets, methods=["GET"]),
     Route("/assets/{id:path}", get_asset, methods=["GET"]),
+    Route("/assets/{id:path}", change_asset, methods=["PATCH"]),
     Route("/policies", create_policy, methods=["POST"]),
     Route("/policies", list_policies, methods=["GET"]),
     Route("/policies/{id:path}", get_policy, methods=["GET"]),
@@ -479,6 +513,7 @@ routes = [
     Route("/registration", register, methods=["PUT"]),
     Route("/registration", unregister, methods=["DELETE"]),
     Route("/usage", usage_report, methods=["GET"]),
+    Route("/usage/cross-border", cross_border_filings, methods=["GET"]),
     Route("/explain/offer", explain_offer, methods=["POST"]),
     Route("/explain/use", explain_use, methods=["POST"]),
     Route("/copies", list_copies, methods=["GET"]),

@@ -19,6 +19,7 @@ from starlette.routing import Route
 from connector import (
     agents,
     catalog,
+    grades,
     negotiation_consumer,
     negotiation_provider,
     negotiations,
@@ -196,7 +197,8 @@ async def dataset_request(request: Request) -> Response:
 
 
 async def visible_datasets(runtime: Runtime, caller: Caller) -> list[dict[str, Any]]:
-    """Datasets with the offers whose access policy admits the caller, in a stable order."""
+    """Datasets with the offers the connector's rules by grade and their access policy admit the caller to,
+    in a stable order."""
     async with runtime.db.session() as session:
         query = (
             select(Offer, Asset, UsagePolicy)
@@ -206,7 +208,10 @@ async def visible_datasets(runtime: Runtime, caller: Caller) -> list[dict[str, A
         )
         rows = (await session.exec(query)).all()
     by_asset: dict[str, tuple[Asset, list[dict[str, Any]]]] = {}
+    claims, rules = caller.to_policy_input(), runtime.config.grades
     for offer, asset, policy in rows:
+        if grades.offer_refusals(rules, asset, policy, claims, runtime.participant_id):
+            continue
         if (await agents.access_decision(runtime, offer, caller)).allow:
             by_asset.setdefault(asset.id, (asset, []))[1].append(catalog.odrl_offer(offer, policy))
     service_id = catalog.service_id_for(runtime.config.dsp_url)

@@ -1,7 +1,9 @@
 """Registering this connector and its offerings at the cluster's broker.
 
 The connector describes itself (DSP endpoint, title) and lists its offers, and sends that with an
-access token for the broker, so only this participant can change its entry.
+access token for the broker, so only this participant can change its entry. An offering carries its
+asset's grade (`classification`) and category (as DCAT's `theme`), which the broker's search facets
+count; core data the rules by grade keep from every other participant is not listed at all.
 """
 
 from typing import Any
@@ -9,10 +11,11 @@ from urllib.parse import quote
 
 import httpx
 from pydantic import BaseModel, Field
-from sqlmodel import select
+from sqlmodel import col, select
 
+from connector import grades
 from connector.assets import Asset
-from connector.catalog import Offer
+from connector.catalog import Offer, UsagePolicy
 from connector.runtime import Runtime
 from tessera import audit
 from tessera.errors import PeerError
@@ -25,7 +28,12 @@ class SelfDescription(BaseModel):
 
 async def offerings(runtime: Runtime) -> list[dict[str, Any]]:
     async with runtime.db.session() as session:
-        rows = (await session.exec(select(Offer, Asset).join(Asset))).all()
+        query = (
+            select(Offer, Asset, UsagePolicy)
+            .join(Asset)
+            .join(UsagePolicy, col(Offer.usage_policy_id) == col(UsagePolicy.id))
+        )
+        rows = (await session.exec(query)).all()
     return [
         {
             "id": offer.id,
@@ -33,8 +41,11 @@ async def offerings(runtime: Runtime) -> list[dict[str, Any]]:
             "description": asset.description,
             "keywords": list(asset.keywords),
             "format": asset.format,
+            "classification": asset.classification,
+            "theme": asset.category or "",
         }
-        for offer, asset in rows
+        for offer, asset, policy in rows
+        if grades.published(runtime.config.grades, asset, policy)
     ]
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlmodel import col, select
 
-from connector import usage
+from connector import agents, grades, usage
 from connector.agreements import Agreement
 from connector.assets import Asset
 from connector.catalog import Offer, UsagePolicy
@@ -23,13 +23,21 @@ async def would_get_offer(runtime: Runtime, participant_id: str, offer_id: str) 
     caller = await _claims(runtime, participant_id)
     async with runtime.db.session() as session:
         offer = await session.get(Offer, offer_id)
-        policy = await session.get(UsagePolicy, offer.access_policy_id) if offer and offer.access_policy_id else None
-    if offer is None:
-        raise NotFound(f"no offer {offer_id}")
+        if offer is None:
+            raise NotFound(f"no offer {offer_id}")
+        policy = await session.get(UsagePolicy, offer.access_policy_id) if offer.access_policy_id else None
+        asset, usage_policy = (
+            await session.get(Asset, offer.asset_id),
+            await session.get(UsagePolicy, offer.usage_policy_id),
+        )
+    assert asset is not None and usage_policy is not None  # foreign keys guard them
     answer = {"participant": caller, "offer": offer.id, "terms": offer.terms.model_dump(mode="json")}
+    if refusals := grades.offer_refusals(runtime.config.grades, asset, usage_policy, caller, runtime.participant_id):
+        return answer | {"allow": False, "reasons": refusals, "obligations": [], "patterns": [], "access_policy": None}
     if policy is None:
         return answer | {"allow": True, "reasons": [], "obligations": [], "patterns": [], "access_policy": None}
     request = {"caller": caller, "offer": {"id": offer.id, "target": offer.asset_id}, "now": rfc3339()}
+    request |= agents.asset_input(asset)
     explanation = await explain(runtime.engine, policy.module, request)
     return answer | explanation.to_dict() | {"access_policy": policy.id}
 
@@ -40,7 +48,8 @@ async def would_use(
     """Would the next data request under `agreement_id` be allowed, and with which obligations?
 
     Decided as the data plane decides (`usage.decide`: the compiled agreement and its bound module in
-    one evaluation, obligations checked as executable), on the uses counted so far.
+    one evaluation, obligations checked as executable, the connector's rules by grade and across
+    borders), on the uses counted so far.
     """
     async with runtime.db.session() as session:
         agreement = await session.get(Agreement, agreement_id)
@@ -68,7 +77,8 @@ async def would_use(
         explanation = await explain(runtime.engine, usage.modules(agreement, policy), request)
     except PolicyEvaluationError as exc:
         explanation = Explanation(usage.evaluation_failed(exc))
-    explanation = replace(explanation, decision=usage.executable(explanation.decision, query))
+    decision = usage.governed(runtime, asset, caller, usage.executable(explanation.decision, query))
+    explanation = replace(explanation, decision=decision)
     compiled = usage.compiled(agreement)
     return {
         "agreement": agreement_id,

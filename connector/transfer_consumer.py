@@ -76,7 +76,13 @@ async def resume_by_operator(runtime: Runtime, pid: str) -> Transfer:
 
 
 async def receive_push(
-    runtime: Runtime, pid: str, token: str, media_type: str, delete_after: str | None, body: AsyncIterator[bytes]
+    runtime: Runtime,
+    pid: str,
+    token: str,
+    media_type: str,
+    delete_after: str | None,
+    labels: str | None,
+    body: AsyncIterator[bytes],
 ) -> None:
     """Keep pushed data for a push transfer we requested, as a copy under its obligations."""
     claims = data_tokens.verify(runtime, token, pid)
@@ -87,6 +93,6 @@ async def receive_push(
     if transfer.state not in {"REQUESTED", "STARTED"}:
         raise IllegalTransition(f"transfer {pid} is {transfer.state}; it takes no data")
     await runtime.participant_status.require_active(transfer.counterparty_id)
-    await copies.store(runtime, transfer, body, media_type, copies.deadline(delete_after))
+    await copies.store(runtime, transfer, body, media_type, copies.deadline(delete_after), copies.labels_of(labels))
     async with runtime.transaction() as session:
         (await get(session, pid)).received = True

@@ -9,7 +9,10 @@ under "at most 10 uses" let exactly 10 through. The decision's obligations are t
 record obligations (mask, replace, filter rows, aggregate) on the stream; side effects (log,
 notify) at once; delete-after and next-policy travel to the consumer as response headers (the
 consumer enforces the agreement's own duties too). An obligation that cannot be carried out denies
-the request: fail closed. Bytes sent are metered per agreement.
+the request: fail closed. The connector's own rules by grade (`connector.grades`) and across borders
+(`connector.cross_border`) apply to every use whatever the agreement says (`governed`); an allowed
+cross-border use is filed in the same transaction. Data sent carries its labels (`Tessera-Labels`:
+the strictest of its inputs). Bytes sent are metered per agreement.
 """
 
 import asyncio
@@ -25,7 +28,7 @@ from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from connector import timeline
+from connector import cross_border, grades, timeline
 from connector.agreements import Agreement
 from connector.assets import MEDIA_TYPES, Asset, csv_header, read_records, write_records
 from connector.catalog import UsagePolicy
@@ -38,6 +41,7 @@ from tessera.clock import parse, rfc3339, utcnow
 from tessera.errors import InvalidMessage, NotEntitled, NotFound, PolicyEvaluationError
 from tessera.ids import new_id
 from tessera.json import JSONObject
+from tessera.labels import Labels, strictest
 from tessera.policy import Decision, Obligation, PolicyModule
 from tessera.policy.obligations import (
     KNOWN_KINDS,
@@ -51,6 +55,7 @@ from tessera.store import Timestamp, UtcDateTime
 
 DELETE_AFTER_HEADER = "Tessera-Delete-After"
 NEXT_POLICY_HEADER = "Tessera-Next-Policy"
+LABELS_HEADER = "Tessera-Labels"  # the labels of the data sent, as JSON (`Labels.to_dict`)
 COMPILED_AGREEMENTS = 1024  # compiled agreements kept in memory (compiling one takes about a millisecond)
 
 
@@ -76,6 +81,7 @@ class Use:
     decision: Decision
     query: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
+    filing: str | None = None  # the cross-border filing this use wrote, if it crosses a border
 
 
 def usage_input(
@@ -104,7 +110,8 @@ def usage_input(
         "purpose": purpose,
         "uses": uses,
         "now": rfc3339(now),
-        "asset": {"id": asset.id, "format": asset.format},
+        "asset": asset.policy_input(),
+        "artifact": {"state": asset.state},  # the asset's lifecycle state
         "request": {"query": query} if query is not None else {},
     }
 
@@ -171,6 +178,17 @@ def evaluation_failed(exc: PolicyEvaluationError) -> Decision:
     return Decision(allow=False, reasons=(f"policy evaluation failed: {exc.detail}",))
 
 
+def governed(runtime: Runtime, asset: Asset, caller: JSONObject, decision: Decision) -> Decision:
+    """The decision under the connector's rules by grade and across borders, which can only deny."""
+    labels, provider = asset.labels, runtime.participant_id
+    refusals = grades.use_refusals(runtime.config.grades, labels, caller, provider, decision)
+    if (border := cross_border.crossing(labels, caller, provider)) is not None:
+        refusals += cross_border.refusals(runtime.config.cross_border, labels, border)
+    if not refusals:
+        return decision
+    return Decision(allow=False, reasons=(*(() if decision.allow else decision.reasons), *refusals))
+
+
 async def decide_use(
     runtime: Runtime, transfer: Transfer, purpose: str | None, query: dict[str, Any] | None = None
 ) -> Use:
@@ -196,6 +214,8 @@ async def decide_use(
             connector_id=transfer.counterparty_address,
         )
         decision = executable(await decide(runtime, agreement, policy, request), query)
+        decision = governed(runtime, asset, caller, decision)
+        border = cross_border.crossing(asset.labels, caller, runtime.participant_id)
         counter.uses += decision.allow
         counter.denials += not decision.allow
         counter.last_used_at = utcnow() if decision.allow else counter.last_used_at
@@ -213,12 +233,24 @@ async def decide_use(
             obligations=[o.to_dict() for o in decision.obligations],
             agreement_module_hash=compiled(agreement).module.hash,
             policy_hash=policy.hash if policy is not None else None,
+            asset=request["asset"] | request["artifact"],
+            cross_border=border.to_dict() if border is not None else None,
         )
+        filing = None
         if decision.allow:
             await _side_effects(session, runtime, transfer, decision)
+            if border is not None:
+                filing = await cross_border.file(session, runtime.participant_id, transfer, asset, border)
     if not decision.allow:
-        raise NotEntitled("the agreement or its usage policy denied this request", reasons=list(decision.reasons))
-    return Use(transfer, agreement, asset, decision, query, _headers(decision, runtime.clock()))
+        denied = "the agreement, its usage policy or the connector's rules denied this request"
+        raise NotEntitled(denied, reasons=list(decision.reasons))
+    headers = _headers(decision, runtime.clock(), sent_labels(asset))
+    return Use(transfer, agreement, asset, decision, query, headers, filing)
+
+
+def sent_labels(asset: Asset) -> Labels:
+    """The labels of what a use sends: the asset's records, or aggregates of them, carry the asset's."""
+    return strictest(asset.labels)
 
 
 def executable(decision: Decision, query: dict[str, Any] | None) -> Decision:
@@ -281,8 +313,8 @@ def deadline(delete: Obligation, now: datetime) -> tuple[datetime, str]:
     return moment, rfc3339(moment)
 
 
-def _headers(decision: Decision, now: datetime) -> dict[str, str]:
-    headers: dict[str, str] = {}
+def _headers(decision: Decision, now: datetime, labels: Labels) -> dict[str, str]:
+    headers = {LABELS_HEADER: json.dumps(labels.to_dict(), sort_keys=True)}
     deadlines = [deadline(delete, now) for delete in decision.of_kind("delete_after")]
     if deadlines:
         headers[DELETE_AFTER_HEADER] = min(deadlines)[1]  # the earliest
@@ -307,7 +339,7 @@ async def content(runtime: Runtime, use: Use) -> tuple[AsyncIterator[bytes], str
         header = _columns(asset, decision) if asset.format == "csv" else None
         chunks = iterate_in_threadpool(write_records(records, asset.format, header))
         media_type = MEDIA_TYPES[asset.format]
-    return _metered(runtime, use.agreement.id, chunks), media_type
+    return _metered(runtime, use, chunks), media_type
 
 
 def _columns(asset: Asset, decision: Decision) -> list[str]:
@@ -315,18 +347,27 @@ def _columns(asset: Asset, decision: Decision) -> list[str]:
     return [name for name in csv_header(asset) if name not in masked]
 
 
-async def _metered(runtime: Runtime, agreement_id: str, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _metered(runtime: Runtime, use: Use, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
     sent = 0
     try:
         async for chunk in chunks:
             sent += len(chunk)
             yield chunk
     finally:
-        await asyncio.shield(_count_bytes(runtime, agreement_id, sent))
+        await asyncio.shield(_count_bytes(runtime, use, sent))
 
 
-async def _count_bytes(runtime: Runtime, agreement_id: str, sent: int) -> None:
+async def _count_bytes(runtime: Runtime, use: Use, sent: int) -> None:
+    """Meter the bytes of a use; a cross-border use's filing learns them in the same transaction."""
     async with runtime.transaction() as session:
-        counter = await session.get(UsageCounter, agreement_id)
+        counter = await session.get(UsageCounter, use.agreement.id)
         if counter is not None:
             counter.bytes += sent
+        if use.filing is not None:
+            await cross_border.sent(
+                session,
+                actor=runtime.participant_id,
+                agreement_id=use.agreement.id,
+                filing_id=use.filing,
+                sent_bytes=sent,
+            )

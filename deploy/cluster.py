@@ -79,7 +79,10 @@ def init_broker(work: Path, url: str, port: int) -> None:
     tessera("broker", "init", "--dir", str(work / "broker"), "--url", url, "--port", str(port))
 
 
-def init_connector(work: Path, name: str, participant_id: str, url: str, broker_url: str, port: int) -> None:
+def init_connector(
+    work: Path, name: str, participant_id: str, url: str, broker_url: str, port: int, *options: str
+) -> None:
+    """`tessera connector init` for `name`; `options` are further flags (rules by grade, cross-border)."""
     tessera(
         "connector",
         "init",
@@ -93,10 +96,12 @@ def init_connector(work: Path, name: str, participant_id: str, url: str, broker_
         broker_url,
         "--port",
         str(port),
+        *options,
     )
 
 
-def admit(work: Path, name: str, participant_id: str, org: str, region: str) -> None:
+def admit(work: Path, name: str, participant_id: str, org: str, region: str, *options: str) -> None:
+    """`tessera participant add` with a base profile; `options` are further claims (`--jurisdiction DE`)."""
     tessera(
         "participant",
         "add",
@@ -111,4 +116,5 @@ def admit(work: Path, name: str, participant_id: str, org: str, region: str) -> 
         region,
         "--security-profile",
         "base",
+        *options,
     )

@@ -40,6 +40,7 @@ from cluster import (  # noqa: E402 (deploy/ is a folder of scripts, not a packa
 REPO = HERE.parent
 SAMPLE = HERE / "sample" / "study_participants.csv"
 POLICY = REPO / "policies" / "examples" / "research_limited.rego"
+TESSERA = "https://w3id.org/tessera/v1/"  # our terms in the DSP catalog: the dataset's labels
 console = Console(highlight=False)
 
 
@@ -80,16 +81,23 @@ def run(work: Path, processes: Processes) -> None:
     ports = {name: free_port() for name in ("broker", "provider", "consumer")}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
     ids = {"provider": "urn:tessera:sensorlab", "consumer": "urn:tessera:uni-research"}
-    profiles = {"provider": ("SensorLab GmbH", "EU-DE"), "consumer": ("University Research Institute", "EU-FR")}
+    profiles = {
+        "provider": ("SensorLab GmbH", "EU-DE", "DE"),
+        "consumer": ("University Research Institute", "EU-FR", "FR"),
+    }
+    # The provider's data is at home in DE and may go to FR (a cross-border use, filed); nowhere else.
+    rules = {"provider": ("--home-jurisdiction", "DE", "--cross-border-destination", "FR"), "consumer": ()}
 
     with step("Broker: authority key and configuration (tessera broker init)"):
         init_broker(work, urls["broker"], ports["broker"])
     for role in ("provider", "consumer"):
         with step(f"{role.title()} connector {ids[role]}: key pair and configuration (tessera connector init)"):
-            init_connector(work, role, ids[role], urls[role], urls["broker"], ports[role])
-        org, region = profiles[role]
-        with step(f"Operator admits {ids[role]} ({org}, {region}) (tessera participant add)"):
-            admit(work, role, ids[role], org, region)
+            init_connector(work, role, ids[role], urls[role], urls["broker"], ports[role], *rules[role])
+        org, region, jurisdiction = profiles[role]
+        with step(
+            f"Operator admits {ids[role]} ({org}, {region}, jurisdiction {jurisdiction}) (tessera participant add)"
+        ):
+            admit(work, role, ids[role], org, region, "--jurisdiction", jurisdiction)
     with step(f"Start broker and both connectors as separate processes (logs in {work})"):
         processes.start("broker", "broker", "serve", "--dir", str(work / "broker"), health=urls["broker"] + "/health")
         for role in ("provider", "consumer"):
@@ -106,6 +114,9 @@ def run(work: Path, processes: Processes) -> None:
                     "path": str(SAMPLE),
                     "description": "Resting heart rate and daily steps of study participants",
                     "keywords": ["health", "wearables", "research"],
+                    "classification": "general",
+                    "category": "health",
+                    "personal_information": True,
                 },
             ),
             201,
@@ -124,6 +135,10 @@ def run(work: Path, processes: Processes) -> None:
             200,
         )
         console.print(f"    policy hash {policy['hash'][:23]}…, offer {offer['id']}")
+        console.print(
+            f"    labels: {asset['classification']}, category {asset['category']}, personal information, "
+            f"home jurisdiction {asset['home_jurisdiction']} (the provider's default)"
+        )
 
     with step("Consumer finds the offering at the broker (search 'wearables')"):
         found = expect(httpx.get(urls["broker"] + "/search", params={"q": "wearables"}), 200)
@@ -138,6 +153,8 @@ def run(work: Path, processes: Processes) -> None:
             200,
         )
         dataset = next(d for d in catalog["dataset"] if any(o["@id"] == offer["id"] for o in d["hasPolicy"]))
+        shown = {k.removeprefix(TESSERA): v for k, v in dataset.items() if k.startswith(TESSERA)}
+        console.print("    dataset labels: " + ", ".join(f"{k} {json.dumps(v)}" for k, v in shown.items()))
 
     with step("Consumer negotiates; the provider agrees and signs, the consumer countersigns"):
         started = expect(
@@ -180,6 +197,11 @@ def run(work: Path, processes: Processes) -> None:
             expect_ok(consumer.get(data_path, params={"purpose": "research"}))
         show_denial(consumer.get(data_path, params={"purpose": "research"}))
 
+    with step("Each use crossed from DE to FR: the provider filed it (tessera usage report --cross-border)"):
+        filings = json.loads(tessera("usage", "report", "--cross-border", "--dir", str(work / "provider"), "--json"))
+        assert len(filings) == 3, f"{len(filings)} filings for 3 uses"
+        show_filing(filings[0], len(filings))
+
     for role in ("provider", "consumer"):
         with step(f"{role.title()}'s audit chain verifies (tessera audit verify)"):
             report = json.loads(tessera("audit", "verify", "--dir", str(work / role), "--json"))
@@ -195,6 +217,21 @@ def show_records(records: list[dict[str, str]], total: int) -> None:
     table = Table(*records[0].keys(), title=f"{total} records received (first 3)", title_justify="left")
     for record in records:
         table.add_row(*record.values())
+    console.print(table)
+
+
+def show_filing(filing: dict[str, Any], total: int) -> None:
+    table = Table("field", "value", title=f"Cross-border filing 1 of {total} (出境 存证备案)", title_justify="left")
+    for name in ("at", "agreement", "recipient", "recipient_org"):
+        table.add_row(name, str(filing[name]))
+    registry = filing["registry_id"]
+    table.add_row("registry_id", f"{registry['type']} {registry['value']}" if registry else "(none recorded)")
+    table.add_row("from → to", f"{filing['jurisdiction_from']} → {filing['jurisdiction_to']}")
+    for name in ("category", "level", "personal_information"):
+        table.add_row(name, str(filing[name]))
+    table.add_row(
+        "bytes", "pending (the stream is still metering)" if filing["bytes"] is None else str(filing["bytes"])
+    )
     console.print(table)
 
 

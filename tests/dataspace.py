@@ -176,13 +176,14 @@ def write_people_csv(path: Path) -> Path:
 
 
 async def publish(
-    provider: Site, data_file: Path, *, policy: str = RESEARCH_POLICY, access: str | None = None
+    provider: Site, data_file: Path, *, policy: str = RESEARCH_POLICY, access: str | None = None, **asset: Any
 ) -> dict[str, Any]:
-    """Asset + usage policy (+ access policy) + offer on the provider; returns the offer."""
+    """Asset (with the fields in `asset`: labels, state …) + usage policy (+ access policy) + offer on the
+    provider; returns the offer."""
     fmt = {".csv": "csv", ".json": "json", ".jsonl": "jsonl"}[data_file.suffix]
-    asset = await provider.post("/assets", {"title": "People", "format": fmt, "path": str(data_file)})
+    created = await provider.post("/assets", {"title": "People", "format": fmt, "path": str(data_file)} | asset)
     usage = await provider.post("/policies", {"title": "research", "source": policy})
-    body = {"asset_id": asset["id"], "usage_policy_id": usage["id"]}
+    body = {"asset_id": created["id"], "usage_policy_id": usage["id"]}
     if access:
         body["access_policy_id"] = (await provider.post("/policies", {"source": access}))["id"]
     return await provider.post("/offers", body)

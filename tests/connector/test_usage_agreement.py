@@ -121,11 +121,13 @@ async def agree(
     terms: dict[str, Any] | None = None,
     needs: dict[str, Any] | None = None,
     agreement: list[dict[str, Any]] | None = None,
+    asset: dict[str, Any] | None = None,
 ) -> Agreed:
-    """Publish an offer bound to `module`, negotiate it (with `needs`), optionally let the agreement's
-    permission say `agreement`, and start a pull transfer."""
+    """Publish an offer of an asset (with the fields in `asset`) bound to `module`, negotiate it (with
+    `needs`), optionally let the agreement's permission say `agreement`, and start a pull transfer."""
     provider, consumer = space.provider, space.consumer
-    asset = await provider.post("/assets", {"title": "People", "format": "csv", "path": str(space.people_csv)})
+    fields = {"title": "People", "format": "csv", "path": str(space.people_csv)} | (asset or {})
+    asset = await provider.post("/assets", fields)
     policy = await provider.post("/policies", {"title": "bound", "source": module})
     offer_body = {"asset_id": asset["id"], "usage_policy_id": policy["id"], "terms": terms or {}}
     offer = await provider.post("/offers", offer_body)
@@ -393,14 +395,11 @@ async def test_roles_and_jurisdiction_both_holding_allow(space: Space) -> None:
     assert (await agreed.pull()).status_code == 200
 
 
-# The usage input has no value yet for these operands (assets carry no classification or lifecycle state,
-# no event is declared): the agreement denies naming null, and the module-denies direction is shown at the
-# policy level (tests/policies/test_decide_all.py).
+# No event is declared by the data plane yet: the agreement denies naming null, and the module-denies
+# direction is shown at the policy level (tests/policies/test_decide_all.py).
 @pytest.mark.parametrize(
     ("left", "right"),
     [
-        ("tessera:classification", ["general"]),
-        ("tessera:artifactState", ["released"]),
         ("event", ["incident-response"]),
     ],
 )
@@ -409,6 +408,25 @@ async def test_profile_operand_without_input_agreement_denies(space: Space, left
     shown = left.removeprefix("tessera:")
     reasons = refused(await agreed.pull())
     assert by_agreement(reasons) and reasons[0].endswith("does not hold (null)") and shown in reasons[0]
+
+
+# The asset's labels and lifecycle state reach the agreement (input.asset.classification, input.artifact.state).
+@pytest.mark.parametrize(
+    ("left", "asset", "holds", "fails"),
+    [
+        ("tessera:classification", {"classification": "general"}, ["general"], ["important"]),
+        ("tessera:artifactState", {"state": "draft"}, ["draft", "released"], ["released"]),
+    ],
+)
+async def test_asset_operands_read_the_assets_labels(
+    space: Space, left: str, asset: dict[str, str], holds: list[str], fails: list[str]
+) -> None:
+    kept = await agree(space, OPEN, agreement=[constraint(left, "isAnyOf", holds)], asset=asset)
+    assert (await kept.pull()).status_code == 200
+    broken = await agree(space, OPEN, agreement=[constraint(left, "isAnyOf", fails)], asset=asset)
+    reasons = refused(await broken.pull())
+    value = next(iter(asset.values()))
+    assert by_agreement(reasons) and reasons[0].endswith(f'does not hold ("{value}")')
 
 
 # -- fail closed, and one decision path ----------------------------------------------------------------------

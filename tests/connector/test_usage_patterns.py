@@ -6,8 +6,9 @@ request the pattern admits, once with one it denies (where it can deny), checkin
 problem+json reasons and what the obligations did to the data. One data space serves the whole module.
 
 The usage input carries the agreement, the caller's verified claims (sub, org, region, security_profile),
-purpose, uses, now, asset {id, format} and request.query. Patterns reading anything else (connector.id,
-caller.roles, caller.jurisdiction, event, artifact.state) can only be shown denying, naming the missing value.
+purpose, uses, now, asset {id, format, labels}, artifact {state} and request.query. Patterns reading
+anything else (connector.id, caller.roles, caller.jurisdiction, event) can only be shown denying, naming
+the missing value.
 The unit tests of the patterns are the Rego `_test.rego` files; tests/policies covers the engine.
 """
 
@@ -222,9 +223,12 @@ async def test_event_pattern(space: Space) -> None:
 
 
 async def test_artifact_state_pattern(space: Space) -> None:
-    # Assets carry no lifecycle state yet: input.artifact.state is missing.
+    # input.artifact.state is the asset's lifecycle state (released unless set otherwise).
     agreed = await agree(space, PatternUse.of("artifact_state", allowed_states=["released"]))
-    assert refused(await agreed.pull()) == ['artifact state: null not in allowed states ["released"]']
+    assert len(allowed(await agreed.pull())) == len(RECORDS)
+    asset_id = (await space.provider.api.get(f"/agreements/{agreed.agreement_id}")).json()["target"]
+    await space.provider.api.patch(f"/assets/{asset_id}", json={"state": "withdrawn"})
+    assert refused(await agreed.pull()) == ['artifact state: "withdrawn" not in allowed states ["released"]']
 
 
 async def test_time_window_pattern(space: Space) -> None:

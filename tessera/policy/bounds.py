@@ -12,7 +12,6 @@ limit, so deciding with it later (in process) starts just as fast.
 
 import asyncio
 import json
-import resource
 import sys
 from collections.abc import Iterator
 
@@ -69,7 +68,7 @@ async def compile_checked(source: str, time_limit: float = COMPILE_TIMEOUT) -> s
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tessera.policy.bounds",
+        "tessera.policy.checker",
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
@@ -88,21 +87,3 @@ async def compile_checked(source: str, time_limit: float = COMPILE_TIMEOUT) -> s
     if "error" in answer:
         raise PolicyCompileError(answer["error"], line=answer.get("line"), column=answer.get("column"))
     return str(answer["package"])
-
-
-def _check_in_child() -> None:
-    """The child's side: compile the module on stdin, print its package or the error as JSON."""
-    resource.setrlimit(resource.RLIMIT_AS, (CHILD_MEMORY, CHILD_MEMORY))
-    from tessera.policy.embedded import EmbeddedRegoEngine
-
-    source = sys.stdin.buffer.read().decode("utf-8", "surrogatepass")
-    try:
-        package = asyncio.run(EmbeddedRegoEngine().compile_here(source))
-    except PolicyCompileError as exc:
-        print(json.dumps({"error": exc.detail, "line": exc.line, "column": exc.column}))
-        return
-    print(json.dumps({"package": package}))
-
-
-if __name__ == "__main__":
-    _check_in_child()

@@ -9,6 +9,7 @@ countersigned. A signature that is present must verify, unless it is in an algor
 not accept (a peer on the other profile): that one counts as absent, with the reason in the audit entry.
 """
 
+import asyncio
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -101,8 +102,9 @@ def record(negotiation: "Negotiation", *, provider_address: str) -> Agreement:
     )
 
 
-def sign(agreement: dict[str, Any], signer: DocumentSigner) -> str:
-    return sign_document(agreement, signer)
+async def sign(agreement: dict[str, Any], signer: DocumentSigner) -> str:
+    """Our signature, made in a worker thread: an SM2 signature runs `openssl` (milliseconds)."""
+    return await asyncio.to_thread(sign_document, agreement, signer)
 
 
 class PeerSignature(NamedTuple):
@@ -129,7 +131,7 @@ async def check_peer_signature(
     profile = runtime.config.crypto
     jwk = await runtime.participants.jwk(signer_id)
     try:
-        signed = verify_document(signature, jwk, accept=(profile.signature,))
+        signed = await asyncio.to_thread(verify_document, signature, jwk, accept=(profile.signature,))
     except UnacceptedAlgorithm as exc:
         reason = (
             f"the {signer_name} signature is {exc.algorithm}; crypto profile {profile.name} accepts {profile.signature}"

@@ -6,7 +6,7 @@ shapes the data. Consumer: `pull` fetches from the provider's data address (refr
 data token once) and hands the stream on.
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -28,16 +28,14 @@ from tessera.labels import Labels
 MAX_REPORT_BYTES = 64 * 1024  # a deletion report is a few fields
 
 
-async def authorize_pull(
-    runtime: Runtime, transfer_id: str, token: str, purpose: str | None, query: dict[str, Any] | None
-) -> usage.Use:
+async def authorize_pull(runtime: Runtime, transfer_id: str, token: str, declared: usage.Declared) -> usage.Use:
     """Check a pull request's data token, then decide the use by the usage policy."""
     claims = data_tokens.verify(runtime, token, transfer_id)
     async with runtime.db.session() as session:
         transfer = await session.get(Transfer, transfer_id)
     if transfer is None or transfer.role != "provider" or transfer.counterparty_id != claims["sub"]:
         raise NotFound(f"no transfer {transfer_id}")
-    return await usage.decide_use(runtime, transfer, purpose, query)
+    return await usage.decide_use(runtime, transfer, declared)
 
 
 # -- provider side: routes ----------------------------------------------------------------------------
@@ -46,18 +44,9 @@ async def authorize_pull(
 async def data(request: Request) -> Response:
     runtime = runtime_of(request)
     token = bearer_token(request.headers.get("authorization"))
-    purpose = request.query_params.get("purpose")
-    use = await authorize_pull(runtime, request.path_params["pid"], token, purpose, _query(request))
+    use = await authorize_pull(runtime, request.path_params["pid"], token, usage.Declared.of(request.query_params))
     chunks, media_type = await usage.content(runtime, use)
     return StreamingResponse(chunks, media_type=media_type, headers=use.headers)
-
-
-def _query(request: Request) -> dict[str, Any] | None:
-    """An aggregate query, `?query={"group_by": [...], "metrics": [...]}`, for aggregate-only data."""
-    text = request.query_params.get("query")
-    if text is None:
-        return None
-    return load_object(text, "query", BadRequest)
 
 
 async def data_token(request: Request) -> Response:
@@ -131,8 +120,9 @@ class Pull:
             await self.response.aclose()
 
 
-async def pull(runtime: Runtime, transfer_id: str, purpose: str | None, query: str | None = None) -> Pull:
-    """Open the provider's data for a started pull transfer, refreshing an expired data token once."""
+async def pull(runtime: Runtime, transfer_id: str, declared: Mapping[str, str]) -> Pull:
+    """Open the provider's data for a started pull transfer, refreshing an expired data token once;
+    `declared` are the pull's purpose, event and query parameters (`usage.Declared.PARAMETERS`), sent on."""
     async with runtime.db.session() as session:
         transfer = await session.get(Transfer, transfer_id)
     if transfer is None or transfer.role != "consumer":
@@ -140,10 +130,11 @@ async def pull(runtime: Runtime, transfer_id: str, purpose: str | None, query: s
     if transfer.state != "STARTED" or not transfer.data_address:
         raise NotEntitled(f"transfer {transfer_id} is {transfer.state}; no data address yet")
     address = transfer.data_address
-    response = await _get(runtime, address, purpose, query)
+    params = {name: declared[name] for name in usage.Declared.PARAMETERS if name in declared}
+    response = await _get(runtime, address, params)
     if response.status_code == 401 and _bearer(address):
         address = await _refresh(runtime, transfer, address)
-        response = await _get(runtime, address, purpose, query)
+        response = await _get(runtime, address, params)
     if response.status_code != 200:
         await response.aread()
         await response.aclose()
@@ -156,7 +147,11 @@ async def pull(runtime: Runtime, transfer_id: str, purpose: str | None, query: s
         raise
     async with runtime.transaction() as session:
         await audit.append(
-            session, actor=runtime.participant_id, action="transfer.pulled", subject=transfer_id, purpose=purpose
+            session,
+            actor=runtime.participant_id,
+            action="transfer.pulled",
+            subject=transfer_id,
+            purpose=declared.get("purpose"),
         )
     return Pull(response, delete_at, labels)
 
@@ -183,8 +178,7 @@ def _bearer(address: dict[str, Any]) -> bool:
     return pull_headers(address).get("Authorization", "").startswith("Bearer ")
 
 
-async def _get(runtime: Runtime, address: dict[str, Any], purpose: str | None, query: str | None) -> httpx.Response:
-    params = {k: v for k, v in {"purpose": purpose, "query": query}.items() if v is not None}
+async def _get(runtime: Runtime, address: dict[str, Any], params: dict[str, str]) -> httpx.Response:
     try:
         request = runtime.http.build_request("GET", address["endpoint"], params=params, headers=pull_headers(address))
         return await runtime.http.send(request, stream=True)

@@ -375,8 +375,7 @@ async def pull_data(request: Request) -> Response:
         transfer = await transfers.get(session, request.path_params["id"])
     if transfer.is_push:
         return await _pushed_copy(runtime, transfer)
-    purpose, query = request.query_params.get("purpose"), request.query_params.get("query")
-    pulled = await dataplane.pull(runtime, transfer.id, purpose, query)
+    pulled = await dataplane.pull(runtime, transfer.id, request.query_params)
     kept = copies.keep(runtime, transfer, aiter(pulled), pulled.media_type, pulled.delete_at, pulled.labels)
     return StreamingResponse(kept, media_type=pulled.media_type, headers=_obligation_headers(pulled.response))
 
@@ -412,6 +411,7 @@ class OfferQuestion(BaseModel):
 class UseQuestion(BaseModel):
     agreement_id: str = Field(min_length=1)
     purpose: str | None = None
+    event: str | None = None
     query: dict[str, Any] | None = None
 
 
@@ -424,7 +424,8 @@ async def explain_offer(request: Request) -> Response:
 async def explain_use(request: Request) -> Response:
     """Would this data request be allowed, and with which obligations? No side effects."""
     question = await read_model(request, UseQuestion)
-    answer = await simulate.would_use(runtime_of(request), question.agreement_id, question.purpose, question.query)
+    declared = usage.Declared(question.purpose, question.event, question.query)
+    answer = await simulate.would_use(runtime_of(request), question.agreement_id, declared)
     return JSONResponse(answer)
 
 

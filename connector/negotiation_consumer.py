@@ -213,7 +213,7 @@ async def on_agreement(runtime: Runtime, caller: Caller, pid: str, message: dsp.
     problems += [checked.problem] if checked.problem else []
     if problems:
         await refuse(runtime, pid, ["the agreement is refused: " + p for p in problems], code="agreement-refused")
-    countersignature = agreements.sign(agreement, runtime.document_signer)
+    countersignature = await agreements.sign(agreement, runtime.document_signer)
     async with runtime.transaction() as session:
         negotiation = await find(session, pid, caller=caller, role="consumer", message=message)
         negotiation.move("AGREED")

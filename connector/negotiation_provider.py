@@ -223,7 +223,7 @@ async def _agree(
         consumer_id=negotiation.counterparty_id,
         binding=catalog.binding(offer, usage),
     )
-    signature = agreements.sign(agreement, runtime.document_signer)
+    signature = await agreements.sign(agreement, runtime.document_signer)
     negotiation.move("AGREED")
     negotiation.terms = agreed
     negotiation.agreement = agreement

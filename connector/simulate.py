@@ -42,9 +42,7 @@ async def would_get_offer(runtime: Runtime, participant_id: str, offer_id: str) 
     return answer | explanation.to_dict() | {"access_policy": policy.id}
 
 
-async def would_use(
-    runtime: Runtime, agreement_id: str, purpose: str | None, query: dict[str, Any] | None
-) -> dict[str, Any]:
+async def would_use(runtime: Runtime, agreement_id: str, declared: usage.Declared) -> dict[str, Any]:
     """Would the next data request under `agreement_id` be allowed, and with which obligations?
 
     Decided as the data plane decides (`usage.decide`: the compiled agreement and its bound module in
@@ -66,10 +64,9 @@ async def would_use(
     request = usage.usage_input(
         agreement,
         caller,
-        purpose,
+        declared,
         counter.uses if counter else 0,
         asset,
-        query,
         now=runtime.clock(),
         connector_id=transfer.counterparty_address if transfer is not None else None,
     )
@@ -77,7 +74,7 @@ async def would_use(
         explanation = await explain(runtime.engine, usage.modules(agreement, policy), request)
     except PolicyEvaluationError as exc:
         explanation = Explanation(usage.evaluation_failed(exc))
-    decision = usage.governed(runtime, asset, caller, usage.executable(explanation.decision, query))
+    decision = usage.governed(runtime, asset, caller, usage.executable(explanation.decision, declared.query))
     explanation = replace(explanation, decision=decision)
     compiled = usage.compiled(agreement)
     return {

@@ -152,7 +152,7 @@ async def push(runtime: Runtime, pid: str) -> None:
     if transfer.state != "STARTED" or transfer.pushed or not transfer.data_address:
         return
     try:
-        use = await usage.decide_use(runtime, transfer, transfer.purpose)
+        use = await usage.decide_use(runtime, transfer, usage.Declared(purpose=transfer.purpose))
         chunks, media_type = await usage.content(runtime, use)
         address = transfer.data_address
         token = dsp.endpoint_property(address, "authorization")

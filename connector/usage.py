@@ -19,10 +19,10 @@ import asyncio
 import hashlib
 import json
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -38,9 +38,9 @@ from connector.transfers import Transfer
 from policies.compiler import CompiledAgreement, compile_agreement
 from tessera import audit
 from tessera.clock import parse, rfc3339, utcnow
-from tessera.errors import InvalidMessage, NotEntitled, NotFound, PolicyEvaluationError
+from tessera.errors import BadRequest, InvalidMessage, NotEntitled, NotFound, PolicyEvaluationError
 from tessera.ids import new_id
-from tessera.json import JSONObject
+from tessera.json import JSONObject, load_object
 from tessera.labels import Labels, strictest
 from tessera.policy import Decision, Obligation, PolicyModule
 from tessera.policy.obligations import (
@@ -71,6 +71,29 @@ class UsageCounter(SQLModel, table=True):
     last_used_at: Timestamp | None = Field(default=None, sa_type=UtcDateTime)
 
 
+@dataclass(frozen=True)
+class Declared:
+    """What the consumer declares for one use: its purpose, the event in progress, and, for
+    aggregate-only data, its query. Policies read them as `input.purpose`, `input.event` and
+    `input.request.query`; nothing of it is proven, so patterns combine it with verified claims."""
+
+    purpose: str | None = None
+    event: str | None = None
+    query: dict[str, Any] | None = None
+
+    PARAMETERS: ClassVar = ("purpose", "event", "query")  # the query parameters of a pull that carry it
+
+    @classmethod
+    def of(cls, params: Mapping[str, str]) -> "Declared":
+        """Read from a pull's query parameters (`?purpose=…&event=…&query={json}`)."""
+        query = params.get("query")
+        return cls(
+            params.get("purpose"),
+            params.get("event"),
+            None if query is None else load_object(query, "query", BadRequest),
+        )
+
+
 @dataclass
 class Use:
     """An allowed use: what to send, under which obligations, with which headers for the consumer."""
@@ -87,10 +110,9 @@ class Use:
 def usage_input(
     agreement: Agreement,
     caller: dict[str, Any],
-    purpose: str | None,
+    declared: Declared,
     uses: int,
     asset: Asset,
-    query: dict[str, Any] | None = None,
     *,
     now: datetime | None = None,
     connector_id: str | None = None,
@@ -107,12 +129,13 @@ def usage_input(
         },
         "caller": caller,
         "connector": {"id": connector_id},
-        "purpose": purpose,
+        "purpose": declared.purpose,
+        "event": declared.event,
         "uses": uses,
         "now": rfc3339(now),
         "asset": asset.policy_input(),
         "artifact": {"state": asset.state},  # the asset's lifecycle state
-        "request": {"query": query} if query is not None else {},
+        "request": {"query": declared.query} if declared.query is not None else {},
     }
 
 
@@ -189,9 +212,7 @@ def governed(runtime: Runtime, asset: Asset, caller: JSONObject, decision: Decis
     return Decision(allow=False, reasons=(*(() if decision.allow else decision.reasons), *refusals))
 
 
-async def decide_use(
-    runtime: Runtime, transfer: Transfer, purpose: str | None, query: dict[str, Any] | None = None
-) -> Use:
+async def decide_use(runtime: Runtime, transfer: Transfer, declared: Declared) -> Use:
     """Decide one use; count it when allowed. Raises NotEntitled carrying the reasons of both modules.
 
     A consumer the broker suspended is refused first, whatever its data token and agreement say.
@@ -206,14 +227,13 @@ async def decide_use(
         request = usage_input(
             agreement,
             caller,
-            purpose,
+            declared,
             counter.uses,
             asset,
-            query,
             now=runtime.clock(),
             connector_id=transfer.counterparty_address,
         )
-        decision = executable(await decide(runtime, agreement, policy, request), query)
+        decision = executable(await decide(runtime, agreement, policy, request), declared.query)
         decision = governed(runtime, asset, caller, decision)
         border = cross_border.crossing(asset.labels, caller, runtime.participant_id)
         counter.uses += decision.allow
@@ -227,7 +247,8 @@ async def decide_use(
             subject=agreement.id,
             transfer=transfer.id,
             consumer=transfer.counterparty_id,
-            purpose=purpose,
+            purpose=declared.purpose,
+            event=declared.event,
             uses=counter.uses,
             reasons=list(decision.reasons),
             obligations=[o.to_dict() for o in decision.obligations],
@@ -245,7 +266,7 @@ async def decide_use(
         denied = "the agreement, its usage policy or the connector's rules denied this request"
         raise NotEntitled(denied, reasons=list(decision.reasons))
     headers = _headers(decision, runtime.clock(), sent_labels(asset))
-    return Use(transfer, agreement, asset, decision, query, headers, filing)
+    return Use(transfer, agreement, asset, decision, declared.query, headers, filing)
 
 
 def sent_labels(asset: Asset) -> Labels:

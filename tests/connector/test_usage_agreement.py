@@ -98,8 +98,10 @@ class Agreed:
     agreement_id: str
     transfer_id: str
 
-    async def pull(self, purpose: str | None = "research", transfer_id: str | None = None) -> httpx.Response:
-        params = {"purpose": purpose} if purpose else {}
+    async def pull(
+        self, purpose: str | None = "research", transfer_id: str | None = None, event: str | None = None
+    ) -> httpx.Response:
+        params = {k: v for k, v in {"purpose": purpose, "event": event}.items() if v}
         path = f"/transfers/{transfer_id or self.transfer_id}/data"
         return await self.space.consumer.api.get(path, params=params)
 
@@ -395,19 +397,23 @@ async def test_roles_and_jurisdiction_both_holding_allow(space: Space) -> None:
     assert (await agreed.pull()).status_code == 200
 
 
-# No event is declared by the data plane yet: the agreement denies naming null, and the module-denies
-# direction is shown at the policy level (tests/policies/test_decide_all.py).
-@pytest.mark.parametrize(
-    ("left", "right"),
-    [
-        ("event", ["incident-response"]),
-    ],
-)
-async def test_profile_operand_without_input_agreement_denies(space: Space, left: str, right: list[str]) -> None:
-    agreed = await agree(space, OPEN, agreement=[constraint(left, "isAnyOf", right)])
-    shown = left.removeprefix("tessera:")
-    reasons = refused(await agreed.pull())
-    assert by_agreement(reasons) and reasons[0].endswith("does not hold (null)") and shown in reasons[0]
+# The pull declares the event in progress (?event=…): the agreement and the module each deny alone.
+async def test_event_agreement_denies(space: Space) -> None:
+    module = rendered(PatternUse.of("event", allowed_events=["incident-response", "maintenance"]))
+    agreed = await agree(space, module, agreement=[constraint("event", "isAnyOf", ["incident-response"])])
+    assert (await agreed.pull(event="incident-response")).status_code == 200
+    expected = 'agreement: event isAnyOf ["incident-response"] does not hold ("maintenance")'
+    assert refused(await agreed.pull(event="maintenance")) == [expected]
+
+
+async def test_event_module_denies(space: Space) -> None:
+    module = rendered(PatternUse.of("event", allowed_events=["maintenance"]))
+    agreed = await agree(
+        space, module, agreement=[constraint("event", "isAnyOf", ["incident-response", "maintenance"])]
+    )
+    assert refused(await agreed.pull(event="incident-response")) == [
+        'event: "incident-response" not in allowed events ["maintenance"]'
+    ]
 
 
 # The asset's labels and lifecycle state reach the agreement (input.asset.classification, input.artifact.state).
@@ -547,3 +553,28 @@ async def test_an_offer_the_connector_could_not_enforce_is_refused_at_publicatio
     pulled = await consumer.api.get(f"/transfers/{transfer['id']}/data", params={"purpose": "research"})
     assert pulled.status_code == 403, pulled.text
     assert 'agreement: spatial isAnyOf ["EU-DE"] does not hold ("EU-FR")' in pulled.json()["reasons"]
+
+
+@pytest.mark.parametrize(
+    ("left", "asset", "use", "says"),
+    [
+        (
+            "tessera:classification",
+            {"classification": "general"},
+            PatternUse.of("classification", classification_level="important"),
+            'classification: important data needs security profile "trust", caller has "base"',
+        ),
+        (
+            "tessera:artifactState",
+            {"state": "draft"},
+            PatternUse.of("artifact_state", allowed_states=["released"]),
+            'artifact state: "draft" not in allowed states ["released"]',
+        ),
+    ],
+)
+async def test_asset_operands_module_denies_where_the_agreement_holds(
+    space: Space, left: str, asset: dict[str, str], use: PatternUse, says: str
+) -> None:
+    holds = [next(iter(asset.values()))]
+    agreed = await agree(space, rendered(use), agreement=[constraint(left, "isAnyOf", holds)], asset=asset)
+    assert refused(await agreed.pull()) == [says]

@@ -5,10 +5,11 @@ from a real consumer, starts a pull transfer and pulls through the consumer's ma
 request the pattern admits, once with one it denies (where it can deny), checking the status, the
 problem+json reasons and what the obligations did to the data. One data space serves the whole module.
 
-The usage input carries the agreement, the caller's verified claims (sub, org, region, security_profile),
-purpose, uses, now, asset {id, format, labels}, artifact {state} and request.query. Patterns reading
-anything else (connector.id, caller.roles, caller.jurisdiction, event) can only be shown denying, naming
-the missing value.
+The usage input carries the agreement, the caller's verified claims from its broker token (sub, org,
+region, security_profile, jurisdiction, roles …), what the pull declares (purpose, event, request.query),
+uses, now, the connector it came through, asset {id, format, labels} and artifact {state}. Patterns that
+only add obligations (masked_fields, modify_in_transit, next_policy, log_usage) never deny; their tests
+show what the obligation did.
 The unit tests of the patterns are the Rego `_test.rego` files; tests/policies covers the engine.
 """
 
@@ -64,7 +65,8 @@ _packages = itertools.count(1)
 
 @dataclass
 class Space:
-    """One broker, a provider, a consumer (region EU-FR, profile base) and an admitted third party."""
+    """One broker, a provider, a consumer (region EU-FR, jurisdiction FR, role researcher, profile base) and
+    an admitted third party."""
 
     provider: Site
     consumer: Site
@@ -84,7 +86,9 @@ async def space(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Space
 
 async def _start(running: Dataspace, records: Path, people_csv: Path) -> Space:
     provider = await running.start(await running.admit("provider", region="EU-DE"))
-    consumer = await running.start(await running.admit("consumer", region="EU-FR"))
+    consumer = await running.start(
+        await running.admit("consumer", region="EU-FR", jurisdiction="FR", roles=["researcher"])
+    )
     auditor = await running.admit("auditor", region="EU-DE", security_profile="trust")
     return Space(provider, consumer, auditor.participant_id, records, people_csv)
 
@@ -97,8 +101,11 @@ class Agreed:
     agreement_id: str
     transfer_id: str
 
-    async def pull(self, purpose: str | None = "research", query: dict | None = None) -> httpx.Response:
-        params = {k: v for k, v in {"purpose": purpose, "query": query and json.dumps(query)}.items() if v}
+    async def pull(
+        self, purpose: str | None = "research", query: dict | None = None, event: str | None = None
+    ) -> httpx.Response:
+        declared = {"purpose": purpose, "query": query and json.dumps(query), "event": event}
+        params = {k: v for k, v in declared.items() if v}
         return await self.space.consumer.api.get(f"/transfers/{self.transfer_id}/data", params=params)
 
 
@@ -162,9 +169,10 @@ async def test_connector_pattern(space: Space) -> None:
 
 
 async def test_role_pattern(space: Space) -> None:
-    # This consumer was admitted without roles: its token carries none, and caller.roles is empty.
-    agreed = await agree(space, PatternUse.of("role", required_roles=["researcher"]))
-    assert refused(await agreed.pull()) == ['role: caller roles [] hold none of ["researcher"]']
+    ok = await agree(space, PatternUse.of("role", required_roles=["researcher", "auditor"]))
+    assert len(allowed(await ok.pull())) == len(RECORDS)
+    other = await agree(space, PatternUse.of("role", required_roles=["auditor"]))
+    assert refused(await other.pull()) == ['role: caller roles ["researcher"] hold none of ["auditor"]']
 
 
 async def test_regions_pattern(space: Space) -> None:
@@ -175,10 +183,11 @@ async def test_regions_pattern(space: Space) -> None:
 
 
 async def test_cross_border_pattern(space: Space) -> None:
-    # The usage input has no caller.jurisdiction yet.
-    agreed = await agree(space, PatternUse.of("cross_border", home_jurisdiction="EU", allowed_jurisdictions=["CH"]))
-    assert refused(await agreed.pull()) == [
-        'jurisdiction: null is neither home "EU" nor in allowed jurisdictions ["CH"]'
+    ok = await agree(space, PatternUse.of("cross_border", home_jurisdiction="DE", allowed_jurisdictions=["FR"]))
+    assert len(allowed(await ok.pull())) == len(RECORDS)
+    other = await agree(space, PatternUse.of("cross_border", home_jurisdiction="DE", allowed_jurisdictions=["CH"]))
+    assert refused(await other.pull()) == [
+        'jurisdiction: "FR" is neither home "DE" nor in allowed jurisdictions ["CH"]'
     ]
 
 
@@ -217,8 +226,10 @@ async def test_purpose_pattern(space: Space) -> None:
 
 
 async def test_event_pattern(space: Space) -> None:
-    # The provider sets no event in progress yet: input.event is missing.
+    # The pull declares the event in progress (?event=…), as it declares its purpose.
     agreed = await agree(space, PatternUse.of("event", allowed_events=["incident-response"]))
+    assert len(allowed(await agreed.pull(event="incident-response"))) == len(RECORDS)
+    assert refused(await agreed.pull(event="audit")) == ['event: "audit" not in allowed events ["incident-response"]']
     assert refused(await agreed.pull()) == ['event: null not in allowed events ["incident-response"]']
 
 

@@ -85,6 +85,8 @@ def run(work: Path, processes: Processes) -> None:
         "provider": ("SensorLab GmbH", "EU-DE", "DE"),
         "consumer": ("University Research Institute", "EU-FR", "FR"),
     }
+    # A sample LEI (ISO 17442, its check digits valid) for the consumer: the filing names it.
+    registry = {"provider": (), "consumer": ("--registry-type", "lei", "--registry-id", "9695005MSAMPLE0U0192")}
     # The provider's data is at home in DE and may go to FR (a cross-border use, filed); nowhere else.
     rules = {"provider": ("--home-jurisdiction", "DE", "--cross-border-destination", "FR"), "consumer": ()}
 
@@ -97,7 +99,7 @@ def run(work: Path, processes: Processes) -> None:
         with step(
             f"Operator admits {ids[role]} ({org}, {region}, jurisdiction {jurisdiction}) (tessera participant add)"
         ):
-            admit(work, role, ids[role], org, region, "--jurisdiction", jurisdiction)
+            admit(work, role, ids[role], org, region, "--jurisdiction", jurisdiction, *registry[role])
     with step(f"Start broker and both connectors as separate processes (logs in {work})"):
         processes.start("broker", "broker", "serve", "--dir", str(work / "broker"), health=urls["broker"] + "/health")
         for role in ("provider", "consumer"):

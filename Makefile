@@ -8,6 +8,8 @@ SOURCES := tessera policies connector broker tests deploy bench
 .PHONY: quickstart test lint bench clean
 
 $(STAMP): pyproject.toml
+	# The SM crypto profile signs with the openssl command (docs/crypto.md); Debian's package has it.
+	command -v openssl >/dev/null || (apt-get update -qq && apt-get install -y -qq openssl)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'

@@ -240,6 +240,8 @@ async def decide_use(runtime: Runtime, transfer: Transfer, declared: Declared) -
         counter.denials += not decision.allow
         counter.last_used_at = utcnow() if decision.allow else counter.last_used_at
         session.add(counter)
+        verdict = "allow" if decision.allow else "deny"
+        timeline.decided(session, transfer.id, "usage", verdict, [*decision.reasons, *_purpose(declared)])
         await audit.append(
             session,
             actor=runtime.participant_id,
@@ -267,6 +269,12 @@ async def decide_use(runtime: Runtime, transfer: Transfer, declared: Declared) -
         raise NotEntitled(denied, reasons=list(decision.reasons))
     headers = _headers(decision, runtime.clock(), sent_labels(asset))
     return Use(transfer, agreement, asset, decision, declared.query, headers, filing)
+
+
+def _purpose(declared: Declared) -> list[str]:
+    """What the consumer declared, for the timeline."""
+    declarations = (("purpose", declared.purpose), ("event", declared.event))
+    return [f"{name} {value!r} declared" for name, value in declarations if value]
 
 
 def sent_labels(asset: Asset) -> Labels:

@@ -386,7 +386,7 @@ async def pull_data(request: Request) -> Response:
     if transfer.is_push:
         return await _pushed_copy(runtime, transfer)
     pulled = await dataplane.pull(runtime, transfer.id, request.query_params)
-    kept = copies.keep(runtime, transfer, aiter(pulled), pulled.media_type, pulled.delete_at, pulled.labels)
+    kept = copies.keep(runtime, transfer, aiter(pulled), pulled.media_type, pulled.delete_after, pulled.labels)
     return StreamingResponse(kept, media_type=pulled.media_type, headers=_obligation_headers(pulled.response))
 
 

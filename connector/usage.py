@@ -197,6 +197,21 @@ async def decide(runtime: Runtime, agreement: Agreement, policy: UsagePolicy | N
         return evaluation_failed(exc)
 
 
+async def judge(
+    runtime: Runtime,
+    agreement: Agreement,
+    policy: UsagePolicy | None,
+    asset: Asset,
+    request: JSONObject,
+    query: dict[str, Any] | None,
+) -> Decision:
+    """The one decision of a use, for the data plane, explain and simulate alike: the compiled agreement and
+    its bound module in one evaluation (`decide`), denied when an obligation cannot be carried out
+    (`executable`), then under the connector's rules by grade and across borders (`governed`)."""
+    decision = executable(await decide(runtime, agreement, policy, request), query)
+    return governed(runtime, asset, request["caller"], decision)
+
+
 def evaluation_failed(exc: PolicyEvaluationError) -> Decision:
     return Decision(allow=False, reasons=(f"policy evaluation failed: {exc.detail}",))
 
@@ -233,8 +248,7 @@ async def decide_use(runtime: Runtime, transfer: Transfer, declared: Declared) -
             now=runtime.clock(),
             connector_id=transfer.counterparty_address,
         )
-        decision = executable(await decide(runtime, agreement, policy, request), declared.query)
-        decision = governed(runtime, asset, caller, decision)
+        decision = await judge(runtime, agreement, policy, asset, request, declared.query)
         border = cross_border.crossing(asset.labels, caller, runtime.participant_id)
         counter.uses += decision.allow
         counter.denials += not decision.allow

@@ -110,18 +110,32 @@ class Crawler:
         return [(participant_id, endpoint, etag) for participant_id, endpoint, etag in rows]
 
     async def _crawl_guarded(self, participant_id: str, endpoint: str, etag: str) -> None:
+        """One entry, on its own: whatever goes wrong with it is recorded on it and stops no other."""
         async with self._gate:
             try:
-                catalog, new_etag = await self.fetch(participant_id, endpoint, etag)
-            except CrawlFailed as exc:
-                logger.info("crawl of %s failed: %s", participant_id, exc)
-                await self._failed(participant_id, str(exc))
-                return
-            try:
-                await self._succeeded(participant_id, None if catalog is None else offerings_in(catalog), new_etag)
-            except TesseraError as exc:  # e.g. a catalog over the offering quota: reachable, but not taken
-                logger.warning("catalog of %s refused: %s", participant_id, exc.detail)
-                await self._failed(participant_id, f"catalog refused: {exc.detail}", reachable=True)
+                await self._crawl(participant_id, endpoint, etag)
+            except Exception as exc:  # a bug or a value no check caught: this entry fails, the round goes on
+                logger.exception("crawl of %s failed unexpectedly", participant_id)
+                await self._failed_safely(participant_id, f"crawl failed: {type(exc).__name__}: {exc}")
+
+    async def _crawl(self, participant_id: str, endpoint: str, etag: str) -> None:
+        try:
+            catalog, new_etag = await self.fetch(participant_id, endpoint, etag)
+        except CrawlFailed as exc:
+            logger.info("crawl of %s failed: %s", participant_id, exc)
+            await self._failed(participant_id, str(exc))
+            return
+        try:
+            await self._succeeded(participant_id, None if catalog is None else offerings_in(catalog), new_etag)
+        except TesseraError as exc:  # e.g. a catalog over the offering quota: reachable, but not taken
+            logger.warning("catalog of %s refused: %s", participant_id, exc.detail)
+            await self._failed(participant_id, f"catalog refused: {exc.detail}", reachable=True)
+
+    async def _failed_safely(self, participant_id: str, error: str) -> None:
+        try:
+            await self._failed(participant_id, error)
+        except Exception:  # not even the failure could be recorded: the entry is tried again next round
+            logger.exception("could not record the failed crawl of %s", participant_id)
 
     async def fetch(self, participant_id: str, endpoint: str, etag: str) -> tuple[dict[str, Any] | None, str]:
         """The connector's catalog (None if unchanged since `etag`) and its new ETag."""
@@ -133,6 +147,8 @@ class Crawler:
             response = await self._http.post(
                 url, json=CATALOG_REQUEST, headers=headers, timeout=self._config.crawl_timeout
             )
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:  # stored before addresses were checked
+            raise CrawlFailed(f"bad address {endpoint!r}: {exc}") from exc
         except httpx.HTTPError as exc:
             raise CrawlFailed(f"unreachable: {type(exc).__name__} {exc}".strip()) from exc
         if response.status_code == 304:

@@ -8,6 +8,7 @@ import asyncio
 import json
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
+from urllib.parse import quote
 
 import httpx
 import typer
@@ -159,19 +160,16 @@ def connector_serve(directory: DirOption) -> None:
 @connector_app.command("timeline")
 def connector_timeline(
     directory: DirOption,
-    process_id: Annotated[str, typer.Argument(help="A negotiation or transfer id (ours).")],
+    process_id: Annotated[str, typer.Argument(help="A negotiation or transfer id: ours or the counter-party's.")],
     as_json: JsonOption = False,
 ) -> None:
-    """Every message, delivery attempt and decision of a negotiation or transfer, and why it is waiting."""
+    """Every message sent and received, delivery attempt and decision of a negotiation or transfer, and why
+    it is waiting."""
     config = _load_config(directory)
     headers = {"Authorization": f"Bearer {config.management_token}"}
-    kind = (
-        "negotiations"
-        if httpx.get(f"{config.url}/api/negotiations/{process_id}", headers=headers).is_success
-        else "transfers"
-    )
     try:
-        response = httpx.get(f"{config.url}/api/{kind}/{process_id}/timeline", headers=headers, timeout=10)
+        url = f"{config.url}/api/timeline/{quote(process_id, safe='')}"
+        response = httpx.get(url, headers=headers, timeout=10)
     except httpx.TransportError as exc:
         _fail(f"the connector at {config.url} is not reachable: {exc}", code=3)
     if response.status_code != 200:
@@ -182,11 +180,10 @@ def connector_timeline(
         return
     process = body["process"]
     console.print(f"[bold]{process['id']}[/] ({process['role']}, {process['state']})")
-    table = Table("at", "event", "message", "status", "detail")
+    table = Table("at", "event", "message", "party", "status", "detail")
     for event in body["events"]:
-        table.add_row(
-            event["at"], event["kind"], event["message_type"] or "", str(event["status"] or ""), event["detail"] or ""
-        )
+        cells = (event["message_type"], event["party"], event["status"], event["detail"])
+        table.add_row(event["at"], event["kind"], *("" if cell is None else str(cell) for cell in cells))
     console.print(table)
     if body["waiting_for"]:
         console.print(f"waiting for: {body['waiting_for']}")

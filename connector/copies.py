@@ -6,8 +6,12 @@ compiles them (`policies.compiler.compile_duties`, the library's duty patterns) 
 a `delete` duty and the provider's delete-after obligation (the `Tessera-Delete-After` header) both
 set a deadline and the earlier wins; a `nextPolicy` duty is recorded with the copy (audit) as the
 policy any onward transfer must carry. Duties the consumer cannot carry out mean it may not keep the
-copy: it is due at once. The sweeper deletes a copy when it falls due, records that in the audit log
-and reports it to the provider, which records it too.
+copy: it is due at once. The header is checked where it is received (`deadline`: RFC 3339 with a zone,
+within 2000 and a hundred years from now); one we cannot read makes the copy due at once too, and the
+copy says why (`due_now_because`). The sweeper deletes a copy when it falls due, records that in the
+audit log and reports it to the provider, which records it too. It handles each copy on its own: one
+that cannot be deleted is marked with the error (`sweep_error`) and tried again with backoff, never
+given up on, and never holds up the others.
 
 A copy keeps the labels the provider sent with the data (`Tessera-Labels`); offered on as an asset of
 ours (`POST /api/assets` with `copy_id`, or the copy's path), it carries them on and may not be
@@ -17,16 +21,18 @@ labelled lower (`republished_labels`).
 import asyncio
 import contextlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import anyio
-from sqlmodel import Field, SQLModel, col, select
+from sqlmodel import Field, SQLModel, col, func, or_, select
+from sqlmodel.ext.asyncio.session import AsyncSession
 
-from connector import usage
+from connector import timeline, usage
 from connector.agreements import Agreement
 from connector.assets import LabelsIn
 from connector.outbox import enqueue
@@ -44,6 +50,10 @@ from tessera.store import Json, Timestamp, UtcDateTime
 
 logger = logging.getLogger("tessera.copies")
 SWEEP_AT_LEAST_EVERY = 60.0  # seconds; copies due earlier wake the sweeper themselves
+FIRST_RETRY = 1.0  # seconds before a copy that could not be deleted is tried again; doubles per failure
+LONGEST_RETRY = 600.0  # seconds between attempts at most: a copy due for deletion is never given up on
+EARLIEST_DELETE_AFTER = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_DELETE_AFTER = timedelta(days=36525)  # a hundred years from now
 SUFFIX = {"text/csv": ".csv", "application/json": ".json", "application/x-ndjson": ".jsonl"}
 
 
@@ -57,7 +67,12 @@ class ReceivedCopy(SQLModel, table=True):
     bytes: int = 0
     received_at: Timestamp = Field(default_factory=utcnow, sa_type=UtcDateTime)
     delete_at: Timestamp | None = Field(default=None, index=True, sa_type=UtcDateTime)  # the provider's obligation
+    due_now_because: str | None = None  # why the copy was due at once (an unreadable deadline or duty)
     deleted_at: Timestamp | None = Field(default=None, sa_type=UtcDateTime)
+    # A deletion that failed: why, how often, and when the sweeper tries again.
+    sweep_error: str | None = None
+    sweep_failures: int = 0
+    retry_at: Timestamp | None = Field(default=None, sa_type=UtcDateTime)
     labels: JSONObject | None = Field(default=None, sa_type=Json)  # the provider's labels; None: it sent none
 
     @property
@@ -68,14 +83,41 @@ class ReceivedCopy(SQLModel, table=True):
         return self.model_dump(mode="json")
 
 
-def deadline(header: str | None) -> datetime | None:
-    """The time a provider's delete-after header names; PeerError if it names none."""
+@dataclass(frozen=True)
+class DeleteAfter:
+    """The provider's delete-after obligation as received: when, or why the copy is due at once."""
+
+    at: datetime | None = None  # None: the provider set none
+    problem: str | None = None  # why `at` is the time it was received: the header could not be read
+
+
+def deadline(header: str | None, now: datetime | None = None) -> DeleteAfter:
+    """The time a provider's `Tessera-Delete-After` header names, checked where it is received: RFC 3339
+    with a zone, between 2000 and `LATEST_DELETE_AFTER` from now. One we cannot read makes the copy due
+    now (fail closed: a copy whose deadline we cannot read is never kept for ever)."""
     if header is None:
-        return None
+        return DeleteAfter()
+    now = now or utcnow()
     try:
-        return parse(header)
+        at = rfc3339_time(header)
     except ValueError as exc:
-        raise PeerError(f"the provider's delete-after time {header!r} is not an RFC 3339 time") from exc
+        return DeleteAfter(now, f"the provider's delete-after {header[:80]!r} is not an RFC 3339 time: {exc}")
+    if not EARLIEST_DELETE_AFTER <= at <= now + LATEST_DELETE_AFTER:
+        return DeleteAfter(now, f"the provider's delete-after {header!r} is out of range (2000 to 100 years from now)")
+    return DeleteAfter(at)
+
+
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def rfc3339_time(text: str) -> datetime:
+    """An RFC 3339 date-time with a zone offset, as an aware UTC datetime; ValueError naming what is wrong."""
+    if not _RFC3339.fullmatch(text):
+        raise ValueError("expected YYYY-MM-DDTHH:MM:SS[.fraction] and Z or an offset ±HH:MM")
+    try:
+        return parse(text.upper())
+    except (ValueError, OverflowError) as exc:
+        raise ValueError(str(exc)) from exc
 
 
 def labels_of(header: str | None) -> Labels | None:
@@ -159,7 +201,7 @@ async def keep(
     transfer: Transfer,
     chunks: AsyncIterator[bytes],
     media_type: str,
-    delete_at: datetime | None,
+    delete_after: DeleteAfter,
     labels: Labels | None,
 ) -> AsyncIterator[bytes]:
     """Pass `chunks` on while writing them to a new copy; the copy is recorded once complete."""
@@ -172,7 +214,7 @@ async def keep(
             await fh.write(chunk)
             yield chunk
     await anyio.Path(partial).replace(path)  # a reader never sees half the data
-    await record(runtime, transfer, copy_id, path, size, delete_at, labels)
+    await record(runtime, transfer, copy_id, path, size, delete_after, labels)
 
 
 async def store(
@@ -180,11 +222,11 @@ async def store(
     transfer: Transfer,
     chunks: AsyncIterator[bytes],
     media_type: str,
-    delete_at: datetime | None,
+    delete_after: DeleteAfter,
     labels: Labels | None,
 ) -> None:
     """Write `chunks` to a new copy (pushed data)."""
-    async for _chunk in keep(runtime, transfer, chunks, media_type, delete_at, labels):
+    async for _chunk in keep(runtime, transfer, chunks, media_type, delete_after, labels):
         pass
 
 
@@ -200,12 +242,14 @@ async def record(
     copy_id: str,
     path: Path,
     size: int,
-    delete_at: datetime | None,
+    delete_after: DeleteAfter,
     labels: Labels | None,
 ) -> ReceivedCopy:
     """Record a complete copy; its deadline is the stricter of the provider's header and the agreement's duty."""
     received_at = utcnow()
     duties = await agreed_duties(runtime, transfer.agreement_id, received_at)
+    delete_at = delete_after.at
+    due_now = [*([delete_after.problem] if delete_after.problem else []), *duties.problems]
     copy = ReceivedCopy(
         id=copy_id,
         transfer_id=transfer.id,
@@ -213,11 +257,15 @@ async def record(
         path=str(path),
         bytes=size,
         received_at=received_at,
-        delete_at=stricter(delete_at, duties.delete_at),
+        delete_at=stricter(delete_at, duties.delete_at, received_at if due_now else None),
+        due_now_because="; ".join(due_now) or None,
         labels=labels.to_dict() if labels is not None else None,
     )
     async with runtime.transaction() as session:
         session.add(copy)
+        detail = f"copy {copy_id}, {size} bytes, delete at {_text(copy.delete_at) or 'no deadline'}"
+        why = f": due now, {copy.due_now_because}" if copy.due_now_because else ""
+        timeline.record(session, transfer.id, "copy", None, detail=detail + why)
         await audit.append(
             session,
             actor=runtime.participant_id,
@@ -228,6 +276,7 @@ async def record(
             bytes=size,
             delete_at=_text(copy.delete_at),
             provider_delete_at=_text(delete_at),
+            provider_delete_at_problem=delete_after.problem,
             agreement_delete_at=_text(duties.delete_at),
             next_policy=list(duties.next_policies),
             duty_problems=list(duties.problems),
@@ -259,31 +308,83 @@ class Sweeper:
                 await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
 
     async def sweep(self) -> float:
-        """Delete what is due; return the seconds until the next copy falls due."""
-        now = utcnow()
-        async with self._runtime.db.session() as session:
-            query = select(ReceivedCopy).where(
-                col(ReceivedCopy.delete_at).is_not(None), col(ReceivedCopy.deleted_at).is_(None)
-            )
-            pending = list(await session.exec(query))
-        later = [SWEEP_AT_LEAST_EVERY]
-        for copy in pending:
-            assert copy.delete_at is not None  # the query asks for copies with one
-            if copy.delete_at <= now:
-                await self._delete(copy)
-            else:
-                later.append((copy.delete_at - now).total_seconds())
-        return max(0.05, min(later))
+        """Delete what is due, each copy on its own; return the seconds until the next copy falls due.
 
-    async def _delete(self, copy: ReceivedCopy) -> None:
-        await anyio.Path(copy.path).unlink(missing_ok=True)
+        A copy that cannot be deleted is marked with why and tried again later (backing off up to
+        `LONGEST_RETRY`); it never stops the others.
+        """
+        for copy_id in await self._due(utcnow()):
+            await self._sweep_one(copy_id)
+        return await self._next_wait(utcnow())
+
+    async def _sweep_one(self, copy_id: str) -> None:
+        try:
+            await self._delete(copy_id)
+        except Exception as exc:  # a bad file or record: this copy waits for its retry, the others go on
+            logger.exception("could not delete copy %s", copy_id)
+            try:
+                await self._failed(copy_id, exc)
+            except Exception:
+                logger.exception("could not mark copy %s as failed either", copy_id)
+
+    def _pending(self) -> Any:
+        return select(ReceivedCopy.id).where(
+            col(ReceivedCopy.delete_at).is_not(None), col(ReceivedCopy.deleted_at).is_(None)
+        )
+
+    async def _due(self, now: datetime) -> list[str]:
+        """The copies due for deletion and not waiting for a retry (ids only: each is read on its own)."""
+        query = self._pending().where(
+            col(ReceivedCopy.delete_at) <= now,
+            or_(col(ReceivedCopy.retry_at).is_(None), col(ReceivedCopy.retry_at) <= now),
+        )
+        async with self._runtime.db.session() as session:
+            return list(await session.exec(query))
+
+    async def _next_wait(self, now: datetime) -> float:
+        """Until the soonest deadline or retry of a copy not yet deleted, at most `SWEEP_AT_LEAST_EVERY`."""
+        soonest_of = func.min(func.coalesce(ReceivedCopy.retry_at, ReceivedCopy.delete_at), type_=UtcDateTime)
+        query = select(soonest_of).where(
+            col(ReceivedCopy.delete_at).is_not(None), col(ReceivedCopy.deleted_at).is_(None)
+        )
+        async with self._runtime.db.session() as session:
+            soonest: datetime | None = (await session.exec(query)).one()
+        wait = SWEEP_AT_LEAST_EVERY if soonest is None else (soonest - now).total_seconds()
+        return max(0.05, min(SWEEP_AT_LEAST_EVERY, wait))
+
+    async def _failed(self, copy_id: str, exc: Exception) -> None:
+        async with self._runtime.transaction() as session:
+            copy = await session.get(ReceivedCopy, copy_id)
+            if copy is None:
+                return
+            backoff = min(LONGEST_RETRY, FIRST_RETRY * 2**copy.sweep_failures)
+            copy.sweep_failures += 1
+            copy.sweep_error = f"{type(exc).__name__}: {exc}"[:1000]
+            copy.retry_at = utcnow() + timedelta(seconds=backoff)
+            await audit.append(
+                session,
+                actor=self._runtime.participant_id,
+                action="copy.delete_failed",
+                subject=copy.agreement_id,
+                copy=copy.id,
+                error=copy.sweep_error,
+                failures=copy.sweep_failures,
+                retry_at=rfc3339(copy.retry_at),
+            )
+
+    async def _delete(self, copy_id: str) -> None:
         runtime = self._runtime
+        async with runtime.db.session() as session:
+            copy = await session.get(ReceivedCopy, copy_id)
+        if copy is None or copy.deleted_at is not None:
+            return
+        await anyio.Path(copy.path).unlink(missing_ok=True)
         async with runtime.transaction() as session:
             stored = await session.get(ReceivedCopy, copy.id)
-            transfer = await session.get(Transfer, copy.transfer_id)
-            if stored is None or stored.deleted_at or transfer is None:
+            if stored is None or stored.deleted_at:
                 return
             stored.deleted_at = utcnow()
+            stored.retry_at = None
             await audit.append(
                 session,
                 actor=runtime.participant_id,
@@ -293,18 +394,27 @@ class Sweeper:
                 deleted_at=rfc3339(stored.deleted_at),
                 obligation="delete_after",
                 due=_text(copy.delete_at),
+                due_now_because=copy.due_now_because,
             )
-            report = {
-                "copy": copy.id,
-                "agreement": copy.agreement_id,
-                "deleted_at": rfc3339(stored.deleted_at),
-                "due": _text(copy.delete_at),
-            }
-            url = f"{_data_plane(transfer)}/deletion"
-            enqueue(session, process_id=f"deletion:{copy.id}", url=url, audience=transfer.counterparty_id, body=report)
+            if (transfer := await session.get(Transfer, copy.transfer_id)) is not None:
+                _report(session, transfer, stored)
         logger.info(
             "deleted copy %s of agreement %s (delete-after %s)", copy.id, copy.agreement_id, _text(copy.delete_at)
         )
+
+
+def _report(session: AsyncSession, transfer: Transfer, copy: ReceivedCopy) -> None:
+    """Tell the provider that the copy is gone (its data plane records it), and note it on the timeline."""
+    assert copy.deleted_at is not None
+    report = {
+        "copy": copy.id,
+        "agreement": copy.agreement_id,
+        "deleted_at": rfc3339(copy.deleted_at),
+        "due": _text(copy.delete_at),
+    }
+    url = f"{_data_plane(transfer)}/deletion"
+    enqueue(session, process_id=f"deletion:{copy.id}", url=url, audience=transfer.counterparty_id, body=report)
+    timeline.record(session, transfer.id, "copy", None, detail=f"copy {copy.id} deleted (due {report['due']})")
 
 
 def _text(moment: datetime | None) -> str | None:

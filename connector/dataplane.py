@@ -7,7 +7,6 @@ data token once) and hands the stream on.
 """
 
 from collections.abc import AsyncIterator, Mapping
-from datetime import datetime
 from typing import Any
 
 import httpx
@@ -106,10 +105,10 @@ routes = [
 class Pull:
     """An open response from the provider's data plane; iterate it, then it closes."""
 
-    def __init__(self, response: httpx.Response, delete_at: datetime | None, labels: Labels | None) -> None:
+    def __init__(self, response: httpx.Response, delete_after: copies.DeleteAfter, labels: Labels | None) -> None:
         self.response = response
         self.media_type = response.headers.get("content-type", "application/octet-stream")
-        self.delete_at = delete_at  # when the provider's delete-after obligation wants our copy gone
+        self.delete_after = delete_after  # when the provider's delete-after obligation wants our copy gone
         self.labels = labels  # what the provider says the data is (None: a provider that labels nothing)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -139,8 +138,8 @@ async def pull(runtime: Runtime, transfer_id: str, declared: Mapping[str, str]) 
         await response.aread()
         await response.aclose()
         raise _provider_refusal(response)
+    delete_after = copies.deadline(response.headers.get(usage.DELETE_AFTER_HEADER))
     try:
-        delete_at = copies.deadline(response.headers.get(usage.DELETE_AFTER_HEADER))
         labels = copies.labels_of(response.headers.get(usage.LABELS_HEADER))
     except PeerError:
         await response.aclose()
@@ -153,7 +152,7 @@ async def pull(runtime: Runtime, transfer_id: str, declared: Mapping[str, str]) 
             subject=transfer_id,
             purpose=declared.get("purpose"),
         )
-    return Pull(response, delete_at, labels)
+    return Pull(response, delete_after, labels)
 
 
 def pull_headers(address: dict[str, Any]) -> dict[str, str]:

@@ -86,11 +86,12 @@ class DeadlineSweeper:
             if isinstance(process, Negotiation):
                 if process.waiting is not None:
                     return 0
+                timeline.decided(session, process.id, "deadline", "terminate", [reason])
                 await negotiations.terminate(session, self.runtime, process, [reason], code="deadline")
             else:
                 assert isinstance(process, Transfer)
+                timeline.decided(session, process.id, "deadline", "terminate", [reason])
                 await transfers.announce(session, self.runtime, process, "TERMINATED", reason=reason)
-                timeline.record(session, process.id, "terminated", None, detail=reason)
         logger.info("%s %s terminated: %s", model.noun, pid, reason)
         return 1
 

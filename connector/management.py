@@ -28,6 +28,7 @@ from connector import (
     negotiation_consumer,
     negotiation_provider,
     negotiations,
+    processes,
     registration,
     simulate,
     timeline,
@@ -320,19 +321,28 @@ async def terminate_negotiation(request: Request) -> Response:
     return JSONResponse(negotiation.public())
 
 
-async def process_timeline(request: Request) -> Response:
-    """Every message, delivery attempt and decision of one negotiation or transfer, and why it waits."""
-    runtime = runtime_of(request)
-    pid = request.path_params["id"]
-    async with runtime.db.session() as session:
-        found: Negotiation | Transfer | None = await session.get(Negotiation, pid) or await session.get(Transfer, pid)
-        if found is None:
-            raise NotFound(f"no negotiation or transfer {pid}")
-        events = await timeline.events(session, pid)
-        pending = await outbox_pending(session, pid)
-    return JSONResponse(
-        {"process": found.public(), "waiting_for": waiting_for(found, pending), "events": [e.public() for e in events]}
-    )
+def process_timeline(*models: type[Negotiation] | type[Transfer]) -> Handler:
+    """Every message, delivery attempt and decision of one negotiation or transfer (of `models`), and why it
+    waits. The id is our pid or the counter-party's (its providerPid or consumerPid of the same process)."""
+
+    async def endpoint(request: Request) -> Response:
+        pid = request.path_params["id"]
+        async with runtime_of(request).db.session() as session:
+            found: list[Negotiation | Transfer] = []
+            for model in models:
+                found += await processes.by_either_pid(session, model, pid)
+            if not found:
+                raise NotFound(f"no {' or '.join(m.noun for m in models)} {pid} (ours or the counter-party's pid)")
+            if len(found) > 1:
+                ours = ", ".join(sorted(p.id for p in found))
+                raise Conflict(f"{pid} is the counter-party's pid of {len(found)} processes; ask by ours: {ours}")
+            (process,) = found
+            events = await timeline.events(session, process.id)
+            pending = await outbox_pending(session, process.id)
+        body = {"process": process.public(), "waiting_for": waiting_for(process, pending)}
+        return JSONResponse(body | {"events": [e.public() for e in events]})
+
+    return endpoint
 
 
 class TransferStart(BaseModel):
@@ -376,7 +386,7 @@ async def pull_data(request: Request) -> Response:
     if transfer.is_push:
         return await _pushed_copy(runtime, transfer)
     pulled = await dataplane.pull(runtime, transfer.id, request.query_params)
-    kept = copies.keep(runtime, transfer, aiter(pulled), pulled.media_type, pulled.delete_at, pulled.labels)
+    kept = copies.keep(runtime, transfer, aiter(pulled), pulled.media_type, pulled.delete_after, pulled.labels)
     return StreamingResponse(kept, media_type=pulled.media_type, headers=_obligation_headers(pulled.response))
 
 
@@ -498,8 +508,9 @@ routes = [
     Route("/negotiations/{id}/accept", accept_negotiation, methods=["POST"]),
     Route("/negotiations/{id}/counter", counter_negotiation, methods=["POST"]),
     Route("/negotiations/{id}/terminate", terminate_negotiation, methods=["POST"]),
-    Route("/negotiations/{id}/timeline", process_timeline, methods=["GET"]),
-    Route("/transfers/{id}/timeline", process_timeline, methods=["GET"]),
+    Route("/negotiations/{id}/timeline", process_timeline(Negotiation), methods=["GET"]),
+    Route("/transfers/{id}/timeline", process_timeline(Transfer), methods=["GET"]),
+    Route("/timeline/{id}", process_timeline(Negotiation, Transfer), methods=["GET"]),
     Route("/negotiations/{id}", get_negotiation, methods=["GET"]),
     Route("/agreements", list_agreements, methods=["GET"]),
     Route("/agreements/{id}", get_agreement, methods=["GET"]),

@@ -119,6 +119,8 @@ async def log_decision(
     session: AsyncSession, runtime: Runtime, negotiation: Negotiation, verdict: agents.Verdict, *, by_operator: bool
 ) -> None:
     """An agent's or operator's answer (accept, counter, terminate, wait) with its reasons."""
+    by = "operator" if by_operator else "agent"
+    timeline.decided(session, negotiation.id, by, verdict.action, verdict.reasons)
     await log(
         session,
         runtime,
@@ -126,7 +128,7 @@ async def log_decision(
         "decided",
         verdict=verdict.action,
         reasons=list(verdict.reasons),
-        by="operator" if by_operator else "agent",
+        by=by,
     )
 
 
@@ -192,11 +194,14 @@ async def terminate(
 
 async def refuse(runtime: Runtime, pid: str, reasons: list[str], *, code: str) -> NoReturn:
     """Our side refuses the counter-party's offer or agreement: terminate, tell it why, answer with a DSP error."""
+    refusal = InvalidMessage("; ".join(reasons), reasons=reasons)
+    timeline.answering(refusal.status_code)
     async with runtime.transaction() as session:
         negotiation = await get(session, pid)
         if not negotiation.final:
+            timeline.decided(session, negotiation.id, "agent", "refuse", reasons)
             await terminate(session, runtime, negotiation, reasons, code=code)
-    raise InvalidMessage("; ".join(reasons), reasons=reasons)
+    raise refusal
 
 
 async def on_termination(runtime: Runtime, caller: Caller, pid: str, message: dsp.Termination) -> Negotiation:
@@ -212,6 +217,7 @@ async def on_termination(runtime: Runtime, caller: Caller, pid: str, message: ds
 async def terminate_by_operator(runtime: Runtime, pid: str, reason: str) -> Negotiation:
     async with runtime.transaction() as session:
         negotiation = await get(session, pid)
+        timeline.decided(session, negotiation.id, "operator", "terminate", [reason])
         await terminate(session, runtime, negotiation, [reason], code="terminated-by-" + negotiation.role)
     return negotiation
 

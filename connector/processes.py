@@ -6,7 +6,7 @@ the counter-party passes, pid checks, queued messages, audit entries and local a
 
 from typing import Any, ClassVar, TypeVar
 
-from sqlmodel import Field, SQLModel, select
+from sqlmodel import Field, SQLModel, col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from connector import timeline
@@ -87,6 +87,14 @@ async def get(session: AsyncSession, model: type[P], pid: str) -> P:
     if process is None:
         raise NotFound(f"no {model.noun} {pid}")
     return process
+
+
+async def by_either_pid(session: AsyncSession, model: type[P], pid: str) -> list[P]:
+    """Our processes that `pid` names: ours, or the counter-party's pid of them (`provider_pid`/`consumer_pid`)."""
+    if (own := await session.get(model, pid)) is not None:
+        return [own]
+    query = select(model).where(or_(col(model.provider_pid) == pid, col(model.consumer_pid) == pid))
+    return list(await session.exec(query))
 
 
 async def existing_request(session: AsyncSession, model: type[P], caller: Caller, consumer_pid: str) -> P | None:

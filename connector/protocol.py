@@ -24,6 +24,7 @@ from connector import (
     negotiation_provider,
     negotiations,
     replies,
+    timeline,
     transfer_consumer,
     transfer_provider,
     transfers,
@@ -230,12 +231,38 @@ def _on(error: str, model: type[dsp.Message], kind: str, handle: OnMessage, *, s
 
     @dsp_endpoint(error)
     async def endpoint(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
-        message = dsp.parse(body, model, expected_type=kind)
-        pid = request.path_params.get("pid")
-        process = await handle(runtime_of(request), caller, *([pid] if pid is not None else []), message)
-        return status, process.dsp()
+        runtime, pid = runtime_of(request), request.path_params.get("pid")
+        with timeline.receiving(kind, caller.participant_id, status) as receipt:
+            outcome = await _handled(runtime, caller, pid, body)
+        if isinstance(outcome, TesseraError):
+            if not receipt.recorded:  # nothing changed: the refusal is recorded on its own
+                await _received(runtime, error, pid, kind, caller, outcome.status_code, outcome.detail)
+            raise outcome
+        if outcome.id not in receipt.recorded:  # answered without a change (nothing left to do)
+            await _received(runtime, error, outcome.id, kind, caller, status, None)
+        return status, outcome.dsp()
+
+    async def _handled(runtime: Runtime, caller: Caller, pid: str | None, body: bytes) -> Answered | TesseraError:
+        try:
+            message = dsp.parse(body, model, expected_type=kind)
+            return await handle(runtime, caller, *([pid] if pid is not None else []), message)
+        except TesseraError as exc:
+            return exc
 
     return endpoint
+
+
+async def _received(
+    runtime: Runtime, error: str, pid: str | None, kind: str, caller: Caller, status: int, detail: str | None
+) -> None:
+    """Record a message on our process `pid` in its own transaction, if it is the sender's process."""
+    model = _PROCESS_OF_ERROR[error]
+    async with runtime.transaction() as session:
+        process = await session.get(model, pid) if pid is not None else None
+        if process is not None and process.counterparty_id == caller.participant_id:
+            timeline.record(
+                session, process.id, "received", kind, party=caller.participant_id, status=status, detail=detail
+            )
 
 
 def _get(error: str, find: Callable[..., Awaitable[Answered]]) -> Handler:

@@ -15,6 +15,7 @@ import httpx
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import Request
 
+from connector import timeline
 from connector.config import ConnectorConfig
 from connector.outbox import FailureHandler, Outbox, ReplyHandler
 from tessera.clock import utcnow
@@ -140,8 +141,11 @@ class Runtime:
         async with self.db.transaction() as session:
             yield session
             # Every process this transaction loaded or added (flushed changes are no longer "dirty").
-            touched = {obj.id for obj in (*session.new, *session.identity_map.values()) if hasattr(obj, "state")}
+            objects = [*session.new, *session.identity_map.values()]
+            touched = {obj.id for obj in objects if hasattr(obj, "state")}
+            received = timeline.note_received(session, objects)  # the DSP message this request handles, if any
             queued = unit_of_work(session).queued
+        timeline.committed(received)
         if queued:
             self.outbox.wake()
         for process_id in touched & self._watched.keys():

@@ -1,7 +1,6 @@
 """Explain and simulate, without side effects: would a participant get an offer, would a data request
 be allowed, and with which obligations. Nothing is counted, logged or sent."""
 
-from dataclasses import replace
 from typing import Any
 
 from sqlmodel import col, select
@@ -12,7 +11,7 @@ from connector.assets import Asset
 from connector.catalog import Offer, UsagePolicy
 from connector.runtime import Runtime
 from connector.transfers import Transfer
-from policies.explain import Explanation, explain
+from policies.explain import Explanation, explain, explain_patterns
 from tessera.clock import rfc3339
 from tessera.errors import NotFound, PeerError, PolicyEvaluationError
 from tessera.identity import Caller
@@ -45,9 +44,9 @@ async def would_get_offer(runtime: Runtime, participant_id: str, offer_id: str) 
 async def would_use(runtime: Runtime, agreement_id: str, declared: usage.Declared) -> dict[str, Any]:
     """Would the next data request under `agreement_id` be allowed, and with which obligations?
 
-    Decided as the data plane decides (`usage.decide`: the compiled agreement and its bound module in
-    one evaluation, obligations checked as executable, the connector's rules by grade and across
-    borders), on the uses counted so far.
+    Decided by the data plane's own decision (`usage.judge`: the compiled agreement and its bound module
+    in one evaluation, obligations checked as executable, the connector's rules by grade and across
+    borders), on the uses counted so far; the patterns only explain it.
     """
     async with runtime.db.session() as session:
         agreement = await session.get(Agreement, agreement_id)
@@ -70,12 +69,12 @@ async def would_use(runtime: Runtime, agreement_id: str, declared: usage.Declare
         now=runtime.clock(),
         connector_id=transfer.counterparty_address if transfer is not None else None,
     )
+    decision = await usage.judge(runtime, agreement, policy, asset, request, declared.query)  # as the data plane
     try:
-        explanation = await explain(runtime.engine, usage.modules(agreement, policy), request)
-    except PolicyEvaluationError as exc:
-        explanation = Explanation(usage.evaluation_failed(exc))
-    decision = usage.governed(runtime, asset, caller, usage.executable(explanation.decision, declared.query))
-    explanation = replace(explanation, decision=decision)
+        patterns = await explain_patterns(runtime.engine, usage.modules(agreement, policy), request)
+    except PolicyEvaluationError:
+        patterns = ()  # the decision says why
+    explanation = Explanation(decision, patterns)
     compiled = usage.compiled(agreement)
     return {
         "agreement": agreement_id,

@@ -1,10 +1,20 @@
 """Diagnostics: what happened to one negotiation or transfer, in order.
 
-Every message received or queued, each delivery attempt with its HTTP status or error, agent and
-operator decisions. Operators read it through the management API or `tessera connector timeline`
-to see why a process is stuck and what the counter-party answered.
+Every message received (from whom, and the status we answered) or queued, each delivery attempt with its
+HTTP status or error, agent, operator, deadline and usage decisions with their reasons. Each event is
+written in the transaction that makes the change it describes. Operators read it through the management
+API or `tessera connector timeline` (by our pid or the counter-party's) to see why a process is stuck
+and what the counter-party answered.
+
+A DSP message is recorded by the request that handles it: the endpoint opens a `receiving(...)` context
+and every write transaction (`Runtime.transaction`) records the message on the processes of that sender
+it changes, once each, before it commits (`note_received`).
 """
 
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlmodel import Field, SQLModel, col, select
@@ -13,15 +23,18 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from tessera.clock import utcnow
 from tessera.store import Timestamp, UtcDateTime
 
+MAX_DETAIL = 2000  # characters of a detail kept (a peer's error text can be long)
+
 
 class TimelineEvent(SQLModel, table=True):
     __tablename__ = "timeline_event"
 
     id: int | None = Field(default=None, primary_key=True)
-    process_id: str = Field(index=True)
+    process_id: str = Field(index=True)  # our pid
     at: Timestamp = Field(default_factory=utcnow, sa_type=UtcDateTime)
-    kind: str  # received | queued | sent | retry | failed | decided | waiting
+    kind: str  # received | queued | sent | retry | failed | reply-failed | decided | waiting | terminated | copy
     message_type: str | None = None
+    party: str | None = None  # who sent a received message, or who decided (agent, operator, deadline, usage)
     status: int | None = None  # HTTP status of a delivery or of our answer
     detail: str | None = None
 
@@ -35,14 +48,82 @@ def record(
     kind: str,
     message_type: str | None,
     *,
+    party: str | None = None,
     status: int | None = None,
     detail: str | None = None,
 ) -> None:
-    session.add(
-        TimelineEvent(process_id=process_id, kind=kind, message_type=message_type, status=status, detail=detail)
+    event = TimelineEvent(
+        process_id=process_id,
+        kind=kind,
+        message_type=message_type,
+        party=party,
+        status=status,
+        detail=detail[:MAX_DETAIL] if detail is not None else None,
     )
+    session.add(event)
+
+
+def decided(session: AsyncSession, process_id: str, by: str, action: str, reasons: Iterable[str] = ()) -> None:
+    """A decision on the process: who took it (agent, operator, deadline, usage), what, and why."""
+    why = "; ".join(reasons)
+    record(session, process_id, "decided", None, party=by, detail=f"{action}: {why}" if why else action)
 
 
 async def events(session: AsyncSession, process_id: str) -> list[TimelineEvent]:
     query = select(TimelineEvent).where(TimelineEvent.process_id == process_id).order_by(col(TimelineEvent.id))
     return list(await session.exec(query))
+
+
+# -- the message a request is handling ------------------------------------------------------------------
+
+
+@dataclass
+class Receipt:
+    """A DSP message being handled: its type, its sender, the status we answer if all goes well."""
+
+    message_type: str
+    sender: str
+    status: int
+    recorded: set[str] = field(default_factory=set)  # processes it is recorded on (committed)
+    open: bool = True  # False once its request is answered: background work started by it records nothing
+
+
+_current: ContextVar[Receipt | None] = ContextVar("tessera_timeline_receipt", default=None)
+
+
+@contextmanager
+def receiving(message_type: str, sender: str, status: int) -> Iterator[Receipt]:
+    receipt = Receipt(message_type, sender, status)
+    token = _current.set(receipt)
+    try:
+        yield receipt
+    finally:
+        receipt.open = False
+        _current.reset(token)
+
+
+def answering(status: int) -> None:
+    """The message being handled is answered with `status` after all (a refusal that also ends the process)."""
+    if (receipt := _current.get()) is not None:
+        receipt.status = status
+
+
+def note_received(session: AsyncSession, touched: Iterable[Any]) -> set[str]:
+    """Record the message being handled on the sender's processes among `touched`, where not yet recorded.
+
+    Returns their pids; `Runtime.transaction` marks them recorded once the transaction commits.
+    """
+    receipt = _current.get()
+    if receipt is None or not receipt.open:
+        return set()
+    sender = receipt.sender
+    theirs = (obj for obj in touched if hasattr(obj, "state") and getattr(obj, "counterparty_id", None) == sender)
+    pids = {str(obj.id) for obj in theirs} - receipt.recorded
+    for pid in sorted(pids):
+        record(session, pid, "received", receipt.message_type, party=receipt.sender, status=receipt.status)
+    return pids
+
+
+def committed(pids: set[str]) -> None:
+    if pids and (receipt := _current.get()) is not None:
+        receipt.recorded |= pids

@@ -166,6 +166,9 @@ async def push(runtime: Runtime, pid: str) -> None:
         reason = "; ".join(getattr(exc, "reasons", None) or [str(exc)])
         logger.warning("push of transfer %s failed: %s", pid, reason)
         return await _end(runtime, pid, "TERMINATED", reason)
+    except Exception as exc:  # a bad file or address no check caught: this transfer ends, never stuck STARTED
+        logger.exception("push of transfer %s failed unexpectedly", pid)
+        return await _end(runtime, pid, "TERMINATED", f"the push failed: {type(exc).__name__}: {exc}")
     await _end(runtime, pid, "COMPLETED", None)
 
 

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from sqlmodel import Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from connector import processes
+from connector import processes, timeline
 from connector.processes import Process
 from connector.runtime import Runtime
 from tessera import dsp
@@ -116,6 +116,8 @@ async def announce(
     )
     if transfer.counterpart_pid:
         send(session, transfer, f"/transfers/{transfer.counterpart_pid}/{path}", body)
+    if state == "TERMINATED":
+        timeline.record(session, transfer.id, "terminated", None, detail=reason)
     await log(session, runtime, transfer, state.lower(), by=runtime.participant_id, reason=reason)
 
 
@@ -145,6 +147,8 @@ async def on_update(runtime: Runtime, caller: Caller, pid: str, message: dsp.Tra
         transfer.move(state)
         if message.reason:
             transfer.reasons = [str(r) for r in message.reason]
+        if state == "TERMINATED":
+            timeline.record(session, transfer.id, "terminated", None, detail="; ".join(transfer.reasons) or None)
         await log(session, runtime, transfer, state.lower(), by=caller.participant_id, reasons=message.reason)
     return transfer
 
@@ -153,6 +157,7 @@ async def change_by_operator(runtime: Runtime, pid: str, state: str, reason: str
     """Our side completes, suspends or terminates a transfer and tells the counter-party."""
     async with runtime.transaction() as session:
         transfer = await get(session, pid)
+        timeline.decided(session, transfer.id, "operator", state.lower(), [reason] if reason else [])
         await announce(session, runtime, transfer, state, reason=reason)
     return transfer
 

@@ -197,6 +197,21 @@ async def decide(runtime: Runtime, agreement: Agreement, policy: UsagePolicy | N
         return evaluation_failed(exc)
 
 
+async def judge(
+    runtime: Runtime,
+    agreement: Agreement,
+    policy: UsagePolicy | None,
+    asset: Asset,
+    request: JSONObject,
+    query: dict[str, Any] | None,
+) -> Decision:
+    """The one decision of a use, for the data plane, explain and simulate alike: the compiled agreement and
+    its bound module in one evaluation (`decide`), denied when an obligation cannot be carried out
+    (`executable`), then under the connector's rules by grade and across borders (`governed`)."""
+    decision = executable(await decide(runtime, agreement, policy, request), query)
+    return governed(runtime, asset, request["caller"], decision)
+
+
 def evaluation_failed(exc: PolicyEvaluationError) -> Decision:
     return Decision(allow=False, reasons=(f"policy evaluation failed: {exc.detail}",))
 
@@ -233,13 +248,14 @@ async def decide_use(runtime: Runtime, transfer: Transfer, declared: Declared) -
             now=runtime.clock(),
             connector_id=transfer.counterparty_address,
         )
-        decision = executable(await decide(runtime, agreement, policy, request), declared.query)
-        decision = governed(runtime, asset, caller, decision)
+        decision = await judge(runtime, agreement, policy, asset, request, declared.query)
         border = cross_border.crossing(asset.labels, caller, runtime.participant_id)
         counter.uses += decision.allow
         counter.denials += not decision.allow
         counter.last_used_at = utcnow() if decision.allow else counter.last_used_at
         session.add(counter)
+        verdict = "allow" if decision.allow else "deny"
+        timeline.decided(session, transfer.id, "usage", verdict, [*decision.reasons, *_purpose(declared)])
         await audit.append(
             session,
             actor=runtime.participant_id,
@@ -267,6 +283,12 @@ async def decide_use(runtime: Runtime, transfer: Transfer, declared: Declared) -
         raise NotEntitled(denied, reasons=list(decision.reasons))
     headers = _headers(decision, runtime.clock(), sent_labels(asset))
     return Use(transfer, agreement, asset, decision, declared.query, headers, filing)
+
+
+def _purpose(declared: Declared) -> list[str]:
+    """What the consumer declared, for the timeline."""
+    declarations = (("purpose", declared.purpose), ("event", declared.event))
+    return [f"{name} {value!r} declared" for name, value in declarations if value]
 
 
 def sent_labels(asset: Asset) -> Labels:

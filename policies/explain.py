@@ -21,7 +21,7 @@ from policies.patterns import PatternError, PatternUse, get_pattern, render
 from tessera.json import JSON, JSONObject
 from tessera.policy.base import Decision, PolicyEngine, PolicyModule
 
-__all__ = ["Explanation", "PatternResult", "explain", "patterns_in"]
+__all__ = ["Explanation", "PatternResult", "explain", "explain_patterns", "patterns_in"]
 
 _PATTERN_BLOCK = re.compile(r"^# pattern (?P<name>[a-z_]+)\n(?P<constants>(?:[a-z_][a-z0-9_]* := .+\n)*)", re.M)
 _CONSTANT = re.compile(r"^(?P<name>[a-z_][a-z0-9_]*) := (?P<value>.+)$", re.M)
@@ -70,10 +70,18 @@ async def explain(
     """
     together = [modules] if isinstance(modules, PolicyModule) else list(modules)
     decision = await engine.decide_all(together, input)
+    return Explanation(decision, await explain_patterns(engine, together, input))
+
+
+async def explain_patterns(
+    engine: PolicyEngine, modules: Sequence[PolicyModule], input: JSONObject
+) -> tuple[PatternResult, ...]:
+    """Each library pattern's own decision, for the modules rendered from patterns (none for hand-written
+    ones): what explains a decision taken elsewhere (the connector's data plane path)."""
     results = []
-    for module in together:
+    for module in modules:
         results.extend(await _patterns(engine, module, input))
-    return Explanation(decision, tuple(results))
+    return tuple(results)
 
 
 async def _patterns(engine: PolicyEngine, module: PolicyModule, input: JSONObject) -> list[PatternResult]:

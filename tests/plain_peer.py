@@ -94,6 +94,7 @@ class PlainPeer:
             JwksCache(http, broker + "/.well-known/jwks.json"), issuer=broker, audience=self.id
         )
         self.processes: dict[str, Process] = {}
+        self.data_headers: dict[str, str] = {}  # sent with the data: a test makes the peer a hostile provider
         self._tasks: set[asyncio.Task[None]] = set()
 
     @asynccontextmanager
@@ -311,4 +312,4 @@ class PlainPeer:
         process = self.processes.get(request.path_params["pid"])
         if process is None or process.role != "provider" or process.state != "STARTED":
             return Response("no such transfer", status_code=404)
-        return Response(DATA, media_type="text/csv")
+        return Response(DATA, media_type="text/csv", headers=self.data_headers)

@@ -16,7 +16,9 @@ import pytest
 from broker.app import create_app
 from broker.config import BrokerConfig
 from broker.crawler import offerings_in
+from broker.entries import Registration
 from tessera.identity import generate_key, save_private_key
+from tessera.store import Database
 from tests.dataspace import RESEARCH_POLICY, Dataspace, Site, publish, write_people_csv
 from tests.utils import run_server, unused_port
 
@@ -197,3 +199,39 @@ def test_offerings_in_reads_every_offer_of_every_dataset() -> None:
     assert sorted(found) == ["o1", "o2", "o3"]
     assert found["o3"] == {"title": "d2", "description": "Two", "keywords": []}
     assert offerings_in({"@type": "Catalog"}) == {}
+
+
+@pytest.mark.parametrize("endpoint", ["http://\ufeffprovider.example/dsp", "http://127.0.0.1:80a/dsp", "ftp://x/dsp"])
+async def test_an_entry_with_a_bad_address_fails_alone_and_the_crawl_goes_on(
+    fast: Dataspace, tmp_path: Path, endpoint: str
+) -> None:
+    """Addresses are checked at registration now (`tessera/urls.py`); one stored before fails on its own."""
+    poisoned, _ = await registered_provider(fast, tmp_path)
+    healthy = await fast.start(await fast.admit("healthy"))
+    await publish(healthy, write_people_csv(tmp_path / "healthy.csv"))
+    assert (await healthy.api.put("/registration", json={"title": "Healthy"})).status_code == 200
+    db = await Database.open(fast.broker_config.database_url)
+    try:
+        async with db.transaction() as session:
+            record = await session.get(Registration, poisoned.id)
+            assert record is not None
+            record.endpoint = endpoint
+    finally:
+        await db.close()
+    second = await publish_second(healthy, tmp_path)
+
+    async def marked() -> Any:
+        async with httpx.AsyncClient(base_url=fast.broker_url) as http:
+            rows = {row["participant_id"]: row for row in (await http.get("/status")).json()["connectors"]}
+        bad = rows[poisoned.id]
+        return bad if bad["failures"] >= 2 and "bad address" in bad["error"] else None
+
+    bad = await eventually(marked)
+    assert bad["status"] == "error" and bad["state"] in ("OFFLINE", "DEAD")
+    ids = await eventually(lambda: _offering_ids(fast, healthy.id, second["id"]))
+    assert second["id"] in ids  # the healthy entry is still crawled
+
+
+async def _offering_ids(space: Dataspace, participant_id: str, wanted: str) -> Any:
+    ids = {o["id"] for o in (await entry(space, participant_id))["offerings"]}
+    return ids if wanted in ids else None

@@ -71,20 +71,24 @@ async def test_explanations_answer_without_side_effects(provider: Site, consumer
     assert len((await provider.api.get("/audit", params={"limit": 1000})).json()["items"]) == audit_before
 
 
-async def test_an_obligation_nobody_can_carry_out_denies_the_request(
+async def test_an_obligation_nobody_can_carry_out_is_denied_by_explain_and_the_data_plane_alike(
     provider: Site, consumer: Site, people_csv: Path
 ) -> None:
+    """Explain, simulate and the data plane take one decision (`usage.judge`): once, explain allowed this."""
     rego = (
         'package tessera.usage.odd\ndefault allow := true\nobligations contains {"kind": "teleport", "where": "moon"}\n'
     )
     asset = await provider.post("/assets", {"title": "People", "format": "csv", "path": str(people_csv)})
     policy = await provider.post("/policies", {"source": rego})
     offer = await provider.post("/offers", {"asset_id": asset["id"], "usage_policy_id": policy["id"]})
-    transfer = await start_transfer(consumer, (await negotiate(consumer, provider, offer))["agreement_id"])
+    agreement_id = (await negotiate(consumer, provider, offer))["agreement_id"]
+    transfer = await start_transfer(consumer, agreement_id)
+    explained = await provider.post("/explain/use", {"agreement_id": agreement_id, "purpose": "research"}, 200)
     refused = await consumer.api.get(f"/transfers/{transfer['id']}/data", params={"purpose": "research"})
     assert refused.status_code == 403
     assert "obligation cannot be carried out" in refused.json()["reasons"][0]
     assert "teleport" in refused.json()["reasons"][0]
+    assert explained["allow"] is False and explained["reasons"] == refused.json()["reasons"]
 
 
 async def test_delete_after_removes_the_consumers_copy_and_both_sides_record_it(

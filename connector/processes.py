@@ -9,7 +9,7 @@ from typing import Any, ClassVar, TypeVar
 from sqlmodel import Field, SQLModel, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from connector import timeline
+from connector import anchoring, timeline
 from connector.outbox import enqueue
 from connector.runtime import Runtime
 from tessera import audit, dsp
@@ -143,6 +143,11 @@ async def log(session: AsyncSession, runtime: Runtime, process: Process, action:
         state=process.state,
         **details,
     )
+    if process.final:  # its end is anchored outside our database: the broker and the counter-party keep it
+        counterparty = (process.counterparty_id, process.counterparty_address)
+        await anchoring.checkpoint(
+            session, runtime, f"{process.noun} {process.id} {process.state}", counterparty=counterparty
+        )
 
 
 async def abandon(runtime: Runtime, model: type[Process], pid: str, reason: str) -> None:

@@ -1,7 +1,8 @@
 """The audit chain anchored outside our database: signed checkpoints of its head, sent to others to keep.
 
 A checkpoint (`tessera.checkpoints`) is made inside the transaction whose audit entry ends a
-negotiation or a transfer (`processes.log`), and goes to the broker and to the counter-party; the
+negotiation or a transfer (`processes.log`), and goes to the broker and to the counter-party (if it
+signed an agreement with us: a Tessera connector, not a plain DSP peer); the
 `Anchorer` makes one every `audit_checkpoint_interval` seconds when the chain grew, for the broker. The
 checkpoint and its deliveries are written in one transaction and sent by the durable outbox, one queue
 per recipient (so a recipient never sees a sequence go back), so a restart loses none. Whoever holds

@@ -44,6 +44,13 @@ class Process(SQLModel):
     def final(self) -> bool:
         return not self.transitions[self.state]
 
+    async def keeps_receipts(self, session: AsyncSession) -> bool:
+        """Whether the counter-party keeps our audit checkpoints: it speaks Tessera's extensions beside DSP.
+
+        A plain DSP peer never gets a body that is no DSP message at its DSP address.
+        """
+        return False
+
     def move(self, state: str) -> None:
         if state not in self.transitions[self.state]:
             raise IllegalTransition(f"{self.noun} {self.id} is {self.state}; it cannot become {state}")
@@ -144,7 +151,8 @@ async def log(session: AsyncSession, runtime: Runtime, process: Process, action:
         **details,
     )
     if process.final:  # its end is anchored outside our database: the broker and the counter-party keep it
-        counterparty = (process.counterparty_id, process.counterparty_address)
+        keeps = await process.keeps_receipts(session)
+        counterparty = (process.counterparty_id, process.counterparty_address) if keeps else None
         await anchoring.checkpoint(
             session, runtime, f"{process.noun} {process.id} {process.state}", counterparty=counterparty
         )

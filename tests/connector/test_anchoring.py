@@ -106,7 +106,7 @@ async def test_an_untouched_chain_verifies_against_the_broker_and_the_counterpar
     made = (await provider.api.get("/audit/checkpoints")).json()["items"]
     reasons = [checkpoint["reason"].split()[::2] for checkpoint in made]
     assert reasons[:2] == [["transfer", "COMPLETED"], ["negotiation", "FINALIZED"]]
-    assert made[0]["recipients"] == [space.broker_url, consumer.id]
+    assert made[0]["recipients"] == made[1]["recipients"] == [space.broker_url, consumer.id]
     # the counter-party holds the same checkpoint, and shows it to the provider only
     latest_url = consumer.dsp_url + "/audit/checkpoints/latest"
     async with httpx.AsyncClient() as http:

@@ -18,8 +18,9 @@ from typing import TypedDict
 import httpx
 from starlette.applications import Starlette
 
-from broker import authority, feeds, operations, products, registry, text
+from broker import authority, checkpoints, feeds, operations, products, registry, text
 from broker.authority import Authority, AuthorityKeys
+from broker.checkpoints import Checkpoints
 from broker.config import BrokerConfig
 from broker.crawler import Crawler
 from broker.quotas import QuotaExceeded, quota_handler
@@ -35,6 +36,7 @@ class State(TypedDict):
 
     authority: Authority
     registry: Registry
+    checkpoints: Checkpoints
     crawler: Crawler
     crawler_task: asyncio.Task[None] | None
 
@@ -59,6 +61,7 @@ def create_app(config: BrokerConfig, *, crawl: bool = True) -> Starlette:
                         db, signer, url=config.url, status_lifetime=config.participant_status_lifetime
                     ),
                     "registry": Registry(db, verifier, search, config, on_registered=crawler.wake),
+                    "checkpoints": Checkpoints(db, verifier, url=config.url),
                     "crawler": crawler,
                     "crawler_task": task,
                 }
@@ -75,6 +78,7 @@ def create_app(config: BrokerConfig, *, crawl: bool = True) -> Starlette:
         *registry.routes,
         *products.routes,
         *feeds.routes,
+        *checkpoints.routes,
     ]
     handlers = {**problem_handlers(), QuotaExceeded: quota_handler}
     return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)

@@ -3,6 +3,7 @@
 ```
 /.well-known/dspace-version   DSP version metadata (no token)
 /dsp/...                      Dataspace Protocol 2025-1 (access token from the cluster's authority)
+/dsp/audit/checkpoints        counter-parties' audit checkpoints we keep as receipts (their access token)
 /data/{transfer}              data plane (the transfer's data token)
 /api/...                      management API (the connector's API key)
 /health                       liveness
@@ -19,7 +20,17 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
-from connector import copies, dataplane, deadlines, delivery, management, protocol, transfer_provider
+from connector import (
+    anchoring,
+    copies,
+    dataplane,
+    deadlines,
+    delivery,
+    management,
+    protocol,
+    receipts,
+    transfer_provider,
+)
 from connector.config import DSP_PATH, ConnectorConfig
 from connector.outbox import OutboxMessage
 from connector.runtime import Runtime
@@ -45,6 +56,7 @@ def create_app(config: ConnectorConfig) -> Starlette:
             runtime.wake_sweeper = sweeper.wake
             runtime.spawn(sweeper.run())
             runtime.spawn(deadlines.DeadlineSweeper(runtime).run())
+            runtime.spawn(anchoring.Anchorer(runtime).run())
             await transfer_provider.resume(runtime)
             yield
 
@@ -52,7 +64,7 @@ def create_app(config: ConnectorConfig) -> Starlette:
         Route("/.well-known/dspace-version", protocol.version, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         *dataplane.routes,
-        Mount(DSP_PATH, routes=protocol.routes),
+        Mount(DSP_PATH, routes=[*protocol.routes, *receipts.routes]),
         Mount(
             "/api",
             routes=management.routes,

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from sqlmodel import col, select
 
-from connector import cross_border
+from connector import audit_check, cross_border
 from connector.agreements import Agreement
 from connector.config import (
     CONFIG_FILE,
@@ -33,7 +33,7 @@ from connector.config import (
 )
 from connector.selftest.command import selftest
 from connector.usage import UsageCounter
-from tessera.audit import ChainReport, verify
+from tessera.checkpoints import Checkpoint, CheckpointRefused, Receipt
 from tessera.crypto import Sm2Error
 from tessera.identity import SigningKey, generate_key, public_jwk, save_private_key
 from tessera.store import Database
@@ -192,17 +192,128 @@ def connector_timeline(
 
 
 @audit_app.command("verify")
-def audit_verify(directory: DirOption, as_json: JsonOption = False) -> None:
-    """Recompute the audit hash chain; exit 1 and name the first broken entry if it does not hold."""
+def audit_verify(
+    directory: DirOption,
+    local: Annotated[
+        bool, typer.Option("--local", help="Only recompute the chain; do not ask the holders of its checkpoints.")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Recompute the audit hash chain and check it against the checkpoints the broker and counter-parties
+    hold; exit 1 and name the first broken entry if it does not hold, 3 if the broker cannot be asked."""
     config = _load_config(directory)
-    report = asyncio.run(_verify_chain(config.database_url))
+    report = asyncio.run(audit_check.verify_offline_or_anchored(config, local=local))
+    unanchored = not local and not report.anchors.broker_answered
     if as_json:
         typer.echo(json.dumps(report.to_dict()))
     elif report.ok:
-        console.print(f"[green]audit chain intact[/]: {report.entries} entries ({', '.join(report.hashes) or 'empty'})")
+        chain = report.chain
+        console.print(f"[green]audit chain intact[/]: {chain.entries} entries ({', '.join(chain.hashes) or 'empty'})")
+        _print_anchors(report, local=local)
     else:
-        console.print(f"[red]audit chain broken at entry {report.first_broken}[/]: {report.problem}")
-    raise typer.Exit(0 if report.ok else 1)
+        console.print(f"[red]audit chain broken at entry {report.first_broken}[/]: {report.problem}", soft_wrap=True)
+    if report.ok and unanchored:
+        err_console.print("[red]the broker could not be asked for the chain's checkpoints[/] (--local to skip them)")
+    raise typer.Exit(1 if not report.ok else 3 if unanchored else 0)
+
+
+def _print_anchors(report: audit_check.AnchoredReport, *, local: bool) -> None:
+    if local:
+        return
+    latest = report.latest
+    if latest is None:
+        console.print("no checkpoint of this chain is held elsewhere yet")
+    else:
+        console.print(
+            f"matches {len(report.anchors.held)} checkpoints held elsewhere; the latest, of entry "
+            f"{latest.checkpoint.seq}, is held by {latest.holder} (made {latest.checkpoint.at})",
+            soft_wrap=True,
+        )
+    for holder in report.anchors.unreachable:
+        console.print(f"[yellow]not reachable[/]: {holder}")
+    for holder in report.anchors.refused:
+        console.print(f"[yellow]holds a checkpoint that does not verify with our key[/]: {holder}")
+
+
+@audit_app.command("verify-receipt")
+def audit_verify_receipt(
+    receipt_file: Annotated[Path, typer.Argument(help="A receipt (JSON), as the broker or a counter-party gave it.")],
+    jwks: Annotated[
+        Path | None,
+        typer.Option(
+            "--jwks",
+            help="The signer's key: a JWK, a JWKS or the authority's participant record (default: the receipt's).",
+        ),
+    ] = None,
+    directory: Annotated[
+        Path | None, typer.Option("--dir", "-d", help="Also check this connector's audit chain against the receipt.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Verify a checkpoint receipt offline: its signature, and with --dir the chain it anchors; exit 1 if not."""
+    receipt = _read_receipt(receipt_file)
+    keys = _read_keys(jwks) if jwks is not None else [receipt.signer_jwk]
+    checkpoint = _open_with_any(receipt, keys)
+    result: dict[str, Any] = {
+        "ok": checkpoint is not None,
+        "held_by": receipt.held_by,
+        "received_at": receipt.received_at,
+        "key": "given" if jwks is not None else "receipt",
+        "checkpoint": None if checkpoint is None else checkpoint.document(),
+    }
+    if checkpoint is not None and directory is not None:
+        chain = asyncio.run(
+            audit_check.check_receipt(_load_config(directory), audit_check.Held(receipt.held_by, checkpoint))
+        )
+        result |= {"ok": chain.ok, "chain": chain.to_dict()}
+    if as_json:
+        typer.echo(json.dumps(result))
+    elif checkpoint is None:
+        console.print("[red]the receipt's checkpoint does not verify with the given key[/]")
+    else:
+        console.print(
+            f"[green]checkpoint verifies[/]: {checkpoint.participant_id}'s entry {checkpoint.seq} "
+            f"({checkpoint.hash_alg} {checkpoint.hash}) at {checkpoint.at}, held by {receipt.held_by}",
+            soft_wrap=True,
+        )
+        if jwks is None:
+            console.print("key: the receipt's own; compare it with the authority's record of the participant")
+        if "chain" in result:
+            chain_result = result["chain"]
+            state = "[green]matches[/]" if chain_result["ok"] else f"[red]does not match[/]: {chain_result['problem']}"
+            console.print(f"the chain in {directory} {state}", soft_wrap=True)
+    raise typer.Exit(0 if result["ok"] else 1)
+
+
+def _read_receipt(path: Path) -> Receipt:
+    try:
+        return Receipt.from_dict(json.loads(path.read_text()))
+    except (OSError, ValueError, CheckpointRefused) as exc:
+        _fail(f"{path} is not a receipt: {exc}", code=2)
+
+
+def _read_keys(path: Path) -> list[dict[str, Any]]:
+    """The keys in a JWK, a JWKS (`keys`) or a participant record (`jwk`)."""
+    try:
+        document = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        _fail(f"{path} is not JSON: {exc}", code=2)
+    if isinstance(document, dict) and isinstance(document.get("keys"), list):
+        return [key for key in document["keys"] if isinstance(key, dict)]
+    if isinstance(document, dict) and isinstance(document.get("jwk"), dict):
+        return [document["jwk"]]
+    if isinstance(document, dict) and "kty" in document:
+        return [document]
+    _fail(f"{path} holds no JWK, JWKS or participant record", code=2)
+
+
+def _open_with_any(receipt: Receipt, keys: list[dict[str, Any]]) -> Checkpoint | None:
+    for key in keys:
+        try:
+            return receipt.open(key)
+        except CheckpointRefused:
+            continue
+    return None
 
 
 CrossBorderOption = Annotated[
@@ -279,15 +390,6 @@ async def _usage_rows(database_url: str) -> list[dict[str, Any]]:
         counter.model_dump(mode="json") | {"consumer_id": agreement.consumer_id, "target": agreement.target}
         for counter, agreement in found
     ]
-
-
-async def _verify_chain(database_url: str) -> ChainReport:
-    db = await Database.open(database_url)
-    try:
-        async with db.session() as session:
-            return await verify(session)
-    finally:
-        await db.close()
 
 
 def _load_config(directory: Path) -> ConnectorConfig:

@@ -36,6 +36,7 @@ DEFAULT_TRANSFER_DEADLINE = 600.0  # seconds a provider may take to start a requ
 # seconds, and trusted for at most the grace period after the last one that verified.
 DEFAULT_PARTICIPANT_STATUS_REFRESH = 3.0
 DEFAULT_PARTICIPANT_STATUS_GRACE = 30.0
+DEFAULT_AUDIT_CHECKPOINT_INTERVAL = 60.0  # seconds between checkpoints of the audit chain, when it grew
 CORE_DATA_MODES = ("hidden", "aggregate_only")
 DEFAULT_IMPORTANT_MIN_PROFILE = "trust"
 DEFAULT_NEVER_LEAVE_LEVELS = ("important", "core")  # important data leaves only after a security assessment
@@ -123,6 +124,9 @@ class ConnectorConfig:
     # document has verified for `participant_status_grace` seconds, every caller is refused (fail closed).
     participant_status_refresh: float = DEFAULT_PARTICIPANT_STATUS_REFRESH
     participant_status_grace: float = DEFAULT_PARTICIPANT_STATUS_GRACE
+    # A signed checkpoint of the audit chain's head goes to the broker this often when the chain grew,
+    # and to the broker and the counter-party whenever a negotiation or transfer ends (connector.anchoring).
+    audit_checkpoint_interval: float = DEFAULT_AUDIT_CHECKPOINT_INTERVAL
     grades: GradeRules = field(default_factory=GradeRules)
     cross_border: CrossBorderRules = field(default_factory=CrossBorderRules)
 
@@ -137,7 +141,12 @@ class ConnectorConfig:
             )
         if self.crypto_profile not in CRYPTO_PROFILES:
             raise ValueError(f"crypto_profile must be one of {CRYPTO_PROFILES}, not {self.crypto_profile!r}")
-        for name in ("negotiation_deadline", "transfer_deadline", "participant_status_refresh"):
+        for name in (
+            "negotiation_deadline",
+            "transfer_deadline",
+            "participant_status_refresh",
+            "audit_checkpoint_interval",
+        ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be a positive number of seconds")
         if not self.participant_status_grace >= self.participant_status_refresh:

@@ -21,6 +21,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from connector import (
     agents,
+    anchoring,
+    audit_check,
     catalog,
     copies,
     cross_border,
@@ -466,9 +468,30 @@ async def audit_entries(request: Request) -> Response:
 
 
 async def audit_verify(request: Request) -> Response:
+    """The chain recomputed and checked against the checkpoints others hold (`?local=true`: recomputed only)."""
+    runtime = runtime_of(request)
+    local = request.query_params.get("local", "false")
+    if local not in ("true", "false"):
+        raise BadRequest("local must be true or false")
+    anchors = audit_check.Anchors()
+    if local == "false":
+        anchors = await audit_check.ask_holders(
+            runtime.db,
+            runtime.http,
+            runtime.tokens,
+            participant_id=runtime.participant_id,
+            broker_url=runtime.config.broker_url,
+            own_jwk=runtime.signer.jwk,
+        )
+    return JSONResponse((await audit_check.verify(runtime.db, anchors)).to_dict())
+
+
+async def audit_checkpoints(request: Request) -> Response:
+    """The checkpoints we made, newest first, and whom they went to."""
     async with runtime_of(request).db.session() as session:
-        report = await audit.verify(session)
-    return JSONResponse(report.to_dict())
+        query = select(anchoring.MadeCheckpoint).order_by(col(anchoring.MadeCheckpoint.id).desc()).limit(100)
+        made = await session.exec(query)
+        return JSONResponse({"items": [checkpoint.public() for checkpoint in made]})
 
 
 async def usage_report(request: Request) -> Response:
@@ -531,4 +554,5 @@ routes = [
     Route("/copies", list_copies, methods=["GET"]),
     Route("/audit", audit_entries, methods=["GET"]),
     Route("/audit/verify", audit_verify, methods=["GET"]),
+    Route("/audit/checkpoints", audit_checkpoints, methods=["GET"]),
 ]

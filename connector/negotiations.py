@@ -60,6 +60,10 @@ class Negotiation(Process, table=True):
     provider_signature: str | None = None
     consumer_signature: str | None = None
 
+    async def keeps_receipts(self, session: AsyncSession) -> bool:
+        """A counter-party that signed the agreement speaks Tessera's extensions."""
+        return bool(self.provider_signature if self.role == "consumer" else self.consumer_signature)
+
     def public(self) -> dict[str, Any]:
         data = self.model_dump(
             mode="json",

@@ -9,7 +9,7 @@ from typing import Any, ClassVar, TypeVar
 from sqlmodel import Field, SQLModel, col, or_, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from connector import timeline
+from connector import anchoring, timeline
 from connector.outbox import enqueue
 from connector.runtime import Runtime
 from tessera import audit, dsp
@@ -43,6 +43,13 @@ class Process(SQLModel):
     @property
     def final(self) -> bool:
         return not self.transitions[self.state]
+
+    async def keeps_receipts(self, session: AsyncSession) -> bool:
+        """Whether the counter-party keeps our audit checkpoints: it speaks Tessera's extensions beside DSP.
+
+        A plain DSP peer never gets a body that is no DSP message at its DSP address.
+        """
+        return False
 
     def move(self, state: str) -> None:
         if state not in self.transitions[self.state]:
@@ -151,6 +158,12 @@ async def log(session: AsyncSession, runtime: Runtime, process: Process, action:
         state=process.state,
         **details,
     )
+    if process.final:  # its end is anchored outside our database: the broker and the counter-party keep it
+        keeps = await process.keeps_receipts(session)
+        counterparty = (process.counterparty_id, process.counterparty_address) if keeps else None
+        await anchoring.checkpoint(
+            session, runtime, f"{process.noun} {process.id} {process.state}", counterparty=counterparty
+        )
 
 
 async def abandon(runtime: Runtime, model: type[Process], pid: str, reason: str) -> None:

@@ -11,6 +11,7 @@ from sqlmodel import Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from connector import processes, timeline
+from connector.agreements import Agreement
 from connector.processes import Process
 from connector.runtime import Runtime
 from tessera import dsp
@@ -52,6 +53,13 @@ class Transfer(Process, table=True):
     @property
     def is_push(self) -> bool:
         return self.format == dsp.PUSH_FORMAT
+
+    async def keeps_receipts(self, session: AsyncSession) -> bool:
+        """A counter-party that signed the transfer's agreement speaks Tessera's extensions."""
+        agreement = await session.get(Agreement, self.agreement_id)
+        if agreement is None:
+            return False
+        return bool(agreement.provider_signature if self.role == "consumer" else agreement.consumer_signature)
 
     def public(self) -> dict[str, Any]:
         data = self.model_dump(mode="json", exclude={"data_address", "caller_claims", "reasons", "start_due"})

@@ -24,6 +24,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
 
+from connector.anchoring import RECEIPTS_PATH
 from connector.config import ConnectorConfig
 from connector.selftest.schemas import Schemas
 from tessera import dsp
@@ -134,6 +135,8 @@ class Peer(Participant):
         routes = [
             Route("/negotiations/{pid}", self._get_process, methods=["GET"]),
             Route("/transfers/{pid}", self._get_process, methods=["GET"]),
+            # Tessera's audit receipts sit beside DSP: a plain DSP peer has no such endpoint (and nothing to validate)
+            Route(RECEIPTS_PATH, self._not_dsp, methods=["POST"]),
             Route("/{path:path}", self._on_message, methods=["POST"]),
         ]
         base = urlsplit(self.dsp_url).path.rstrip("/")
@@ -171,6 +174,9 @@ class Peer(Participant):
             body = dsp.error(kind, provider_pid=None, consumer_pid=None, code="404", reason=["unknown process"])
             return JSONResponse(body, status_code=404)
         return JSONResponse(found)
+
+    async def _not_dsp(self, _request: Request) -> Response:
+        return Response(status_code=404)
 
     async def _on_message(self, request: Request) -> Response:
         problems = await self._token_problems(request)

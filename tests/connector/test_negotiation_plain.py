@@ -233,6 +233,10 @@ async def test_a_plain_consumer_that_does_not_sign_reaches_finalized_and_pulls(
         pulled = await http.get(address["endpoint"], params={"purpose": "research"},
                                 headers={"Authorization": f"Bearer {token}"})  # fmt: skip
     assert pulled.status_code == 200 and "Ada" in pulled.text
+    # the negotiation's end was anchored at the broker only: a plain DSP peer gets nothing beside DSP
+    (made,) = (await provider.api.get("/audit/checkpoints")).json()["items"]
+    assert made["reason"].endswith("FINALIZED") and made["recipients"] == [provider.config.broker_url]
+    assert all("@type" in message for message in plain.received)
 
 
 async def test_required_signatures_refuse_a_plain_consumer_with_a_termination(

@@ -29,8 +29,13 @@ async def test_a_negotiation_shows_what_each_side_received_decided_and_sent(
 ) -> None:
     negotiation = await negotiate(consumer, provider, await publish(provider, people_csv))
     assert negotiation["state"] == "FINALIZED"
-    # The provider's timeline, asked by the consumer's pid (the one the consumer's operator knows).
-    theirs = await timeline_of(provider, negotiation["consumer_pid"], "negotiations")
+    # The provider's timeline, asked by the consumer's pid (the one the consumer's operator knows). The
+    # consumer is FINALIZED on receiving the last message, maybe before the provider has heard its answer.
+    for _ in range(100):
+        theirs = await timeline_of(provider, negotiation["consumer_pid"], "negotiations")
+        if len(events(theirs, "sent")) == 2:
+            break
+        await asyncio.sleep(0.05)
     assert theirs["process"]["id"] == negotiation["provider_pid"]
     received = [(e["message_type"], e["party"], e["status"]) for e in events(theirs, "received")]
     assert received == [

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from broker.text import index_text, query_terms
 from tessera.errors import BadRequest
+from tessera.json import parse
 from tessera.store import Database
 
 DEFAULT_LIMIT = 20
@@ -246,9 +247,11 @@ def _encode_cursor(values: list[CursorValue]) -> str:
 
 def _decode_cursor(cursor: str, size: int) -> list[CursorValue]:
     try:
-        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
     except (binascii.Error, ValueError) as exc:
         raise BadRequest("cursor is not one this broker issued") from exc
+    # Strict, like every JSON from outside: no NaN, no lone surrogate (which SQLite cannot bind), bounded depth.
+    values = parse(raw, "cursor", BadRequest)
     if not isinstance(values, list) or len(values) != size:
         raise BadRequest("cursor does not fit this sort order")
     if not all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in values):

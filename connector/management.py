@@ -57,6 +57,7 @@ from tessera.terms import Terms
 from tessera.urls import check_url
 
 MAX_BODY_BYTES = 1024 * 1024
+MAX_AUDIT_PAGE = 1000
 Model = TypeVar("Model", bound=BaseModel)
 Stored = TypeVar("Stored", bound=SQLModel)
 Created = TypeVar("Created", Asset, UsagePolicy, Offer)
@@ -446,10 +447,10 @@ async def unregister(request: Request) -> Response:
 
 
 async def audit_entries(request: Request) -> Response:
-    try:
-        limit = min(1000, int(request.query_params.get("limit", "100")))
-    except ValueError as exc:
-        raise BadRequest("limit must be an integer") from exc
+    raw = request.query_params.get("limit", "100")
+    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_AUDIT_PAGE):
+        raise BadRequest(f"limit must be an integer from 1 to {MAX_AUDIT_PAGE}")
+    limit = int(raw)
     async with runtime_of(request).db.session() as session:
         found = await audit.entries(session, subject=request.query_params.get("subject"), limit=limit)
     return JSONResponse({"items": [e.content() | {"hash": e.hash} for e in found]})

@@ -7,6 +7,8 @@ participant id that a verified signature does not prove.
 """
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import json
 import time
@@ -22,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from tessera.errors import PeerError, TokenExpired, TokenRejected
-from tessera.json import JSON, JSONObject
+from tessera.json import JSON, JSONObject, load_object
 
 ALGORITHM = "ES256"
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -276,7 +278,8 @@ class Expect:
 
 
 def unverified_header(token: str, expect: Expect = Expect()) -> JSONObject:
-    """The JWT header, after the checks that need no key: well-formed, ES256, the expected `typ`."""
+    """The JWT header, after the checks that need no key: well-formed, strict JSON, ES256, the expected `typ`."""
+    _strict_segments(token, expect)
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError as exc:
@@ -286,6 +289,20 @@ def unverified_header(token: str, expect: Expect = Expect()) -> JSONObject:
     if expect.typ is not None and header.get("typ") != expect.typ:
         raise TokenRejected(f"{expect.what} type {header.get('typ')!r} is not {expect.typ}")
     return header
+
+
+def _strict_segments(token: str, expect: Expect) -> None:
+    """pyjwt reads a JWT's header and claims with plain json.loads; they must be strict JSON (tessera.json)
+    as well, so that no NaN, lone surrogate or repeated claim reaches a lookup, a log or a database."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise TokenRejected(f"malformed {expect.what}: not three dot-separated segments")
+    for segment, name in ((parts[0], "header"), (parts[1], "claims")):
+        try:
+            raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        except (binascii.Error, ValueError) as exc:
+            raise TokenRejected(f"malformed {expect.what}: its {name} is not base64url") from exc
+        load_object(raw, f"the {expect.what}'s {name}", TokenRejected)
 
 
 def unverified_claims(token: str, expect: Expect = Expect()) -> JSONObject:

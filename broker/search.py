@@ -14,6 +14,7 @@ page = await backend.search(db, SearchQuery(text="数据", filters={"format": ("
 ```
 """
 
+import asyncio
 import base64
 import binascii
 import json
@@ -130,15 +131,7 @@ class Fts5Search(SearchBackend):
         if not documents:
             return
         await self.remove(connection, [d.pk for d in documents])
-        rows = [
-            {
-                "pk": d.pk,
-                "title": index_text(d.title),
-                "description": index_text(d.description),
-                "keywords": index_text(" ".join(d.keywords)),
-            }
-            for d in documents
-        ]
+        rows = await asyncio.to_thread(_segmented, documents)  # jieba is CPU work: off the event loop
         columns = "(rowid, title, description, keywords) VALUES (:pk, :title, :description, :keywords)"
         await connection.execute(text(f"INSERT INTO {FTS_TABLE} {columns}"), rows)
 
@@ -239,6 +232,18 @@ def _matching(query: SearchQuery, terms: list[str]) -> tuple[str, list[str], Par
         params["keyword"] = query.keyword.lower()
         where.append("EXISTS (SELECT 1 FROM json_each(o.keywords) WHERE lower(json_each.value) = :keyword)")
     return sql_from, where, params
+
+
+def _segmented(documents: Sequence[Document]) -> list[dict[str, int | str]]:
+    return [
+        {
+            "pk": d.pk,
+            "title": index_text(d.title),
+            "description": index_text(d.description),
+            "keywords": index_text(" ".join(d.keywords)),
+        }
+        for d in documents
+    ]
 
 
 def _encode_cursor(values: list[CursorValue]) -> str:

@@ -534,7 +534,8 @@ def _token_form(targets: Targets, broken: bool) -> st.SearchStrategy[Body]:
     return form()
 
 
-ASPECTS = ["body"] * 5 + ["credential"] * 2 + ["path", "query", "header", "none"]
+ASPECTS = ["body"] * 5 + ["credential"] * 2 + ["path", "query", "header", "method", "none"]
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "HEAD", "TRACE"]
 
 
 @st.composite
@@ -555,8 +556,12 @@ def requests(draw: st.DrawFn, targets: Targets) -> FuzzRequest:
     faults = [f for f in (path_fault, query_fault, auth_fault, header_fault) if f]
     if body is not None and body.fault != "valid":
         faults.append(body.fault)
+    method = endpoint.method
+    if broken == "method":
+        method = draw(st.sampled_from([m for m in METHODS if m != endpoint.method]))
+        faults.append("method: another method")
     url = targets.urls[endpoint.service] + path + query
-    return FuzzRequest(endpoint, endpoint.method, url, headers, body.content if body else b"", tuple(faults))
+    return FuzzRequest(endpoint, method, url, headers, body.content if body else b"", tuple(faults))
 
 
 @st.composite

@@ -121,3 +121,12 @@ def test_explain_use_with_a_huge_number_in_its_query_is_a_400(harness: Harness, 
     headers = api(harness, "provider") | {"Content-Type": "application/json"}
     response = call(harness, http, "provider", "POST", "/api/explain/use", content=raw, headers=headers)
     assert response.status_code == 400, response.text
+
+
+def test_the_brokers_refusal_of_an_unregistration_passes_through_as_its_4xx(
+    harness: Harness, http: httpx.Client
+) -> None:
+    """Was 502: the consumer never registered, so the broker's 404 is the answer."""
+    response = call(harness, http, "consumer", "DELETE", "/api/registration", headers=api(harness, "consumer"))
+    assert response.status_code == 404, response.text
+    assert "no registration" in response.json()["detail"]

@@ -174,8 +174,12 @@ def broken_bytes(draw: st.DrawFn, document: dict[str, Any]) -> Body:
     """Bytes that are not (strict) JSON at all."""
     text = dumps(document)
     kind = draw(
-        st.sampled_from(["truncated", "binary", "latin-1", "utf-16", "repeated name", "empty", "bom", "trailing"])
+        st.sampled_from(
+            ["truncated", "binary", "latin-1", "utf-16", "repeated name", "empty", "bom", "trailing", "too large"]
+        )
     )
+    if kind == "too large":  # past every body limit (1 MiB at most), refused while streaming
+        return Body(b'{"x": "' + b"x" * (1024 * 1024 + 10) + b'"}', "body: too large")
     if kind == "truncated":
         return Body(text[: draw(st.integers(0, max(0, len(text) - 1)))].encode(), "body: truncated JSON")
     if kind == "binary":

@@ -177,7 +177,10 @@ class TokenClient:
         except httpx.TransportError as exc:
             raise PeerError(f"authority unreachable at {self._token_endpoint}: {exc}") from exc
         if response.status_code != 200:
-            raise PeerError(f"authority refused a token ({response.status_code}): {response.text[:300]}")
+            error = PeerError(f"authority refused a token ({response.status_code}): {response.text[:300]}")
+            if response.status_code == 400 and '"invalid_target"' in response.text:
+                error.status_code = 400  # the audience asked for is no active participant: the asker's mistake
+            raise error
         body = response.json()
         return body["access_token"], int(body.get("expires_in", ACCESS_TOKEN_LIFETIME))
 

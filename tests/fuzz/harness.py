@@ -15,10 +15,12 @@ from collections import Counter
 from collections.abc import Coroutine
 from concurrent.futures import Future
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+from jwt.api_jws import PyJWS
 
 from connector.transfers import Transfer
 from tessera import dsp
@@ -27,10 +29,16 @@ from tessera.identity import SigningKey, TokenClient
 from tessera.store import Database
 from tests.dataspace import Dataspace, Site, dataspace, negotiate, publish, start_transfer, write_people_csv
 from tests.fuzz.endpoints import Credential, Service, Targets
+from tests.fuzz.values import dumps
 
 T = TypeVar("T")
 # Errors the edge logs for the 5xx it answers: the status already tells (502 is a peer's refusal).
 ANSWERED = ("request failed: ", " failed: ")
+
+
+def sign_any(signer: SigningKey, claims: dict[str, Any]) -> str:
+    """A JWT over any claims (pyjwt's encode would refuse a non-string iss; `dumps` writes NaN, 1e400 …)."""
+    return PyJWS().encode(dumps(claims).encode(), signer.key, algorithm="ES256", headers={"kid": signer.kid})
 
 
 class ErrorLog(logging.Handler):
@@ -129,8 +137,7 @@ class Harness:
             "consumer": consumer.config.url,
         }
         keys = {"provider": provider.config.management_token, "consumer": consumer.config.management_token}
-        signer = SigningKey.load(consumer.config.key_path)
-        return Targets(urls, keys, ids, self.credential, lambda claims: signer.sign_jwt(claims))
+        return Targets(urls, keys, ids, self.credential, partial(sign_any, SigningKey.load(consumer.config.key_path)))
 
     async def _stored_data_token(self, consumer: Site, transfer_id: str) -> str:
         db = await Database.open(consumer.config.database_url)

@@ -130,3 +130,14 @@ def test_the_brokers_refusal_of_an_unregistration_passes_through_as_its_4xx(
     response = call(harness, http, "consumer", "DELETE", "/api/registration", headers=api(harness, "consumer"))
     assert response.status_code == 404, response.text
     assert "no registration" in response.json()["detail"]
+
+
+def test_a_catalog_request_for_no_participant_is_a_400(harness: Harness, http: httpx.Client) -> None:
+    """Was 502: the authority issues no token for an audience that is no participant (invalid_target)."""
+    assert harness.targets is not None
+    body = {"provider_url": harness.targets.urls["provider"] + "/dsp", "provider_id": "urn:tessera:nobody"}
+    response = call(
+        harness, http, "consumer", "POST", "/api/catalog/request", json=body, headers=api(harness, "consumer")
+    )
+    assert response.status_code == 400, response.text
+    assert "invalid_target" in response.json()["detail"]

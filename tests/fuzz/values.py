@@ -84,20 +84,6 @@ def dumps(value: Any) -> str:
     return re.sub(r'"\\u0001RAW(\d+)\\u0001"', lambda m: raws[int(m.group(1))], text)
 
 
-def plain(value: Any) -> Any:
-    """`value` with every `Raw` part as the closest value json.dumps can write (NaN, inf, a string)."""
-    if isinstance(value, Raw):
-        try:
-            return float(value.text)
-        except ValueError:
-            return value.text
-    if isinstance(value, dict):
-        return {k: plain(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [plain(v) for v in value]
-    return value
-
-
 def nested(depth: int, kind: str) -> str:
     if kind == "array":
         return "[" * depth + "]" * depth
@@ -131,7 +117,7 @@ def _fault_of(value: Any) -> str:
     text = dumps(value)
     if any(raw in text for raw in ("NaN", "Infinity", "1e400", "1e999")) or re.search(r"\d{300}", text):
         return "json: NaN, infinity or huge number"
-    if re.search(r"\\u[dD][89a-fA-F]", text):
+    if re.search("[\ud800-\udfff]", json.dumps(json.loads(text), ensure_ascii=False)):  # pairs join on reading
         return "json: lone surrogate"
     if len(text) > 50_000:
         return "json: very long string"

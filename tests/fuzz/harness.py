@@ -68,6 +68,8 @@ class Harness:
         self.statuses: Counter[int] = Counter()
         self.faults: Counter[str] = Counter()
         self.endpoints: Counter[str] = Counter()
+        self.slowest: tuple[float, str] = (0.0, "")
+        self._clients: dict[str, TokenClient] = {}  # caller -> its token client, in the data space's loop
         self.targets: Targets | None = None
         self._space: Dataspace | None = None
         self._context: Any = None
@@ -163,8 +165,6 @@ class Harness:
             return self.run(self._token("consumer", self.space.broker_url))
         caller, audience = ("provider", "consumer") if service == "consumer" else ("consumer", "provider")
         return self.run(self._token(caller, f"urn:tessera:{audience}"))
-
-    _clients: dict[str, TokenClient] = {}
 
     async def _token(self, caller: str, audience: str) -> str:
         if caller not in self._clients:

@@ -11,10 +11,9 @@ a data address without `authorization`, `code` "1" and no `reason` on terminatio
 
 from typing import TYPE_CHECKING, Any
 
-from connector import agreements
 from tessera import dsp
 from tessera.clock import rfc3339
-from tessera.crypto import Es256Signer
+from tessera.crypto import Es256Signer, sign_document
 from tessera.ids import new_id
 
 if TYPE_CHECKING:
@@ -90,7 +89,7 @@ def accepted(run: "Run") -> dict[str, Any]:
 def verification(run: "Run") -> dict[str, Any]:
     """The verification, countersigning the agreement (a Tessera term other connectors ignore)."""
     signed = "agreement" in run.vars and not run.peer.plain
-    signature = agreements.sign(run.vars["agreement"], Es256Signer(run.peer.signer)) if signed else None
+    signature = sign_document(run.vars["agreement"], Es256Signer(run.peer.signer)) if signed else None
     return _message(run, "ContractAgreementVerificationMessage", **_pids(run), **{dsp.SIGNATURE: signature})
 
 
@@ -134,7 +133,7 @@ def agreement(run: "Run") -> dict[str, Any]:
     run.vars["agreementId"] = document["@id"]
     if run.peer.plain:
         return _message(run, "ContractAgreementMessage", **_pids(run), agreement=document)
-    signed = {**document, dsp.SIGNATURE: agreements.sign(document, Es256Signer(run.peer.signer))}
+    signed = {**document, dsp.SIGNATURE: sign_document(document, Es256Signer(run.peer.signer))}
     return _message(run, "ContractAgreementMessage", **_pids(run), agreement=signed)
 
 

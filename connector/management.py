@@ -48,7 +48,7 @@ from tessera import audit
 from tessera.bodies import read_body
 from tessera.clock import rfc3339
 from tessera.errors import BadRequest, Conflict, Gone, NotFound, PeerError, TokenRejected
-from tessera.identity import bearer_token
+from tessera.identity import bearer_token, check_participant_id
 from tessera.ids import new_id
 from tessera.json import parse
 from tessera.labels import Labels
@@ -237,11 +237,12 @@ async def _wait_for_state(runtime: Runtime, found: P, wanted: set[str], within: 
 
 
 ProviderUrl = Annotated[str, AfterValidator(lambda url: check_url(url, "provider_url"))]
+ParticipantId = Annotated[str, AfterValidator(check_participant_id)]
 
 
 class CatalogQuery(BaseModel):
     provider_url: ProviderUrl = Field(description="the provider's DSP base URL")
-    provider_id: str = Field(min_length=1)
+    provider_id: ParticipantId
 
 
 async def request_catalog(request: Request) -> Response:
@@ -259,7 +260,7 @@ async def request_catalog(request: Request) -> Response:
 
 
 class NegotiationStart(BaseModel):
-    provider_id: str = Field(min_length=1)
+    provider_id: ParticipantId
     provider_url: ProviderUrl
     offer_id: str = Field(min_length=1)
     target: str = Field(min_length=1)
@@ -276,7 +277,7 @@ async def start_negotiation(request: Request) -> Response:
 
 
 class OfferTo(BaseModel):
-    consumer_id: str = Field(min_length=1)
+    consumer_id: ParticipantId
     consumer_url: str = Field(min_length=1, description="the consumer's DSP base URL")
     offer_id: str = Field(min_length=1)
 
@@ -405,7 +406,7 @@ async def list_copies(request: Request) -> Response:
 
 
 class OfferQuestion(BaseModel):
-    participant_id: str = Field(min_length=1)
+    participant_id: ParticipantId
     offer_id: str = Field(min_length=1)
 
 

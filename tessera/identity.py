@@ -11,9 +11,10 @@ import base64
 import binascii
 import hashlib
 import json
+import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -115,6 +116,22 @@ def canonical_json(document: JSON) -> bytes:
 def content_hash(data: bytes | str) -> str:
     raw = data.encode() if isinstance(data, str) else data
     return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+# -- participant ids ---------------------------------------------------------------------------------
+
+_PARTICIPANT_ID = re.compile(r"[^\s/?#%]{1,256}")
+
+
+def check_participant_id(value: str, error: Callable[[str], Exception] = ValueError) -> str:
+    """`value` if it can be a participant id (1-256 printable characters, no spaces or / ? # %), else `error`.
+
+    The authority admits only such ids, so an id that fails here names no participant; checked where an
+    id enters (the management API, admission) rather than when a token for it is asked for.
+    """
+    if not (_PARTICIPANT_ID.fullmatch(value) and value.isprintable()):
+        raise error(f"{value[:300]!r} is not a participant id (1-256 characters, no spaces or / ? # %)")
+    return value
 
 
 # -- client side: getting access tokens --------------------------------------------------------------

@@ -141,3 +141,17 @@ def test_a_catalog_request_for_no_participant_is_a_400(harness: Harness, http: h
     )
     assert response.status_code == 400, response.text
     assert "invalid_target" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("provider_id", ["数据" * 200, "urn:tessera:a b", "urn:tessera:\x00", ""])
+def test_a_provider_id_that_can_name_no_participant_is_a_400(
+    harness: Harness, http: httpx.Client, provider_id: str
+) -> None:
+    """Was 502 for a 400-character id: the token request for it passed the authority's form limit."""
+    assert harness.targets is not None
+    body = {"provider_url": harness.targets.urls["provider"] + "/dsp", "provider_id": provider_id}
+    response = call(
+        harness, http, "consumer", "POST", "/api/catalog/request", json=body, headers=api(harness, "consumer")
+    )
+    assert response.status_code == 400, response.text
+    assert "provider_id" in response.json()["detail"]

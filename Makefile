@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOURCES := tessera policies connector broker tests deploy bench
 
-.PHONY: quickstart test lint bench clean
+.PHONY: quickstart test fuzz lint bench clean
 
 $(STAMP): pyproject.toml
 	# The SM crypto profile signs with the openssl command (docs/crypto.md); Debian's package has it.
@@ -26,6 +26,11 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/tessera policy test policies
 	$(BIN)/pytest -q
+
+# The long fuzz run: 10,000 hostile requests over every endpoint, then the status histogram (docs/reliability.md).
+FUZZ_REQUESTS ?= 10000
+fuzz: $(STAMP)
+	FUZZ_REQUESTS=$(FUZZ_REQUESTS) $(BIN)/pytest -q tests/fuzz/test_fuzz.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(SOURCES)

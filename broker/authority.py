@@ -14,7 +14,6 @@ OAuth clients expect that shape.
 """
 
 import logging
-import re
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -44,6 +43,7 @@ from tessera.identity import (
     Expect,
     JwksCache,
     SigningKey,
+    check_participant_id,
     decode_jwt,
     key_from_jwk,
     thumbprint,
@@ -58,7 +58,6 @@ MAX_ASSERTION_LIFETIME = 300  # seconds from iat (or now) to exp; longer-lived a
 MAX_FORM_BYTES = 16 * 1024
 PRUNE_INTERVAL = 60.0  # seconds between sweeps of expired replay-protection records
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
-_PARTICIPANT_ID = re.compile(r"[^\s/?#%]{1,256}")
 
 
 # -- records ------------------------------------------------------------------------------------------
@@ -150,12 +149,6 @@ class UsedAssertion(SQLModel, table=True):
 # -- operator functions -------------------------------------------------------------------------------
 
 
-def check_participant_id(participant_id: str) -> str:
-    if not _PARTICIPANT_ID.fullmatch(participant_id):
-        raise BadRequest(f"{participant_id!r} is not a participant id (1-256 characters, no spaces or / ? # %)")
-    return participant_id
-
-
 def public_part(jwk: Mapping[str, object]) -> dict[str, str]:
     """The public members of an EC P-256 JWK, with its RFC 7638 thumbprint as `kid`; private members dropped."""
     if jwk.get("kty") != "EC" or jwk.get("crv") != "P-256":
@@ -199,7 +192,9 @@ async def add_participant(
         registry_id=registry_id,
     )
     checked = check_claims(claims, security_profiles)
-    participant = Participant(id=check_participant_id(participant_id), jwk=public_part(jwk), **checked.as_fields())
+    participant = Participant(
+        id=check_participant_id(participant_id, BadRequest), jwk=public_part(jwk), **checked.as_fields()
+    )
     async with db.session() as session:
         session.add(participant)
         try:

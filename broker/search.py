@@ -14,6 +14,7 @@ page = await backend.search(db, SearchQuery(text="数据", filters={"format": ("
 ```
 """
 
+import asyncio
 import base64
 import binascii
 import json
@@ -26,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from broker.text import index_text, query_terms
 from tessera.errors import BadRequest
+from tessera.json import parse
 from tessera.store import Database
 
 DEFAULT_LIMIT = 20
@@ -129,15 +131,7 @@ class Fts5Search(SearchBackend):
         if not documents:
             return
         await self.remove(connection, [d.pk for d in documents])
-        rows = [
-            {
-                "pk": d.pk,
-                "title": index_text(d.title),
-                "description": index_text(d.description),
-                "keywords": index_text(" ".join(d.keywords)),
-            }
-            for d in documents
-        ]
+        rows = await asyncio.to_thread(_segmented, documents)  # jieba is CPU work: off the event loop
         columns = "(rowid, title, description, keywords) VALUES (:pk, :title, :description, :keywords)"
         await connection.execute(text(f"INSERT INTO {FTS_TABLE} {columns}"), rows)
 
@@ -240,15 +234,29 @@ def _matching(query: SearchQuery, terms: list[str]) -> tuple[str, list[str], Par
     return sql_from, where, params
 
 
+def _segmented(documents: Sequence[Document]) -> list[dict[str, int | str]]:
+    return [
+        {
+            "pk": d.pk,
+            "title": index_text(d.title),
+            "description": index_text(d.description),
+            "keywords": index_text(" ".join(d.keywords)),
+        }
+        for d in documents
+    ]
+
+
 def _encode_cursor(values: list[CursorValue]) -> str:
     return base64.urlsafe_b64encode(json.dumps(values, ensure_ascii=False).encode()).decode().rstrip("=")
 
 
 def _decode_cursor(cursor: str, size: int) -> list[CursorValue]:
     try:
-        values = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
     except (binascii.Error, ValueError) as exc:
         raise BadRequest("cursor is not one this broker issued") from exc
+    # Strict, like every JSON from outside: no NaN, no lone surrogate (which SQLite cannot bind), bounded depth.
+    values = parse(raw, "cursor", BadRequest)
     if not isinstance(values, list) or len(values) != size:
         raise BadRequest("cursor does not fit this sort order")
     if not all(isinstance(v, str | int | float) and not isinstance(v, bool) for v in values):

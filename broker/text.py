@@ -5,6 +5,10 @@ as one long token: "医疗数据共享平台" would only match itself. So before
 of CJK characters is replaced by its jieba search segmentation (`cut_for_search`: words and the shorter
 words inside them) plus its character bigrams, so a two-character query such as "数据" or "医疗" finds
 every text that contains it. Other scripts pass through untouched; `unicode61` handles them.
+
+Segmentation is CPU work in pure Python (about 5 ms per thousand characters): the search backend runs it
+in a worker thread (`asyncio.to_thread`), and at most `MAX_INDEXED_CHARS` of each field are indexed, so a
+large registration or crawled catalog neither blocks the event loop nor costs without bound.
 """
 
 import logging
@@ -18,6 +22,7 @@ _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
 _WORD = re.compile(r"\w+")
 _lock = threading.Lock()
 MAX_QUERY_TERMS = 16
+MAX_INDEXED_CHARS = 8192  # of one field (title, description, keywords); registrations allow no longer descriptions
 
 jieba.setLogLevel(logging.WARNING)
 
@@ -29,8 +34,12 @@ def warm_up() -> None:
 
 
 def index_text(text: str) -> str:
-    """`text` with each CJK run replaced by its words and bigrams, space separated."""
-    return _CJK.sub(lambda match: " " + " ".join(_cjk_tokens(match.group())) + " ", text)
+    """The first `MAX_INDEXED_CHARS` of `text`, each CJK run replaced by its words and bigrams, space separated.
+
+    CPU-bound: call it from a worker thread (jieba is used by one thread at a time).
+    """
+    with _lock:
+        return _CJK.sub(lambda match: " " + " ".join(_cjk_tokens(match.group())) + " ", text[:MAX_INDEXED_CHARS])
 
 
 @lru_cache(maxsize=4096)

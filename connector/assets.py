@@ -41,6 +41,9 @@ class LabelsIn(BaseModel):
     home_jurisdiction: Jurisdiction | None = None
 
 
+MAX_PATH_LENGTH = 4096  # PATH_MAX on Linux
+
+
 class AssetCreate(LabelsIn):
     """A new asset. Labels left out are general, no category, no personal information, and the
     connector's default home jurisdiction; from a received copy (`copy_id`), the copy's."""
@@ -65,8 +68,12 @@ class AssetCreate(LabelsIn):
         if value is None:
             return None
         path = Path(value)
-        if not path.is_file():
-            raise ValueError(f"no readable file at {value}")
+        try:  # a name past the file system's limits raises (ENAMETOOLONG) rather than answering False
+            readable = len(value) <= MAX_PATH_LENGTH and path.is_file()
+        except (OSError, ValueError):
+            readable = False
+        if not readable:
+            raise ValueError(f"no readable file at {value[:200]}")
         return str(path.resolve())
 
     @model_validator(mode="after")

@@ -51,7 +51,7 @@ from tessera import audit
 from tessera.bodies import read_body
 from tessera.clock import rfc3339
 from tessera.errors import BadRequest, Conflict, Gone, NotFound, PeerError, TokenRejected
-from tessera.identity import bearer_token
+from tessera.identity import bearer_token, check_participant_id
 from tessera.ids import new_id
 from tessera.json import parse
 from tessera.labels import Labels
@@ -60,6 +60,7 @@ from tessera.terms import Terms
 from tessera.urls import check_url
 
 MAX_BODY_BYTES = 1024 * 1024
+MAX_AUDIT_PAGE = 1000
 Model = TypeVar("Model", bound=BaseModel)
 Stored = TypeVar("Stored", bound=SQLModel)
 Created = TypeVar("Created", Asset, UsagePolicy, Offer)
@@ -239,11 +240,12 @@ async def _wait_for_state(runtime: Runtime, found: P, wanted: set[str], within: 
 
 
 ProviderUrl = Annotated[str, AfterValidator(lambda url: check_url(url, "provider_url"))]
+ParticipantId = Annotated[str, AfterValidator(check_participant_id)]
 
 
 class CatalogQuery(BaseModel):
     provider_url: ProviderUrl = Field(description="the provider's DSP base URL")
-    provider_id: str = Field(min_length=1)
+    provider_id: ParticipantId
 
 
 async def request_catalog(request: Request) -> Response:
@@ -261,7 +263,7 @@ async def request_catalog(request: Request) -> Response:
 
 
 class NegotiationStart(BaseModel):
-    provider_id: str = Field(min_length=1)
+    provider_id: ParticipantId
     provider_url: ProviderUrl
     offer_id: str = Field(min_length=1)
     target: str = Field(min_length=1)
@@ -278,7 +280,7 @@ async def start_negotiation(request: Request) -> Response:
 
 
 class OfferTo(BaseModel):
-    consumer_id: str = Field(min_length=1)
+    consumer_id: ParticipantId
     consumer_url: str = Field(min_length=1, description="the consumer's DSP base URL")
     offer_id: str = Field(min_length=1)
 
@@ -416,7 +418,7 @@ async def list_copies(request: Request) -> Response:
 
 
 class OfferQuestion(BaseModel):
-    participant_id: str = Field(min_length=1)
+    participant_id: ParticipantId
     offer_id: str = Field(min_length=1)
 
 
@@ -458,10 +460,10 @@ async def unregister(request: Request) -> Response:
 
 
 async def audit_entries(request: Request) -> Response:
-    try:
-        limit = min(1000, int(request.query_params.get("limit", "100")))
-    except ValueError as exc:
-        raise BadRequest("limit must be an integer") from exc
+    raw = request.query_params.get("limit", "100")
+    if not (raw.isascii() and raw.isdigit() and 1 <= int(raw) <= MAX_AUDIT_PAGE):
+        raise BadRequest(f"limit must be an integer from 1 to {MAX_AUDIT_PAGE}")
+    limit = int(raw)
     async with runtime_of(request).db.session() as session:
         found = await audit.entries(session, subject=request.query_params.get("subject"), limit=limit)
     return JSONResponse({"items": [e.content() | {"hash": e.hash} for e in found]})

@@ -84,5 +84,10 @@ async def _call(runtime: Runtime, method: str, body: dict[str, Any] | None) -> h
     except httpx.TransportError as exc:
         raise PeerError(f"broker unreachable at {broker}: {exc}") from exc
     if response.status_code >= 300:
-        raise PeerError(f"broker refused the registration ({response.status_code}): {response.text[:500]}")
+        error = PeerError(f"broker refused the registration ({response.status_code}): {response.text[:500]}")
+        # The broker's refusal of what we asked (no registration, over quota …) is the answer, not a bad
+        # gateway: its 4xx passes through; anything else stays 502.
+        if 400 <= response.status_code < 500:
+            error.status_code = response.status_code
+        raise error
     return response

@@ -7,11 +7,14 @@ participant id that a verified signature does not prove.
 """
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import json
+import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 
 from tessera.errors import PeerError, TokenExpired, TokenRejected
-from tessera.json import JSON, JSONObject
+from tessera.json import JSON, JSONObject, load_object
 
 ALGORITHM = "ES256"
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -115,6 +118,22 @@ def content_hash(data: bytes | str) -> str:
     return "sha256:" + hashlib.sha256(raw).hexdigest()
 
 
+# -- participant ids ---------------------------------------------------------------------------------
+
+_PARTICIPANT_ID = re.compile(r"[^\s/?#%]{1,256}")
+
+
+def check_participant_id(value: str, error: Callable[[str], Exception] = ValueError) -> str:
+    """`value` if it can be a participant id (1-256 printable characters, no spaces or / ? # %), else `error`.
+
+    The authority admits only such ids, so an id that fails here names no participant; checked where an
+    id enters (the management API, admission) rather than when a token for it is asked for.
+    """
+    if not (_PARTICIPANT_ID.fullmatch(value) and value.isprintable()):
+        raise error(f"{value[:300]!r} is not a participant id (1-256 characters, no spaces or / ? # %)")
+    return value
+
+
 # -- client side: getting access tokens --------------------------------------------------------------
 
 
@@ -175,7 +194,10 @@ class TokenClient:
         except httpx.TransportError as exc:
             raise PeerError(f"authority unreachable at {self._token_endpoint}: {exc}") from exc
         if response.status_code != 200:
-            raise PeerError(f"authority refused a token ({response.status_code}): {response.text[:300]}")
+            error = PeerError(f"authority refused a token ({response.status_code}): {response.text[:300]}")
+            if response.status_code == 400 and '"invalid_target"' in response.text:
+                error.status_code = 400  # the audience asked for is no active participant: the asker's mistake
+            raise error
         body = response.json()
         return body["access_token"], int(body.get("expires_in", ACCESS_TOKEN_LIFETIME))
 
@@ -276,7 +298,8 @@ class Expect:
 
 
 def unverified_header(token: str, expect: Expect = Expect()) -> JSONObject:
-    """The JWT header, after the checks that need no key: well-formed, ES256, the expected `typ`."""
+    """The JWT header, after the checks that need no key: well-formed, strict JSON, ES256, the expected `typ`."""
+    _strict_segments(token, expect)
     try:
         header = jwt.get_unverified_header(token)
     except jwt.InvalidTokenError as exc:
@@ -286,6 +309,20 @@ def unverified_header(token: str, expect: Expect = Expect()) -> JSONObject:
     if expect.typ is not None and header.get("typ") != expect.typ:
         raise TokenRejected(f"{expect.what} type {header.get('typ')!r} is not {expect.typ}")
     return header
+
+
+def _strict_segments(token: str, expect: Expect) -> None:
+    """pyjwt reads a JWT's header and claims with plain json.loads; they must be strict JSON (tessera.json)
+    as well, so that no NaN, lone surrogate or repeated claim reaches a lookup, a log or a database."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise TokenRejected(f"malformed {expect.what}: not three dot-separated segments")
+    for segment, name in ((parts[0], "header"), (parts[1], "claims")):
+        try:
+            raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        except (binascii.Error, ValueError) as exc:
+            raise TokenRejected(f"malformed {expect.what}: its {name} is not base64url") from exc
+        load_object(raw, f"the {expect.what}'s {name}", TokenRejected)
 
 
 def unverified_claims(token: str, expect: Expect = Expect()) -> JSONObject:

@@ -10,7 +10,6 @@ agreement, a verification and an event.
 """
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -28,9 +27,11 @@ from connector.anchoring import RECEIPTS_PATH
 from connector.config import ConnectorConfig
 from connector.selftest.schemas import Schemas
 from tessera import dsp
+from tessera.bodies import read_body
 from tessera.errors import TesseraError
 from tessera.identity import JwksCache, SigningKey, TokenClient, TokenVerifier, bearer_token
 from tessera.ids import new_id
+from tessera.json import parse
 
 NEGOTIATION_STATE = {
     "ContractRequestMessage": "REQUESTED",
@@ -49,6 +50,8 @@ TRANSFER_STATE = {
 POLL_SECONDS = 0.02
 # What the TCK answers with 200 and no body.
 EMPTY_ANSWERS = {"ContractAgreementMessage", "ContractAgreementVerificationMessage", "ContractNegotiationEventMessage"}
+
+MAX_MESSAGE_BYTES = 1024 * 1024  # as the connector's own DSP endpoints
 
 
 @dataclass
@@ -181,8 +184,8 @@ class Peer(Participant):
     async def _on_message(self, request: Request) -> Response:
         problems = await self._token_problems(request)
         try:
-            message = json.loads(await request.body())
-        except ValueError:
+            message = parse(await read_body(request, MAX_MESSAGE_BYTES, "message"), "the message", ValueError)
+        except (ValueError, TesseraError):  # not strict JSON, or too large: the schemas report it as no message
             message = None
         problems += self.schemas.errors(message)
         if not isinstance(message, dict):

@@ -12,7 +12,6 @@ document = verify_document(jws, identity_jwk, accept=("SM2SM3",))
 ```
 """
 
-import json
 import time
 from collections.abc import Collection
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from tessera.crypto.sm2 import Sm2PrivateKey, Sm2PublicKey, Sm2Sm3
 from tessera.errors import TokenRejected
 from tessera.identity import ALGORITHM as ES256
 from tessera.identity import Expect, SigningKey, canonical_json, decode_jwt, key_from_jwk, thumbprint
-from tessera.json import JSON, JSONObject
+from tessera.json import JSON, JSONObject, parse
 
 KEY_BINDING = "https://w3id.org/tessera/v1/keyBinding"  # the JWS header member that carries the binding
 KEY_BINDING_TYPE = "key-binding+jwt"
@@ -144,9 +143,11 @@ def verify_document(jws: str, identity_jwk: JSONObject, *, accept: Collection[st
         raise TokenRejected(f"the signature says {header.get('alg')!r}, but its key signs with {algorithm}")
     try:
         key: Any = Sm2PublicKey.from_jwk(jwk) if algorithm == SM2SM3 else key_from_jwk(jwk)  # PyJWT types only its own
-        return json.loads(_JWS.decode(jws, key, algorithms=[algorithm]))
+        payload = _JWS.decode(jws, key, algorithms=[algorithm])
     except (jwt.InvalidTokenError, ValueError) as exc:
         raise TokenRejected(f"signature does not verify: {exc}") from exc
+    # A valid signature makes no NaN or lone surrogate storable: the payload is strict JSON like any other.
+    return parse(payload, "the signed document", TokenRejected)
 
 
 def _header(jws: str) -> JSONObject:

@@ -18,7 +18,7 @@ allow if count(deny) == 0
 
 deny contains msg if {
 	object.get(input, "purpose", "") != allowed_purpose
-	msg := sprintf("purpose %q is not allowed (allowed: %q)", [object.get(input, "purpose", ""), allowed_purpose])
+	msg := sprintf("purpose %s is not allowed (allowed: %s)", [json.marshal(object.get(input, "purpose", "")), json.marshal(allowed_purpose)])
 }
 
 deny contains "use count is missing" if not is_number(object.get(input, "uses", null))

@@ -59,6 +59,10 @@ class UnsupportedObligation(ObligationError):
     """An obligation of a kind this executor does not carry out."""
 
 
+MAX_GROUPS = 100_000  # distinct groups one aggregate query may form
+MAX_QUERY_TERMS = 32  # groupings, and metrics, one aggregate query may name
+
+
 class AggregateRefused(ObligationError, status=403, title="Aggregate query not allowed"):
     """An aggregate query the policy does not allow."""
 
@@ -326,6 +330,8 @@ def aggregate(records: Iterable[Record], spec: Obligation | JSONObject, query: J
     for record in records:
         key = tuple(_group_value(record, field) for field in group_by)
         groups.setdefault(key, []).append(record)
+        if len(groups) > MAX_GROUPS:  # a group per record is no aggregate, and would hold them all
+            raise AggregateRefused(f"aggregate: more than {MAX_GROUPS} groups; group by fewer or coarser fields")
     rows = []
     for key in sorted(groups, key=lambda key: [str(part) for part in key]):
         members = groups[key]
@@ -347,6 +353,8 @@ def _check_query(params: JSONObject, query: JSON) -> tuple[list[str], list[_Metr
     group_by, metrics = query.get("group_by") or [], query.get("metrics") or []
     if not isinstance(group_by, list) or not isinstance(metrics, list) or not metrics:
         raise AggregateRefused("an aggregate query needs group_by (a list) and at least one metric")
+    if len(group_by) > MAX_QUERY_TERMS or len(metrics) > MAX_QUERY_TERMS:
+        raise AggregateRefused(f"an aggregate query may name at most {MAX_QUERY_TERMS} groupings and metrics each")
     allowed_groups = set(params.get("group_by") or [])
     for group in group_by:
         if group not in allowed_groups:

@@ -6,6 +6,8 @@ from tessera.errors import PolicyError, PolicyEvaluationError
 from tessera.policy import Decision, EmbeddedRegoEngine, Obligation, PolicyModule
 from tessera.policy.base import decision_from_document
 from tessera.policy.obligations import (
+    MAX_GROUPS,
+    MAX_QUERY_TERMS,
     AggregateRefused,
     ObligationError,
     UnsupportedObligation,
@@ -217,3 +219,13 @@ def test_aggregate_refuses_queries_the_policy_does_not_allow(query: object, mess
 def test_aggregate_needs_k() -> None:
     with pytest.raises(ObligationError):
         aggregate(people(), {**SPEC, "min_group_size": 0}, {"metrics": [{"fn": "count"}]})
+
+
+def test_aggregate_work_is_bounded() -> None:
+    many = {"metrics": [{"fn": "count"}] * (MAX_QUERY_TERMS + 1)}
+    with pytest.raises(AggregateRefused, match=f"at most {MAX_QUERY_TERMS}"):
+        aggregate(people(), SPEC, many)
+    rows = ({"id": str(i), "age": "30"} for i in range(MAX_GROUPS + 10))  # a group per record
+    spec = {**SPEC, "group_by": ["id"]}
+    with pytest.raises(AggregateRefused, match=f"more than {MAX_GROUPS} groups"):
+        aggregate(rows, spec, {"group_by": ["id"], "metrics": [{"fn": "count"}]})

@@ -63,3 +63,13 @@ def test_check_url_names_what_is_wrong(url: str, says: str) -> None:
 def test_check_url_takes_real_addresses() -> None:
     for url in ["https://provider.example:8443/dsp", "http://127.0.0.1:8181/dsp", "http://数据.中国/dsp"]:
         assert check_url(url, "the address") == url
+
+
+async def test_a_refused_message_ends_its_process_naming_the_answer(provider: Site, consumer: Site) -> None:
+    started = await consumer.post(
+        "/negotiations",
+        {"provider_id": provider.id, "provider_url": provider.dsp_url, "offer_id": "urn:uuid:none", "target": "t"},
+    )
+    ended = await consumer.wait_for(f"/negotiations/{started['id']}", "TERMINATED")
+    (reason,) = ended["reasons"]
+    assert reason.startswith("the counter-party could not be told: 400") and "None" not in reason

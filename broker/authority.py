@@ -32,8 +32,9 @@ from starlette.routing import Route
 from broker import events
 from broker.claims import FIELDS, Claims, changed, check_claims
 from broker.config import DEFAULT_PARTICIPANT_STATUS_LIFETIME, DEFAULT_SECURITY_PROFILES
+from tessera.bodies import read_body
 from tessera.clock import utcnow
-from tessera.errors import BadRequest, Conflict, NotFound, TesseraError, TokenRejected
+from tessera.errors import BadRequest, Conflict, ContentTooLarge, NotFound, TesseraError, TokenRejected
 from tessera.identity import (
     ACCESS_TOKEN_LIFETIME,
     ACCESS_TOKEN_TYPE,
@@ -442,26 +443,14 @@ def _unverified_issuer(assertion: str) -> str:
 # -- HTTP ---------------------------------------------------------------------------------------------
 
 
-async def read_body(request: Request, limit: int) -> bytes | None:
-    """The request body, or None once it passes `limit` bytes (read no further)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > limit:
-            return None
-    return bytes(body)
-
-
 async def _read_form(request: Request) -> dict[str, str]:
     media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
     if media_type != "application/x-www-form-urlencoded":
         raise OAuthError("invalid_request", "the token request must be application/x-www-form-urlencoded")
-    body = await read_body(request, MAX_FORM_BYTES)
-    if body is None:
-        raise OAuthError("invalid_request", f"the token request is larger than {MAX_FORM_BYTES} bytes")
+    try:
+        body = await read_body(request, MAX_FORM_BYTES, "the token request")
+    except ContentTooLarge as exc:  # OAuth clients expect RFC 6749's error shape, not problem+json
+        raise OAuthError("invalid_request", exc.detail) from None
     try:
         pairs = parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=bool(body), max_num_fields=20)
     except (UnicodeDecodeError, ValueError) as exc:

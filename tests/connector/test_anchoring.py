@@ -269,9 +269,12 @@ async def test_a_periodic_checkpoint_anchors_a_chain_that_grew(space: Dataspace,
     receipt = await wait_anchored(space, provider)
     assert payload(receipt)["seq"] == 3
     made = (await provider.api.get("/audit/checkpoints")).json()["items"]
-    assert [(m["reason"], m["recipients"]) for m in made] == [("periodic", [space.broker_url])]
+    # A slow machine may see the chain at one or two entries first; each checkpoint follows growth.
+    assert {(m["reason"], tuple(m["recipients"])) for m in made} == {("periodic", (space.broker_url,))}
+    seqs = sorted(m["seq"] for m in made)
+    assert seqs[-1] == 3 and len(set(seqs)) == len(seqs)
     await asyncio.sleep(0.5)  # no growth, no new checkpoint
-    assert len((await provider.api.get("/audit/checkpoints")).json()["items"]) == 1
+    assert len((await provider.api.get("/audit/checkpoints")).json()["items"]) == len(made)
 
 
 async def test_an_sm_connector_anchors_its_sm3_chain_with_sm2_signatures(space: Dataspace, people_csv: Path) -> None:

@@ -1,0 +1,53 @@
+"""What every source of an asset's data offers the data plane.
+
+A `Source` gives its data as Arrow record batches, in bounded memory, for the data plane to shape
+under a decision's obligations; a source whose data is a file that may go out as it is also names
+that file (`stored`), so an allowed use without record obligations streams the bytes untouched, with
+`Range` for resumed pulls.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import pyarrow as pa
+
+from tessera.errors import TesseraError
+
+MEDIA_TYPES: dict[str, str] = {
+    "csv": "text/csv",
+    "json": "application/json",
+    "jsonl": "application/x-ndjson",
+    "parquet": "application/vnd.apache.parquet",
+}
+
+
+class SourceError(TesseraError, status=502, title="The data source failed"):
+    """A source could not give its data. The text never names a backend's address or secret."""
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A file whose bytes are the data as served."""
+
+    path: Path
+    size: int
+    etag: str  # a strong validator: it changes when the bytes do
+    media_type: str
+
+
+class Source(Protocol):
+    format: str  # how the data is served by default: csv, json, jsonl or parquet
+
+    def stored(self) -> Stored | None:
+        """The file to send as it is, or None when the data must be read to be sent."""
+        ...
+
+    def schema(self) -> pa.Schema:
+        """The columns, as `batches` gives them."""
+        ...
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        """The records, a batch at a time. Blocking: call it in a worker thread."""
+        ...

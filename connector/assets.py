@@ -19,6 +19,8 @@ import sqlmodel
 from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 from sqlmodel import SQLModel
 
+from connector.source_specs import SourceSpec
+from connector.source_specs import public as public_source
 from tessera import labels
 from tessera.clock import rfc3339, utcnow
 from tessera.json import JSONObject
@@ -54,6 +56,7 @@ class AssetCreate(LabelsIn):
     keywords: list[str] = []
     format: Format
     path: str | None = Field(default=None, min_length=1)
+    source: SourceSpec | None = Field(default=None, description="an HTTP backend or a SQL database, not a file")
     copy_id: str | None = Field(default=None, min_length=1, description="offer a received copy on")
     state: State = "released"
 
@@ -78,8 +81,8 @@ class AssetCreate(LabelsIn):
 
     @model_validator(mode="after")
     def _one_source(self) -> "AssetCreate":
-        if (self.path is None) == (self.copy_id is None):
-            raise ValueError("give either path (a file) or copy_id (a received copy), not both")
+        if [self.path, self.copy_id, self.source].count(None) != 2:
+            raise ValueError("give one of path (a file), source (a backend) or copy_id (a received copy)")
         return self
 
 
@@ -95,7 +98,8 @@ class Asset(SQLModel, table=True):
     description: str = ""
     keywords: list[str] = sqlmodel.Field(default_factory=list, sa_type=Json)
     format: str
-    path: str
+    path: str = ""  # a local file's; empty for an asset read from a backend (`source`)
+    source: dict[str, Any] | None = sqlmodel.Field(default=None, sa_type=Json)  # a source_specs spec, secrets and all
     classification: str = "general"
     category: str | None = None
     personal_information: bool = False
@@ -125,6 +129,7 @@ class Asset(SQLModel, table=True):
             "description": self.description,
             "keywords": list(self.keywords),
             "format": self.format,
+            **({"source": public_source(self.source)} if self.source is not None else {}),
             **self.labels.to_dict(),
             "state": self.state,
             "created_at": rfc3339(self.created_at),

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Protocol, TypeVar
 import httpx
 from pydantic import AfterValidator, BaseModel, Field, ValidationError
 from sqlmodel import SQLModel, col, select
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -33,6 +34,8 @@ from connector import (
     processes,
     registration,
     simulate,
+    source_specs,
+    sources,
     timeline,
     transfer_consumer,
     transfer_provider,
@@ -46,6 +49,8 @@ from connector.diagnostics import outbox_pending, waiting_for
 from connector.negotiations import Negotiation
 from connector.processes import Process
 from connector.runtime import Runtime, runtime_of
+from connector.source_specs import HttpSpec, SqlSpec
+from connector.sources import SourceError
 from connector.transfers import Transfer
 from tessera import audit
 from tessera.bodies import read_body
@@ -143,6 +148,8 @@ async def create_asset(request: Request) -> Response:
     """A file of ours, or a received copy offered on (it keeps its source's labels, or stricter ones)."""
     runtime = runtime_of(request)
     data = await read_model(request, AssetCreate)
+    if data.source is not None:
+        return await _create_from_backend(runtime, data, data.source)
     copy = await copies.source_of(runtime, copy_id=data.copy_id, path=data.path)
     default = Labels(home_jurisdiction=runtime.config.cross_border.home_jurisdiction)
     labels = copies.republished_labels(copy, data, default) if copy else data.labels_over(default)
@@ -152,6 +159,20 @@ async def create_asset(request: Request) -> Response:
     asset = Asset(**fields, **labels.to_dict(), id=data.id or new_id(), path=path)
     copy_id = copy.id if copy else None
     return await _create(runtime, asset, asset.id, path=asset.path, copy=copy_id, **labels.to_dict(), state=asset.state)
+
+
+async def _create_from_backend(runtime: Runtime, data: AssetCreate, spec: HttpSpec | SqlSpec) -> Response:
+    """An asset read from an HTTP backend or a SQL database, which must answer now; its audit entry names the
+    kind of source only (the spec holds the address and secrets)."""
+    try:
+        stored = await run_in_threadpool(sources.recorded, spec)
+    except SourceError as exc:
+        raise BadRequest(f"source: the backend cannot be read: {exc.detail}") from None
+    labels = data.labels_over(Labels(home_jurisdiction=runtime.config.cross_border.home_jurisdiction))
+    fields = data.model_dump(include={"title", "description", "keywords", "format", "state"})
+    asset = Asset(**fields, **labels.to_dict(), id=data.id or new_id(), source=stored)
+    shown = source_specs.public(stored)
+    return await _create(runtime, asset, asset.id, source=shown, **labels.to_dict(), state=asset.state)
 
 
 async def change_asset(request: Request) -> Response:

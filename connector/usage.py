@@ -19,7 +19,7 @@ import asyncio
 import hashlib
 import json
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
@@ -28,7 +28,7 @@ from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from connector import cross_border, grades, timeline
+from connector import cross_border, grades, sources, timeline
 from connector.agreements import Agreement
 from connector.assets import MEDIA_TYPES, Asset, csv_header, read_records, write_records
 from connector.catalog import UsagePolicy
@@ -372,22 +372,31 @@ async def content(runtime: Runtime, use: Use) -> tuple[AsyncIterator[bytes], str
     """The data of an allowed use, obligations applied, as a metered byte stream and its media type."""
     asset, decision = use.asset, use.decision
     rules = decision.of_kind("aggregate")
+    records, columns = await _read(asset)
     if rules:
         assert use.query is not None
-        rows = await run_in_threadpool(aggregate, read_records(asset), rules[0], use.query)
+        rows = await run_in_threadpool(aggregate, records, rules[0], use.query)
         chunks = iterate_in_threadpool(write_records(rows, "json"))
         media_type = MEDIA_TYPES["json"]
     else:
-        records = apply_record_obligations(read_records(asset), decision.obligations)  # raises before any record
-        header = _columns(asset, decision) if asset.format == "csv" else None
+        records = apply_record_obligations(records, decision.obligations)  # raises before any record
+        header = _columns(columns, decision) if asset.format == "csv" else None
         chunks = iterate_in_threadpool(write_records(records, asset.format, header))
         media_type = MEDIA_TYPES[asset.format]
     return _metered(runtime, use, chunks), media_type
 
 
-def _columns(asset: Asset, decision: Decision) -> list[str]:
+async def _read(asset: Asset) -> tuple[Iterator[dict[str, Any]], list[str]]:
+    """The asset's records and column names; a backend (HTTP, SQL) is opened here, so that its failure is
+    the answer (502, or 409 for changed columns) rather than a broken stream."""
+    if asset.source is not None:
+        return await run_in_threadpool(sources.open_records, asset)
+    return read_records(asset), csv_header(asset) if asset.format == "csv" else []
+
+
+def _columns(columns: list[str], decision: Decision) -> list[str]:
     masked = {name.removeprefix("$.") for name in decision.mask}
-    return [name for name in csv_header(asset) if name not in masked]
+    return [name for name in columns if name not in masked]
 
 
 async def _metered(runtime: Runtime, use: Use, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

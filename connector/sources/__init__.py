@@ -5,16 +5,75 @@ source = source_of(asset)
 if (stored := source.stored()) is not None: ...   # the fast path: the bytes as they are
 for batch in source.batches(): ...                # otherwise records, a batch at a time
 ```
+
+An asset names a local file (`path`), or a backend (`source`: `connector.source_specs`): an HTTP API
+the provider proxies (`HttpSource`) or a SQL table or named query (`SqlSource`).
 """
 
+import os
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
+
+from connector import source_specs
 from connector.assets import Asset
+from connector.source_specs import HttpSpec, SqlSpec
 from connector.sources.base import MEDIA_TYPES, Source, SourceError, Stored
 from connector.sources.files import FileSource
+from connector.sources.http import HttpSource
+from connector.sources.sql import Column, SchemaChanged, SqlSource
 
-__all__ = ["MEDIA_TYPES", "FileSource", "Source", "SourceError", "Stored", "source_of"]
+__all__ = [
+    "MEDIA_TYPES",
+    "FileSource",
+    "HttpSource",
+    "SchemaChanged",
+    "Source",
+    "SourceError",
+    "SqlSource",
+    "Stored",
+    "open_records",
+    "recorded",
+    "source_of",
+]
 
 
-def source_of(asset: Asset) -> Source:
-    return FileSource(Path(asset.path), asset.format)
+def source_of(asset: Asset, *, environ: Mapping[str, str] | None = None) -> Source:
+    """The source of an asset's data; `environ` holds secrets a spec names by `{"env": NAME}` (by default
+    the process environment, read at each use so that nothing of them is stored)."""
+    if asset.source is None:
+        return FileSource(Path(asset.path), asset.format)
+    spec = source_specs.load(asset.source)
+    if isinstance(spec, HttpSpec):
+        return HttpSource(spec, asset.format, environ=os.environ if environ is None else environ)
+    columns = [Column(**column) for column in asset.source.get("columns", [])]
+    return SqlSource(spec, asset.format, columns=columns)
+
+
+def recorded(spec: HttpSpec | SqlSpec, environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The spec as an asset stores it, once the backend was read (blocking): a SQL source's columns recorded.
+    A backend that cannot be read raises `SourceError`."""
+    stored = spec.model_dump(mode="json", exclude_none=True)
+    if isinstance(spec, SqlSpec):
+        return stored | {"columns": [column.to_dict() for column in SqlSource(spec, "jsonl").probe()]}
+    next(HttpSource(spec, spec.format, environ=os.environ if environ is None else environ).batches(), None)
+    return stored
+
+
+def open_records(asset: Asset) -> tuple[Iterator[dict[str, Any]], list[str]]:
+    """A backend's records and column names, read up to the first batch (blocking), so that a backend that
+    fails, or a source whose columns changed, raises here rather than in the middle of a response."""
+    source = source_of(asset)
+    batches = source.batches()
+    first = next(batches, None)
+    if first is not None:
+        return _rows(first, batches), first.schema.names
+    return iter(()), source.schema().names if isinstance(source, SqlSource) else []
+
+
+def _rows(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[dict[str, Any]]:
+    yield from first.to_pylist()
+    for batch in rest:
+        yield from batch.to_pylist()

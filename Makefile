@@ -10,6 +10,8 @@ SOURCES := tessera policies connector broker tests deploy bench
 $(STAMP): pyproject.toml
 	# The SM crypto profile signs with the openssl command (docs/crypto.md); Debian's package has it.
 	command -v openssl >/dev/null || (apt-get update -qq && apt-get install -y -qq openssl)
+	# SQL sources are tested on a throwaway PostgreSQL server (tests/postgres.py); Debian's package has it.
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq postgresql)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'

@@ -8,7 +8,7 @@ A spec holds the backend's address and secrets: nothing outside the provider's o
 
 import re
 from typing import Annotated, Any, Literal
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_validator, model_validator
 
@@ -121,7 +121,8 @@ def header_value_ok(value: str) -> bool:
 
 def sqlite_path(url: str) -> str:
     """The file a `sqlite:///…` URL names: `sqlite:////data/db.sqlite` is `/data/db.sqlite`."""
-    return unquote(urlsplit(url).path) if url.lower().startswith("sqlite:///") else ""
+    prefix = "sqlite:///"
+    return unquote(url[len(prefix) :].partition("?")[0]) if url.lower().startswith(prefix) else ""
 
 
 def table_parts(table: str) -> tuple[str, ...]:

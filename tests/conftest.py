@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.dataspace import Dataspace, Site, dataspace, write_people_csv
+from tests.postgres import postgres  # noqa: F401 - the fixture, for every test that takes it
 
 
 @pytest.fixture

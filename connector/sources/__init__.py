@@ -48,7 +48,8 @@ def source_of(asset: Asset, *, environ: Mapping[str, str] | None = None) -> Sour
     spec = source_specs.load(asset.source)
     if isinstance(spec, HttpSpec):
         return HttpSource(spec, asset.format, environ=os.environ if environ is None else environ)
-    columns = [Column(**column) for column in asset.source.get("columns", [])]
+    recorded = asset.source.get("columns")
+    columns = None if recorded is None else [Column(**column) for column in recorded]
     return SqlSource(spec, asset.format, columns=columns)
 
 

@@ -106,8 +106,11 @@ def _postgres(spec: SqlSpec) -> Iterator[tuple[Any, tuple[Column, ...]]]:
         raise SourceError(f"the database could not be reached ({type(exc).__name__})") from None
     with connection:
         connection.read_only = True  # the provider's named query reads; it never writes
-        table = sql.SQL("SELECT * FROM {}").format(sql.Identifier(*table_parts(spec.table or "")))
-        statement = sql.SQL(spec.query) if spec.query else table
+        statement: sql.Composable
+        if spec.table is not None:
+            statement = sql.SQL("SELECT * FROM {}").format(sql.Identifier(*table_parts(spec.table)))
+        else:
+            statement = sql.SQL(spec.query or "")
         try:
             cursor = connection.cursor(name="tessera_source")  # server-side: rows come a batch at a time
             cursor.itersize = BATCH_ROWS
@@ -134,8 +137,10 @@ def _sqlite(spec: SqlSpec) -> Iterator[tuple[Any, tuple[Column, ...]]]:
         raise SourceError(f"the database could not be opened ({_reason(exc)})") from None
     try:
         declared = _sqlite_declared(connection, spec.table) if spec.table else {}
-        table = ".".join(_sqlite_quote(part) for part in table_parts(spec.table or ""))
-        statement = spec.query or f"SELECT * FROM {table}"
+        if spec.table is not None:
+            statement = "SELECT * FROM " + ".".join(_sqlite_quote(part) for part in table_parts(spec.table))
+        else:
+            statement = spec.query or ""
         cursor = connection.execute(statement)
         columns = tuple(Column(d[0], declared.get(d[0], "")) for d in cursor.description or [])
         yield cursor, columns

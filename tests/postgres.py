@@ -1,0 +1,92 @@
+"""A throwaway PostgreSQL cluster for tests: Debian's server binaries (installed if missing, as `make test`
+does), `initdb` into a temporary directory, `pg_ctl` on a loopback port, password authentication.
+
+```python
+def test_reads(postgres: Postgres) -> None:
+    with psycopg.connect(postgres.url) as connection: ...
+```
+
+A test that takes the `postgres` fixture skips only where the server cannot be installed.
+"""
+
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.utils import unused_port
+
+USER = "tessera"
+PASSWORD = "pg-secret-7f3a"  # tests look for it where it must never appear
+SYSTEM_USER = "postgres"  # initdb refuses to run as root: the cluster runs as Debian's postgres user
+
+
+@dataclass
+class Postgres:
+    directory: Path
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> None:
+        data = self.directory / "data"
+        password_file = self.directory / "password"
+        password_file.write_text(PASSWORD)
+        _chown(self.directory)
+        _run("initdb", "-D", str(data), "-U", USER, "--auth=scram-sha-256", f"--pwfile={password_file}", "-E", "UTF8")
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off"
+        _run("pg_ctl", "-D", str(data), "-o", options, "-l", str(self.directory / "log"), "-w", "start")
+
+    def stop(self) -> None:
+        _run("pg_ctl", "-D", str(self.directory / "data"), "-m", "immediate", "-w", "stop")
+
+
+def binaries() -> Path | None:
+    """The newest installed server's bin directory, installing Debian's package if there is none."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(Path(p).parts[-3]))
+    if not found and os.geteuid() == 0 and shutil.which("apt-get"):
+        subprocess.run(["apt-get", "update", "-qq"], check=False, capture_output=True)
+        subprocess.run(["apt-get", "install", "-y", "-qq", "postgresql"], check=False, capture_output=True)
+        return binaries() if glob.glob("/usr/lib/postgresql/*/bin/initdb") else None
+    return Path(found[-1]).parent if found else None
+
+
+def _as_system_user() -> list[str]:
+    return ["runuser", "-u", SYSTEM_USER, "--"] if os.geteuid() == 0 else []
+
+
+def _chown(directory: Path) -> None:
+    if os.geteuid() == 0:
+        account = pwd.getpwnam(SYSTEM_USER)
+        os.chown(directory, account.pw_uid, account.pw_gid)
+        for path in directory.iterdir():
+            os.chown(path, account.pw_uid, account.pw_gid)
+
+
+def _run(tool: str, *args: str) -> None:
+    found = binaries()
+    assert found is not None
+    subprocess.run([*_as_system_user(), str(found / tool), *args], check=True, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[Postgres]:
+    """A running PostgreSQL server for the session; skipped where none can be installed."""
+    if binaries() is None:
+        pytest.skip("PostgreSQL is not installed and cannot be installed here")
+    server = Postgres(Path(tempfile.mkdtemp(prefix="tessera-pg-")), unused_port())
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(server.directory, ignore_errors=True)

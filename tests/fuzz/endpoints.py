@@ -236,6 +236,16 @@ def _api(
     return Endpoint(service, method, "/api" + path, "api key", seed, query or {})
 
 
+def _http_source(t: Targets) -> dict[str, Any]:
+    """A backend that answers 404: the spec is validated, then the backend read (a 400)."""
+    return {"kind": "http", "url": t.urls["broker"] + "/no-such.csv", "format": "csv", "headers": {"X-Key": "k"}}
+
+
+def _sql_source(t: Targets) -> dict[str, Any]:
+    """The harness's CSV file named as a SQLite database: validated, then refused as no database (a 400)."""
+    return {"kind": "sql", "url": "sqlite:///" + t.ids["data_file"], "table": "people"}
+
+
 def _negotiation_start(t: Targets) -> dict[str, Any]:
     return {
         "provider_id": t.ids["provider"],
@@ -248,6 +258,8 @@ def _negotiation_start(t: Targets) -> dict[str, Any]:
 WAIT = {"wait_for": ["FINALIZED", "X,Y"], "timeout": ["0", "0.01", "nan", "-1", "x"]}
 MANAGEMENT: list[Endpoint] = [
     _api("provider", "POST", "/assets", lambda t: {"title": "fuzz", "format": "csv", "path": t.ids["data_file"]}),
+    _api("provider", "POST", "/assets", lambda t: {"title": "fuzz", "format": "csv", "source": _http_source(t)}),
+    _api("provider", "POST", "/assets", lambda t: {"title": "fuzz", "format": "jsonl", "source": _sql_source(t)}),
     _api("provider", "GET", "/assets"),
     _api("provider", "GET", "/assets/{asset}"),
     _api("provider", "PATCH", "/assets/{asset}", lambda t: {"state": "released", "title": "People"}),

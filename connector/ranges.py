@@ -58,10 +58,12 @@ def requested(header: str | None, if_range: str | None, size: int, etag: str) ->
     first, last = found.groups()
     if not first:
         return _suffix(_number(last), size) if last else None
-    start, end = _number(first), _number(last) + 1 if last else size
-    if end <= start:
+    start = _number(first)
+    if last and _number(last) < start:
         return None  # `bytes=9-3` is invalid, and an invalid Range is ignored
-    return ByteRange(start, min(end, size), size) if start < size else Unsatisfiable(size)
+    if start >= size:
+        return Unsatisfiable(size)
+    return ByteRange(start, min(_number(last) + 1 if last else size, size), size)
 
 
 def _suffix(length: int, size: int) -> Wanted:

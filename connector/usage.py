@@ -32,9 +32,9 @@ from connector import cross_border, fast_path, grades, resumes, timeline
 from connector.agreements import Agreement
 from connector.assets import MEDIA_TYPES, Asset, csv_header, read_records, write_records
 from connector.catalog import UsagePolicy
-from connector.ranges import Unsatisfiable
-from connector.outbox import enqueue
 from connector.fast_path import Asked, Fetch, fetch_for
+from connector.outbox import enqueue
+from connector.ranges import Unsatisfiable
 from connector.runtime import Runtime
 from connector.transfers import Transfer
 from policies.compiler import CompiledAgreement, compile_agreement
@@ -250,7 +250,13 @@ async def decide_use(runtime: Runtime, transfer: Transfer, declared: Declared, a
 
         async def judged(uses: int) -> tuple[dict[str, Any], Decision]:
             request = usage_input(
-                agreement, caller, declared, uses, asset, now=runtime.clock(), connector_id=transfer.counterparty_address
+                agreement,
+                caller,
+                declared,
+                uses,
+                asset,
+                now=runtime.clock(),
+                connector_id=transfer.counterparty_address,
             )
             return request, await judge(runtime, agreement, policy, asset, request, declared.query)
 

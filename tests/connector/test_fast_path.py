@@ -11,9 +11,11 @@ import json
 import sqlite3
 from pathlib import Path
 
+import anyio
 import httpx
 import pytest
 
+from connector.ranges import ByteRange, Unsatisfiable, Wanted, requested
 from policies.patterns import PatternUse, render
 from tests.dataspace import Site, negotiate, publish, start_transfer, tessera
 
@@ -29,6 +31,29 @@ def data_csv(tmp_path: Path) -> Path:
     lines = ['"id","sensor","value"'] + [f'"{i}","s-{i % 97}","{i * 7 % 1000}.5"' for i in range(120_000)]
     path.write_bytes(("\n".join(lines) + "\n").encode())
     return path
+
+
+@pytest.fixture
+def stored(data_csv: Path) -> bytes:
+    """The data file's bytes, as an exact answer must give them."""
+    return stored
+
+
+@pytest.mark.parametrize(
+    ("header", "if_range", "size", "wanted"),
+    [
+        ("bytes=-0", None, 10, Unsatisfiable(10)),
+        ("bytes=0-", None, 0, Unsatisfiable(0)),  # an empty file has no byte to send
+        ("bytes=-20", None, 10, ByteRange(0, 10, 10)),
+        ("bytes=" + "9" * 5000 + "-", None, 10, Unsatisfiable(10)),
+        (" bytes=2-3 ", '"e"', 10, ByteRange(2, 4, 10)),
+        ("bytes=2-3", 'W/"e"', 10, None),
+        ("bytes=2-", "Tue, 01 Dec 2026 10:00:00 GMT", 10, None),
+        ("bytes=-", None, 10, None),
+    ],
+)
+def test_what_a_range_asks_of_a_file(header: str, if_range: str | None, size: int, wanted: Wanted) -> None:
+    assert requested(header, if_range, size, '"e"') == wanted
 
 
 async def _pull_transfer(provider: Site, consumer: Site, data: Path, policy: str = OPEN_POLICY) -> tuple[str, str]:
@@ -70,14 +95,13 @@ async def _interrupted(url: str, headers: dict[str, str], after: int) -> None:
 
 
 async def test_an_untouched_use_sends_the_stored_bytes_with_length_and_etag(
-    provider: Site, consumer: Site, data_csv: Path
+    provider: Site, consumer: Site, data_csv: Path, stored: bytes
 ) -> None:
     transfer_id, agreement_id = await _pull_transfer(provider, consumer, data_csv)
     url, token = _data_plane(consumer, transfer_id)
     async with httpx.AsyncClient(headers=token, timeout=30) as http:
         response = await http.get(url)
-    stored = data_csv.read_bytes()
-    assert response.status_code == 200 and response.content == stored
+        assert response.status_code == 200 and response.content == stored
     assert response.headers["content-length"] == str(len(stored))
     assert response.headers["etag"].startswith('"') and response.headers["accept-ranges"] == "bytes"
     assert response.headers["content-type"].startswith("text/csv")
@@ -96,11 +120,10 @@ async def test_an_untouched_use_sends_the_stored_bytes_with_length_and_etag(
     ],
 )
 async def test_one_range_is_answered_206_with_its_bytes(
-    provider: Site, consumer: Site, data_csv: Path, asked: str, start: int, end: int | None
+    provider: Site, consumer: Site, data_csv: Path, asked: str, start: int, end: int | None, stored: bytes
 ) -> None:
     transfer_id, agreement_id = await _pull_transfer(provider, consumer, data_csv)
     url, token = _data_plane(consumer, transfer_id)
-    stored = data_csv.read_bytes()
     async with httpx.AsyncClient(headers=token, timeout=30) as http:
         response = await http.get(url, headers={"Range": asked})
     part = stored[start:end]
@@ -112,10 +135,12 @@ async def test_one_range_is_answered_206_with_its_bytes(
     assert (counter["uses"], counter["bytes"]) == (1, len(part))
 
 
-async def test_a_range_past_the_end_is_416_and_costs_no_use(provider: Site, consumer: Site, data_csv: Path) -> None:
+async def test_a_range_past_the_end_is_416_and_costs_no_use(
+    provider: Site, consumer: Site, data_csv: Path, stored: bytes
+) -> None:
     transfer_id, agreement_id = await _pull_transfer(provider, consumer, data_csv, ONE_USE)
     url, token = _data_plane(consumer, transfer_id)
-    size = data_csv.stat().st_size
+    size = len(stored)
     async with httpx.AsyncClient(headers=token, timeout=30) as http:
         refused = await http.get(url, headers={"Range": f"bytes={size}-"})
         whole = await http.get(url)
@@ -135,42 +160,43 @@ async def test_a_range_past_the_end_is_416_and_costs_no_use(provider: Site, cons
     ],
 )
 async def test_a_range_that_cannot_be_used_gets_the_whole_file(
-    provider: Site, consumer: Site, data_csv: Path, headers: dict[str, str]
+    provider: Site, consumer: Site, data_csv: Path, headers: dict[str, str], stored: bytes
 ) -> None:
     transfer_id, _ = await _pull_transfer(provider, consumer, data_csv)
     url, token = _data_plane(consumer, transfer_id)
     async with httpx.AsyncClient(headers=token, timeout=30) as http:
         response = await http.get(url, headers=headers)
-    assert response.status_code == 200 and response.content == data_csv.read_bytes()
+    assert response.status_code == 200 and response.content == stored
 
 
-async def test_reshaped_data_ignores_range_and_has_no_etag(provider: Site, consumer: Site, data_csv: Path) -> None:
+async def test_reshaped_data_ignores_range_and_has_no_etag(
+    provider: Site, consumer: Site, data_csv: Path, stored: bytes
+) -> None:
     transfer_id, _ = await _pull_transfer(provider, consumer, data_csv, MASKING)
     url, token = _data_plane(consumer, transfer_id)
     async with httpx.AsyncClient(headers=token, timeout=30) as http:
         response = await http.get(url, headers={"Range": "bytes=0-9"})
     assert response.status_code == 200 and "etag" not in response.headers
-    assert response.content != data_csv.read_bytes() and response.headers["Tessera-Masked-Fields"] == "email"
+    assert response.content != stored and response.headers["Tessera-Masked-Fields"] == "email"
 
 
 async def test_a_client_that_disconnects_half_way_is_metered_what_went_out(
     provider: Site, consumer: Site, tmp_path: Path
 ) -> None:
-    big = tmp_path / "big.csv"
-    big.write_bytes(b"n\n" + b"1234567\n" * 4_000_000)  # 32 MB: more than loopback buffers hold
+    big, size = tmp_path / "big.csv", 2 + 8 * 4_000_000  # 32 MB: more than loopback buffers hold
+    await anyio.Path(big).write_bytes(b"n\n" + b"1234567\n" * 4_000_000)
     transfer_id, agreement_id = await _pull_transfer(provider, consumer, big)
     url, token = _data_plane(consumer, transfer_id)
     await _interrupted(url, token, after=1_000_000)
     counter = await _counter(provider, agreement_id, bytes=1_000_000)
-    assert 1_000_000 <= counter["bytes"] < big.stat().st_size // 2
+    assert 1_000_000 <= counter["bytes"] < size // 2
 
 
 async def test_one_use_allows_a_resume_but_not_a_second_full_pull(
-    provider: Site, consumer: Site, data_csv: Path
+    provider: Site, consumer: Site, data_csv: Path, stored: bytes
 ) -> None:
     transfer_id, agreement_id = await _pull_transfer(provider, consumer, data_csv, ONE_USE)
     url, token = _data_plane(consumer, transfer_id)
-    stored = data_csv.read_bytes()
     async with httpx.AsyncClient(headers=token, timeout=30) as http:
         first = await http.get(url, headers={"Range": "bytes=0-999"})
         rest = await http.get(url, headers={"Range": "bytes=1000-", "If-Range": first.headers["etag"]})
@@ -204,9 +230,11 @@ async def test_a_suspended_transfer_refuses_a_resume(provider: Site, consumer: S
     assert resumed.status_code == 403 and "SUSPENDED" in resumed.json()["detail"]
 
 
-async def test_the_management_api_passes_ranges_through(provider: Site, consumer: Site, data_csv: Path) -> None:
+async def test_the_management_api_passes_ranges_through(
+    provider: Site, consumer: Site, data_csv: Path, stored: bytes
+) -> None:
     transfer_id, _ = await _pull_transfer(provider, consumer, data_csv)
-    stored, size = data_csv.read_bytes(), data_csv.stat().st_size
+    size = len(stored)
     data = f"/transfers/{transfer_id}/data"
     part = await consumer.api.get(data, headers={"Range": "bytes=10-19"})
     assert part.status_code == 206 and part.content == stored[10:20]
@@ -220,14 +248,14 @@ async def test_the_management_api_passes_ranges_through(provider: Site, consumer
     assert past.status_code == 416 and past.headers["content-range"] == f"bytes */{size}"
     copies = (await consumer.api.get("/copies")).json()["items"]
     assert [c["bytes"] for c in copies] == [size]  # only the whole pull is kept, and kept whole
-    assert Path(copies[0]["path"]).read_bytes() == stored
+    assert await anyio.Path(copies[0]["path"]).read_bytes() == stored
 
 
 async def test_the_cli_resumes_an_interrupted_pull_into_a_byte_exact_file(
-    provider: Site, consumer: Site, data_csv: Path, tmp_path: Path
+    provider: Site, consumer: Site, data_csv: Path, tmp_path: Path, stored: bytes
 ) -> None:
     transfer_id, agreement_id = await _pull_transfer(provider, consumer, data_csv, ONE_USE)
-    stored, out = data_csv.read_bytes(), tmp_path / "out" / "readings.csv"
+    out = tmp_path / "out" / "readings.csv"
     out.parent.mkdir()
     # An earlier run got 1 MB and was cut off: the file holds what arrived, the sidecar its ETag.
     api = f"{consumer.config.url}/api/transfers/{transfer_id}/data"
@@ -248,7 +276,7 @@ async def test_the_cli_resumes_an_interrupted_pull_into_a_byte_exact_file(
     )
     assert code == 0, stderr
     result = json.loads(stdout)
-    assert out.read_bytes() == stored and not sidecar.exists()
+    assert await anyio.Path(out).read_bytes() == stored and not sidecar.exists()
     assert (result["resumed_from"], result["received"], result["bytes"]) == (had, len(stored) - had, len(stored))
 
     code, stdout, _ = await tessera("usage", "report", "--dir", str(provider.config.directory), "--json")
@@ -264,7 +292,7 @@ async def test_the_cli_resumes_an_interrupted_pull_into_a_byte_exact_file(
 
 
 async def test_the_cli_starts_over_when_the_providers_data_changed(
-    provider: Site, consumer: Site, data_csv: Path, tmp_path: Path
+    provider: Site, consumer: Site, data_csv: Path, tmp_path: Path, stored: bytes
 ) -> None:
     transfer_id, _ = await _pull_transfer(provider, consumer, data_csv)
     out = tmp_path / "readings.csv"
@@ -275,7 +303,7 @@ async def test_the_cli_starts_over_when_the_providers_data_changed(
         "transfer", "pull", "--dir", str(consumer.config.directory), transfer_id, "-o", str(out), "--json"
     )
     assert code == 0, stderr
-    assert out.read_bytes() == data_csv.read_bytes() and json.loads(stdout)["resumed_from"] == 0
+    assert await anyio.Path(out).read_bytes() == stored and json.loads(stdout)["resumed_from"] == 0
     assert not sidecar.exists()
 
 
@@ -286,11 +314,13 @@ async def test_the_cli_names_a_transfer_it_does_not_know(consumer: Site, tmp_pat
     assert code == 2 and "no-such" in stderr
 
 
-async def test_a_push_of_an_untouched_use_arrives_byte_exact(provider: Site, consumer: Site, data_csv: Path) -> None:
+async def test_a_push_of_an_untouched_use_arrives_byte_exact(
+    provider: Site, consumer: Site, data_csv: Path, stored: bytes
+) -> None:
     offer = await publish(provider, data_csv, policy=OPEN_POLICY)
     agreement_id = (await negotiate(consumer, provider, offer))["agreement_id"]
     transfer = await start_transfer(consumer, agreement_id, until=("COMPLETED",), format="HttpData-PUSH")
     assert transfer["state"] == "COMPLETED", transfer
     (copy,) = (await consumer.api.get("/copies")).json()["items"]
-    assert Path(copy["path"]).read_bytes() == data_csv.read_bytes()
-    assert (await _counter(provider, agreement_id, bytes=data_csv.stat().st_size))["bytes"] == data_csv.stat().st_size
+    assert await anyio.Path(copy["path"]).read_bytes() == stored
+    assert (await _counter(provider, agreement_id, bytes=len(stored)))["bytes"] == len(stored)

@@ -36,7 +36,7 @@ def data_csv(tmp_path: Path) -> Path:
 @pytest.fixture
 def stored(data_csv: Path) -> bytes:
     """The data file's bytes, as an exact answer must give them."""
-    return stored
+    return data_csv.read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -295,7 +295,7 @@ async def test_the_cli_starts_over_when_the_providers_data_changed(
     provider: Site, consumer: Site, data_csv: Path, tmp_path: Path, stored: bytes
 ) -> None:
     transfer_id, _ = await _pull_transfer(provider, consumer, data_csv)
-    out = tmp_path / "readings.csv"
+    out = tmp_path / "pulled.csv"
     out.write_bytes(b"stale bytes of an older version")
     sidecar = out.with_name(out.name + ".tessera-pull")
     sidecar.write_text(json.dumps({"transfer": transfer_id, "etag": '"older"', "size": 10**6}))

@@ -1,4 +1,5 @@
-"""The connector's commands: `tessera connector …`, `tessera audit …`, `tessera usage …`, `tessera selftest`.
+"""The connector's commands: `tessera connector …`, `tessera audit …`, `tessera usage …`, `tessera transfer pull`,
+`tessera selftest`.
 
 Exit codes: 0 success, 1 a check failed (broken audit chain), 2 usage or input error, 3 a service could
 not be reached.
@@ -13,10 +14,11 @@ from urllib.parse import quote
 import httpx
 import typer
 from rich.console import Console
+from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 from sqlmodel import col, select
 
-from connector import audit_check, cross_border
+from connector import audit_check, cross_border, pull_file
 from connector.agreements import Agreement
 from connector.config import (
     CONFIG_FILE,
@@ -44,6 +46,7 @@ err_console = Console(stderr=True)
 connector_app = typer.Typer(help="Set up and run a connector.", no_args_is_help=True)
 audit_app = typer.Typer(help="Inspect and verify a connector's audit chain.", no_args_is_help=True)
 usage_app = typer.Typer(help="Metering: uses and bytes per agreement; cross-border filings.", no_args_is_help=True)
+transfer_app = typer.Typer(help="A consumer's transfers: pull their data into files.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -52,6 +55,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(connector_app, name="connector")
     app.add_typer(audit_app, name="audit")
     app.add_typer(usage_app, name="usage")
+    app.add_typer(transfer_app, name="transfer")
 
 
 DirOption = Annotated[Path, typer.Option("--dir", "-d", help="The connector's directory (config, key, database).")]
@@ -314,6 +318,46 @@ def _open_with_any(receipt: Receipt, keys: list[dict[str, Any]]) -> Checkpoint |
         except CheckpointRefused:
             continue
     return None
+
+
+@transfer_app.command("pull")
+def transfer_pull(
+    directory: DirOption,
+    transfer_id: Annotated[str, typer.Argument(help="The transfer's id on this (the consumer's) connector.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The file to write; a partial one is resumed.")],
+    purpose: Annotated[str | None, typer.Option(help="The purpose declared for this use.")] = None,
+    event: Annotated[str | None, typer.Option(help="The event in progress, for event-bound policies.")] = None,
+    force: Annotated[bool, typer.Option(help="Replace an existing file that is no partial pull.")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Pull a transfer's data into a file with a progress bar; run again after an interruption to resume
+    (by Range, while the provider's data is unchanged). Exit 0 done, 1 refused, 2 bad input, 3 unreachable
+    or interrupted."""
+    config = _load_config(directory)
+    params = {name: value for name, value in (("purpose", purpose), ("event", event)) if value is not None}
+    headers = {"Authorization": f"Bearer {config.management_token}"}
+    columns = (*Progress.get_default_columns()[:2], DownloadColumn(), TransferSpeedColumn())
+    with (
+        httpx.Client(base_url=f"{config.url}/api", headers=headers, timeout=httpx.Timeout(30, connect=5)) as http,
+        Progress(*columns, console=err_console, disable=as_json) as bar,
+    ):
+        task = bar.add_task(f"transfer {transfer_id}", total=None)
+        try:
+            pulled = pull_file.pull_to_file(
+                http,
+                transfer_id,
+                output,
+                params,
+                lambda done, total: bar.update(task, completed=done, total=total),
+                force=force,
+            )
+        except pull_file.PullFailed as exc:
+            _fail(exc.message, code=exc.code)
+    if as_json:
+        typer.echo(json.dumps(pulled.to_dict()))
+    else:
+        resumed = f", resumed at byte {pulled.resumed_from:,}" if pulled.resumed_from else ""
+        console.print(f"[green]{pulled.file}[/]: {pulled.bytes:,} bytes{resumed}")
 
 
 CrossBorderOption = Annotated[

@@ -204,16 +204,20 @@ async def keep(
     delete_after: DeleteAfter,
     labels: Labels | None,
 ) -> AsyncIterator[bytes]:
-    """Pass `chunks` on while writing them to a new copy; the copy is recorded once complete."""
+    """Pass `chunks` on while writing them to a new copy; the copy is recorded once complete, and a pull
+    cut short leaves none (its resumed remainder is passed on, not kept: we keep whole copies only)."""
     copy_id, path = new_path(runtime, media_type)
     partial = path.with_suffix(path.suffix + ".part")
     size = 0
-    async with await anyio.open_file(partial, "wb") as fh:
-        async for chunk in chunks:
-            size += len(chunk)
-            await fh.write(chunk)
-            yield chunk
-    await anyio.Path(partial).replace(path)  # a reader never sees half the data
+    try:
+        async with await anyio.open_file(partial, "wb") as fh:
+            async for chunk in chunks:
+                size += len(chunk)
+                await fh.write(chunk)
+                yield chunk
+        await anyio.Path(partial).replace(path)  # a reader never sees half the data
+    finally:
+        partial.unlink(missing_ok=True)  # blocking, but short: an aclose() may come while the loop winds down
     await record(runtime, transfer, copy_id, path, size, delete_after, labels)
 
 

@@ -7,6 +7,7 @@ data token once) and hands the stream on.
 """
 
 from collections.abc import AsyncIterator, Mapping
+from functools import partial
 from typing import Any
 
 import httpx
@@ -14,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from connector import copies, data_tokens, transfer_consumer, transfer_provider, transfers, usage
+from connector import copies, data_tokens, fast_path, transfer_consumer, transfer_provider, transfers, usage
 from connector.runtime import Runtime, runtime_of
 from connector.transfers import Transfer
 from tessera import audit, dsp
@@ -27,14 +28,16 @@ from tessera.labels import Labels
 MAX_REPORT_BYTES = 64 * 1024  # a deletion report is a few fields
 
 
-async def authorize_pull(runtime: Runtime, transfer_id: str, token: str, declared: usage.Declared) -> usage.Use:
+async def authorize_pull(
+    runtime: Runtime, transfer_id: str, token: str, declared: usage.Declared, asked: fast_path.Asked | None = None
+) -> usage.Use:
     """Check a pull request's data token, then decide the use by the usage policy."""
     claims = data_tokens.verify(runtime, token, transfer_id)
     async with runtime.db.session() as session:
         transfer = await session.get(Transfer, transfer_id)
     if transfer is None or transfer.role != "provider" or transfer.counterparty_id != claims["sub"]:
         raise NotFound(f"no transfer {transfer_id}")
-    return await usage.decide_use(runtime, transfer, declared)
+    return await usage.decide_use(runtime, transfer, declared, asked)
 
 
 # -- provider side: routes ----------------------------------------------------------------------------
@@ -43,7 +46,10 @@ async def authorize_pull(runtime: Runtime, transfer_id: str, token: str, declare
 async def data(request: Request) -> Response:
     runtime = runtime_of(request)
     token = bearer_token(request.headers.get("authorization"))
-    use = await authorize_pull(runtime, request.path_params["pid"], token, usage.Declared.of(request.query_params))
+    declared, asked = usage.Declared.of(request.query_params), fast_path.Asked.of(request.headers, request.query_params)
+    use = await authorize_pull(runtime, request.path_params["pid"], token, declared, asked)
+    if use.fetch is not None:
+        return fast_path.answer(use.fetch, use.headers, partial(usage.count_bytes, runtime, use))
     chunks, media_type = await usage.content(runtime, use)
     return StreamingResponse(chunks, media_type=media_type, headers=use.headers)
 
@@ -119,9 +125,16 @@ class Pull:
             await self.response.aclose()
 
 
-async def pull(runtime: Runtime, transfer_id: str, declared: Mapping[str, str]) -> Pull:
+RANGE_HEADERS = ("range", "if-range")  # passed on to the provider as the caller sent them
+ANSWERED = {200, 206, 416}  # the provider's answers handed on: the data, a range of it, no such range
+
+
+async def pull(
+    runtime: Runtime, transfer_id: str, declared: Mapping[str, str], headers: Mapping[str, str] | None = None
+) -> Pull:
     """Open the provider's data for a started pull transfer, refreshing an expired data token once;
-    `declared` are the pull's purpose, event and query parameters (`usage.Declared.PARAMETERS`), sent on."""
+    `declared` are the pull's purpose, event and query parameters (`usage.Declared.PARAMETERS`), sent on,
+    and so are `headers`' `Range` and `If-Range`: the answer may be 206 or 416 (`Pull.response`)."""
     async with runtime.db.session() as session:
         transfer = await session.get(Transfer, transfer_id)
     if transfer is None or transfer.role != "consumer":
@@ -130,11 +143,12 @@ async def pull(runtime: Runtime, transfer_id: str, declared: Mapping[str, str]) 
         raise NotEntitled(f"transfer {transfer_id} is {transfer.state}; no data address yet")
     address = transfer.data_address
     params = {name: declared[name] for name in usage.Declared.PARAMETERS if name in declared}
-    response = await _get(runtime, address, params)
+    ranges = {name: value for name, value in (headers or {}).items() if name.lower() in RANGE_HEADERS}
+    response = await _get(runtime, address, params, ranges)
     if response.status_code == 401 and _bearer(address):
         address = await _refresh(runtime, transfer, address)
-        response = await _get(runtime, address, params)
-    if response.status_code != 200:
+        response = await _get(runtime, address, params, ranges)
+    if response.status_code not in ANSWERED:
         await response.aread()
         await response.aclose()
         raise _provider_refusal(response)
@@ -151,6 +165,7 @@ async def pull(runtime: Runtime, transfer_id: str, declared: Mapping[str, str]) 
             action="transfer.pulled",
             subject=transfer_id,
             purpose=declared.get("purpose"),
+            **({"range": ranges} if ranges else {}),
         )
     return Pull(response, delete_after, labels)
 
@@ -177,9 +192,12 @@ def _bearer(address: dict[str, Any]) -> bool:
     return pull_headers(address).get("Authorization", "").startswith("Bearer ")
 
 
-async def _get(runtime: Runtime, address: dict[str, Any], params: dict[str, str]) -> httpx.Response:
+async def _get(
+    runtime: Runtime, address: dict[str, Any], params: dict[str, str], ranges: dict[str, str]
+) -> httpx.Response:
     try:
-        request = runtime.http.build_request("GET", address["endpoint"], params=params, headers=pull_headers(address))
+        headers = pull_headers(address) | ranges
+        request = runtime.http.build_request("GET", address["endpoint"], params=params, headers=headers)
         return await runtime.http.send(request, stream=True)
     except httpx.InvalidURL as exc:
         raise PeerError(f"the provider's data address is no URL we can pull from: {exc}") from exc

@@ -410,13 +410,24 @@ async def pull_data(request: Request) -> Response:
         transfer = await transfers.get(session, request.path_params["id"])
     if transfer.is_push:
         return await _pushed_copy(runtime, transfer)
-    pulled = await dataplane.pull(runtime, transfer.id, request.query_params)
-    kept = copies.keep(runtime, transfer, aiter(pulled), pulled.media_type, pulled.delete_after, pulled.labels)
-    return StreamingResponse(kept, media_type=pulled.media_type, headers=_obligation_headers(pulled.response))
+    pulled = await dataplane.pull(runtime, transfer.id, request.query_params, request.headers)
+    status = pulled.response.status_code
+    # Only a whole pull is kept as a copy: a range (206) is passed on, never kept half (docs/dataplane.md).
+    body = aiter(pulled)
+    if status == 200:
+        body = copies.keep(runtime, transfer, body, pulled.media_type, pulled.delete_after, pulled.labels)
+    headers = _obligation_headers(pulled.response) | _entity_headers(pulled.response)
+    return StreamingResponse(body, status_code=status, media_type=pulled.media_type, headers=headers)
 
 
 def _obligation_headers(response: httpx.Response) -> dict[str, str]:
     names = (usage.DELETE_AFTER_HEADER, usage.NEXT_POLICY_HEADER, usage.LABELS_HEADER, "Tessera-Masked-Fields")
+    return {name: response.headers[name] for name in names if name in response.headers}
+
+
+def _entity_headers(response: httpx.Response) -> dict[str, str]:
+    """What the provider said of the bytes, passed on so a client can resume as it would from the provider."""
+    names = ("Content-Length", "Content-Range", "ETag", "Accept-Ranges")
     return {name: response.headers[name] for name in names if name in response.headers}
 
 

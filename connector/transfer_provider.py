@@ -19,7 +19,7 @@ import httpx
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from connector import data_tokens, processes, transfers, usage
+from connector import data_tokens, fast_path, processes, transfers, usage
 from connector.agreements import Agreement
 from connector.runtime import Runtime
 from connector.transfers import Transfer, announce, find, get, log
@@ -152,11 +152,16 @@ async def push(runtime: Runtime, pid: str) -> None:
     if transfer.state != "STARTED" or transfer.pushed or not transfer.data_address:
         return
     try:
-        use = await usage.decide_use(runtime, transfer, usage.Declared(purpose=transfer.purpose))
-        chunks, media_type = await usage.content(runtime, use)
+        use = await usage.decide_use(runtime, transfer, usage.Declared(purpose=transfer.purpose), fast_path.Asked())
         address = transfer.data_address
         token = dsp.endpoint_property(address, "authorization")
-        headers = {"Authorization": f"Bearer {token}", "Content-Type": media_type, **use.headers}
+        headers = {"Authorization": f"Bearer {token}", **use.headers}
+        if use.fetch is not None:  # the stored file as it is, streamed with its length
+            chunks, media_type = usage.stored_content(runtime, use), use.fetch.stored.media_type
+            headers["Content-Length"] = str(use.fetch.stored.size)
+        else:
+            chunks, media_type = await usage.content(runtime, use)
+        headers["Content-Type"] = media_type
         response = await runtime.http.post(
             address["endpoint"], content=chunks, headers=headers, timeout=httpx.Timeout(60.0, connect=5.0)
         )

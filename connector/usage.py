@@ -28,11 +28,13 @@ from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from connector import cross_border, grades, sources, timeline
+from connector import cross_border, fast_path, grades, resumes, sources, timeline
 from connector.agreements import Agreement
 from connector.assets import MEDIA_TYPES, Asset, csv_header, read_records, write_records
 from connector.catalog import UsagePolicy
+from connector.fast_path import Asked, Fetch, fetch_for
 from connector.outbox import enqueue
+from connector.ranges import Unsatisfiable
 from connector.runtime import Runtime
 from connector.transfers import Transfer
 from policies.compiler import CompiledAgreement, compile_agreement
@@ -105,6 +107,7 @@ class Use:
     query: dict[str, Any] | None = None
     headers: dict[str, str] = field(default_factory=dict)
     filing: str | None = None  # the cross-border filing this use wrote, if it crosses a border
+    fetch: Fetch | None = None  # set when the stored file is sent as it is (the fast path)
 
 
 def usage_input(
@@ -227,33 +230,54 @@ def governed(runtime: Runtime, asset: Asset, caller: JSONObject, decision: Decis
     return Decision(allow=False, reasons=(*(() if decision.allow else decision.reasons), *refusals))
 
 
-async def decide_use(runtime: Runtime, transfer: Transfer, declared: Declared) -> Use:
+async def decide_use(runtime: Runtime, transfer: Transfer, declared: Declared, asked: Asked | None = None) -> Use:
     """Decide one use; count it when allowed. Raises NotEntitled carrying the reasons of both modules.
 
     A consumer the broker suspended is refused first, whatever its data token and agreement say.
+    `asked` is what the request asks of the stored bytes (range, format); when the stored file can
+    answer it and the decision leaves the data untouched, the use sends the file as it is
+    (`Use.fetch`), and a request that resumes the transfer's counted use is decided as that use was
+    and not counted again (`connector.resumes`).
     """
     if transfer.state != "STARTED":
         raise NotEntitled(f"transfer {transfer.id} is {transfer.state}, not STARTED")
     await runtime.participant_status.require_active(transfer.counterparty_id)
     agreement, policy, asset = await parts(runtime, transfer)
     caller = transfer.caller_claims
+    fetch = fetch_for(asset, asked) if asked is not None else None
     async with runtime.transaction() as session:
         counter = await session.get(UsageCounter, agreement.id) or UsageCounter(agreement_id=agreement.id)
-        request = usage_input(
-            agreement,
-            caller,
-            declared,
-            counter.uses,
-            asset,
-            now=runtime.clock(),
-            connector_id=transfer.counterparty_address,
-        )
-        decision = await judge(runtime, agreement, policy, asset, request, declared.query)
+
+        async def judged(uses: int) -> tuple[dict[str, Any], Decision]:
+            request = usage_input(
+                agreement,
+                caller,
+                declared,
+                uses,
+                asset,
+                now=runtime.clock(),
+                connector_id=transfer.counterparty_address,
+            )
+            return request, await judge(runtime, agreement, policy, asset, request, declared.query)
+
+        record = await session.get(resumes.CountedUse, transfer.id) if fetch is not None else None
+        resuming = record is not None and resumes.continues(record, fetch)
+        uses = record.uses_before if record is not None and resuming else counter.uses
+        request, decision = await judged(uses)
+        if resuming and not resumes.untouched(decision):  # the data is reshaped now: a new use
+            resuming, uses = False, counter.uses
+            request, decision = await judged(uses)
+        fast = fetch if fetch is not None and decision.allow and resumes.untouched(decision) else None
+        counted = decision.allow and not resuming and not (fast is not None and isinstance(fast.wanted, Unsatisfiable))
         border = cross_border.crossing(asset.labels, caller, runtime.participant_id)
-        counter.uses += decision.allow
+        counter.uses += counted
         counter.denials += not decision.allow
         counter.last_used_at = utcnow() if decision.allow else counter.last_used_at
         session.add(counter)
+        if fast is not None:
+            await resumes.note(session, transfer.id, fast, counted=counted, uses_before=uses)
+        elif counted:
+            await resumes.forget(session, transfer.id)
         verdict = "allow" if decision.allow else "deny"
         timeline.decided(session, transfer.id, "usage", verdict, [*decision.reasons, *_purpose(declared)])
         await audit.append(
@@ -266,6 +290,7 @@ async def decide_use(runtime: Runtime, transfer: Transfer, declared: Declared) -
             purpose=declared.purpose,
             event=declared.event,
             uses=counter.uses,
+            **({"resumed": True} if resuming else {}),
             reasons=list(decision.reasons),
             obligations=[o.to_dict() for o in decision.obligations],
             agreement_module_hash=compiled(agreement).module.hash,
@@ -274,7 +299,7 @@ async def decide_use(runtime: Runtime, transfer: Transfer, declared: Declared) -
             cross_border=border.to_dict() if border is not None else None,
         )
         filing = None
-        if decision.allow:
+        if counted:
             await _side_effects(session, runtime, transfer, decision)
             if border is not None:
                 filing = await cross_border.file(session, runtime.participant_id, transfer, asset, border)
@@ -282,7 +307,7 @@ async def decide_use(runtime: Runtime, transfer: Transfer, declared: Declared) -
         denied = "the agreement, its usage policy or the connector's rules denied this request"
         raise NotEntitled(denied, reasons=list(decision.reasons))
     headers = _headers(decision, runtime.clock(), sent_labels(asset))
-    return Use(transfer, agreement, asset, decision, declared.query, headers, filing)
+    return Use(transfer, agreement, asset, decision, declared.query, headers, filing, fast)
 
 
 def _purpose(declared: Declared) -> list[str]:
@@ -386,6 +411,12 @@ async def content(runtime: Runtime, use: Use) -> tuple[AsyncIterator[bytes], str
     return _metered(runtime, use, chunks), media_type
 
 
+def stored_content(runtime: Runtime, use: Use) -> AsyncIterator[bytes]:
+    """A fast-path use's stored file as it is, as a metered byte stream (for a push)."""
+    assert use.fetch is not None
+    return _metered(runtime, use, fast_path.file_bytes(use.fetch.stored))
+
+
 async def _read(asset: Asset) -> tuple[Iterator[dict[str, Any]], list[str]]:
     """The asset's records and column names; a backend (HTTP, SQL) is opened here, so that its failure is
     the answer (502, or 409 for changed columns) rather than a broken stream."""
@@ -406,15 +437,18 @@ async def _metered(runtime: Runtime, use: Use, chunks: AsyncIterator[bytes]) -> 
             sent += len(chunk)
             yield chunk
     finally:
-        await asyncio.shield(_count_bytes(runtime, use, sent))
+        await asyncio.shield(count_bytes(runtime, use, sent))
 
 
-async def _count_bytes(runtime: Runtime, use: Use, sent: int) -> None:
-    """Meter the bytes of a use; a cross-border use's filing learns them in the same transaction."""
+async def count_bytes(runtime: Runtime, use: Use, sent: int) -> None:
+    """Meter the bytes of a use as they went out; a cross-border use's filing learns them in the same
+    transaction, and a fast-path answer cut short charges its use only what it sent (`resumes.settle`)."""
     async with runtime.transaction() as session:
         counter = await session.get(UsageCounter, use.agreement.id)
         if counter is not None:
             counter.bytes += sent
+        if use.fetch is not None:
+            await resumes.settle(session, use.transfer.id, use.fetch.stored.etag, use.fetch.length - sent)
         if use.filing is not None:
             await cross_border.sent(
                 session,

@@ -100,11 +100,11 @@ async def test_a_push_that_fails_unexpectedly_ends_its_transfer_with_the_reason(
     provider: Site, consumer: Site, people_csv: Path
 ) -> None:
     agreement = await agreed(provider, consumer, people_csv)
-    await anyio.Path(people_csv).unlink()  # the asset's file is gone: reading it fails in the middle of the push
+    await anyio.Path(people_csv).unlink()  # the asset's file is gone: the push fails before a use is counted
     done = await start_transfer(consumer, agreement, until=("COMPLETED",), format="HttpData-PUSH", purpose="research")
     assert done["state"] == "TERMINATED" and not done["received"]
     ours = await provider.wait_for(f"/transfers/{done['provider_pid']}", "TERMINATED")
-    assert "FileNotFoundError" in ours["reasons"][0]
+    assert "the asset's file cannot be read: No such file" in ours["reasons"][0]
 
 
 async def test_an_expired_data_token_is_refreshed_with_the_access_token(

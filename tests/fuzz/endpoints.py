@@ -498,15 +498,21 @@ CONTENT_TYPES = [
 ]
 
 
+RANGES = ["bytes=0-0", "bytes=-0", "bytes=--1", "bytes=9-3", "bytes=" + "9" * 5000 + "-", "bytes=0-1," * 200, "x=1-"]
+IF_RANGES: list[str | bytes] = ['"x"', 'W/"x"', "Tue, 01 Dec 2026 10:00:00 GMT", b"\xff"]
+
+
 @st.composite
 def _headers(draw: st.DrawFn) -> tuple[dict[str, str | bytes], str | None]:
-    choice = draw(st.sampled_from(["content-type", "if-none-match", "accept", "odd", "long"]))
+    choice = draw(st.sampled_from(["content-type", "if-none-match", "accept", "range", "odd", "long"]))
     if choice == "content-type":
         return {"Content-Type": draw(st.sampled_from(CONTENT_TYPES))}, "header: content type"
     if choice == "if-none-match":
         return {"If-None-Match": draw(st.sampled_from(['"x"', "*", "x" * 8000, '""']))}, "header: if-none-match"
     if choice == "accept":
         return {"Accept": draw(st.sampled_from(["text/html", "*/*;q=x", "application/xml"]))}, "header: accept"
+    if choice == "range":
+        return {"Range": draw(st.sampled_from(RANGES)), "If-Range": draw(st.sampled_from(IF_RANGES))}, "header: range"
     if choice == "odd":
         return {"X-Forwarded-For": b"\xff", "Tessera-Delete-After": "never", "Tessera-Labels": "{"}, "header: odd"
     return {"X-Long": "x" * 30_000}, "header: very long"

@@ -1,6 +1,6 @@
 """Assets: datasets a provider offers, and how their records are read and written.
 
-An asset is a file on the provider's side (CSV, a JSON array, or JSON Lines). Records are read
+An asset is a file on the provider's side (CSV, a JSON array, JSON Lines or Parquet). Records are read
 lazily and written out in batches, so a large file never sits whole in memory; the data plane
 applies a decision's obligations to the records in between. Every asset carries its labels
 (`tessera.labels`: grade, category, personal information, home jurisdiction) and a lifecycle state;
@@ -15,6 +15,8 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import ijson
+import pyarrow as pa
+import pyarrow.parquet as pq
 import sqlmodel
 from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 from sqlmodel import SQLModel
@@ -25,8 +27,13 @@ from tessera.json import JSONObject
 from tessera.labels import Labels, Level, State
 from tessera.store import Json, Timestamp, UtcDateTime
 
-Format = Literal["csv", "json", "jsonl"]
-MEDIA_TYPES: dict[str, str] = {"csv": "text/csv", "json": "application/json", "jsonl": "application/x-ndjson"}
+Format = Literal["csv", "json", "jsonl", "parquet"]
+MEDIA_TYPES: dict[str, str] = {
+    "csv": "text/csv",
+    "json": "application/json",
+    "jsonl": "application/x-ndjson",
+    "parquet": "application/vnd.apache.parquet",
+}
 BATCH_RECORDS = 500
 Jurisdiction = Annotated[str, AfterValidator(labels.jurisdiction)]
 Category = Annotated[str, AfterValidator(labels.category)]
@@ -80,7 +87,17 @@ class AssetCreate(LabelsIn):
     def _one_source(self) -> "AssetCreate":
         if (self.path is None) == (self.copy_id is None):
             raise ValueError("give either path (a file) or copy_id (a received copy), not both")
+        if self.format == "parquet" and self.path is not None:
+            _require_parquet(Path(self.path))
         return self
+
+
+def _require_parquet(path: Path) -> None:
+    """A Parquet asset's file must be one pyarrow can read: its footer and schema, checked now."""
+    try:
+        pq.read_schema(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise ValueError(f"the file at {str(path)[:200]} is not a readable Parquet file: {str(exc)[:200]}") from exc
 
 
 class AssetChange(BaseModel):

@@ -102,7 +102,7 @@ def _step(obligation: Obligation, text: bool) -> _BatchStep:
 
 def _mask(names: list[str]) -> _BatchStep:
     def mask(batch: pa.RecordBatch) -> pa.RecordBatch:
-        return batch.drop_columns([name for name in names if name in batch.schema.names])
+        return batch.drop_columns([name for name in dict.fromkeys(names) if name in batch.schema.names])
 
     return mask
 

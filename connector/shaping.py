@@ -177,6 +177,12 @@ def _kinds(column: pa.Array, coerce: bool) -> tuple[pa.Array, pa.Array]:
 
 def _numbers(text: pa.Array) -> pa.Array:
     """Text read as Python's `float` reads it: float64, null where it is no number."""
+    try:  # the common case, a column of numbers: Arrow's parser reads what `float` reads, but for `nan(…)`
+        numbers = pc.cast(text, pa.float64())
+        if not pc.any(pc.is_nan(numbers)).as_py():
+            return numbers
+    except pa.ArrowInvalid:
+        pass
     plain = pc.fill_null(pc.match_substring_regex(text, _PLAIN_NUMBER), False)
     numbers = pc.cast(pc.if_else(plain, text, None), pa.float64())
     odd = pc.fill_null(pc.and_(pc.invert(plain), pc.match_substring_regex(text, _MAYBE_NUMBER)), False)

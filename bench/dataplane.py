@@ -149,7 +149,9 @@ def offer_and_transfer(cluster: dict[str, Any], path: Path, case: str) -> dict[s
         "offer_id": offer["id"],
         "target": offer["asset_id"],
     }
-    negotiation = _until(consumer, "/negotiations/" + consumer.post("/negotiations", json=body).json()["id"], "FINALIZED")
+    negotiation = _until(
+        consumer, "/negotiations/" + consumer.post("/negotiations", json=body).json()["id"], "FINALIZED"
+    )
     transfer = consumer.post("/transfers", json={"agreement_id": negotiation["agreement_id"]}).json()
     _until(consumer, f"/transfers/{transfer['id']}", "STARTED")
     with sqlite3.connect(cluster["work"] / "consumer" / "connector.db") as db:
@@ -289,7 +291,11 @@ def report(results: dict[str, Any], console: Console) -> None:
         row = results[case]
         size = f" ({row['input_mb']:.0f} MB)" if case == "none" else ""
         table.add_row(
-            label + size, f"{row['bare_mb_s']:.0f} MB/s", f"{row['tessera_mb_s']:.0f} MB/s", f"{row['ratio']:.1%}", target
+            label + size,
+            f"{row['bare_mb_s']:.0f} MB/s",
+            f"{row['tessera_mb_s']:.0f} MB/s",
+            f"{row['ratio']:.1%}",
+            target,
         )
     for case, stored in (("aggregate", "CSV"), ("aggregate_parquet", "Parquet")):
         agg = results[case]
@@ -298,7 +304,11 @@ def report(results: dict[str, Any], console: Console) -> None:
     for case, label in (("rss_big", "no obligations"), ("rss_big_mask", "masked")):
         row = results[case]
         table.add_row(
-            f"{row['sent_mb']:.0f} MB pull, {label}: provider RSS growth", "", f"{row['rss_growth_mb']:.1f} MB", "", "< 64 MB"
+            f"{row['sent_mb']:.0f} MB pull, {label}: provider RSS growth",
+            "",
+            f"{row['rss_growth_mb']:.1f} MB",
+            "",
+            "< 64 MB",
         )
     conc = results["concurrent"]
     table.add_row(

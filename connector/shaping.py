@@ -14,7 +14,7 @@ Arrow holds a table: a field missing from a JSON record is null here.
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any
+from typing import Any, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,6 +37,7 @@ __all__ = ["aggregated", "shaped"]
 # (spaces, `1_000`, `inf`, `nan`, other scripts' digits) holds a digit, "inf" or "nan", and is read by `float`.
 _PLAIN_NUMBER = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
 _MAYBE_NUMBER = r"(?i)\p{Nd}|inf|nan"
+Column = pa.Array[Any]  # a batch's column, of any type
 _ORDERING = {"lt": "less", "lte": "less_equal", "gt": "greater", "gte": "greater_equal"}
 
 
@@ -57,8 +58,11 @@ def shaped(source: Source, obligations: Sequence[Obligation], *, text: bool) -> 
 
 def _nested(obligation: Obligation) -> bool:
     params = obligation.params
-    fields = params.get("fields") if obligation.kind == "mask" else [params.get("path" if obligation.kind == "replace" else "field")]
-    assert isinstance(fields, list)
+    if obligation.kind == "mask":
+        fields = params["fields"]
+        assert isinstance(fields, list)
+    else:
+        fields = [params["path" if obligation.kind == "replace" else "field"]]
     return any(not _flat(parse_path(f)) for f in fields)
 
 
@@ -115,7 +119,8 @@ def _replace(name: str, value: JSON, text: bool) -> _BatchStep:
     def replace(batch: pa.RecordBatch) -> pa.RecordBatch:
         if name not in batch.schema.names:
             return batch
-        column = pa.array([value] * batch.num_rows) if isinstance(value, (dict, list)) else pa.repeat(value, batch.num_rows)
+        values: list[Any] = [value] * batch.num_rows
+        column = pa.array(values) if isinstance(value, (dict, list)) else pa.repeat(value, batch.num_rows)
         return batch.set_column(batch.schema.get_field_index(name), name, column)
 
     return replace
@@ -133,7 +138,7 @@ def _filter(name: str, op: str, value: JSON) -> _BatchStep:
     return keep
 
 
-def _drops(column: pa.Array, op: str, value: JSON) -> pa.Array:
+def _drops(column: Column, op: str, value: JSON) -> Column:
     """Where the reference drops the row: the condition matches, or cannot be evaluated."""
     if not _simple(column.type):
         return _drops_by_records(column, op, value)
@@ -148,13 +153,16 @@ def _drops(column: pa.Array, op: str, value: JSON) -> pa.Array:
     is_num = pc.is_valid(numbers)
     is_str = pc.and_(pc.is_valid(strings), pc.invert(is_num))
     dropped = pc.if_else(is_num, drop_num, pc.if_else(is_str, drop_str, drop_null))
-    return pc.fill_null(dropped, True)  # fail closed
+    return cast(Column, pc.fill_null(dropped, True))  # fail closed
+
+
+def _is_text(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_string_view(kind)
 
 
 def _simple(kind: pa.DataType) -> bool:
     return (
-        pa.types.is_string(kind)
-        or pa.types.is_large_string(kind)
+        _is_text(kind)
         or pa.types.is_integer(kind)
         or pa.types.is_floating(kind)
         or pa.types.is_boolean(kind)
@@ -162,59 +170,64 @@ def _simple(kind: pa.DataType) -> bool:
     )
 
 
-def _kinds(column: pa.Array, coerce: bool) -> tuple[pa.Array, pa.Array]:
+def _kinds(column: Column, coerce: bool) -> tuple[Column, Column]:
     """The column as numbers (float64, null where none) and text (null where none); Python compares
     bools as numbers. A text that reads as a number counts as one when `coerce`."""
     kind = column.type
     no_text = pa.nulls(len(column), pa.string())
     if pa.types.is_null(kind):
         return pa.nulls(len(column), pa.float64()), no_text
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+    if _is_text(kind):
         text = pc.cast(column, pa.string())
         return (_numbers(text) if coerce else pa.nulls(len(column), pa.float64())), text
     return pc.cast(column, pa.float64()), no_text
 
 
-def _numbers(text: pa.Array) -> pa.Array:
+def _numbers(text: Column) -> Column:
     """Text read as Python's `float` reads it: float64, null where it is no number."""
+    numbers: Any
     try:  # the common case, a column of numbers: Arrow's parser reads what `float` reads, but for `nan(…)`
         numbers = pc.cast(text, pa.float64())
         if not pc.any(pc.is_nan(numbers)).as_py():
-            return numbers
+            return cast(Column, numbers)
     except pa.ArrowInvalid:
         pass
-    plain = pc.fill_null(pc.match_substring_regex(text, _PLAIN_NUMBER), False)
+    matched: Any = pc.match_substring_regex(text, _PLAIN_NUMBER)
+    plain: Any = pc.fill_null(matched, False)
     numbers = pc.cast(pc.if_else(plain, text, None), pa.float64())
-    odd = pc.fill_null(pc.and_(pc.invert(plain), pc.match_substring_regex(text, _MAYBE_NUMBER)), False)
+    odd: Any = pc.fill_null(pc.and_(pc.invert(plain), pc.match_substring_regex(text, _MAYBE_NUMBER)), False)
     if not pc.any(odd).as_py():
-        return numbers
+        return cast(Column, numbers)
     read = [_float(s) for s in pc.filter(text, odd).to_pylist()]
-    return pc.replace_with_mask(numbers, odd, pa.array(read, pa.float64()))
+    return cast(Column, pc.replace_with_mask(numbers, odd, pa.array(read, pa.float64())))
 
 
-def _float(text: str) -> float | None:
+def _float(text: str | None) -> float | None:
+    if text is None:
+        return None
     try:
         return float(text)
     except ValueError:
         return None
 
 
-def _comparison(numbers: pa.Array, strings: pa.Array, op: str, value: JSON) -> tuple[Any, Any, bool]:
+def _comparison(numbers: Column, strings: Column, op: str, value: JSON) -> tuple[Any, Any, bool]:
     """(drop a number, drop a text, drop a null) for eq, neq, lt, lte, gt, gte against `value`."""
-    numeric = isinstance(value, (int, float))  # bools too: Python compares True as 1
+    number = float(value) if isinstance(value, (int, float)) else None  # bools too: Python compares True as 1
+    text = value if isinstance(value, str) else None
     if op in ("eq", "neq"):
-        equal = "equal" if op == "eq" else "not_equal"
+        function = "equal" if op == "eq" else "not_equal"
         differ = op == "neq"  # what a value of another type gives: never equal
-        drop_num = pc.call_function(equal, [numbers, float(value)]) if numeric else differ  # type: ignore[arg-type]
-        drop_str = pc.call_function(equal, [strings, value]) if isinstance(value, str) else differ
+        drop_num = differ if number is None else pc.call_function(function, [numbers, number])
+        drop_str = differ if text is None else pc.call_function(function, [strings, text])
         return drop_num, drop_str, (value is None) != differ
-    ordering = _ORDERING[op]
-    drop_num = pc.call_function(ordering, [numbers, float(value)]) if numeric else True  # type: ignore[arg-type]
-    drop_str = pc.call_function(ordering, [strings, value]) if isinstance(value, str) else True
-    return drop_num, drop_str, True  # null < anything raises TypeError: the row does not leave
+    function = _ORDERING[op]  # another type than the value's raises TypeError: the row does not leave
+    drop_num = True if number is None else pc.call_function(function, [numbers, number])
+    drop_str = True if text is None else pc.call_function(function, [strings, text])
+    return drop_num, drop_str, True
 
 
-def _membership(numbers: pa.Array, strings: pa.Array, value: list[JSON], member: bool) -> tuple[Any, Any, bool]:
+def _membership(numbers: Column, strings: Column, value: list[JSON], member: bool) -> tuple[Any, Any, bool]:
     """(drop a number, drop a text, drop a null) for in / not_in `value`, with Python's equality."""
     number_set = pa.array([float(v) + 0.0 for v in value if isinstance(v, (int, float))], pa.float64())
     text_set = pa.array([v for v in value if isinstance(v, str)], pa.string())
@@ -226,7 +239,7 @@ def _membership(numbers: pa.Array, strings: pa.Array, value: list[JSON], member:
     return pc.invert(found_num), pc.invert(found_str), not has_null
 
 
-def _drops_by_records(column: pa.Array, op: str, value: JSON) -> pa.Array:
+def _drops_by_records(column: Column, op: str, value: JSON) -> Column:
     """Values of other types (nested, dates, binary) are compared by the kernel's record function."""
     condition = Obligation("filter_rows", {"field": "v", "op": op, "value": value})
     records: list[Record] = [{"v": v} for v in column.to_pylist()]
@@ -262,46 +275,52 @@ def aggregated(source: Source, spec: Obligation | JSONObject, query: JSON) -> li
 
 def _prepared(batch: pa.RecordBatch, group_by: list[str], fields: list[str]) -> pa.Table:
     """Group keys as the reference keys them (k0, k1 …) and each metric field as finite numbers (m0 …)."""
-    columns: dict[str, pa.Array] = {}
+    columns: dict[str, Column] = {}
     for i, name in enumerate(group_by):
         columns[f"k{i}"] = _key(batch.column(name)) if name in batch.schema.names else pa.nulls(batch.num_rows)
     for i, name in enumerate(fields):
-        columns[f"m{i}"] = _metric_values(batch.column(name)) if name in batch.schema.names else pa.nulls(batch.num_rows, pa.float64())
+        columns[f"m{i}"] = (
+            _metric_values(batch.column(name)) if name in batch.schema.names else pa.nulls(batch.num_rows, pa.float64())
+        )
     columns["one"] = pa.repeat(1, batch.num_rows).cast(pa.int64())
     return pa.table(columns)
 
 
-def _key(column: pa.Array) -> pa.Array:
+def _key(column: Column) -> Column:
     if _simple(column.type):
         return column
     return pa.array([v if isinstance(v, (str, int, float, bool)) or v is None else str(v) for v in column.to_pylist()])
 
 
-def _metric_values(column: pa.Array) -> pa.Array:
+def _metric_values(column: Column) -> Column:
     """What the reference's `_number` reads: numbers, and text that is a finite number; not bools."""
     kind = column.type
     if pa.types.is_integer(kind) or pa.types.is_floating(kind):
         return pc.cast(column, pa.float64())
-    if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+    if _is_text(kind):
         numbers = _numbers(pc.cast(column, pa.string()))
-        return pc.if_else(pc.is_finite(numbers), numbers, None)
+        return cast(Column, pc.if_else(pc.is_finite(numbers), numbers, None))
     return pa.nulls(len(column), pa.float64())
 
 
 def _partial(table: pa.Table, group_by: list[str], fields: list[str]) -> pa.Table:
     keys = [f"k{i}" for i in range(len(group_by))]
-    wanted = [("one", "sum")] + [(f"m{i}", fn) for i in range(len(fields)) for fn in ("sum", "count", "min", "max")]
+    wanted: list[Any] = [("one", "sum")] + [
+        (f"m{i}", fn) for i in range(len(fields)) for fn in ("sum", "count", "min", "max")
+    ]
     return _named(table.group_by(keys, use_threads=False).aggregate(wanted), keys, fields)
 
 
 def _merge(partial: pa.Table | None, more: pa.Table) -> pa.Table:
     if partial is None:
         return more
-    both = pa.concat_tables([partial, more])
+    both = pa.concat_tables([partial, more], promote_options="permissive")  # a JSON source's types may vary
     keys = [name for name in both.column_names if name.startswith("k")]
     fields = [name for name in both.column_names if name.startswith("m") and name.endswith("_sum")]
-    merged = [("n", "sum")] + [
-        (f"{f[:-4]}_{part}", fn) for f in fields for part, fn in (("sum", "sum"), ("count", "sum"), ("min", "min"), ("max", "max"))
+    merged: list[Any] = [("n", "sum")] + [
+        (f"{f[:-4]}_{part}", fn)
+        for f in fields
+        for part, fn in (("sum", "sum"), ("count", "sum"), ("min", "min"), ("max", "max"))
     ]
     return _named(both.group_by(keys, use_threads=False).aggregate(merged), keys, [f[:-4] for f in fields], merged=True)
 

@@ -345,10 +345,10 @@ def aggregate(records: Iterable[Record], spec: Obligation | JSONObject, query: J
     return rows
 
 
-def aggregate_query(spec: Obligation | JSONObject, query: JSON) -> tuple[list[str], list[Metric], int]:
-    """The query's groupings, its metrics and the minimum group size, if the spec allows the query.
-    Raises AggregateRefused (ObligationError for a malformed spec)."""
-    params = spec.params if isinstance(spec, Obligation) else spec
+def aggregate_query(rule: Obligation | JSONObject, query: JSON) -> tuple[list[str], list[Metric], int]:
+    """The query's groupings, its metrics and the minimum group size, if the `aggregate` rule allows the
+    query. Raises AggregateRefused (ObligationError for a malformed rule)."""
+    params = rule.params if isinstance(rule, Obligation) else rule
     k = params.get("min_group_size")
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise ObligationError(f"aggregate needs min_group_size >= 1, got {k!r}")

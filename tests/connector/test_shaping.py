@@ -123,7 +123,10 @@ def _shaped_out(source: FileSource, rules: list[Obligation], fmt: str) -> list[d
 )
 @example(
     records=[{"a": " 40 ", "b": "4_0", "c": "x"}, {"a": "nan", "b": "40", "c": "x"}],
-    rules=[Obligation("filter_rows", {"field": "b", "op": "in", "value": [40]}), Obligation("filter_rows", {"field": "a", "op": "neq", "value": 40})],
+    rules=[
+        Obligation("filter_rows", {"field": "b", "op": "in", "value": [40]}),
+        Obligation("filter_rows", {"field": "a", "op": "neq", "value": 40}),
+    ],
 )
 def test_csv_batches_are_shaped_as_the_record_path_shapes_them(
     tmp_path: Path, records: list[dict[str, Any]], rules: list[Obligation]
@@ -171,7 +174,9 @@ def _same_rows(ours: list[dict[str, Any]], reference: list[dict[str, Any]]) -> N
 @pytest.mark.parametrize("fmt", ["csv", "jsonl", "parquet"])
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data(), query=QUERIES, k=st.integers(1, 3))
-def test_aggregates_on_batches_are_the_record_paths(tmp_path: Path, fmt: str, data: st.DataObject, query: Any, k: int) -> None:
+def test_aggregates_on_batches_are_the_record_paths(
+    tmp_path: Path, fmt: str, data: st.DataObject, query: Any, k: int
+) -> None:
     records = data.draw(TEXT_RECORDS if fmt == "csv" else typed_records())
     records = [r | {"a": str(i % 3)} for i, r in enumerate(records)] if fmt == "csv" else records
     spec = {"group_by": NAMES, "functions": ["count", "sum", "avg", "min", "max"], "fields": NAMES, "min_group_size": k}
@@ -200,7 +205,10 @@ def test_nested_paths_take_the_record_path_a_batch_at_a_time(tmp_path: Path) -> 
     records = [{"id": i, "address": {"city": "Berlin", "street": f"S{i}"}, "phones": ["1", "2"]} for i in range(3)]
     path = tmp_path / "nested.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    rules = [Obligation("mask", {"fields": ["$.address.street"]}), Obligation("replace", {"path": "$.phones[*]", "value": "x"})]
+    rules = [
+        Obligation("mask", {"fields": ["$.address.street"]}),
+        Obligation("replace", {"path": "$.phones[*]", "value": "x"}),
+    ]
     out = _shaped_out(FileSource(path, "jsonl"), rules, "jsonl")
     assert out == [{"id": i, "address": {"city": "Berlin"}, "phones": ["x", "x"]} for i in range(3)]
 
@@ -208,7 +216,9 @@ def test_nested_paths_take_the_record_path_a_batch_at_a_time(tmp_path: Path) -> 
 @pytest.mark.parametrize("fmt", ["csv", "json", "jsonl", "parquet"])
 def test_every_format_is_written_from_every_source(tmp_path: Path, fmt: str) -> None:
     for source_format in ("csv", "json", "jsonl", "parquet"):
-        source = _write_source(tmp_path, [{"a": "é,1", "b": 'q"t', "c": "3"}, {"a": "x", "b": "", "c": "4"}], source_format)
+        source = _write_source(
+            tmp_path, [{"a": "é,1", "b": 'q"t', "c": "3"}, {"a": "x", "b": "", "c": "4"}], source_format
+        )
         assert _shaped_out(source, [Obligation("mask", {"fields": ["b"]})], fmt) == [
             {"a": "é,1", "c": "3"},
             {"a": "x", "c": "4"},
@@ -296,13 +306,17 @@ async def test_a_parquet_asset_is_offered_with_its_media_type_and_pulled(
     space: Dataspace, provider: Site, consumer: Site, tmp_path: Path
 ) -> None:
     offer = await publish(provider, _people_file(tmp_path, "parquet"))  # the research policy: e-mail masked
-    catalog = await consumer.post("/catalog/request", {"provider_url": provider.dsp_url, "provider_id": provider.id}, 200)
+    catalog = await consumer.post(
+        "/catalog/request", {"provider_url": provider.dsp_url, "provider_id": provider.id}, 200
+    )
     (dataset,) = catalog["dataset"]
     assert dataset["distribution"][0]["mediaType"] == "application/vnd.apache.parquet"
     assert (await provider.api.get(f"/assets/{offer['asset_id']}")).json()["format"] == "parquet"
     negotiation = await negotiate(consumer, provider, offer)
     transfer = await start_transfer(consumer, negotiation["agreement_id"])
-    pulled = await consumer.api.get(f"/transfers/{transfer['id']}/data", params={"purpose": "research", "format": "json"})
+    pulled = await consumer.api.get(
+        f"/transfers/{transfer['id']}/data", params={"purpose": "research", "format": "json"}
+    )
     assert as_json(pulled) == [{k: v for k, v in p.items() if k != "email"} for p in PEOPLE]
 
 

@@ -14,7 +14,7 @@ Arrow holds a table: a field missing from a JSON record is null here.
 import json
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Any, cast
+from typing import Any, TypeAlias, cast
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -37,7 +37,7 @@ __all__ = ["aggregated", "shaped"]
 # (spaces, `1_000`, `inf`, `nan`, other scripts' digits) holds a digit, "inf" or "nan", and is read by `float`.
 _PLAIN_NUMBER = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
 _MAYBE_NUMBER = r"(?i)\p{Nd}|inf|nan"
-Column = pa.Array[Any]  # a batch's column, of any type
+Column: TypeAlias = "pa.Array[Any]"  # a batch's column, of any type
 _ORDERING = {"lt": "less", "lte": "less_equal", "gt": "greater", "gte": "greater_equal"}
 
 

@@ -144,6 +144,8 @@ def test_typed_batches_are_shaped_as_the_record_path_shapes_them(
 ) -> None:
     source = _write_source(tmp_path, records, fmt)
     expected = list(apply_record_obligations(copy.deepcopy(records), rules))
+    if fmt == "parquet" and not any(expected):
+        expected = []  # Parquet holds no rows without columns: every field masked leaves an empty file
     assert _shaped_out(source, rules, fmt) == expected
 
 

@@ -332,3 +332,30 @@ async def test_a_parquet_asset_must_be_a_readable_parquet_file(provider: Site, t
     assert wrong.status_code == 400
     assert "parquet" in wrong.text
     assert (await provider.api.get("/assets")).json()["items"] == []
+
+
+AGGREGATE_POLICY = """package tessera.usage.counted
+default allow := false
+allow if input.purpose == "research"
+obligations contains {"kind": "aggregate", "group_by": ["country"], "functions": ["count", "avg"],
+    "fields": ["age"], "min_group_size": 1}
+"""
+
+
+@pytest.mark.parametrize("stored", ["csv", "parquet"])
+async def test_aggregates_are_json_unless_another_format_is_asked(
+    provider: Site, consumer: Site, tmp_path: Path, stored: str
+) -> None:
+    data = await _started(provider, consumer, _people_file(tmp_path, stored), AGGREGATE_POLICY)
+    query = json.dumps({"group_by": ["country"], "metrics": [{"fn": "avg", "field": "age"}, {"fn": "count"}]})
+    expected = [{"country": p["country"], "avg_age": float(p["age"]), "count": 1} for p in PEOPLE]
+    expected.sort(key=lambda row: row["country"])
+    as_json_rows = await consumer.api.get(data, params={"purpose": "research", "query": query})
+    assert as_json_rows.headers["content-type"].startswith("application/json")
+    assert as_json(as_json_rows) == expected
+    as_csv = await consumer.api.get(data, params={"purpose": "research", "query": query, "format": "csv"})
+    assert as_csv.headers["content-type"].startswith("text/csv")
+    numbers = [
+        {"country": r["country"], "avg_age": float(r["avg_age"]), "count": int(r["count"])} for r in rows(as_csv)
+    ]
+    assert numbers == expected  # Arrow writes 36.0 as 36

@@ -1,8 +1,8 @@
 """Assets: datasets a provider offers, and how their records are read and written.
 
-An asset is a file on the provider's side (CSV, a JSON array, or JSON Lines). Records are read
-lazily and written out in batches, so a large file never sits whole in memory; the data plane
-applies a decision's obligations to the records in between. Every asset carries its labels
+An asset is a file on the provider's side (CSV, a JSON array, JSON Lines or Parquet), read by
+`connector.sources` in record batches, so a large file never sits whole in memory; the data plane
+applies a decision's obligations to the batches (`connector.shaping`). Every asset carries its labels
 (`tessera.labels`: grade, category, personal information, home jurisdiction) and a lifecycle state;
 policies read them as `input.asset` and `input.artifact`.
 """
@@ -14,7 +14,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import ijson
+import pyarrow as pa
+import pyarrow.parquet as pq
 import sqlmodel
 from pydantic import AfterValidator, BaseModel, Field, field_validator, model_validator
 from sqlmodel import SQLModel
@@ -27,8 +28,13 @@ from tessera.json import JSONObject
 from tessera.labels import Labels, Level, State
 from tessera.store import Json, Timestamp, UtcDateTime
 
-Format = Literal["csv", "json", "jsonl"]
-MEDIA_TYPES: dict[str, str] = {"csv": "text/csv", "json": "application/json", "jsonl": "application/x-ndjson"}
+Format = Literal["csv", "json", "jsonl", "parquet"]
+MEDIA_TYPES: dict[str, str] = {
+    "csv": "text/csv",
+    "json": "application/json",
+    "jsonl": "application/x-ndjson",
+    "parquet": "application/vnd.apache.parquet",
+}
 BATCH_RECORDS = 500
 Jurisdiction = Annotated[str, AfterValidator(labels.jurisdiction)]
 Category = Annotated[str, AfterValidator(labels.category)]
@@ -83,7 +89,17 @@ class AssetCreate(LabelsIn):
     def _one_source(self) -> "AssetCreate":
         if [self.path, self.copy_id, self.source].count(None) != 2:
             raise ValueError("give one of path (a file), source (a backend) or copy_id (a received copy)")
+        if self.format == "parquet" and self.path is not None:
+            _require_parquet(Path(self.path))
         return self
+
+
+def _require_parquet(path: Path) -> None:
+    """A Parquet asset's file must be one pyarrow can read: its footer and schema, checked now."""
+    try:
+        pq.read_schema(path)
+    except (OSError, pa.ArrowException) as exc:
+        raise ValueError(f"the file at {str(path)[:200]} is not a readable Parquet file: {str(exc)[:200]}") from exc
 
 
 class AssetChange(BaseModel):
@@ -134,25 +150,6 @@ class Asset(SQLModel, table=True):
             "state": self.state,
             "created_at": rfc3339(self.created_at),
         }
-
-
-def read_records(asset: Asset) -> Iterator[dict[str, Any]]:
-    """The asset's records, one at a time (CSV rows as dicts of strings)."""
-    path = Path(asset.path)
-    if asset.format == "csv":
-        with path.open(newline="", encoding="utf-8") as fh:
-            yield from csv.DictReader(fh)
-    elif asset.format == "json":
-        with path.open("rb") as fh:
-            yield from ijson.items(fh, "item", use_float=True)
-    else:
-        with path.open(encoding="utf-8") as fh:
-            yield from (json.loads(line) for line in fh if line.strip())
-
-
-def csv_header(asset: Asset) -> list[str]:
-    with Path(asset.path).open(newline="", encoding="utf-8") as fh:
-        return next(csv.reader(fh), [])
 
 
 def write_records(records: Iterable[dict[str, Any]], fmt: str, header: list[str] | None = None) -> Iterator[bytes]:

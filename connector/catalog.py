@@ -14,7 +14,7 @@ import sqlmodel
 from pydantic import BaseModel, Field, model_validator
 from sqlmodel import SQLModel
 
-from connector.assets import Asset
+from connector.assets import MEDIA_TYPES, Asset
 from policies.compiler import compile_policy
 from policies.explain import patterns_in
 from policies.odrl import offer_from_patterns
@@ -192,7 +192,14 @@ def dataset(asset: Asset, offers: list[dict[str, Any]], service_id: str) -> dict
         "keyword": list(asset.keywords),
         **labels,
         "hasPolicy": offers,
-        "distribution": [{"@type": "Distribution", "format": dsp.PULL_FORMAT, "accessService": service_id}],
+        "distribution": [
+            {
+                "@type": "Distribution",
+                "format": dsp.PULL_FORMAT,
+                "mediaType": MEDIA_TYPES[asset.format],  # dcat:mediaType: what a pull gives unless it asks for another
+                "accessService": service_id,
+            }
+        ],
     }
 
 

@@ -54,7 +54,12 @@ FIRST_RETRY = 1.0  # seconds before a copy that could not be deleted is tried ag
 LONGEST_RETRY = 600.0  # seconds between attempts at most: a copy due for deletion is never given up on
 EARLIEST_DELETE_AFTER = datetime(2000, 1, 1, tzinfo=UTC)
 LATEST_DELETE_AFTER = timedelta(days=36525)  # a hundred years from now
-SUFFIX = {"text/csv": ".csv", "application/json": ".json", "application/x-ndjson": ".jsonl"}
+SUFFIX = {
+    "text/csv": ".csv",
+    "application/json": ".json",
+    "application/x-ndjson": ".jsonl",
+    "application/vnd.apache.parquet": ".parquet",
+}
 
 
 class ReceivedCopy(SQLModel, table=True):

@@ -24,23 +24,25 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
+import pyarrow as pa
 from sqlmodel import Field, SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 
-from connector import cross_border, fast_path, grades, resumes, sources, timeline
+from connector import cross_border, fast_path, grades, resumes, shaping, sources, timeline, writers
 from connector.agreements import Agreement
-from connector.assets import MEDIA_TYPES, Asset, csv_header, read_records, write_records
+from connector.assets import Asset, write_records
 from connector.catalog import UsagePolicy
 from connector.fast_path import Asked, Fetch, fetch_for
 from connector.outbox import enqueue
 from connector.ranges import Unsatisfiable
 from connector.runtime import Runtime
+from connector.sources import MEDIA_TYPES, source_of
 from connector.transfers import Transfer
 from policies.compiler import CompiledAgreement, compile_agreement
 from tessera import audit
 from tessera.clock import parse, rfc3339, utcnow
-from tessera.errors import BadRequest, InvalidMessage, NotEntitled, NotFound, PolicyEvaluationError
+from tessera.errors import BadRequest, InvalidMessage, NotEntitled, NotFound, PolicyEvaluationError, TesseraError
 from tessera.ids import new_id
 from tessera.json import JSONObject, load_object
 from tessera.labels import Labels, strictest
@@ -50,7 +52,6 @@ from tessera.policy.obligations import (
     AggregateRefused,
     ObligationError,
     aggregate,
-    apply_record_obligations,
     require_supported,
 )
 from tessera.store import Timestamp, UtcDateTime
@@ -77,22 +78,27 @@ class UsageCounter(SQLModel, table=True):
 class Declared:
     """What the consumer declares for one use: its purpose, the event in progress, and, for
     aggregate-only data, its query. Policies read them as `input.purpose`, `input.event` and
-    `input.request.query`; nothing of it is proven, so patterns combine it with verified claims."""
+    `input.request.query`; nothing of it is proven, so patterns combine it with verified claims.
+    `format` is how the consumer wants the data written (None: the asset's own format)."""
 
     purpose: str | None = None
     event: str | None = None
     query: dict[str, Any] | None = None
+    format: str | None = None
 
-    PARAMETERS: ClassVar = ("purpose", "event", "query")  # the query parameters of a pull that carry it
+    PARAMETERS: ClassVar = ("purpose", "event", "query", "format")  # the query parameters of a pull that carry it
 
     @classmethod
     def of(cls, params: Mapping[str, str]) -> "Declared":
-        """Read from a pull's query parameters (`?purpose=…&event=…&query={json}`)."""
-        query = params.get("query")
+        """Read from a pull's query parameters (`?purpose=…&event=…&query={json}&format=csv`)."""
+        query, fmt = params.get("query"), params.get("format")
+        if fmt is not None and fmt not in writers.FORMATS:
+            raise BadRequest(f"format must be one of {', '.join(writers.FORMATS)}, got {fmt[:50]!r}")
         return cls(
             params.get("purpose"),
             params.get("event"),
             None if query is None else load_object(query, "query", BadRequest),
+            fmt,
         )
 
 
@@ -108,6 +114,7 @@ class Use:
     headers: dict[str, str] = field(default_factory=dict)
     filing: str | None = None  # the cross-border filing this use wrote, if it crosses a border
     fetch: Fetch | None = None  # set when the stored file is sent as it is (the fast path)
+    format: str | None = None  # how the consumer wants the data written; None: the asset's format
 
 
 def usage_input(
@@ -307,7 +314,7 @@ async def decide_use(runtime: Runtime, transfer: Transfer, declared: Declared, a
         denied = "the agreement, its usage policy or the connector's rules denied this request"
         raise NotEntitled(denied, reasons=list(decision.reasons))
     headers = _headers(decision, runtime.clock(), sent_labels(asset))
-    return Use(transfer, agreement, asset, decision, declared.query, headers, filing, fast)
+    return Use(transfer, agreement, asset, decision, declared.query, headers, filing, fast, declared.format)
 
 
 def _purpose(declared: Declared) -> list[str]:
@@ -396,38 +403,51 @@ def _headers(decision: Decision, now: datetime, labels: Labels) -> dict[str, str
 async def content(runtime: Runtime, use: Use) -> tuple[AsyncIterator[bytes], str]:
     """The data of an allowed use, obligations applied, as a metered byte stream and its media type."""
     asset, decision = use.asset, use.decision
+    source = await _opened(runtime, use)
     rules = decision.of_kind("aggregate")
-    records, columns = await _read(asset)
     if rules:
         assert use.query is not None
-        rows = await run_in_threadpool(aggregate, records, rules[0], use.query)
-        chunks = iterate_in_threadpool(write_records(rows, "json"))
-        media_type = MEDIA_TYPES["json"]
+        rows = await run_in_threadpool(shaping.aggregated, source, rules[0], use.query)
+        fmt = use.format or "json"  # aggregates are JSON unless the consumer asks for another format
+        chunks = iterate_in_threadpool(_aggregate_rows(rows, fmt))
     else:
-        records = apply_record_obligations(records, decision.obligations)  # raises before any record
-        header = _columns(columns, decision) if asset.format == "csv" else None
-        chunks = iterate_in_threadpool(write_records(records, asset.format, header))
-        media_type = MEDIA_TYPES[asset.format]
-    return _metered(runtime, use, chunks), media_type
+        fmt = use.format or asset.format
+        batches = shaping.shaped(source, decision.obligations, text=asset.format == "csv")  # raises before any batch
+        chunks = iterate_in_threadpool(writers.write(batches, fmt))
+    return _metered(runtime, use, chunks), MEDIA_TYPES[fmt]
+
+
+async def _opened(runtime: Runtime, use: Use) -> sources.Source:
+    """The use's source, read up to its first batch: a source that fails (a backend down, a SQL table whose
+    columns changed) is the answer, not a broken stream, and the use it could not serve is given back."""
+    try:
+        return await run_in_threadpool(sources.opened, source_of(use.asset))
+    except TesseraError as exc:
+        async with runtime.transaction() as session:
+            counter = await session.get(UsageCounter, use.agreement.id)
+            if counter is not None and counter.uses > 0:
+                counter.uses -= 1
+            await audit.append(
+                session,
+                actor=runtime.participant_id,
+                action="usage.returned",
+                subject=use.agreement.id,
+                transfer=use.transfer.id,
+                reason=exc.detail,
+            )
+        raise
+
+
+def _aggregate_rows(rows: list[dict[str, Any]], fmt: str) -> Iterator[bytes]:
+    if fmt == "json":
+        return write_records(rows, "json")  # as before the batch path: one array, metrics as computed
+    return writers.write([pa.RecordBatch.from_pylist(rows)], fmt)
 
 
 def stored_content(runtime: Runtime, use: Use) -> AsyncIterator[bytes]:
     """A fast-path use's stored file as it is, as a metered byte stream (for a push)."""
     assert use.fetch is not None
     return _metered(runtime, use, fast_path.file_bytes(use.fetch.stored))
-
-
-async def _read(asset: Asset) -> tuple[Iterator[dict[str, Any]], list[str]]:
-    """The asset's records and column names; a backend (HTTP, SQL) is opened here, so that its failure is
-    the answer (502, or 409 for changed columns) rather than a broken stream."""
-    if asset.source is not None:
-        return await run_in_threadpool(sources.open_records, asset)
-    return read_records(asset), csv_header(asset) if asset.format == "csv" else []
-
-
-def _columns(columns: list[str], decision: Decision) -> list[str]:
-    masked = {name.removeprefix("$.") for name in decision.mask}
-    return [name for name in columns if name not in masked]
 
 
 async def _metered(runtime: Runtime, use: Use, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

@@ -180,7 +180,7 @@ async def publish(
 ) -> dict[str, Any]:
     """Asset (with the fields in `asset`: labels, state …) + usage policy (+ access policy) + offer on the
     provider; returns the offer."""
-    fmt = {".csv": "csv", ".json": "json", ".jsonl": "jsonl"}[data_file.suffix]
+    fmt = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".parquet": "parquet"}[data_file.suffix]
     created = await provider.post("/assets", {"title": "People", "format": fmt, "path": str(data_file)} | asset)
     usage = await provider.post("/policies", {"title": "research", "source": policy})
     body = {"asset_id": created["id"], "usage_policy_id": usage["id"]}

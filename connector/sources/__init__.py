@@ -34,7 +34,7 @@ __all__ = [
     "SourceError",
     "SqlSource",
     "Stored",
-    "open_records",
+    "opened",
     "recorded",
     "source_of",
 ]
@@ -63,18 +63,28 @@ def recorded(spec: HttpSpec | SqlSpec, environ: Mapping[str, str] | None = None)
     return stored
 
 
-def open_records(asset: Asset) -> tuple[Iterator[dict[str, Any]], list[str]]:
-    """A backend's records and column names, read up to the first batch (blocking), so that a backend that
-    fails, or a source whose columns changed, raises here rather than in the middle of a response."""
-    source = source_of(asset)
-    batches = source.batches()
-    first = next(batches, None)
-    if first is not None:
-        return _rows(first, batches), first.schema.names
-    return iter(()), source.schema().names if isinstance(source, SqlSource) else []
+class Opened:
+    """A source read up to its first batch: what fails at opening has failed before a response starts."""
+
+    def __init__(self, source: Source) -> None:
+        self.format = source.format
+        self._source = source
+        self._rest = source.batches()
+        self._first = next(self._rest, None)
+
+    def stored(self) -> Stored | None:
+        return self._source.stored()
+
+    def schema(self) -> pa.Schema:
+        return self._first.schema if self._first is not None else self._source.schema()
+
+    def batches(self) -> Iterator[pa.RecordBatch]:
+        if self._first is not None:
+            yield self._first
+        yield from self._rest
 
 
-def _rows(first: pa.RecordBatch, rest: Iterator[pa.RecordBatch]) -> Iterator[dict[str, Any]]:
-    yield from first.to_pylist()
-    for batch in rest:
-        yield from batch.to_pylist()
+def opened(source: Source) -> Source:
+    """`source`, read up to its first batch (blocking): a backend that fails, or a SQL table whose columns
+    changed, raises here rather than in the middle of a response."""
+    return Opened(source)

@@ -49,11 +49,17 @@ class FileSource:
             elif self.format == "parquet":
                 yield from pq.ParquetFile(self.path).iter_batches()
             elif self.format == "jsonl":
+                if self._blank():
+                    return  # Arrow's reader refuses a stream without records; the record path read none
                 yield from pa_json.open_json(self.path, read_options=pa_json.ReadOptions(block_size=BLOCK_BYTES))
             else:
                 yield from self._json_array()
         except (OSError, pa.ArrowInvalid) as exc:
             raise SourceError(f"the asset's {self.format} file cannot be read: {exc}") from exc
+
+    def _blank(self) -> bool:
+        with self.path.open("rb") as fh:
+            return not fh.read(BLOCK_BYTES).strip() and not fh.read(1)
 
     def _csv_reader(self) -> pa_csv.CSVStreamingReader:
         names = pa_csv.open_csv(self.path).schema.names

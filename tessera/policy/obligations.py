@@ -34,9 +34,11 @@ __all__ = [
     "RECORD_KINDS",
     "SIDE_EFFECT_KINDS",
     "AggregateRefused",
+    "Metric",
     "ObligationError",
     "UnsupportedObligation",
     "aggregate",
+    "aggregate_query",
     "apply_record_obligations",
     "parse_path",
     "require_supported",
@@ -289,7 +291,7 @@ def _coerce(found: JSON, value: JSON) -> JSON:
 
 
 @dataclass(frozen=True)
-class _Metric:
+class Metric:
     """One metric of an allowed aggregate query, like `{"fn": "avg", "field": "age"}`."""
 
     fn: str
@@ -324,8 +326,7 @@ def aggregate(records: Iterable[Record], spec: Obligation | JSONObject, query: J
     Each result row holds the group's values and one column per metric (`count`, `avg_age`).
     Groups with fewer than k records are left out of the result. Raises AggregateRefused.
     """
-    params = spec.params if isinstance(spec, Obligation) else spec
-    group_by, metrics, k = _check_query(params, query)
+    group_by, metrics, k = aggregate_query(spec, query)
     groups: dict[tuple[JSON, ...], list[Record]] = {}
     for record in records:
         key = tuple(_group_value(record, field) for field in group_by)
@@ -344,7 +345,10 @@ def aggregate(records: Iterable[Record], spec: Obligation | JSONObject, query: J
     return rows
 
 
-def _check_query(params: JSONObject, query: JSON) -> tuple[list[str], list[_Metric], int]:
+def aggregate_query(rule: Obligation | JSONObject, query: JSON) -> tuple[list[str], list[Metric], int]:
+    """The query's groupings, its metrics and the minimum group size, if the `aggregate` rule allows the
+    query. Raises AggregateRefused (ObligationError for a malformed rule)."""
+    params = rule.params if isinstance(rule, Obligation) else rule
     k = params.get("min_group_size")
     if not isinstance(k, int) or isinstance(k, bool) or k < 1:
         raise ObligationError(f"aggregate needs min_group_size >= 1, got {k!r}")
@@ -370,7 +374,7 @@ def _check_query(params: JSONObject, query: JSON) -> tuple[list[str], list[_Metr
             raise AggregateRefused(f"aggregate: function {fn!r} not in allowed {sorted(functions)}")
         if not (fn == "count" and field in (None, "*")) and field not in fields:
             raise AggregateRefused(f"aggregate: field {field!r} not in allowed {sorted(fields)}")
-        checked.append(_Metric(fn, field))
+        checked.append(Metric(fn, field))
     return group_by, checked, k
 
 

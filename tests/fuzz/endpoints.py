@@ -212,7 +212,12 @@ DATA_PLANE: list[Endpoint] = [
         "GET",
         "/data/{provider_transfer}",
         "data token",
-        query={"purpose": ["research", CHINESE], "event": ["x"], "query": ['{"country": "DE"}', "[", "{}"]},
+        query={
+            "purpose": ["research", CHINESE],
+            "event": ["x"],
+            "query": ['{"country": "DE"}', "[", "{}"],
+            "format": ["csv", "parquet", "jsonl", "json", "xlsx", ""],
+        },
     ),
     Endpoint("provider", "POST", "/data/{provider_transfer}/token", "access token"),
     Endpoint(
@@ -306,7 +311,7 @@ MANAGEMENT: list[Endpoint] = [
         "consumer",
         "GET",
         "/transfers/{consumer_transfer}/data",
-        query={"purpose": ["research"], "event": ["x"], "query": ["{}", "[[[["]},
+        query={"purpose": ["research"], "event": ["x"], "query": ["{}", "[[[["], "format": ["parquet", "xlsx"]},
     ),
     _api("consumer", "POST", "/transfers/{consumer_transfer}/suspend", lambda t: {"reason": "fuzz"}),
     _api("consumer", "POST", "/transfers/{consumer_transfer}/resume"),

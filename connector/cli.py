@@ -52,6 +52,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(connector_app, name="connector")
     app.add_typer(audit_app, name="audit")
     app.add_typer(usage_app, name="usage")
+    app.command("query")(query)
 
 
 DirOption = Annotated[Path, typer.Option("--dir", "-d", help="The connector's directory (config, key, database).")]
@@ -189,6 +190,41 @@ def connector_timeline(
         console.print(f"waiting for: {body['waiting_for']}")
     if process.get("reasons"):
         console.print("reasons: " + "; ".join(process["reasons"]), soft_wrap=True)
+
+
+def query(
+    agreement_id: Annotated[str, typer.Argument(help="The agreement to query under (ours, as consumer).")],
+    sql: Annotated[str, typer.Argument(help="SELECT … FROM data … (docs/compute.md: the dialect).")],
+    directory: DirOption,
+    epsilon: Annotated[
+        float | None, typer.Option("--epsilon", help="The ε this query spends, when the answer is noised.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Compute-to-data: run an aggregate query at the provider, under the agreement; only aggregates come back."""
+    config = _load_config(directory)
+    headers = {"Authorization": f"Bearer {config.management_token}"}
+    body: dict[str, Any] = {"sql": sql} | ({"epsilon": epsilon} if epsilon is not None else {})
+    try:
+        url = f"{config.url}/api/agreements/{quote(agreement_id, safe='')}/query"
+        response = httpx.post(url, json=body, headers=headers, timeout=120)
+    except httpx.TransportError as exc:
+        _fail(f"the connector at {config.url} is not reachable: {exc}", code=3)
+    if response.status_code != 200:
+        problem = response.json() if response.headers.get("content-type", "").endswith("json") else {}
+        reasons = "; ".join(str(r) for r in problem.get("reasons") or [])
+        _fail(f"{problem.get('detail', response.text)}{': ' + reasons if reasons else ''}", code=2)
+    answer = response.json()
+    if as_json:
+        typer.echo(json.dumps(answer))
+        return
+    rows = answer["rows"]
+    table = Table(*(rows[0] if rows else ["(no groups)"]), title="Answer")
+    for row in rows:
+        table.add_row(*("" if value is None else str(value) for value in row.values()))
+    console.print(table)
+    noise = f"noised with ε {answer['epsilon']:g}, {answer['epsilon_spent']:g} spent" if answer["noised"] else "exact"
+    console.print(f"{noise}; {answer['groups_left_out']} groups below k left out; sha256 {answer['query_sha256']}")
 
 
 @audit_app.command("verify")

@@ -49,7 +49,7 @@ _VALUES = (exp.Column, exp.Identifier, exp.Literal, exp.Null, exp.Boolean, exp.A
 _LOGIC = (exp.And, exp.Or, exp.Not)
 _ARITHMETIC = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod)
 ALLOWED = (*_STRUCTURE, *_VALUES, *_LOGIC, *_ARITHMETIC, *AGGREGATES, *COMPARISONS)
-_SELECT_PARTS = {"expressions", "from", "where", "group", "having", "order", "limit"}
+_SELECT_PARTS = {"expressions", "from_", "where", "group", "having", "order", "limit"}
 
 
 class OutsideDialect(BadRequest):
@@ -72,7 +72,8 @@ def check(text: str, columns: dict[str, str]) -> Checked:
     if len(text) > MAX_QUERY_CHARS:
         raise OutsideDialect(f"sql: the query is longer than {MAX_QUERY_CHARS} characters")
     tree = _parse(text)
-    for node in tree.walk():
+    nodes = list(tree.walk())
+    for node in sorted(nodes, key=lambda n: isinstance(n, exp.Star)):  # a function before a `*` beside it
         _allowed(node, columns)
     return Checked(tree, describe(tree), text)
 
@@ -114,7 +115,8 @@ def _allowed(node: exp.Expression, columns: dict[str, str]) -> None:
             raise OutsideDialect(f"sql: {_construct(node)} is not allowed in compute-to-data queries")
     if isinstance(node, exp.Select):
         if extra := sorted(k for k, v in node.args.items() if v and k not in _SELECT_PARTS):
-            raise OutsideDialect(f"sql: {extra[0].upper()} is not allowed in compute-to-data queries")
+            construct = "CTE (WITH)" if extra[0] == "with_" else extra[0].rstrip("_").upper()
+            raise OutsideDialect(f"sql: {construct} is not allowed in compute-to-data queries")
     elif isinstance(node, exp.Table):
         _table(node)
     elif isinstance(node, exp.Column):
@@ -128,6 +130,8 @@ def _allowed(node: exp.Expression, columns: dict[str, str]) -> None:
 
 
 def _table(node: exp.Table) -> None:
+    if isinstance(node.this, exp.Func):
+        raise OutsideDialect(f"sql: {_construct(node.this)} is not allowed in compute-to-data queries")
     extra = [k for k, v in node.args.items() if v and k not in ("this", "alias")]
     if extra or node.name != TABLE or not isinstance(node.this, exp.Identifier):
         raise OutsideDialect(f"sql: table {node.sql(dialect='duckdb')[:100]} is not the agreed table; query {TABLE}")

@@ -9,7 +9,8 @@ describe those few records. What this does and does not guarantee is in docs/com
 
 import zlib
 
-import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -26,22 +27,25 @@ class ReleasedGroup(SQLModel, table=True):
     positions: bytes  # sorted record positions, delta-encoded int64, zlib-compressed
 
 
-def encode(positions: np.ndarray) -> bytes:
-    ordered = np.sort(positions.astype(np.int64))
-    return zlib.compress(np.diff(ordered, prepend=0).tobytes())
+def encode(positions: pa.Array) -> bytes:
+    ordered = pc.sort_indices(positions)
+    deltas = pc.pairwise_diff(pc.take(positions, ordered)).fill_null(pc.min(positions))
+    return zlib.compress(deltas.cast(pa.int64()).buffers()[1].to_pybytes()[: 8 * len(positions)])
 
 
-def decode(blob: bytes) -> np.ndarray:
-    return np.cumsum(np.frombuffer(zlib.decompress(blob), dtype=np.int64))
+def decode(blob: bytes) -> pa.Array:
+    raw = zlib.decompress(blob)
+    return pc.cumulative_sum(pa.Array.from_buffers(pa.int64(), len(raw) // 8, [None, pa.py_buffer(raw)]))
 
 
-def difference(a: np.ndarray, b: np.ndarray) -> int:
+def difference(a: pa.Array, b: pa.Array) -> int:
     """The size of the symmetric difference of two sets of positions (each without repeats)."""
-    return int(a.size + b.size - 2 * np.intersect1d(a, b, assume_unique=True).size)
+    shared = pc.sum(pc.is_in(a, value_set=b)).as_py() or 0
+    return len(a) + len(b) - 2 * shared
 
 
 async def refusals(
-    session: AsyncSession, agreement_id: str, version: str, groups: list[np.ndarray], k: int
+    session: AsyncSession, agreement_id: str, version: str, groups: list[pa.Array], k: int
 ) -> list[str]:
     """Why the groups may not be released beside the earlier ones (empty: they may)."""
     found: list[str] = []
@@ -49,20 +53,19 @@ async def refusals(
         near = select(ReleasedGroup).where(
             col(ReleasedGroup.agreement_id) == agreement_id,
             col(ReleasedGroup.version) == version,
-            col(ReleasedGroup.size) > group.size - k,
-            col(ReleasedGroup.size) < group.size + k,
+            col(ReleasedGroup.size) > len(group) - k,
+            col(ReleasedGroup.size) < len(group) + k,
         )
-        ordered = np.sort(group)
         for earlier in (await session.exec(near)).all():
-            if 0 < (apart := difference(ordered, decode(earlier.positions))) < k:
+            if 0 < (apart := difference(group, decode(earlier.positions))) < k:
                 found.append(
-                    f"differencing: a group of {group.size} records differs by {apart} from a group of "
+                    f"differencing: a group of {len(group)} records differs by {apart} from a group of "
                     f"{earlier.size} released before under this agreement (at least {k} needed)"
                 )
                 break
     return found
 
 
-def record(session: AsyncSession, agreement_id: str, version: str, groups: list[np.ndarray]) -> None:
+def record(session: AsyncSession, agreement_id: str, version: str, groups: list[pa.Array]) -> None:
     for group in groups:
-        session.add(ReleasedGroup(agreement_id=agreement_id, version=version, size=group.size, positions=encode(group)))
+        session.add(ReleasedGroup(agreement_id=agreement_id, version=version, size=len(group), positions=encode(group)))

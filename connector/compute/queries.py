@@ -12,7 +12,6 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import pyarrow as pa
 from sqlglot import exp
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -39,7 +38,7 @@ class Result:
     """What the engine computed, not yet released: rows, and the records of each un-noised group."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
-    groups: list[np.ndarray] | None = None  # None: noised, no differencing needed
+    groups: list[pa.Array] | None = None  # None: noised, no differencing needed
     left_out: int = 0  # groups below k
 
 
@@ -227,12 +226,13 @@ def _released(table: pa.Table, k: int) -> Result:
     result = Result(groups=[])
     assert result.groups is not None
     shown = [name for name in table.column_names if name not in (privacy.RECORDS, POSITIONS)]
-    for row in table.to_pylist():
-        if row[privacy.RECORDS] < k:
+    positions = table.column(POSITIONS)
+    for i, row in enumerate(table.select(shown + [privacy.RECORDS]).to_pylist()):
+        if row.pop(privacy.RECORDS) < k:
             result.left_out += 1
             continue
-        result.rows.append({name: _finite(row[name]) for name in shown})
-        result.groups.append(np.asarray(row[POSITIONS], dtype=np.int64))
+        result.rows.append({name: _finite(value) for name, value in row.items()})
+        result.groups.append(positions[i].values)
     return result
 
 

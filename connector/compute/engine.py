@@ -78,7 +78,7 @@ def run(source: Source, sql: str, limits: Limits, *, positions: bool = False) ->
             connection.register(TABLE, _reader(source, positions))
             connection.execute("SET lock_configuration = true")
             timer.start()
-            return connection.execute(sql).to_arrow_table()
+            return connection.sql(sql).to_arrow_table()
         except duckdb.InterruptException as exc:
             raise LimitExceeded(f"the query ran past the time limit of {limits.seconds:g} s and was stopped") from exc
         except duckdb.OutOfMemoryException as exc:

@@ -126,9 +126,8 @@ def _output(item: exp.Expression, bounds: dict[str, tuple[float, float]], measur
     if isinstance(column, exp.Star):
         return Output(name, "count", (RECORDS,))
     assert isinstance(column, exp.Column)
-    counted = _measure(measures, f"__tessera_count_{column.name}", exp.Count(this=column.copy()), 1.0)
     if isinstance(value, exp.Count):
-        return Output(name, "count", (counted,))
+        return Output(name, "count", (_count(measures, column),))
     if column.name not in bounds:
         raise NotEntitled(f"compute: no dp bounds for {column.name}; it cannot be summed under noise")
     lo, hi = bounds[column.name]
@@ -136,7 +135,11 @@ def _output(item: exp.Expression, bounds: dict[str, tuple[float, float]], measur
     summed = _measure(measures, f"__tessera_sum_{column.name}", exp.Sum(this=clamped), max(abs(lo), abs(hi)))
     if isinstance(value, exp.Sum):
         return Output(name, "sum", (summed,))
-    return Output(name, "avg", (summed, counted), (lo, hi))
+    return Output(name, "avg", (summed, _count(measures, column)), (lo, hi))
+
+
+def _count(measures: dict[str, Measure], column: exp.Column) -> str:
+    return _measure(measures, f"__tessera_count_{column.name}", exp.Count(this=column.copy()), 1.0)
 
 
 def _measure(measures: dict[str, Measure], name: str, expression: exp.Expression, sensitivity: float) -> str:

@@ -180,9 +180,11 @@ async def _rule(
 
 
 def _epsilon(rule: Obligation | None, asked: float | None) -> float:
+    if rule is None:
+        return asked or 0.0  # refused already; the use's decision says why with the ε asked
     settings = _dp(rule)
     if settings is None:
-        if asked is not None and rule is not None:
+        if asked is not None:
             raise BadRequest("epsilon: this agreement's answers are not noised (its compute obligation has no dp)")
         return 0.0
     default = settings.get("epsilon")

@@ -10,9 +10,9 @@ from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import httpx
+from sqlmodel import col, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
-from sqlmodel import col, select
 from starlette.routing import Route
 
 from connector import copies, data_tokens, transfer_consumer, transfer_provider, transfers, usage
@@ -51,7 +51,7 @@ async def data(request: Request) -> Response:
     return StreamingResponse(chunks, media_type=media_type, headers=use.headers)
 
 
-async def query(request: Request) -> Response:
+async def compute_query(request: Request) -> Response:
     """A compute-to-data query under the transfer's agreement, with its data token: JSON rows of aggregates."""
     runtime = runtime_of(request)
     token = bearer_token(request.headers.get("authorization"))
@@ -105,7 +105,7 @@ async def pushed(request: Request) -> Response:
 
 routes = [
     Route("/data/{pid}", data, methods=["GET"]),
-    Route("/data/{pid}/query", query, methods=["POST"]),
+    Route("/data/{pid}/query", compute_query, methods=["POST"]),
     Route("/data/{pid}/token", data_token, methods=["POST"]),
     Route("/data/{pid}/deletion", deletion, methods=["POST"]),
     Route("/push/{pid}", pushed, methods=["POST"]),
@@ -229,7 +229,7 @@ def _provider_refusal(response: httpx.Response) -> TesseraError:
     return error
 
 
-async def query(runtime: Runtime, agreement_id: str, body: bytes) -> httpx.Response:
+async def send_query(runtime: Runtime, agreement_id: str, body: bytes) -> httpx.Response:
     """Send a compute query to the provider under an agreement, through its started pull transfer (whose
     data token proves we are the agreement's consumer), refreshing an expired data token once."""
     async with runtime.db.session() as session:
@@ -242,6 +242,7 @@ async def query(runtime: Runtime, agreement_id: str, body: bytes) -> httpx.Respo
     if transfer is None:
         raise NotEntitled(f"agreement {agreement_id} has no started pull transfer here; start one to query")
     address = transfer.data_address
+    assert address is not None  # selected with one
     response = await _post_query(runtime, address, body)
     if response.status_code == 401 and _bearer(address):
         address = await _refresh(runtime, transfer, address)

@@ -40,9 +40,9 @@ from connector import (
     usage,
 )
 from connector.agreements import Agreement
-from connector.compute import privacy
 from connector.assets import Asset, AssetChange, AssetCreate
 from connector.catalog import Offer, OfferCreate, PolicyCreate, TermsIn, UsagePolicy
+from connector.compute import privacy
 from connector.diagnostics import outbox_pending, waiting_for
 from connector.negotiations import Negotiation
 from connector.processes import Process
@@ -509,7 +509,7 @@ async def query_agreement(request: Request) -> Response:
     """A compute-to-data query, sent to the provider under the agreement; its answer as the provider gave it."""
     runtime = runtime_of(request)
     body = await read_body(request, dataplane.MAX_QUERY_BYTES, "the query")
-    answer = await dataplane.query(runtime, request.path_params["id"], body)
+    answer = await dataplane.send_query(runtime, request.path_params["id"], body)
     headers = {name: answer.headers[name] for name in (usage.LABELS_HEADER,) if name in answer.headers}
     return JSONResponse(answer.json(), headers=headers)
 

@@ -19,6 +19,7 @@ one), `now`, `agreement.timestamp`, `caller.{sub, region, jurisdiction, roles, s
 `privacy.{spent, epsilon}` (`tessera:privacyBudget`).
 """
 
+import contextlib
 import hashlib
 import json
 import re
@@ -448,10 +449,8 @@ def _reason(module: _Module, rule: str, text: str, constraint: AnyConstraint) ->
         return json.dumps(f"agreement: {text} does not hold")
     shown = operand.shown
     if operand.shown_bound is not None and isinstance(constraint, Constraint):
-        try:
+        with contextlib.suppress(ValueError):  # not a number: the constraint is a problem, shown as it is
             shown = operand.shown_bound.replace("{bound}", _number_text(float(str(constraint.right))))
-        except ValueError:
-            pass  # not a number: the constraint is a problem, and the plain text shows it
     if not operand.shown_total:  # computed only when it can be, through a function with a fallback
         guard = f"{operand.guard}; " if operand.guard else ""
         module.add(f'{rule}_seen(_) := shown if {{ {guard}shown := {shown} }} else := "unknown"\n')

@@ -149,7 +149,9 @@ def _dp(value: JSON) -> JSONObject:
     if epsilon is not None and (isinstance(epsilon, bool) or not isinstance(epsilon, int | float) or epsilon <= 0):
         raise ValueError(shape)
     if not isinstance(bounds, dict) or not all(
-        isinstance(b, list) and len(b) == 2 and all(isinstance(v, int | float) and not isinstance(v, bool) for v in b)
+        isinstance(b, list)
+        and len(b) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in b)
         and b[0] <= b[1]
         for b in bounds.values()
     ):

@@ -26,14 +26,14 @@ from tessera.errors import BadRequest
 TABLE = "data"  # the agreed asset, as a query names it
 MAX_QUERY_CHARS = 10_000
 RESERVED_PREFIX = "__tessera"  # names the engine adds; a query may not use them
-AGGREGATES: dict[type[exp.Expression], str] = {
+AGGREGATES: dict[type[exp.Expr], str] = {
     exp.Count: "count",
     exp.Sum: "sum",
     exp.Avg: "avg",
     exp.Min: "min",
     exp.Max: "max",
 }
-COMPARISONS: dict[type[exp.Expression], str] = {
+COMPARISONS: dict[type[exp.Expr], str] = {
     exp.EQ: "eq",
     exp.NEQ: "neq",
     exp.GT: "gt",
@@ -48,7 +48,7 @@ _STRUCTURE = (exp.Select, exp.From, exp.Table, exp.Where, exp.Group, exp.Having,
 _VALUES = (exp.Column, exp.Identifier, exp.Literal, exp.Null, exp.Boolean, exp.Alias, exp.Paren, exp.Neg)
 _LOGIC = (exp.And, exp.Or, exp.Not)
 _ARITHMETIC = (exp.Add, exp.Sub, exp.Mul, exp.Div, exp.Mod)
-ALLOWED = (*_STRUCTURE, *_VALUES, *_LOGIC, *_ARITHMETIC, *AGGREGATES, *COMPARISONS)
+ALLOWED: tuple[type[exp.Expr], ...] = (*_STRUCTURE, *_VALUES, *_LOGIC, *_ARITHMETIC, *AGGREGATES, *COMPARISONS)
 _SELECT_PARTS = {"expressions", "from_", "where", "group", "having", "order", "limit"}
 
 
@@ -92,7 +92,7 @@ def _parse(text: str) -> exp.Select:
     return tree
 
 
-def _construct(node: exp.Expression) -> str:
+def _construct(node: exp.Expr) -> str:
     """The construct a node is, in words a consumer recognises (`read_csv`, `COPY`, `window function` …)."""
     if isinstance(node, exp.Anonymous):
         return f"function {node.name}"
@@ -109,10 +109,12 @@ def _construct(node: exp.Expression) -> str:
     return node.key.upper()
 
 
-def _allowed(node: exp.Expression, columns: dict[str, str]) -> None:
-    if not isinstance(node, ALLOWED) or (isinstance(node, exp.Select) and node.parent is not None):
-        if not (isinstance(node, exp.Star) and isinstance(node.parent, exp.Count)):
-            raise OutsideDialect(f"sql: {_construct(node)} is not allowed in compute-to-data queries")
+def _allowed(node: exp.Expr, columns: dict[str, str]) -> None:
+    counted_star = isinstance(node, exp.Star) and isinstance(node.parent, exp.Count)
+    if not counted_star and (
+        not isinstance(node, ALLOWED) or (isinstance(node, exp.Select) and node.parent is not None)
+    ):
+        raise OutsideDialect(f"sql: {_construct(node)} is not allowed in compute-to-data queries")
     if isinstance(node, exp.Select):
         if extra := sorted(k for k, v in node.args.items() if v and k not in _SELECT_PARTS):
             construct = "CTE (WITH)" if extra[0] == "with_" else extra[0].rstrip("_").upper()
@@ -151,7 +153,7 @@ def _output_alias(node: exp.Column) -> bool:
     return select is not None and inside is not None and node.name in {e.alias for e in select.expressions if e.alias}
 
 
-def _aggregate(node: exp.Expression) -> None:
+def _aggregate(node: exp.Expr) -> None:
     argument = node.this
     if isinstance(argument, exp.Distinct):
         raise OutsideDialect("sql: DISTINCT is not allowed in compute-to-data queries")
@@ -198,18 +200,18 @@ def _group_columns(tree: exp.Select) -> list[exp.Column]:
     return found
 
 
-def _aggregate_of(node: exp.Expression) -> dict[str, Any]:
+def _aggregate_of(node: exp.Expr) -> dict[str, Any]:
     argument = node.this
     return {"fn": AGGREGATES[type(node)], "column": argument.name if isinstance(argument, exp.Column) else "*"}
 
 
-def _comparisons(clause: exp.Expression | None) -> list[exp.Expression]:
+def _comparisons(clause: exp.Expr | None) -> list[exp.Expr]:
     return [] if clause is None else [n for n in clause.walk() if isinstance(n, tuple(COMPARISONS))]
 
 
-def _filter(node: exp.Expression) -> dict[str, Any]:
+def _filter(node: exp.Expr) -> dict[str, Any]:
     """One comparison as {column, op, value}; `column` is the column compared (or the aggregate, as fn(column))."""
-    subject = node.this
+    subject: exp.Expr = node.this
     column: str | None
     if isinstance(subject, exp.Column):
         column = subject.name
@@ -221,14 +223,14 @@ def _filter(node: exp.Expression) -> dict[str, Any]:
     return {"column": column, "op": op, "value": _literal_values(node), "negated": _negated(node)}
 
 
-def _literal_values(node: exp.Expression) -> Any:
+def _literal_values(node: exp.Expr) -> Any:
     values = [_value(n) for n in node.iter_expressions() if n is not node.this]
     if isinstance(node, exp.In):
         return [_value(n) for n in node.expressions]
     return values[0] if len(values) == 1 else values
 
 
-def _value(node: exp.Expression) -> Any:
+def _value(node: exp.Expr) -> Any:
     if isinstance(node, exp.Literal):
         return node.to_py()
     if isinstance(node, exp.Null):
@@ -238,7 +240,7 @@ def _value(node: exp.Expression) -> Any:
     return node.sql(dialect="duckdb")
 
 
-def _negated(node: exp.Expression) -> bool:
+def _negated(node: exp.Expr) -> bool:
     flips, parent = 0, node.parent
     while parent is not None and not isinstance(parent, exp.Where | exp.Having):
         flips += isinstance(parent, exp.Not)

@@ -7,7 +7,9 @@ compressed. A new query is refused when one of its groups differs from an earlie
 describe those few records. What this does and does not guarantee is in docs/compute.md.
 """
 
+import itertools
 import zlib
+from array import array
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -27,25 +29,25 @@ class ReleasedGroup(SQLModel, table=True):
     positions: bytes  # sorted record positions, delta-encoded int64, zlib-compressed
 
 
-def encode(positions: pa.Array) -> bytes:
-    ordered = pc.sort_indices(positions)
-    deltas = pc.pairwise_diff(pc.take(positions, ordered)).fill_null(pc.min(positions))
-    return zlib.compress(deltas.cast(pa.int64()).buffers()[1].to_pybytes()[: 8 * len(positions)])
+def encode(positions: pa.Int64Array) -> bytes:
+    ordered = sorted(int(p) for p in positions.to_pylist() if p is not None)
+    return zlib.compress(array("q", [b - a for a, b in zip([0, *ordered], ordered, strict=False)]).tobytes())
 
 
-def decode(blob: bytes) -> pa.Array:
-    raw = zlib.decompress(blob)
-    return pc.cumulative_sum(pa.Array.from_buffers(pa.int64(), len(raw) // 8, [None, pa.py_buffer(raw)]))
+def decode(blob: bytes) -> pa.Int64Array:
+    deltas = array("q")
+    deltas.frombytes(zlib.decompress(blob))
+    return pa.array(itertools.accumulate(deltas), pa.int64())
 
 
-def difference(a: pa.Array, b: pa.Array) -> int:
+def difference(a: pa.Int64Array, b: pa.Int64Array) -> int:
     """The size of the symmetric difference of two sets of positions (each without repeats)."""
-    shared = pc.sum(pc.is_in(a, value_set=b)).as_py() or 0
+    shared = int(pc.sum(pc.cast(pc.is_in(a, value_set=b), pa.int64())).as_py() or 0)
     return len(a) + len(b) - 2 * shared
 
 
 async def refusals(
-    session: AsyncSession, agreement_id: str, version: str, groups: list[pa.Array], k: int
+    session: AsyncSession, agreement_id: str, version: str, groups: list[pa.Int64Array], k: int
 ) -> list[str]:
     """Why the groups may not be released beside the earlier ones (empty: they may)."""
     found: list[str] = []
@@ -66,6 +68,6 @@ async def refusals(
     return found
 
 
-def record(session: AsyncSession, agreement_id: str, version: str, groups: list[pa.Array]) -> None:
+def record(session: AsyncSession, agreement_id: str, version: str, groups: list[pa.Int64Array]) -> None:
     for group in groups:
         session.add(ReleasedGroup(agreement_id=agreement_id, version=version, size=len(group), positions=encode(group)))

@@ -10,19 +10,20 @@ the rest wait for a slot.
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import duckdb
 import pyarrow as pa
 from sqlglot import exp
 
-from connector.config import ComputeLimits as Limits
 from connector.compute.dialect import AGGREGATES, COMPARISONS, TABLE
+from connector.config import ComputeLimits as Limits
 from connector.sources import Source
 from tessera.errors import BadRequest
 
 ROW = "__tessera_row"  # the position of a record in the asset as served (for differencing)
+
+
 class LimitExceeded(BadRequest):
     """A query stopped at the time or memory limit; the detail names the limit."""
 
@@ -54,7 +55,7 @@ def _numeric_use(column: exp.Column) -> bool:
         return not isinstance(parent, exp.Count)
     if isinstance(parent, exp.Add | exp.Sub | exp.Mul | exp.Div | exp.Mod | exp.Neg):
         return True
-    if isinstance(parent, tuple(COMPARISONS)):
+    if parent is not None and isinstance(parent, tuple(COMPARISONS)):
         others = [n for n in parent.iter_expressions() if n is not column]
         others += list(parent.expressions) if isinstance(parent, exp.In) else []
         return any(isinstance(n, exp.Literal) and not n.is_string for n in others)
@@ -78,7 +79,8 @@ def run(source: Source, sql: str, limits: Limits, *, positions: bool = False) ->
             connection.register(TABLE, _reader(source, positions))
             connection.execute("SET lock_configuration = true")
             timer.start()
-            return connection.sql(sql).to_arrow_table()
+            answer: pa.Table = connection.sql(sql).to_arrow_table()
+            return answer
         except duckdb.InterruptException as exc:
             raise LimitExceeded(f"the query ran past the time limit of {limits.seconds:g} s and was stopped") from exc
         except duckdb.OutOfMemoryException as exc:

@@ -58,7 +58,7 @@ class Measure:
     """One quantity per group that gets noise: its column in the engine's result and its sensitivity."""
 
     name: str
-    expression: exp.Expression
+    expression: exp.Expr
     sensitivity: float
 
 
@@ -95,7 +95,9 @@ def noised_query(tree: exp.Select, bounds: dict[str, tuple[float, float]]) -> No
     """The query as measures to noise; a query that cannot be noised is refused naming why."""
     for clause in ("having", "order"):
         if tree.args.get(clause) is not None and (clause == "having" or _orders_by_aggregate(tree)):
-            raise OutsideDialect(f"sql: {clause.upper()} on aggregates is not allowed on noised queries (it reads true values)")
+            raise OutsideDialect(
+                f"sql: {clause.upper()} on aggregates is not allowed on noised queries (it reads true values)"
+            )
     measures: dict[str, Measure] = {RECORDS: Measure(RECORDS, exp.Count(this=exp.Star()), 1.0)}
     outputs = [_output(item, bounds, measures) for item in tree.expressions]
     engine_tree = tree.copy()
@@ -112,11 +114,11 @@ def _orders_by_aggregate(tree: exp.Select) -> bool:
     return any(order.find_all(*AGGREGATES)) or any(c.name in aliases for c in order.find_all(exp.Column))
 
 
-def _is_key(item: exp.Expression) -> bool:
+def _is_key(item: exp.Expr) -> bool:
     return isinstance(item.unalias(), exp.Column)
 
 
-def _output(item: exp.Expression, bounds: dict[str, tuple[float, float]], measures: dict[str, Measure]) -> Output:
+def _output(item: exp.Expr, bounds: dict[str, tuple[float, float]], measures: dict[str, Measure]) -> Output:
     name, value = item.alias_or_name if item.alias else item.sql(dialect="duckdb"), item.unalias()
     if isinstance(value, exp.Column):
         return Output(item.alias_or_name, "key")
@@ -131,7 +133,11 @@ def _output(item: exp.Expression, bounds: dict[str, tuple[float, float]], measur
     if column.name not in bounds:
         raise NotEntitled(f"compute: no dp bounds for {column.name}; it cannot be summed under noise")
     lo, hi = bounds[column.name]
-    clamped = exp.func("least", exp.func("greatest", exp.TryCast(this=column.copy(), to=exp.DataType.build("DOUBLE")), exp.Literal.number(lo)), exp.Literal.number(hi))
+    clamped = exp.func(
+        "least",
+        exp.func("greatest", exp.TryCast(this=column.copy(), to=exp.DataType.build("DOUBLE")), exp.Literal.number(lo)),
+        exp.Literal.number(hi),
+    )
     summed = _measure(measures, f"__tessera_sum_{column.name}", exp.Sum(this=clamped), max(abs(lo), abs(hi)))
     if isinstance(value, exp.Sum):
         return Output(name, "sum", (summed,))
@@ -142,12 +148,14 @@ def _count(measures: dict[str, Measure], column: exp.Column) -> str:
     return _measure(measures, f"__tessera_count_{column.name}", exp.Count(this=column.copy()), 1.0)
 
 
-def _measure(measures: dict[str, Measure], name: str, expression: exp.Expression, sensitivity: float) -> str:
+def _measure(measures: dict[str, Measure], name: str, expression: exp.Expr, sensitivity: float) -> str:
     measures.setdefault(name, Measure(name, expression, sensitivity))
     return name
 
 
-def release(query: NoisedQuery, table: pa.Table, epsilon: float, k: int, limit: int | None) -> tuple[list[dict[str, Any]], int]:
+def release(
+    query: NoisedQuery, table: pa.Table, epsilon: float, k: int, limit: int | None
+) -> tuple[list[dict[str, Any]], int]:
     """The noised answer rows (groups whose noisy record count is at least k) and how many were left out."""
     share = epsilon / len(query.measures)
     noisy = {m.name: _laplace(table.column(m.name).to_pylist(), m.sensitivity, share) for m in query.measures}

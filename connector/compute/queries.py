@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from connector import data_tokens, usage
 from connector.assets import Asset
-from connector.compute import differencing, dialect, engine, privacy
+from connector.compute import dialect, differencing, engine, privacy
 from connector.runtime import Runtime
 from connector.sources import Source, source_of
 from connector.transfers import Transfer
@@ -38,7 +38,7 @@ class Result:
     """What the engine computed, not yet released: rows, and the records of each un-noised group."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
-    groups: list[pa.Array] | None = None  # None: noised, no differencing needed
+    groups: list[pa.Int64Array] | None = None  # None: noised, no differencing needed
     left_out: int = 0  # groups below k
 
 
@@ -131,13 +131,15 @@ async def answer(runtime: Runtime, transfer_id: str, token: str, body: bytes) ->
     if transfer is None or transfer.role != "provider" or transfer.counterparty_id != claims["sub"]:
         raise NotFound(f"no transfer {transfer_id}")
     sql, asked = _request(body)
-    agreement, policy, asset = await usage.parts(runtime, transfer)
+    *_, asset = await usage.parts(runtime, transfer)
     source = source_of(asset)
     schema = await run_in_threadpool(source.schema)
     checked = dialect.check(sql, {f.name: str(f.type) for f in schema})
     rule = await _rule(runtime, transfer, asset, checked, asked)
     epsilon = _epsilon(rule, asked)
-    result = None if rule is None or checked.plan["raw"] else await _run(runtime, source, schema, checked, rule, epsilon)
+    result = (
+        None if rule is None or checked.plan["raw"] else await _run(runtime, source, schema, checked, rule, epsilon)
+    )
     stored = await run_in_threadpool(source.stored)
     charge = QueryCharge(checked, epsilon, stored.etag if stored else "unversioned", result, rule)
     use = await usage.decide_use(runtime, transfer, usage.Declared(query=checked.plan), charge)
@@ -217,7 +219,9 @@ async def _run(
 def _with_positions(tree: exp.Select) -> exp.Select:
     """The query with each output named, and per group its record count and the records' positions."""
     tree = tree.copy()
-    named = [item if item.alias else exp.alias_(item, item.sql(dialect="duckdb"), quoted=True) for item in tree.expressions]
+    named = [
+        item if item.alias else exp.alias_(item, item.sql(dialect="duckdb"), quoted=True) for item in tree.expressions
+    ]
     tree.set("expressions", named)
     tree.select(exp.alias_(exp.Count(this=exp.Star()), privacy.RECORDS, quoted=True), copy=False)
     rows = exp.Anonymous(this="list", expressions=[exp.column(engine.ROW)])
@@ -229,7 +233,7 @@ def _released(table: pa.Table, k: int) -> Result:
     assert result.groups is not None
     shown = [name for name in table.column_names if name not in (privacy.RECORDS, POSITIONS)]
     positions = table.column(POSITIONS)
-    for i, row in enumerate(table.select(shown + [privacy.RECORDS]).to_pylist()):
+    for i, row in enumerate(table.select([*shown, privacy.RECORDS]).to_pylist()):
         if row.pop(privacy.RECORDS) < k:
             result.left_out += 1
             continue

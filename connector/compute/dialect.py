@@ -18,7 +18,7 @@ from typing import Any
 
 import sqlglot
 from sqlglot import exp
-from sqlglot.errors import ParseError
+from sqlglot.errors import SqlglotError
 
 from connector.usage import QueryPlan
 from tessera.errors import BadRequest
@@ -81,7 +81,7 @@ def check(text: str, columns: dict[str, str]) -> Checked:
 def _parse(text: str) -> exp.Select:
     try:
         trees = sqlglot.parse(text, read="duckdb")
-    except (ParseError, sqlglot.errors.TokenError) as exc:
+    except (SqlglotError, RecursionError) as exc:
         raise OutsideDialect(f"sql: the query does not parse: {str(exc).splitlines()[0][:200]}") from exc
     statements = [tree for tree in trees if tree is not None]
     if len(statements) != 1:
@@ -89,6 +89,8 @@ def _parse(text: str) -> exp.Select:
     (tree,) = statements
     if not isinstance(tree, exp.Select):
         raise OutsideDialect(f"sql: only SELECT is allowed, not {_construct(tree)}")
+    if tree.args.get("from_") is None:
+        raise OutsideDialect(f"sql: a query reads FROM {TABLE}")
     return tree
 
 

@@ -87,6 +87,8 @@ def run(source: Source, sql: str, limits: Limits, *, positions: bool = False) ->
             raise LimitExceeded(f"the query needed more than the memory limit of {limits.memory}") from exc
         except (duckdb.BinderException, duckdb.ParserException, duckdb.InvalidInputException) as exc:
             raise BadRequest(f"sql: the engine refused the query: {str(exc).splitlines()[0][:300]}") from exc
+        except duckdb.Error as exc:  # conversion, overflow …: the message may quote a record's value
+            raise BadRequest(f"sql: the query failed on the data ({type(exc).__name__}); details withheld") from exc
         finally:
             timer.cancel()
             connection.close()

@@ -53,7 +53,7 @@ def _numeric_use(column: exp.Column) -> bool:
     parent = column.parent
     if isinstance(parent, tuple(AGGREGATES)):
         return not isinstance(parent, exp.Count)
-    if isinstance(parent, exp.Add | exp.Sub | exp.Mul | exp.Div | exp.Mod | exp.Neg):
+    if isinstance(parent, exp.Add | exp.Sub | exp.Mul | exp.Div | exp.Mod | exp.Neg | exp.Greatest | exp.Least):
         return True
     if parent is not None and isinstance(parent, tuple(COMPARISONS)):
         others = [n for n in parent.iter_expressions() if n is not column]

@@ -135,13 +135,18 @@ def _output(item: exp.Expr, bounds: dict[str, tuple[float, float]], measures: di
     lo, hi = bounds[column.name]
     clamped = exp.func(
         "least",
-        exp.func("greatest", exp.TryCast(this=column.copy(), to=exp.DataType.build("DOUBLE")), exp.Literal.number(lo)),
-        exp.Literal.number(hi),
+        exp.func("greatest", column.copy(), _number(lo)),  # a string column is cast (engine.sql_of)
+        _number(hi),
     )
     summed = _measure(measures, f"__tessera_sum_{column.name}", exp.Sum(this=clamped), max(abs(lo), abs(hi)))
     if isinstance(value, exp.Sum):
         return Output(name, "sum", (summed,))
     return Output(name, "avg", (summed, _count(measures, column)), (lo, hi))
+
+
+def _number(bound: float) -> exp.Literal:
+    """A bound as SQL: whole bounds as integers, so an integer column is clamped without a cast to double."""
+    return exp.Literal.number(int(bound) if bound.is_integer() else bound)
 
 
 def _count(measures: dict[str, Measure], column: exp.Column) -> str:

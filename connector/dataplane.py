@@ -247,6 +247,10 @@ async def send_query(runtime: Runtime, agreement_id: str, body: bytes) -> httpx.
     if response.status_code == 401 and _bearer(address):
         address = await _refresh(runtime, transfer, address)
         response = await _post_query(runtime, address, body)
+    if response.status_code == 400:  # the query itself: the provider's words, as a bad request here too
+        raise BadRequest(
+            f"provider refused the query: {_provider_refusal(response).detail.removeprefix('provider refused: ')}"
+        )
     if response.status_code != 200:
         raise _provider_refusal(response)
     return response

@@ -144,7 +144,7 @@ def _output(item: exp.Expr, bounds: dict[str, tuple[float, float]], measures: di
     return Output(name, "avg", (summed, _count(measures, column)), (lo, hi))
 
 
-def _number(bound: float) -> exp.Literal:
+def _number(bound: float) -> exp.Expr:
     """A bound as SQL: whole bounds as integers, so an integer column is clamped without a cast to double."""
     return exp.Literal.number(int(bound) if bound.is_integer() else bound)
 

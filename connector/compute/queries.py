@@ -67,6 +67,7 @@ class Answer:
 class QueryCharge:
     """What a query spends in its use's transaction: its ε, and its groups against the released ones."""
 
+    actor: str  # the provider, who writes the audit entry
     checked: dialect.Checked
     epsilon: float
     version: str
@@ -82,7 +83,7 @@ class QueryCharge:
             decision = await self._release(session, agreement_id, decision)
         await audit.append(
             session,
-            actor="compute",
+            actor=self.actor,
             action="compute.answered" if decision.allow else "compute.refused",
             subject=agreement_id,
             query=self.checked.text,
@@ -141,7 +142,9 @@ async def answer(runtime: Runtime, transfer_id: str, token: str, body: bytes) ->
         None if rule is None or checked.plan["raw"] else await _run(runtime, source, schema, checked, rule, epsilon)
     )
     stored = await run_in_threadpool(source.stored)
-    charge = QueryCharge(checked, epsilon, stored.etag if stored else "unversioned", result, rule)
+    charge = QueryCharge(
+        runtime.participant_id, checked, epsilon, stored.etag if stored else "unversioned", result, rule
+    )
     use = await usage.decide_use(runtime, transfer, usage.Declared(query=checked.plan), charge)
     assert result is not None  # an allowed use has a result (settle denies one without)
     noised = result.groups is None

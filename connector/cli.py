@@ -18,6 +18,7 @@ from sqlmodel import col, select
 
 from connector import audit_check, cross_border
 from connector.agreements import Agreement
+from connector.compute.privacy import PrivacyBudget
 from connector.config import (
     CONFIG_FILE,
     CRYPTO_PROFILES,
@@ -368,7 +369,7 @@ def usage_report(directory: DirOption, as_json: JsonOption = False, filings: Cro
     if as_json:
         typer.echo(json.dumps(rows))
         return
-    table = Table("agreement", "consumer", "dataset", "uses", "denials", "bytes", "last used", title="Usage")
+    table = Table("agreement", "consumer", "dataset", "uses", "denials", "bytes", "ε spent", "last used", title="Usage")
     for row in rows:
         table.add_row(
             row["agreement_id"],
@@ -377,6 +378,7 @@ def usage_report(directory: DirOption, as_json: JsonOption = False, filings: Cro
             str(row["uses"]),
             str(row["denials"]),
             f"{row['bytes']:,}",
+            f"{row['epsilon_spent']:g}",
             row["last_used_at"] or "",
         )
     console.print(table)
@@ -420,10 +422,13 @@ async def _usage_rows(database_url: str) -> list[dict[str, Any]]:
         async with db.session() as session:
             query = select(UsageCounter, Agreement).join(Agreement, col(UsageCounter.agreement_id) == col(Agreement.id))
             found = (await session.exec(query.order_by(col(UsageCounter.agreement_id)))).all()
+            spent = {b.agreement_id: b.spent for b in await session.exec(select(PrivacyBudget))}
     finally:
         await db.close()
     return [
-        counter.model_dump(mode="json") | {"consumer_id": agreement.consumer_id, "target": agreement.target}
+        counter.model_dump(mode="json")
+        | {"consumer_id": agreement.consumer_id, "target": agreement.target}
+        | {"epsilon_spent": spent.get(counter.agreement_id, 0.0)}
         for counter, agreement in found
     ]
 

@@ -188,6 +188,9 @@ async def test_noised_answers_spend_the_budget_exactly_under_parallel_queries(
     assert all(any(left in reason for reason in reasons(r)) for r in refused), reasons(refused[0])
     usage = (await provider.api.get("/usage")).json()["items"]
     assert [(u["uses"], u["epsilon_spent"]) for u in usage if u["agreement_id"] == agreement_id] == [(4, 1.0)]
+    code, out, err = await tessera("usage", "report", "--dir", str(provider.config.directory), "--json")
+    assert code == 0, err
+    assert [(row["uses"], row["epsilon_spent"]) for row in json.loads(out)] == [(4, 1.0)]
 
 
 async def test_a_query_names_its_epsilon_and_the_answer_says_it_is_noised(

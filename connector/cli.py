@@ -20,6 +20,7 @@ from sqlmodel import col, select
 
 from connector import audit_check, cross_border, pull_file
 from connector.agreements import Agreement
+from connector.compute.privacy import PrivacyBudget
 from connector.config import (
     CONFIG_FILE,
     CRYPTO_PROFILES,
@@ -56,6 +57,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(audit_app, name="audit")
     app.add_typer(usage_app, name="usage")
     app.add_typer(transfer_app, name="transfer")
+    app.command("query")(query)
 
 
 DirOption = Annotated[Path, typer.Option("--dir", "-d", help="The connector's directory (config, key, database).")]
@@ -193,6 +195,41 @@ def connector_timeline(
         console.print(f"waiting for: {body['waiting_for']}")
     if process.get("reasons"):
         console.print("reasons: " + "; ".join(process["reasons"]), soft_wrap=True)
+
+
+def query(
+    agreement_id: Annotated[str, typer.Argument(help="The agreement to query under (ours, as consumer).")],
+    sql: Annotated[str, typer.Argument(help="SELECT … FROM data … (docs/compute.md: the dialect).")],
+    directory: DirOption,
+    epsilon: Annotated[
+        float | None, typer.Option("--epsilon", help="The ε this query spends, when the answer is noised.")
+    ] = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Compute-to-data: run an aggregate query at the provider, under the agreement; only aggregates come back."""
+    config = _load_config(directory)
+    headers = {"Authorization": f"Bearer {config.management_token}"}
+    body: dict[str, Any] = {"sql": sql} | ({"epsilon": epsilon} if epsilon is not None else {})
+    try:
+        url = f"{config.url}/api/agreements/{quote(agreement_id, safe='')}/query"
+        response = httpx.post(url, json=body, headers=headers, timeout=120)
+    except httpx.TransportError as exc:
+        _fail(f"the connector at {config.url} is not reachable: {exc}", code=3)
+    if response.status_code != 200:
+        problem = response.json() if response.headers.get("content-type", "").endswith("json") else {}
+        reasons = "; ".join(str(r) for r in problem.get("reasons") or [])
+        _fail(f"{problem.get('detail', response.text)}{': ' + reasons if reasons else ''}", code=2)
+    answer = response.json()
+    if as_json:
+        typer.echo(json.dumps(answer))
+        return
+    rows = answer["rows"]
+    table = Table(*(rows[0] if rows else ["(no groups)"]), title="Answer")
+    for row in rows:
+        table.add_row(*("" if value is None else str(value) for value in row.values()))
+    console.print(table)
+    noise = f"noised with ε {answer['epsilon']:g}, {answer['epsilon_spent']:g} spent" if answer["noised"] else "exact"
+    console.print(f"{noise}; {answer['groups_left_out']} groups below k left out; sha256 {answer['query_sha256']}")
 
 
 @audit_app.command("verify")
@@ -376,7 +413,7 @@ def usage_report(directory: DirOption, as_json: JsonOption = False, filings: Cro
     if as_json:
         typer.echo(json.dumps(rows))
         return
-    table = Table("agreement", "consumer", "dataset", "uses", "denials", "bytes", "last used", title="Usage")
+    table = Table("agreement", "consumer", "dataset", "uses", "denials", "bytes", "ε spent", "last used", title="Usage")
     for row in rows:
         table.add_row(
             row["agreement_id"],
@@ -385,6 +422,7 @@ def usage_report(directory: DirOption, as_json: JsonOption = False, filings: Cro
             str(row["uses"]),
             str(row["denials"]),
             f"{row['bytes']:,}",
+            f"{row['epsilon_spent']:g}",
             row["last_used_at"] or "",
         )
     console.print(table)
@@ -428,10 +466,13 @@ async def _usage_rows(database_url: str) -> list[dict[str, Any]]:
         async with db.session() as session:
             query = select(UsageCounter, Agreement).join(Agreement, col(UsageCounter.agreement_id) == col(Agreement.id))
             found = (await session.exec(query.order_by(col(UsageCounter.agreement_id)))).all()
+            spent = {b.agreement_id: b.spent for b in await session.exec(select(PrivacyBudget))}
     finally:
         await db.close()
     return [
-        counter.model_dump(mode="json") | {"consumer_id": agreement.consumer_id, "target": agreement.target}
+        counter.model_dump(mode="json")
+        | {"consumer_id": agreement.consumer_id, "target": agreement.target}
+        | {"epsilon_spent": spent.get(counter.agreement_id, 0.0)}
         for counter, agreement in found
     ]
 

@@ -6,6 +6,7 @@ rules by data grade (`[grades]`) and the cross-border rules (`[cross_border]`), 
 use whatever an offer or agreement says.
 """
 
+import re
 import secrets
 import tomllib
 from dataclasses import asdict, dataclass, field
@@ -62,6 +63,23 @@ class GradeRules:
             raise ValueError(
                 f"grades.important_min_profile must be one of {SECURITY_PROFILES}, not {self.important_min_profile!r}"
             )
+
+
+@dataclass(frozen=True, kw_only=True)
+class ComputeLimits:
+    """What one compute-to-data query may use (`[compute]`; connector.compute.engine): wall-clock seconds,
+    the engine's memory limit and threads, and how many queries run at once (the rest wait)."""
+
+    seconds: float = 10.0
+    memory: str = "512MB"
+    threads: int = 2
+    concurrent: int = 2
+
+    def __post_init__(self) -> None:
+        if not self.seconds > 0 or self.threads < 1 or self.concurrent < 1:
+            raise ValueError("compute.seconds must be > 0, compute.threads and compute.concurrent >= 1")
+        if not re.fullmatch(r"\d+(\.\d+)?\s*(KB|MB|GB|KiB|MiB|GiB)", self.memory):
+            raise ValueError(f"compute.memory must be a size like 512MB, not {self.memory!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -129,6 +147,7 @@ class ConnectorConfig:
     audit_checkpoint_interval: float = DEFAULT_AUDIT_CHECKPOINT_INTERVAL
     grades: GradeRules = field(default_factory=GradeRules)
     cross_border: CrossBorderRules = field(default_factory=CrossBorderRules)
+    compute: ComputeLimits = field(default_factory=ComputeLimits)
 
     def __post_init__(self) -> None:
         if self.transfer_start not in TRANSFER_START_MODES:
@@ -178,7 +197,8 @@ class ConnectorConfig:
             values = tomllib.load(fh)
         grades = GradeRules(**values.pop("grades", {}))
         cross_border = CrossBorderRules(**values.pop("cross_border", {}))
-        return cls(directory=directory, grades=grades, cross_border=cross_border, **values)
+        compute = ComputeLimits(**values.pop("compute", {}))
+        return cls(directory=directory, grades=grades, cross_border=cross_border, compute=compute, **values)
 
     def save(self) -> Path:
         values = _without_none({k: v for k, v in asdict(self).items() if k != "directory"})

@@ -11,11 +11,13 @@ from functools import partial
 from typing import Any
 
 import httpx
+from sqlmodel import col, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from connector import copies, data_tokens, fast_path, transfer_consumer, transfer_provider, transfers, usage
+from connector.compute import queries
 from connector.runtime import Runtime, runtime_of
 from connector.transfers import Transfer
 from tessera import audit, dsp
@@ -26,6 +28,7 @@ from tessera.json import load_object
 from tessera.labels import Labels
 
 MAX_REPORT_BYTES = 64 * 1024  # a deletion report is a few fields
+MAX_QUERY_BYTES = 64 * 1024  # a compute query: its SQL (at most 10,000 characters) and its ε
 
 
 async def authorize_pull(
@@ -52,6 +55,15 @@ async def data(request: Request) -> Response:
         return fast_path.answer(use.fetch, use.headers, partial(usage.count_bytes, runtime, use))
     chunks, media_type = await usage.content(runtime, use)
     return StreamingResponse(chunks, media_type=media_type, headers=use.headers)
+
+
+async def compute_query(request: Request) -> Response:
+    """A compute-to-data query under the transfer's agreement, with its data token: JSON rows of aggregates."""
+    runtime = runtime_of(request)
+    token = bearer_token(request.headers.get("authorization"))
+    body = await read_body(request, MAX_QUERY_BYTES, "the query")
+    answer = await queries.answer(runtime, request.path_params["pid"], token, body)
+    return JSONResponse(answer.public(), headers=answer.headers)
 
 
 async def data_token(request: Request) -> Response:
@@ -99,6 +111,7 @@ async def pushed(request: Request) -> Response:
 
 routes = [
     Route("/data/{pid}", data, methods=["GET"]),
+    Route("/data/{pid}/query", compute_query, methods=["POST"]),
     Route("/data/{pid}/token", data_token, methods=["POST"]),
     Route("/data/{pid}/deletion", deletion, methods=["POST"]),
     Route("/push/{pid}", pushed, methods=["POST"]),
@@ -232,3 +245,39 @@ def _provider_refusal(response: httpx.Response) -> TesseraError:
     error = NotEntitled(f"provider refused: {detail}", reasons=reasons)
     error.status_code = response.status_code if 400 <= response.status_code < 500 else 502
     return error
+
+
+async def send_query(runtime: Runtime, agreement_id: str, body: bytes) -> httpx.Response:
+    """Send a compute query to the provider under an agreement, through its started pull transfer (whose
+    data token proves we are the agreement's consumer), refreshing an expired data token once."""
+    async with runtime.db.session() as session:
+        found = await session.exec(
+            select(Transfer)
+            .where(col(Transfer.agreement_id) == agreement_id, col(Transfer.role) == "consumer")
+            .where(col(Transfer.state) == "STARTED", col(Transfer.data_address).is_not(None))
+        )
+        transfer = next((t for t in found.all() if not t.is_push), None)
+    if transfer is None:
+        raise NotEntitled(f"agreement {agreement_id} has no started pull transfer here; start one to query")
+    address = transfer.data_address
+    assert address is not None  # selected with one
+    response = await _post_query(runtime, address, body)
+    if response.status_code == 401 and _bearer(address):
+        address = await _refresh(runtime, transfer, address)
+        response = await _post_query(runtime, address, body)
+    if response.status_code == 400:  # the query itself: the provider's words, as a bad request here too
+        raise BadRequest(
+            f"provider refused the query: {_provider_refusal(response).detail.removeprefix('provider refused: ')}"
+        )
+    if response.status_code != 200:
+        raise _provider_refusal(response)
+    return response
+
+
+async def _post_query(runtime: Runtime, address: dict[str, Any], body: bytes) -> httpx.Response:
+    url = address["endpoint"].rstrip("/") + "/query"
+    headers = pull_headers(address) | {"Content-Type": "application/json"}
+    try:
+        return await runtime.http.post(url, content=body, headers=headers, timeout=60)
+    except httpx.TransportError as exc:
+        raise PeerError(f"the provider's data plane is unreachable: {exc}") from exc

@@ -45,6 +45,7 @@ from connector import (
 from connector.agreements import Agreement
 from connector.assets import Asset, AssetChange, AssetCreate
 from connector.catalog import Offer, OfferCreate, PolicyCreate, TermsIn, UsagePolicy
+from connector.compute import privacy
 from connector.diagnostics import outbox_pending, waiting_for
 from connector.negotiations import Negotiation
 from connector.processes import Process
@@ -531,7 +532,18 @@ async def audit_checkpoints(request: Request) -> Response:
 async def usage_report(request: Request) -> Response:
     async with runtime_of(request).db.session() as session:
         counters = await session.exec(select(usage.UsageCounter).order_by(col(usage.UsageCounter.agreement_id)))
-        return JSONResponse({"items": [c.model_dump(mode="json") for c in counters]})
+        spent = {b.agreement_id: b.spent for b in await session.exec(select(privacy.PrivacyBudget))}
+        items = [c.model_dump(mode="json") | {"epsilon_spent": spent.get(c.agreement_id, 0.0)} for c in counters]
+        return JSONResponse({"items": items})
+
+
+async def query_agreement(request: Request) -> Response:
+    """A compute-to-data query, sent to the provider under the agreement; its answer as the provider gave it."""
+    runtime = runtime_of(request)
+    body = await read_body(request, dataplane.MAX_QUERY_BYTES, "the query")
+    answer = await dataplane.send_query(runtime, request.path_params["id"], body)
+    headers = {name: answer.headers[name] for name in (usage.LABELS_HEADER,) if name in answer.headers}
+    return JSONResponse(answer.json(), headers=headers)
 
 
 async def cross_border_filings(request: Request) -> Response:
@@ -571,6 +583,7 @@ routes = [
     Route("/negotiations/{id}", get_negotiation, methods=["GET"]),
     Route("/agreements", list_agreements, methods=["GET"]),
     Route("/agreements/{id}", get_agreement, methods=["GET"]),
+    Route("/agreements/{id}/query", query_agreement, methods=["POST"]),
     Route("/transfers", start_transfer, methods=["POST"]),
     Route("/transfers", list_transfers, methods=["GET"]),
     Route("/transfers/{id}/data", pull_data, methods=["GET"]),

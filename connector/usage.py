@@ -22,7 +22,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import pyarrow as pa
 from sqlmodel import Field, SQLModel
@@ -72,6 +72,23 @@ class UsageCounter(SQLModel, table=True):
     denials: int = 0
     bytes: int = 0
     last_used_at: Timestamp | None = Field(default=None, sa_type=UtcDateTime)
+
+
+class QueryPlan(dict[str, Any]):
+    """A compute-to-data query as the dialect checked it (`connector.compute.dialect`), never as a consumer
+    described it: only this kind of query satisfies a `compute` obligation."""
+
+
+class Charge(Protocol):
+    """What a use spends beside its count, in the same transaction (a compute query's ε, its released groups)."""
+
+    async def input(self, session: AsyncSession, agreement_id: str) -> dict[str, Any]:
+        """Fields added to the policy input (read inside the use's transaction)."""
+        ...
+
+    async def settle(self, session: AsyncSession, agreement_id: str, decision: Decision) -> Decision:
+        """The final decision (it may only deny); spends and records what an allowed use spends."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -237,8 +254,10 @@ def governed(runtime: Runtime, asset: Asset, caller: JSONObject, decision: Decis
     return Decision(allow=False, reasons=(*(() if decision.allow else decision.reasons), *refusals))
 
 
-async def decide_use(runtime: Runtime, transfer: Transfer, declared: Declared, asked: Asked | None = None) -> Use:
-    """Decide one use; count it when allowed. Raises NotEntitled carrying the reasons of both modules.
+async def decide_use(
+    runtime: Runtime, transfer: Transfer, declared: Declared, asked: Asked | None = None, charge: Charge | None = None
+) -> Use:
+    """Decide one use; count it when allowed (and spend its `charge`). Raises NotEntitled carrying the reasons.
 
     A consumer the broker suspended is refused first, whatever its data token and agreement say.
     `asked` is what the request asks of the stored bytes (range, format); when the stored file can
@@ -265,6 +284,8 @@ async def decide_use(runtime: Runtime, transfer: Transfer, declared: Declared, a
                 now=runtime.clock(),
                 connector_id=transfer.counterparty_address,
             )
+            if charge is not None:
+                request |= await charge.input(session, agreement.id)
             return request, await judge(runtime, agreement, policy, asset, request, declared.query)
 
         record = await session.get(resumes.CountedUse, transfer.id) if fetch is not None else None
@@ -274,6 +295,8 @@ async def decide_use(runtime: Runtime, transfer: Transfer, declared: Declared, a
         if resuming and not resumes.untouched(decision):  # the data is reshaped now: a new use
             resuming, uses = False, counter.uses
             request, decision = await judged(uses)
+        if charge is not None:
+            decision = await charge.settle(session, agreement.id, decision)
         fast = fetch if fetch is not None and decision.allow and resumes.untouched(decision) else None
         counted = decision.allow and not resuming and not (fast is not None and isinstance(fast.wanted, Unsatisfiable))
         border = cross_border.crossing(asset.labels, caller, runtime.participant_id)
@@ -339,6 +362,8 @@ def executable(decision: Decision, query: dict[str, Any] | None) -> Decision:
                 raise ObligationError(f"notify {notify.params.get('party')!r} has no address to notify")
         for delete in decision.of_kind("delete_after"):
             deadline(delete, utcnow())
+        if decision.of_kind("compute") and not isinstance(query, QueryPlan):
+            raise ObligationError("compute-to-data: send a query (tessera query); raw records never leave")
         for rule in decision.of_kind("aggregate"):
             if query is None:
                 raise AggregateRefused("aggregate-only data: send an aggregate query; raw records never leave")

@@ -15,9 +15,11 @@ is listed in `problems`: never a silent allow.
 
 The input is the data plane's usage input (see docs/policy-engine.md): `purpose`, `uses` (before this
 one), `now`, `agreement.timestamp`, `caller.{sub, region, jurisdiction, roles, security_profile}`,
-`connector.id`, `event`, `asset.classification`, `artifact.state`.
+`connector.id`, `event`, `asset.classification`, `artifact.state`, and for compute queries
+`privacy.{spent, epsilon}` (`tessera:privacyBudget`).
 """
 
+import contextlib
 import hashlib
 import json
 import re
@@ -138,6 +140,7 @@ class _Operand:
     shown_total: bool = False  # shown is defined (and cannot fail) for every input
     guard: str | None = None  # what must hold before `value` can be computed without an engine error
     total: bool = False  # comparisons on value are defined for every input and never fail: they may be inlined
+    shown_bound: str | None = None  # `shown` for a numeric bound, `{bound}` standing for the right operand
 
 
 def _input(kind: str, *path: str) -> _Operand:
@@ -159,6 +162,15 @@ OPERANDS: dict[str, _Operand] = {
         "number",
         shown='sprintf("this would be use %d", [input.uses + 1])',
         guard="is_number(input.uses)",
+    ),
+    # A compute query's ε, spent with what the agreement's queries spent before it (connector.compute).
+    TESSERA + "privacyBudget": _Operand(
+        "input.privacy.spent + input.privacy.epsilon",
+        "number",
+        shown='sprintf("this query asks epsilon %v, %v spent before", [input.privacy.epsilon, input.privacy.spent])',
+        guard="is_number(input.privacy.spent); is_number(input.privacy.epsilon)",
+        shown_bound='sprintf("this query asks epsilon %v; %v of {bound} spent, %v left", '
+        "[input.privacy.epsilon, input.privacy.spent, {bound} - input.privacy.spent])",
     ),
     "dateTime": _Operand(
         "time.parse_rfc3339_ns(input.now)",
@@ -436,6 +448,9 @@ def _reason(module: _Module, rule: str, text: str, constraint: AnyConstraint) ->
     if operand is None:
         return json.dumps(f"agreement: {text} does not hold")
     shown = operand.shown
+    if operand.shown_bound is not None and isinstance(constraint, Constraint):
+        with contextlib.suppress(ValueError):  # not a number: the constraint is a problem, shown as it is
+            shown = operand.shown_bound.replace("{bound}", _number_text(float(str(constraint.right))))
     if not operand.shown_total:  # computed only when it can be, through a function with a fallback
         guard = f"{operand.guard}; " if operand.guard else ""
         module.add(f'{rule}_seen(_) := shown if {{ {guard}shown := {shown} }} else := "unknown"\n')

@@ -69,6 +69,18 @@ def _json(value: JSON) -> ValueObject:
     return {"@value": value, "@type": "@json"}
 
 
+def _compact_json(value: JSON) -> JSON:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+
+
+def _json_text(operand: JSON) -> JSON:
+    try:
+        value: JSON = json.loads(str(_value(operand)))
+    except ValueError as exc:
+        raise UnsupportedOdrl(f"JSON text {operand!r}") from exc
+    return value
+
+
 def _duration(seconds: int) -> ValueObject:
     return _typed(f"PT{seconds}S", "duration")
 
@@ -176,6 +188,17 @@ DUTIES: dict[str, tuple[str, list[_Spec]]] = {
             _strings(TESSERA + "aggregateFunction", "isAnyOf", "aggregate_functions"),
             _strings(TESSERA + "aggregateField", "isAnyOf", "aggregate_fields"),
             _Spec(TESSERA + "minGroupSize", "gteq", "min_group_size", lambda v: _typed(str(v), "integer"), _int),
+        ],
+    ),
+    "compute_to_data": (
+        TESSERA + "compute",
+        [
+            _strings(TESSERA + "groupBy", "isAnyOf", "compute_group_by"),
+            _strings(TESSERA + "aggregateOnly", "isAnyOf", "compute_aggregate_only"),
+            _strings(TESSERA + "aggregateFunction", "isAnyOf", "compute_functions"),
+            _Spec(TESSERA + "minGroupSize", "gteq", "min_group_size", lambda v: _typed(str(v), "integer"), _int),
+            # As JSON text: a JSON-LD @json object does not survive every peer's compaction unchanged.
+            _Spec(TESSERA + "differentialPrivacy", "eq", "compute_dp", _compact_json, _json_text),
         ],
     ),
     # modify_in_transit is three duties, one per kind of change (see _MODIFY).

@@ -141,6 +141,24 @@ def _functions(value: JSON) -> list[str]:
     return functions
 
 
+def _dp(value: JSON) -> JSONObject:
+    shape = 'must be null or {"epsilon": > 0, "bounds": {column: [lo, hi]}}'
+    if not isinstance(value, dict) or not set(value) <= {"epsilon", "bounds"}:
+        raise ValueError(shape)
+    epsilon, bounds = value.get("epsilon"), value.get("bounds", {})
+    if epsilon is not None and (isinstance(epsilon, bool) or not isinstance(epsilon, int | float) or epsilon <= 0):
+        raise ValueError(shape)
+    if not isinstance(bounds, dict) or not all(
+        isinstance(b, list)
+        and len(b) == 2
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in b)
+        and b[0] <= b[1]
+        for b in bounds.values()
+    ):
+        raise ValueError(shape)
+    return value
+
+
 # -- patterns ---------------------------------------------------------------------------------------------
 
 
@@ -286,6 +304,17 @@ _PATTERN_LIST = [
             _p("aggregate_functions", _functions, "functions"),
             _p("aggregate_fields", lambda v: _strings(v, allow_empty=True), "fields"),
             _p("min_group_size", _positive, "k"),
+        ),
+        ("request.query",),
+    ),
+    Pattern(
+        "compute_to_data",
+        (
+            _p("compute_group_by", lambda v: _strings(v, allow_empty=True), "group-by columns"),
+            _p("compute_aggregate_only", lambda v: _strings(v, allow_empty=True), "aggregate-only columns"),
+            _p("compute_functions", _functions, "functions"),
+            _p("min_group_size", _positive, "k"),
+            _p("compute_dp", _optional(_dp), "noise"),
         ),
         ("request.query",),
     ),

@@ -46,7 +46,7 @@ __all__ = [
 
 RECORD_KINDS = frozenset({"mask", "replace", "filter_rows"})
 SIDE_EFFECT_KINDS = frozenset({"log", "notify", "delete_after", "next_policy"})
-KNOWN_KINDS = RECORD_KINDS | SIDE_EFFECT_KINDS | {"aggregate"}
+KNOWN_KINDS = RECORD_KINDS | SIDE_EFFECT_KINDS | {"aggregate", "compute"}  # compute: connector.compute
 AGGREGATE_FUNCTIONS = frozenset({"count", "sum", "avg", "min", "max"})
 
 _Segment = str | int | None  # a key, an index, or None for `[*]`

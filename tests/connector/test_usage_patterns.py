@@ -331,6 +331,22 @@ async def test_aggregate_only_pattern(space: Space) -> None:
     ]
 
 
+async def test_compute_to_data_pattern(space: Space) -> None:
+    params = {"compute_group_by": ["region"], "compute_aggregate_only": ["age"], "min_group_size": 5}
+    agreed = await agree(space, PatternUse.of("compute_to_data", **params))
+    sql = "SELECT region, count(*) AS n, avg(age) AS avg_age FROM data GROUP BY region"
+    answer = await space.consumer.api.post(f"/agreements/{agreed.agreement_id}/query", json={"sql": sql})
+    germany = [p["age"] for p in PEOPLE if p["region"] == "EU-DE"]
+    # EU-FR has 3 people, fewer than k = 5: its group is left out (docs/compute.md).
+    assert allowed(answer)["rows"] == [{"region": "EU-DE", "n": len(germany), "avg_age": sum(germany) / len(germany)}]
+    assert refused(await agreed.pull()) == ["compute: raw access is not allowed; send a query (input.request.query)"]
+    # A plan the consumer wrote itself satisfies the pattern, never the obligation: the file stays home.
+    plan = {"tables": ["data"], "columns": [], "aggregates": [], "group_by": [], "filters": [], "raw": False}
+    assert refused(await agreed.pull(query=plan)) == [
+        "obligation cannot be carried out: compute-to-data: send a query (tessera query); raw records never leave"
+    ]
+
+
 # -- duties beside the data -------------------------------------------------------------------------------
 
 

@@ -227,6 +227,13 @@ DATA_PLANE: list[Endpoint] = [
         "access token",
         lambda t: {"copy": "c1", "deleted_at": "2026-01-01T00:00:00Z", "due": "2026-01-01T00:00:00Z"},
     ),
+    Endpoint(
+        "provider",
+        "POST",
+        "/data/{provider_transfer}/query",
+        "data token",
+        lambda t: {"sql": "SELECT country, count(*) FROM data GROUP BY country", "epsilon": 0.5},
+    ),
     Endpoint("consumer", "POST", "/push/{consumer_transfer}", "data token", lambda t: {"name": "Ada"}),
 ]
 
@@ -305,6 +312,7 @@ MANAGEMENT: list[Endpoint] = [
     _api("consumer", "GET", "/negotiations/{consumer_negotiation}", query=WAIT),
     _api("consumer", "GET", "/agreements"),
     _api("consumer", "GET", "/agreements/{agreement}"),
+    _api("consumer", "POST", "/agreements/{agreement}/query", lambda t: {"sql": "SELECT count(*) FROM data"}),
     _api("consumer", "POST", "/transfers", lambda t: {"agreement_id": t.ids["agreement"]}),
     _api("consumer", "GET", "/transfers"),
     _api(

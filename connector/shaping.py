@@ -347,9 +347,10 @@ def _metric(group: dict[str, Any], fn: str, field: JSON, fields: list[str]) -> f
         return count
     if count == 0:
         return None
-    if fn == "sum":
-        return float(group[f"{prefix}_sum"])
-    if fn == "avg":
-        return float(group[f"{prefix}_sum"]) / count
+    if fn in ("sum", "avg"):
+        total = float(group[f"{prefix}_sum"])
+        if not math.isfinite(total):  # past the float range, as the reference says: no number to release
+            return None
+        return total if fn == "sum" else total / count
     value = group[f"{prefix}_{fn}"]
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else float(value)

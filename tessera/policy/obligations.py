@@ -310,10 +310,12 @@ class Metric:
             return len(values)
         if not values:
             return None
-        if self.fn == "sum":
-            return math.fsum(values)
-        if self.fn == "avg":
-            return math.fsum(values) / len(values)
+        if self.fn in ("sum", "avg"):
+            try:
+                total = math.fsum(values)
+            except OverflowError:  # past the float range: no number to release (JSON has no infinity)
+                return None
+            return total if self.fn == "sum" else total / len(values)
         return min(values) if self.fn == "min" else max(values)
 
 

@@ -44,7 +44,12 @@ async def test_a_plain_consumer_finds_us_from_version_metadata_and_catalog(
     [offer] = dataset["hasPolicy"]
     assert offer["@type"] == "Offer" and offer["permission"] and "target" not in offer  # the dataset is the target
     assert dataset["distribution"] == [
-        {"@type": "Distribution", "format": "HttpData-PULL", "accessService": version["serviceId"]}
+        {
+            "@type": "Distribution",
+            "format": "HttpData-PULL",
+            "mediaType": "text/csv",
+            "accessService": version["serviceId"],
+        }
     ]
     missing = await plain.http.get(
         f"{dsp_url}/catalog/datasets/nothing-here",

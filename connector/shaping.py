@@ -25,6 +25,7 @@ from tessera.policy import Obligation
 from tessera.policy.obligations import (
     MAX_GROUPS,
     AggregateRefused,
+    Metric,
     Record,
     aggregate_query,
     apply_record_obligations,
@@ -254,9 +255,9 @@ def aggregated(source: Source, spec: Obligation | JSONObject, query: JSON) -> li
     """The rows `tessera.policy.obligations.aggregate` gives, computed on batches (pyarrow's group_by
     per batch, partial results merged), never more than MAX_GROUPS groups held. Raises AggregateRefused."""
     group_by, metrics, k = aggregate_query(spec, query)
-    fields = sorted({str(m.field) for m in metrics if m.field not in (None, "*")})
+    fields = _fields(metrics)
     partial: pa.Table | None = None
-    for batch in source.batches():
+    for batch in source.batches([*group_by, *fields]):  # a columnar file reads these columns alone
         table = _prepared(batch, group_by, fields)
         partial = _merge(partial, _partial(table, group_by, fields))
         if partial.num_rows > MAX_GROUPS:
@@ -271,6 +272,16 @@ def aggregated(source: Source, spec: Obligation | JSONObject, query: JSON) -> li
             row[metric.name] = _metric(group, metric.fn, metric.field, fields)
         rows.append(row)
     return rows
+
+
+def aggregate_columns(spec: Obligation | JSONObject, query: JSON) -> list[str]:
+    """The columns an aggregate query reads. Raises AggregateRefused, as `aggregated` would."""
+    group_by, metrics, _ = aggregate_query(spec, query)
+    return [*group_by, *_fields(metrics)]
+
+
+def _fields(metrics: list[Metric]) -> list[str]:
+    return sorted({str(m.field) for m in metrics if m.field not in (None, "*")})
 
 
 def _prepared(batch: pa.RecordBatch, group_by: list[str], fields: list[str]) -> pa.Table:

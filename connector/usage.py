@@ -428,8 +428,9 @@ def _headers(decision: Decision, now: datetime, labels: Labels) -> dict[str, str
 async def content(runtime: Runtime, use: Use) -> tuple[AsyncIterator[bytes], str]:
     """The data of an allowed use, obligations applied, as a metered byte stream and its media type."""
     asset, decision = use.asset, use.decision
-    source = await _opened(runtime, use)
     rules = decision.of_kind("aggregate")
+    columns = shaping.aggregate_columns(rules[0], use.query) if rules else None
+    source = await _opened(runtime, use, columns)
     if rules:
         assert use.query is not None
         rows = await run_in_threadpool(shaping.aggregated, source, rules[0], use.query)
@@ -442,11 +443,11 @@ async def content(runtime: Runtime, use: Use) -> tuple[AsyncIterator[bytes], str
     return _metered(runtime, use, chunks), MEDIA_TYPES[fmt]
 
 
-async def _opened(runtime: Runtime, use: Use) -> sources.Source:
+async def _opened(runtime: Runtime, use: Use, columns: list[str] | None) -> sources.Source:
     """The use's source, read up to its first batch: a source that fails (a backend down, a SQL table whose
     columns changed) is the answer, not a broken stream, and the use it could not serve is given back."""
     try:
-        return await run_in_threadpool(sources.opened, source_of(use.asset))
+        return await run_in_threadpool(sources.opened, source_of(use.asset), columns)
     except TesseraError as exc:
         async with runtime.transaction() as session:
             counter = await session.get(UsageCounter, use.agreement.id)

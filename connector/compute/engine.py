@@ -62,8 +62,17 @@ def _numeric_use(column: exp.Column) -> bool:
     return False
 
 
-def run(source: Source, sql: str, limits: Limits, *, positions: bool = False) -> pa.Table:
-    """Run `sql` over the asset (as table `data`, with `__tessera_row` when `positions`). Blocking."""
+def columns_read(tree: exp.Select, schema: pa.Schema) -> list[str]:
+    """The asset's columns the query names: the only ones read (a Parquet file reads them alone)."""
+    named = {column.name for column in tree.find_all(exp.Column)}
+    # `count(*)` alone names none: one column still carries the rows (and their count) to the engine.
+    return [name for name in schema.names if name in named] or schema.names[:1]
+
+
+def run(
+    source: Source, sql: str, limits: Limits, *, positions: bool = False, columns: list[str] | None = None
+) -> pa.Table:
+    """Run `sql` over the asset (as table `data` of `columns`, with `__tessera_row` when `positions`). Blocking."""
     with _slot(limits.concurrent):
         connection = duckdb.connect(
             config={
@@ -76,7 +85,7 @@ def run(source: Source, sql: str, limits: Limits, *, positions: bool = False) ->
         )
         timer = threading.Timer(limits.seconds, connection.interrupt)
         try:
-            connection.register(TABLE, _reader(source, positions))
+            connection.register(TABLE, _reader(source, positions, columns))
             connection.execute("SET lock_configuration = true")
             timer.start()
             answer: pa.Table = connection.sql(sql).to_arrow_table()
@@ -94,16 +103,18 @@ def run(source: Source, sql: str, limits: Limits, *, positions: bool = False) ->
             connection.close()
 
 
-def _reader(source: Source, positions: bool) -> pa.RecordBatchReader:
+def _reader(source: Source, positions: bool, columns: list[str] | None) -> pa.RecordBatchReader:
     schema = source.schema()
+    if columns is not None:
+        schema = pa.schema([field for field in schema if field.name in set(columns)])
     if positions:
         schema = schema.append(pa.field(ROW, pa.int64()))
-    return pa.RecordBatchReader.from_batches(schema, _batches(source, schema, positions))
+    return pa.RecordBatchReader.from_batches(schema, _batches(source, schema, positions, columns))
 
 
-def _batches(source: Source, schema: pa.Schema, positions: bool) -> Iterator[pa.RecordBatch]:
+def _batches(source: Source, schema: pa.Schema, positions: bool, columns: list[str] | None) -> Iterator[pa.RecordBatch]:
     at = 0
-    for batch in source.batches():
+    for batch in source.batches(columns):
         if positions:
             batch = batch.append_column(ROW, pa.array(range(at, at + batch.num_rows), pa.int64()))
             at += batch.num_rows

@@ -211,11 +211,14 @@ async def _run(
     k, limit = min_group_size(rule), checked.plan["limit"]
     if (settings := _dp(rule)) is not None:
         noised = privacy.noised_query(checked.tree, privacy.bounds_of(settings))
-        table = await run_in_threadpool(engine.run, source, engine.sql_of(noised.tree, schema), limits)
+        read = engine.columns_read(noised.tree, schema)
+        table = await run_in_threadpool(engine.run, source, engine.sql_of(noised.tree, schema), limits, columns=read)
         rows, left_out = privacy.release(noised, table, epsilon, k, limit)
         return Result(rows, None, left_out)
-    sql = engine.sql_of(_with_positions(checked.tree), schema)
-    table = await run_in_threadpool(engine.run, source, sql, limits, positions=True)
+    tree = _with_positions(checked.tree)
+    read = engine.columns_read(tree, schema)
+    sql = engine.sql_of(tree, schema)
+    table = await run_in_threadpool(engine.run, source, sql, limits, positions=True, columns=read)
     return _released(table, k)
 
 

@@ -11,7 +11,7 @@ the provider proxies (`HttpSource`) or a SQL table or named query (`SqlSource`).
 """
 
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +20,7 @@ import pyarrow as pa
 from connector import source_specs
 from connector.assets import Asset
 from connector.source_specs import HttpSpec, SqlSpec
-from connector.sources.base import MEDIA_TYPES, Source, SourceError, Stored
+from connector.sources.base import MEDIA_TYPES, Source, SourceError, Stored, project
 from connector.sources.files import FileSource
 from connector.sources.http import HttpSource
 from connector.sources.sql import Column, SchemaChanged, SqlSource
@@ -66,10 +66,11 @@ def recorded(spec: HttpSpec | SqlSpec, environ: Mapping[str, str] | None = None)
 class Opened:
     """A source read up to its first batch: what fails at opening has failed before a response starts."""
 
-    def __init__(self, source: Source) -> None:
+    def __init__(self, source: Source, columns: Sequence[str] | None = None) -> None:
         self.format = source.format
         self._source = source
-        self._rest = source.batches()
+        self._columns = columns
+        self._rest = source.batches(columns)
         self._first = next(self._rest, None)
 
     def stored(self) -> Stored | None:
@@ -78,13 +79,14 @@ class Opened:
     def schema(self) -> pa.Schema:
         return self._first.schema if self._first is not None else self._source.schema()
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
+    def batches(self, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """The batches, once; `columns` narrows what was opened (opened with fewer, it cannot widen)."""
         if self._first is not None:
-            yield self._first
-        yield from self._rest
+            yield project(self._first, columns)
+        yield from (project(batch, columns) for batch in self._rest)
 
 
-def opened(source: Source) -> Source:
-    """`source`, read up to its first batch (blocking): a backend that fails, or a SQL table whose columns
-    changed, raises here rather than in the middle of a response."""
-    return Opened(source)
+def opened(source: Source, columns: Sequence[str] | None = None) -> Source:
+    """`source`, read up to its first batch (blocking), of `columns` only when given: a backend that fails,
+    or a SQL table whose columns changed, raises here rather than in the middle of a response."""
+    return Opened(source, columns)

@@ -6,7 +6,7 @@ that file (`stored`), so an allowed use without record obligations streams the b
 `Range` for resumed pulls.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -48,6 +48,15 @@ class Source(Protocol):
         """The columns, as `batches` gives them."""
         ...
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
-        """The records, a batch at a time. Blocking: call it in a worker thread."""
+    def batches(self, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
+        """The records, a batch at a time; only `columns` (those of them the data has) when given, which
+        a columnar file reads alone. Blocking: call it in a worker thread."""
         ...
+
+
+def project(batch: pa.RecordBatch, columns: Sequence[str] | None) -> pa.RecordBatch:
+    """Only `columns` of `batch`, those it has, in its order; all of it when `columns` is None."""
+    if columns is None:
+        return batch
+    wanted = set(columns)
+    return batch.select([name for name in batch.schema.names if name in wanted])

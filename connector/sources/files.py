@@ -4,7 +4,7 @@ CSV columns are read as strings, the values exactly as stored (as `csv.DictReade
 """
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,10 +14,12 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from connector.sources.base import MEDIA_TYPES, SourceError, Stored
+from connector.sources.base import MEDIA_TYPES, SourceError, Stored, project
 
 BLOCK_BYTES = 1 << 20  # what a reader parses at a time: memory stays bounded whatever the file's size
 JSON_BATCH_RECORDS = 10_000
+PROJECTED_BATCH_ROWS = 1 << 18
+PARSE = pa_csv.ParseOptions(newlines_in_values=True)  # a quoted value may hold a line break, as CSV allows
 
 
 class FileSource:
@@ -42,18 +44,19 @@ class FileSource:
         first = next(self.batches(), None)
         return first.schema if first is not None else pa.schema([])
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
+    def batches(self, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
         try:
             if self.format == "csv":
-                yield from self._csv_reader()
+                yield from self._csv_reader(columns)
             elif self.format == "parquet":
-                yield from pq.ParquetFile(self.path).iter_batches()
+                yield from self._parquet(columns)
             elif self.format == "jsonl":
                 if self._blank():
                     return  # Arrow's reader refuses a stream without records; the record path read none
-                yield from pa_json.open_json(self.path, read_options=pa_json.ReadOptions(block_size=BLOCK_BYTES))
+                options = pa_json.ReadOptions(block_size=BLOCK_BYTES)
+                yield from (project(batch, columns) for batch in pa_json.open_json(self.path, read_options=options))
             else:
-                yield from self._json_array()
+                yield from (project(batch, columns) for batch in self._json_array())
         except (OSError, pa.ArrowInvalid) as exc:
             raise SourceError(f"the asset's {self.format} file cannot be read: {exc}") from exc
 
@@ -61,13 +64,25 @@ class FileSource:
         with self.path.open("rb") as fh:
             return not fh.read(BLOCK_BYTES).strip() and not fh.read(1)
 
-    def _csv_reader(self) -> pa_csv.CSVStreamingReader:
-        names = pa_csv.open_csv(self.path).schema.names
+    def _parquet(self, columns: Sequence[str] | None) -> Iterator[pa.RecordBatch]:
+        data = pq.ParquetFile(self.path)
+        if columns is None:
+            yield from data.iter_batches()
+            return
+        wanted = set(columns)
+        names = [name for name in data.schema_arrow.names if name in wanted]
+        # Few columns: larger batches, as memory allows, for fewer rounds of per-batch work.
+        yield from data.iter_batches(batch_size=PROJECTED_BATCH_ROWS, columns=names)
+
+    def _csv_reader(self, columns: Sequence[str] | None = None) -> pa_csv.CSVStreamingReader:
+        names = pa_csv.open_csv(self.path, parse_options=PARSE).schema.names
+        wanted = None if columns is None else [name for name in names if name in set(columns)]
         return pa_csv.open_csv(
             self.path,
             read_options=pa_csv.ReadOptions(block_size=BLOCK_BYTES),
+            parse_options=PARSE,
             convert_options=pa_csv.ConvertOptions(
-                column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False
+                column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False, include_columns=wanted
             ),
         )
 

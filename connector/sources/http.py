@@ -7,7 +7,7 @@ goes through httpx's transport rather than its client, whose log line names the 
 
 import csv
 import io
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -18,7 +18,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 
 from connector.source_specs import FromEnvironment, HttpSpec, header_value_ok
-from connector.sources.base import SourceError, Stored
+from connector.sources.base import SourceError, Stored, project
 
 BLOCK_BYTES = 1 << 20  # what a reader parses at a time: memory stays bounded whatever the body's size
 JSON_BATCH_RECORDS = 10_000
@@ -49,10 +49,10 @@ class HttpSource:
         first = next(self.batches(), None)
         return first.schema if first is not None else pa.schema([])
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
+    def batches(self, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
         with self._body() as body:
             try:
-                yield from _read(body, self.spec.format)
+                yield from (project(batch, columns) for batch in _read(body, self.spec.format))
             except (OSError, pa.ArrowInvalid, ijson.JSONError, UnicodeDecodeError) as exc:
                 raise SourceError(f"the HTTP backend's body is not valid {self.spec.format}: {exc}") from None
 

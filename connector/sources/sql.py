@@ -20,7 +20,7 @@ import pyarrow as pa
 from psycopg import sql
 
 from connector.source_specs import SqlSpec, sqlite_path, table_parts
-from connector.sources.base import SourceError, Stored
+from connector.sources.base import SourceError, Stored, project
 from tessera.errors import TesseraError
 
 BATCH_ROWS = 10_000
@@ -72,13 +72,13 @@ class SqlSource:
         columns = self.columns if self.columns is not None else self.probe()
         return pa.schema([(column.name, self._arrow_type(column)) for column in columns])
 
-    def batches(self) -> Iterator[pa.RecordBatch]:
-        with self._cursor() as (cursor, columns):
-            if self.columns is not None and columns != self.columns:
-                raise SchemaChanged(_difference(self.columns, columns))
-            schema = pa.schema([(column.name, self._arrow_type(column)) for column in columns])
+    def batches(self, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
+        with self._cursor() as (cursor, found):
+            if self.columns is not None and found != self.columns:
+                raise SchemaChanged(_difference(self.columns, found))
+            schema = pa.schema([(column.name, self._arrow_type(column)) for column in found])
             while rows := self._fetch(cursor):
-                yield _batch(rows, schema)
+                yield project(_batch(rows, schema), columns)
 
     def _arrow_type(self, column: Column) -> pa.DataType:
         if self.spec.dialect == "postgresql":

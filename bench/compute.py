@@ -49,7 +49,7 @@ def write_data(path: Path, rows: int, chunk: int = 1_000_000) -> Path:
 def compute_path(source: FileSource, limits: ComputeLimits) -> list[dict[str, object]]:
     schema = source.schema()
     checked = dialect.check(SQL, {f.name: str(f.type) for f in schema})
-    noised = privacy.noised_query(checked.tree, BOUNDS)
+    noised = privacy.noised_query(checked.tree, BOUNDS, engine.known_within(source, BOUNDS))
     table = engine.run(source, engine.sql_of(noised.tree, schema), limits)
     rows, _ = privacy.release(noised, table, EPSILON, K, checked.plan["limit"])
     return rows

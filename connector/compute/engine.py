@@ -10,15 +10,17 @@ the rest wait for a slot.
 
 import threading
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeGuard
 
 import duckdb
 import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
 from sqlglot import exp
 
 from connector.compute.dialect import AGGREGATES, COMPARISONS, TABLE
 from connector.config import ComputeLimits as Limits
-from connector.sources import Source
+from connector.sources import MEDIA_TYPES, Source
 from tessera.errors import BadRequest
 
 ROW = "__tessera_row"  # the position of a record in the asset as served (for differencing)
@@ -85,7 +87,7 @@ def run(
         )
         timer = threading.Timer(limits.seconds, connection.interrupt)
         try:
-            connection.register(TABLE, _reader(source, positions, columns))
+            connection.register(TABLE, _table(source, positions, columns))
             connection.execute("SET lock_configuration = true")
             timer.start()
             answer: pa.Table = connection.sql(sql).to_arrow_table()
@@ -101,6 +103,47 @@ def run(
         finally:
             timer.cancel()
             connection.close()
+
+
+def known_within(source: Source, bounds: dict[str, tuple[float, float]]) -> frozenset[str]:
+    """The columns whose every value the source's own statistics place inside their bounds: a Parquet
+    file's row-group minimum and maximum, for numeric columns, in every row group. Anything unknown is
+    not within (and is clamped)."""
+    stored = source.stored()
+    if stored is None or stored.media_type != MEDIA_TYPES["parquet"]:
+        return frozenset()
+    metadata = pq.ParquetFile(stored.path).metadata
+    names = metadata.schema.to_arrow_schema().names
+    within = set()
+    for name, (lo, hi) in bounds.items():
+        if name in names and _row_groups_within(metadata, names.index(name), lo, hi):
+            within.add(name)
+    return frozenset(within)
+
+
+def _row_groups_within(metadata: pq.FileMetaData, column: int, lo: float, hi: float) -> bool:
+    for group in range(metadata.num_row_groups):
+        stats = metadata.row_group(group).column(column).statistics
+        if stats is None or not stats.has_min_max:
+            return False
+        low, high = stats.min, stats.max
+        if not (_number(low) and _number(high) and lo <= low and high <= hi):
+            return False
+    return True
+
+
+def _number(value: object) -> TypeGuard[int | float]:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _table(source: Source, positions: bool, columns: list[str] | None) -> pa.RecordBatchReader | ds.Dataset:
+    """What the engine scans as `data`. A Parquet file the source names is an Arrow dataset: the engine scans
+    it in parallel, reading only the columns the query uses (registered from here, so external access stays
+    off for the query). Anything else, and a scan that needs record positions, streams the source's batches."""
+    stored = source.stored()
+    if stored is not None and stored.media_type == MEDIA_TYPES["parquet"] and not positions:
+        return ds.dataset(stored.path, format="parquet")
+    return _reader(source, positions, columns)
 
 
 def _reader(source: Source, positions: bool, columns: list[str] | None) -> pa.RecordBatchReader:

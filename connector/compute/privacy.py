@@ -91,15 +91,18 @@ def bounds_of(settings: dict[str, Any]) -> dict[str, tuple[float, float]]:
     return found
 
 
-def noised_query(tree: exp.Select, bounds: dict[str, tuple[float, float]]) -> NoisedQuery:
-    """The query as measures to noise; a query that cannot be noised is refused naming why."""
+def noised_query(
+    tree: exp.Select, bounds: dict[str, tuple[float, float]], within: frozenset[str] = frozenset()
+) -> NoisedQuery:
+    """The query as measures to noise; a query that cannot be noised is refused naming why. Columns in
+    `within` are known to hold only values inside their bounds (the file's statistics): not clamped."""
     for clause in ("having", "order"):
         if tree.args.get(clause) is not None and (clause == "having" or _orders_by_aggregate(tree)):
             raise OutsideDialect(
                 f"sql: {clause.upper()} on aggregates is not allowed on noised queries (it reads true values)"
             )
     measures: dict[str, Measure] = {RECORDS: Measure(RECORDS, exp.Count(this=exp.Star()), 1.0)}
-    outputs = [_output(item, bounds, measures) for item in tree.expressions]
+    outputs = [_output(item, bounds, measures, within) for item in tree.expressions]
     engine_tree = tree.copy()
     engine_tree.set("expressions", [item.copy() for item in tree.expressions if _is_key(item)])
     for measure in measures.values():
@@ -118,7 +121,9 @@ def _is_key(item: exp.Expr) -> bool:
     return isinstance(item.unalias(), exp.Column)
 
 
-def _output(item: exp.Expr, bounds: dict[str, tuple[float, float]], measures: dict[str, Measure]) -> Output:
+def _output(
+    item: exp.Expr, bounds: dict[str, tuple[float, float]], measures: dict[str, Measure], within: frozenset[str]
+) -> Output:
     name, value = item.alias_or_name if item.alias else item.sql(dialect="duckdb"), item.unalias()
     if isinstance(value, exp.Column):
         return Output(item.alias_or_name, "key")
@@ -133,10 +138,14 @@ def _output(item: exp.Expr, bounds: dict[str, tuple[float, float]], measures: di
     if column.name not in bounds:
         raise NotEntitled(f"compute: no dp bounds for {column.name}; it cannot be summed under noise")
     lo, hi = bounds[column.name]
-    clamped = exp.func(
-        "least",
-        exp.func("greatest", column.copy(), _number(lo)),  # a string column is cast (engine.sql_of)
-        _number(hi),
+    clamped = (
+        column.copy()
+        if column.name in within  # clamping would change no value: the sensitivity holds as it is
+        else exp.func(
+            "least",
+            exp.func("greatest", column.copy(), _number(lo)),  # a string column is cast (engine.sql_of)
+            _number(hi),
+        )
     )
     summed = _measure(measures, f"__tessera_sum_{column.name}", exp.Sum(this=clamped), max(abs(lo), abs(hi)))
     if isinstance(value, exp.Sum):

@@ -210,7 +210,9 @@ async def _run(
     limits = runtime.config.compute
     k, limit = min_group_size(rule), checked.plan["limit"]
     if (settings := _dp(rule)) is not None:
-        noised = privacy.noised_query(checked.tree, privacy.bounds_of(settings))
+        bounds = privacy.bounds_of(settings)
+        within = await run_in_threadpool(engine.known_within, source, bounds)
+        noised = privacy.noised_query(checked.tree, bounds, within)
         read = engine.columns_read(noised.tree, schema)
         table = await run_in_threadpool(engine.run, source, engine.sql_of(noised.tree, schema), limits, columns=read)
         rows, left_out = privacy.release(noised, table, epsilon, k, limit)

@@ -15,9 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from connector.compute import dialect, engine, privacy
 from connector.config import ComputeLimits
+from connector.sources import FileSource
 from policies.patterns import PatternUse, render
 from tests.dataspace import Site, negotiate, start_transfer, tessera
 
@@ -242,3 +246,33 @@ def _released(provider: Site) -> int:
     with sqlite3.connect(provider.config.directory / "connector.db") as db:
         (count,) = db.execute("SELECT count(*) FROM released_group").fetchone()
     return int(count)
+
+
+def _parquet(path: Path, incomes: list[float], row_group_size: int = 2) -> Path:
+    pq.write_table(pa.table({"region": ["a"] * len(incomes), "income": incomes}), path, row_group_size=row_group_size)
+    return path
+
+
+def test_a_parquet_column_its_statistics_keep_inside_the_bounds_is_not_clamped(tmp_path: Path) -> None:
+    bounds = {"income": (0.0, 100.0)}
+    inside = FileSource(_parquet(tmp_path / "inside.parquet", [1.0, 50.0, 99.0, 100.0]), "parquet")
+    outside = FileSource(_parquet(tmp_path / "outside.parquet", [1.0, 50.0, 99.0, 1e9]), "parquet")  # last group
+    negative = FileSource(_parquet(tmp_path / "negative.parquet", [-5.0, 1.0]), "parquet")
+    assert engine.known_within(inside, bounds) == {"income"}
+    assert engine.known_within(outside, bounds) == frozenset()
+    assert engine.known_within(negative, bounds) == frozenset()
+    csv_file = tmp_path / "inside.csv"
+    csv_file.write_text("region,income\na,1\n")
+    assert engine.known_within(FileSource(csv_file, "csv"), bounds) == frozenset()  # text: no statistics
+
+    checked = dialect.check(
+        "SELECT region, sum(income) FROM data GROUP BY region", {"region": "string", "income": "double"}
+    )
+    clamped = privacy.noised_query(checked.tree, bounds, engine.known_within(outside, bounds)).tree.sql()
+    plain = privacy.noised_query(checked.tree, bounds, engine.known_within(inside, bounds)).tree.sql()
+    assert "LEAST(GREATEST(income" in clamped and "LEAST" not in plain
+    limits = ComputeLimits(seconds=10, memory="256MB")
+    answer = engine.run(
+        outside, engine.sql_of(privacy.noised_query(checked.tree, bounds).tree, outside.schema()), limits
+    )
+    assert answer.column("__tessera_sum_income").to_pylist() == [250.0]  # 1e9 clamped to 100 before summing

@@ -217,6 +217,16 @@ async def test_a_backend_that_fails_at_use_is_a_502_that_names_no_address(
     assert "the HTTP backend answered 500" in failed.json()["detail"]
     for secret in (KEY, QUERY_SECRET, EXPORT, backend.removeprefix("http://"), "fire"):
         assert secret not in failed.text
+    # The use the source could not serve is given back, and the audit trail says why.
+    (counter,) = [c for c in (await provider.api.get("/usage")).json()["items"]]
+    assert counter["uses"] == 0
+    audit = (await provider.api.get("/audit", params={"limit": 5})).json()["items"]
+    returned = [e for e in audit if e["action"] == "usage.returned"]
+    assert returned and "answered 500" in returned[0]["details"]["reason"]
+    backend_state["fail"] = False
+    assert (await consumer.api.get(f"/transfers/{transfer['id']}/data")).status_code == 200
+    (counter,) = [c for c in (await provider.api.get("/usage")).json()["items"]]
+    assert counter["uses"] == 1
 
 
 @pytest.mark.parametrize(

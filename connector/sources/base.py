@@ -9,9 +9,11 @@ that file (`stored`), so an allowed use without record obligations streams the b
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import IO, Any, Protocol
 
+import ijson
 import pyarrow as pa
+import pyarrow.csv as pa_csv
 
 from tessera.errors import TesseraError
 
@@ -21,6 +23,10 @@ MEDIA_TYPES: dict[str, str] = {
     "jsonl": "application/x-ndjson",
     "parquet": "application/vnd.apache.parquet",
 }
+
+
+JSON_BATCH_RECORDS = 10_000
+CSV_PARSE = pa_csv.ParseOptions(newlines_in_values=True)  # a quoted value may hold a line break, as CSV allows
 
 
 class SourceError(TesseraError, status=502, title="The data source failed"):
@@ -60,3 +66,18 @@ def project(batch: pa.RecordBatch, columns: Sequence[str] | None) -> pa.RecordBa
         return batch
     wanted = set(columns)
     return batch.select([name for name in batch.schema.names if name in wanted])
+
+
+def json_array_batches(stream: IO[bytes], whose: str) -> Iterator[pa.RecordBatch]:
+    """The records of a JSON array, a batch at a time (Arrow's reader cannot split an array; ijson walks it).
+    `whose` names the data in the error for an item that is no record ("the asset's")."""
+    batch: list[dict[str, Any]] = []
+    for item in ijson.items(stream, "item", use_float=True):
+        if not isinstance(item, dict):
+            raise SourceError(f"{whose} JSON array holds an item that is no record (object)")
+        batch.append(item)
+        if len(batch) == JSON_BATCH_RECORDS:
+            yield pa.RecordBatch.from_pylist(batch)
+            batch = []
+    if batch:
+        yield pa.RecordBatch.from_pylist(batch)

@@ -6,20 +6,16 @@ CSV columns are read as strings, the values exactly as stored (as `csv.DictReade
 import hashlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
 
-import ijson
 import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from connector.sources.base import MEDIA_TYPES, SourceError, Stored, project
+from connector.sources.base import CSV_PARSE, MEDIA_TYPES, SourceError, Stored, json_array_batches, project
 
 BLOCK_BYTES = 1 << 20  # what a reader parses at a time: memory stays bounded whatever the file's size
-JSON_BATCH_RECORDS = 10_000
 PROJECTED_BATCH_ROWS = 1 << 18
-PARSE = pa_csv.ParseOptions(newlines_in_values=True)  # a quoted value may hold a line break, as CSV allows
 
 
 class FileSource:
@@ -75,27 +71,17 @@ class FileSource:
         yield from data.iter_batches(batch_size=PROJECTED_BATCH_ROWS, columns=names)
 
     def _csv_reader(self, columns: Sequence[str] | None = None) -> pa_csv.CSVStreamingReader:
-        names = pa_csv.open_csv(self.path, parse_options=PARSE).schema.names
+        names = pa_csv.open_csv(self.path, parse_options=CSV_PARSE).schema.names
         wanted = None if columns is None else [name for name in names if name in set(columns)]
         return pa_csv.open_csv(
             self.path,
             read_options=pa_csv.ReadOptions(block_size=BLOCK_BYTES),
-            parse_options=PARSE,
+            parse_options=CSV_PARSE,
             convert_options=pa_csv.ConvertOptions(
                 column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False, include_columns=wanted
             ),
         )
 
     def _json_array(self) -> Iterator[pa.RecordBatch]:
-        # A JSON array is not splittable by Arrow's reader: ijson walks it, a batch at a time.
         with self.path.open("rb") as fh:
-            batch: list[dict[str, Any]] = []
-            for item in ijson.items(fh, "item", use_float=True):
-                if not isinstance(item, dict):
-                    raise SourceError("the asset's JSON array holds an item that is no record (object)")
-                batch.append(item)
-                if len(batch) == JSON_BATCH_RECORDS:
-                    yield pa.RecordBatch.from_pylist(batch)
-                    batch = []
-            if batch:
-                yield pa.RecordBatch.from_pylist(batch)
+            yield from json_array_batches(fh, "the asset's")

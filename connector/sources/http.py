@@ -18,10 +18,9 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 
 from connector.source_specs import FromEnvironment, HttpSpec, header_value_ok
-from connector.sources.base import SourceError, Stored, project
+from connector.sources.base import CSV_PARSE, SourceError, Stored, json_array_batches, project
 
 BLOCK_BYTES = 1 << 20  # what a reader parses at a time: memory stays bounded whatever the body's size
-JSON_BATCH_RECORDS = 10_000
 MAX_HEADER_LINE = 1 << 20
 MAX_REDIRECTS = 5
 TIMEOUT = httpx.Timeout(30.0, connect=5.0)  # per read: a slow, steady backend may stream for long
@@ -149,18 +148,12 @@ def _csv(body: io.BufferedReader) -> Iterator[pa.RecordBatch]:
     names = next(csv.reader([line.decode("utf-8-sig")]), [])
     as_text = pa_csv.ConvertOptions(column_types=dict.fromkeys(names, pa.string()), strings_can_be_null=False)
     yield from pa_csv.open_csv(
-        body, read_options=pa_csv.ReadOptions(column_names=names, block_size=BLOCK_BYTES), convert_options=as_text
+        body,
+        read_options=pa_csv.ReadOptions(column_names=names, block_size=BLOCK_BYTES),
+        parse_options=CSV_PARSE,
+        convert_options=as_text,
     )
 
 
 def _json_array(body: io.BufferedReader) -> Iterator[pa.RecordBatch]:
-    batch: list[dict[str, Any]] = []
-    for item in ijson.items(body, "item", use_float=True):
-        if not isinstance(item, dict):
-            raise SourceError("the HTTP backend's JSON array holds an item that is no record (object)")
-        batch.append(item)
-        if len(batch) == JSON_BATCH_RECORDS:
-            yield pa.RecordBatch.from_pylist(batch)
-            batch = []
-    if batch:
-        yield pa.RecordBatch.from_pylist(batch)
+    return json_array_batches(body, "the HTTP backend's")

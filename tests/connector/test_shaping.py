@@ -359,3 +359,11 @@ async def test_aggregates_are_json_unless_another_format_is_asked(
         {"country": r["country"], "avg_age": float(r["avg_age"]), "count": int(r["count"])} for r in rows(as_csv)
     ]
     assert numbers == expected  # Arrow writes 36.0 as 36
+
+
+def test_a_csv_value_may_hold_a_line_break_and_keeps_it_when_masked(tmp_path: Path) -> None:
+    path = tmp_path / "notes.csv"
+    path.write_text('id,note,email\n1,"first line\nsecond, line",a@example.com\n2,plain,b@example.com\n')
+    masked = shaped(FileSource(path, "csv"), [Obligation("mask", {"fields": ["email"]})], text=True)
+    written = b"".join(write(masked, "csv")).decode()
+    assert list(csv.reader(io.StringIO(written))) == [["id", "note"], ["1", "first line\nsecond, line"], ["2", "plain"]]

@@ -16,10 +16,12 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, TypeAlias, cast
 
+import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
-from connector.sources import Source
+from connector.sources import MEDIA_TYPES, Source, SourceError
 from tessera.json import JSON, JSONObject
 from tessera.policy import Obligation
 from tessera.policy.obligations import (
@@ -39,6 +41,15 @@ __all__ = ["aggregated", "shaped"]
 _PLAIN_NUMBER = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$"
 _MAYBE_NUMBER = r"(?i)\p{Nd}|inf|nan"
 Column: TypeAlias = "pa.Array[Any]"  # a batch's column, of any type
+# An aggregate's own scan of a Parquet asset. The SQL is ours alone (the consumer picks keys and fields from
+# the policy's allow-list; they are quoted) and names the provider's file as a parameter, so the scan may
+# read that file with DuckDB's own parallel reader; no extension is loaded and the memory is bounded.
+SCAN_CONFIG: dict[str, str | bool | int | float | list[str]] = {
+    "autoinstall_known_extensions": False,
+    "autoload_known_extensions": False,
+    "memory_limit": "512MB",
+    "threads": 2,
+}
 _ORDERING = {"lt": "less", "lte": "less_equal", "gt": "greater", "gte": "greater_equal"}
 
 
@@ -256,12 +267,12 @@ def aggregated(source: Source, spec: Obligation | JSONObject, query: JSON) -> li
     per batch, partial results merged), never more than MAX_GROUPS groups held. Raises AggregateRefused."""
     group_by, metrics, k = aggregate_query(spec, query)
     fields = _fields(metrics)
-    partial: pa.Table | None = None
-    for batch in source.batches([*group_by, *fields]):  # a columnar file reads these columns alone
-        table = _prepared(batch, group_by, fields)
-        partial = _merge(partial, _partial(table, group_by, fields))
-        if partial.num_rows > MAX_GROUPS:
-            raise AggregateRefused(f"aggregate: more than {MAX_GROUPS} groups; group by fewer or coarser fields")
+    partial = _scanned(source, group_by, fields)
+    if partial is None:
+        for batch in source.batches([*group_by, *fields]):  # a columnar file reads these columns alone
+            table = _prepared(batch, group_by, fields)
+            partial = _merge(partial, _partial(table, group_by, fields))
+            _bounded(partial)
     rows = []
     groups = partial.to_pylist() if partial is not None else []
     for group in sorted(groups, key=lambda g: [str(g[f"k{i}"]) for i in range(len(group_by))]):
@@ -272,6 +283,66 @@ def aggregated(source: Source, spec: Obligation | JSONObject, query: JSON) -> li
             row[metric.name] = _metric(group, metric.fn, metric.field, fields)
         rows.append(row)
     return rows
+
+
+def _bounded(partial: pa.Table) -> None:
+    if partial.num_rows > MAX_GROUPS:  # a group per record is no aggregate, and would hold them all
+        raise AggregateRefused(f"aggregate: more than {MAX_GROUPS} groups; group by fewer or coarser fields")
+
+
+def _scanned(source: Source, group_by: list[str], fields: list[str]) -> pa.Table | None:
+    """The merged partial result straight from a Parquet file, when its types make the reference's rules
+    plain SQL (keys of text or integers, numeric measures): DuckDB scans the file in parallel, reading only
+    these columns, with a memory limit (`SCAN_CONFIG`). None: take the batches."""
+    stored = source.stored()
+    if stored is None or stored.media_type != MEDIA_TYPES["parquet"]:
+        return None
+    schema = pq.read_schema(stored.path)
+    keys_plain = all(name in schema.names and _plain_key(schema.field(name).type) for name in group_by)
+    numeric = all(name in schema.names and _numeric(schema.field(name).type) for name in fields)
+    if not (keys_plain and numeric):
+        return None
+    connection = duckdb.connect(config=SCAN_CONFIG)
+    try:
+        connection.execute("SET lock_configuration = true")
+        partial: pa.Table = connection.sql(_scan_sql(group_by, fields), params=[str(stored.path)]).to_arrow_table()
+    except duckdb.Error as exc:
+        raise SourceError(f"the asset's parquet file cannot be aggregated: {str(exc).splitlines()[0][:200]}") from exc
+    finally:
+        connection.close()
+    _bounded(partial)
+    return partial
+
+
+def _scan_sql(group_by: list[str], fields: list[str]) -> str:
+    """What `_partial` and `_merge` compute, as one query: per group its record count and, per measured
+    field, the sum, count, min and max of its finite values (the reference's `_number`)."""
+    keys = [f"{_identifier(name)} AS k{i}" for i, name in enumerate(group_by)]
+    values = [f"CASE WHEN isfinite({v}) THEN {v} END AS m{i}" for i, v in enumerate(_doubles(fields))]
+    outer = [f"k{i}" for i in range(len(group_by))]
+    measures = ["count(*) AS n"] + [
+        f"{fn}(m{i}) AS m{i}_{fn}" for i in range(len(fields)) for fn in ("sum", "count", "min", "max")
+    ]
+    inner = ", ".join([*keys, *values]) or "1 AS one"
+    grouping = f" GROUP BY {', '.join(outer)}" if outer else ""
+    selected = ", ".join([*outer, *measures])
+    return f"SELECT {selected} FROM (SELECT {inner} FROM read_parquet(?)){grouping} LIMIT {MAX_GROUPS + 1}"
+
+
+def _doubles(fields: list[str]) -> list[str]:
+    return [f"CAST({_identifier(name)} AS DOUBLE)" for name in fields]
+
+
+def _identifier(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _plain_key(kind: pa.DataType) -> bool:
+    return pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)
+
+
+def _numeric(kind: pa.DataType) -> bool:
+    return pa.types.is_integer(kind) or pa.types.is_floating(kind)
 
 
 def aggregate_columns(spec: Obligation | JSONObject, query: JSON) -> list[str]:
@@ -304,10 +375,13 @@ def _key(column: Column) -> Column:
 
 
 def _metric_values(column: Column) -> Column:
-    """What the reference's `_number` reads: numbers, and text that is a finite number; not bools."""
+    """What the reference's `_number` reads: finite numbers, and text that is a finite number; not bools."""
     kind = column.type
-    if pa.types.is_integer(kind) or pa.types.is_floating(kind):
+    if pa.types.is_integer(kind):
         return pc.cast(column, pa.float64())
+    if pa.types.is_floating(kind):
+        numbers: Any = pc.cast(column, pa.float64())
+        return cast(Column, pc.if_else(pc.is_finite(numbers), numbers, None))
     if _is_text(kind):
         numbers = _numbers(pc.cast(column, pa.string()))
         return cast(Column, pc.if_else(pc.is_finite(numbers), numbers, None))

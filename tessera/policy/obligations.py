@@ -388,12 +388,10 @@ def _group_value(record: Record, field: str) -> JSON:
 def _number(value: JSON) -> float | None:
     if isinstance(value, bool):
         return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            number = float(value)
-        except ValueError:
-            return None
-        return number if math.isfinite(number) else None
-    return None
+    if not isinstance(value, (int, float, str)):
+        return None
+    try:
+        number = float(value)
+    except (ValueError, OverflowError):  # no number, or an integer past the float range
+        return None
+    return number if math.isfinite(number) else None  # NaN and infinity are no amounts to aggregate

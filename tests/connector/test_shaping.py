@@ -367,3 +367,50 @@ def test_a_csv_value_may_hold_a_line_break_and_keeps_it_when_masked(tmp_path: Pa
     masked = shaped(FileSource(path, "csv"), [Obligation("mask", {"fields": ["email"]})], text=True)
     written = b"".join(write(masked, "csv")).decode()
     assert list(csv.reader(io.StringIO(written))) == [["id", "note"], ["1", "first line\nsecond, line"], ["2", "plain"]]
+
+
+def _typed_parquet(path: Path, rows: list[dict[str, Any]]) -> FileSource:
+    schema = pa.schema([("region", pa.string()), ("year", pa.int64()), ("age", pa.float64()), ("n", pa.int32())])
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path, row_group_size=3)
+    return FileSource(path, "parquet")
+
+
+def test_a_typed_parquet_aggregate_scanned_whole_is_the_record_paths(tmp_path: Path) -> None:
+    nan, inf = float("nan"), float("inf")
+    rows = [
+        {"region": r, "year": y, "age": a, "n": n}
+        for r, y, a, n in [
+            ("north", 2024, 30.0, 1),
+            ("north", 2024, nan, 2),
+            ("north", 2025, inf, 3),
+            ("south", 2024, -12.5, None),
+            ("south", None, 40.0, 5),
+            (None, 2024, None, 6),
+            ("华东", 2025, 1e300, 7),
+            ("华东", 2025, 1e300, 8),
+        ]
+    ]
+    source = _typed_parquet(tmp_path / "typed.parquet", rows)
+    spec = {
+        "group_by": ["region", "year"],
+        "functions": ["count", "sum", "avg", "min", "max"],
+        "fields": ["age", "n"],
+        "min_group_size": 1,
+    }
+    metrics = [{"fn": fn, "field": f} for fn in ("count", "sum", "avg", "min", "max") for f in ("age", "n")] + [
+        {"fn": "count"}
+    ]
+    for group_by in ([], ["region"], ["region", "year"], ["year"]):
+        query = {"group_by": group_by, "metrics": metrics}
+        _same_rows(aggregated(source, spec, query), aggregate(copy.deepcopy(rows), spec, query))
+
+
+def test_a_scanned_parquet_aggregate_refuses_more_groups_than_allowed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("connector.shaping.MAX_GROUPS", 5)
+    rows = [{"region": str(i), "year": i, "age": 1.0, "n": 1} for i in range(6)]
+    source = _typed_parquet(tmp_path / "many.parquet", rows)
+    spec = {"group_by": ["year"], "functions": ["count"], "fields": [], "min_group_size": 1}
+    with pytest.raises(AggregateRefused, match="more than 5 groups"):
+        aggregated(source, spec, {"group_by": ["year"], "metrics": [{"fn": "count"}]})

@@ -18,9 +18,9 @@ from typing import Any
 import pyarrow as pa
 
 from connector import source_specs
-from connector.assets import Asset
+from connector.assets import MEDIA_TYPES, Asset
 from connector.source_specs import HttpSpec, SqlSpec
-from connector.sources.base import MEDIA_TYPES, Source, SourceError, Stored, project
+from connector.sources.base import Source, SourceError, Stored, project
 from connector.sources.files import FileSource
 from connector.sources.http import HttpSource
 from connector.sources.sql import Column, SchemaChanged, SqlSource

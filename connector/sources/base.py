@@ -17,14 +17,6 @@ import pyarrow.csv as pa_csv
 
 from tessera.errors import TesseraError
 
-MEDIA_TYPES: dict[str, str] = {
-    "csv": "text/csv",
-    "json": "application/json",
-    "jsonl": "application/x-ndjson",
-    "parquet": "application/vnd.apache.parquet",
-}
-
-
 JSON_BATCH_RECORDS = 10_000
 CSV_PARSE = pa_csv.ParseOptions(newlines_in_values=True)  # a quoted value may hold a line break, as CSV allows
 

@@ -12,7 +12,8 @@ import pyarrow.csv as pa_csv
 import pyarrow.json as pa_json
 import pyarrow.parquet as pq
 
-from connector.sources.base import CSV_PARSE, MEDIA_TYPES, SourceError, Stored, json_array_batches, project
+from connector.assets import MEDIA_TYPES
+from connector.sources.base import CSV_PARSE, SourceError, Stored, json_array_batches, project
 
 BLOCK_BYTES = 1 << 20  # what a reader parses at a time: memory stays bounded whatever the file's size
 PROJECTED_BATCH_ROWS = 1 << 18

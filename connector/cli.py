@@ -216,9 +216,7 @@ def query(
     except httpx.TransportError as exc:
         _fail(f"the connector at {config.url} is not reachable: {exc}", code=3)
     if response.status_code != 200:
-        problem = response.json() if response.headers.get("content-type", "").endswith("json") else {}
-        reasons = "; ".join(str(r) for r in problem.get("reasons") or [])
-        _fail(f"{problem.get('detail', response.text)}{': ' + reasons if reasons else ''}", code=2)
+        _fail(pull_file.refusal(response), code=2)
     answer = response.json()
     if as_json:
         typer.echo(json.dumps(answer))

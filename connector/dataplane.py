@@ -49,7 +49,7 @@ async def authorize_pull(
 async def data(request: Request) -> Response:
     runtime = runtime_of(request)
     token = bearer_token(request.headers.get("authorization"))
-    declared, asked = usage.Declared.of(request.query_params), fast_path.Asked.of(request.headers, request.query_params)
+    declared, asked = usage.Declared.of(request.query_params), fast_path.Asked.of(request.headers)
     use = await authorize_pull(runtime, request.path_params["pid"], token, declared, asked)
     if use.fetch is not None:
         return fast_path.answer(use.fetch, use.headers, partial(usage.count_bytes, runtime, use))

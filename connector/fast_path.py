@@ -24,15 +24,14 @@ SEND_CHUNK = 1024 * 1024  # bytes per read and send: fewer trips to the worker t
 
 @dataclass(frozen=True)
 class Asked:
-    """What a request asks of the stored bytes: its `Range` and `If-Range` headers, and a format (None: as stored)."""
+    """What a request asks of the stored bytes: its `Range` and `If-Range` headers."""
 
     range: str | None = None
     if_range: str | None = None
-    format: str | None = None
 
     @classmethod
-    def of(cls, headers: Mapping[str, str], params: Mapping[str, str]) -> "Asked":
-        return cls(headers.get("range"), headers.get("if-range"), params.get("format"))
+    def of(cls, headers: Mapping[str, str]) -> "Asked":
+        return cls(headers.get("range"), headers.get("if-range"))
 
 
 @dataclass(frozen=True)
@@ -50,10 +49,11 @@ class Fetch:
         return 0 if self.wanted is not None else self.stored.size
 
 
-def fetch_for(asset: Asset, asked: Asked) -> Fetch | None:
-    """The stored file's answer to `asked`, or None when the data must be read to be sent."""
+def fetch_for(asset: Asset, asked: Asked, fmt: str | None) -> Fetch | None:
+    """The stored file's answer to `asked` in format `fmt` (None: as stored), or None when the data must be
+    read to be sent."""
     source = source_of(asset)
-    if asked.format not in (None, source.format):
+    if fmt not in (None, source.format):
         return None
     stored = source.stored()
     if stored is None:

@@ -103,13 +103,14 @@ def _opened(
         with http.stream("GET", url, params=params, headers=headers) as response:
             if response.status_code not in (200, 206, 416):
                 response.read()
-                raise PullFailed(_refusal(response), 1 if response.status_code in (403, 409, 410) else 2)
+                raise PullFailed(refusal(response), 1 if response.status_code in (403, 409, 410) else 2)
             yield response
     except httpx.TransportError as exc:
         raise PullFailed(f"the connector is not reachable: {exc}", 3) from exc
 
 
-def _refusal(response: httpx.Response) -> str:
+def refusal(response: httpx.Response) -> str:
+    """A refusal from the management API as one line: status, the problem's detail and its reasons."""
     try:
         problem = response.json()
     except ValueError:

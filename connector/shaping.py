@@ -345,12 +345,6 @@ def _numeric(kind: pa.DataType) -> bool:
     return pa.types.is_integer(kind) or pa.types.is_floating(kind)
 
 
-def aggregate_columns(spec: Obligation | JSONObject, query: JSON) -> list[str]:
-    """The columns an aggregate query reads. Raises AggregateRefused, as `aggregated` would."""
-    group_by, metrics, _ = aggregate_query(spec, query)
-    return [*group_by, *_fields(metrics)]
-
-
 def _fields(metrics: list[Metric]) -> list[str]:
     return sorted({str(m.field) for m in metrics if m.field not in (None, "*")})
 

@@ -19,10 +19,10 @@ import asyncio
 import hashlib
 import json
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar
 
 import pyarrow as pa
 from sqlmodel import Field, SQLModel
@@ -60,6 +60,7 @@ DELETE_AFTER_HEADER = "Tessera-Delete-After"
 NEXT_POLICY_HEADER = "Tessera-Next-Policy"
 LABELS_HEADER = "Tessera-Labels"  # the labels of the data sent, as JSON (`Labels.to_dict`)
 COMPILED_AGREEMENTS = 1024  # compiled agreements kept in memory (compiling one takes about a millisecond)
+T = TypeVar("T")
 
 
 class UsageCounter(SQLModel, table=True):
@@ -254,23 +255,28 @@ def governed(runtime: Runtime, asset: Asset, caller: JSONObject, decision: Decis
     return Decision(allow=False, reasons=(*(() if decision.allow else decision.reasons), *refusals))
 
 
+async def require_open(runtime: Runtime, transfer: Transfer) -> None:
+    """Refuse a use of a transfer that is not STARTED, or of a consumer the broker suspended."""
+    if transfer.state != "STARTED":
+        raise NotEntitled(f"transfer {transfer.id} is {transfer.state}, not STARTED")
+    await runtime.participant_status.require_active(transfer.counterparty_id)
+
+
 async def decide_use(
     runtime: Runtime, transfer: Transfer, declared: Declared, asked: Asked | None = None, charge: Charge | None = None
 ) -> Use:
     """Decide one use; count it when allowed (and spend its `charge`). Raises NotEntitled carrying the reasons.
 
     A consumer the broker suspended is refused first, whatever its data token and agreement say.
-    `asked` is what the request asks of the stored bytes (range, format); when the stored file can
+    `asked` is what the request asks of the stored bytes (a range); when the stored file can
     answer it and the decision leaves the data untouched, the use sends the file as it is
     (`Use.fetch`), and a request that resumes the transfer's counted use is decided as that use was
     and not counted again (`connector.resumes`).
     """
-    if transfer.state != "STARTED":
-        raise NotEntitled(f"transfer {transfer.id} is {transfer.state}, not STARTED")
-    await runtime.participant_status.require_active(transfer.counterparty_id)
+    await require_open(runtime, transfer)
     agreement, policy, asset = await parts(runtime, transfer)
     caller = transfer.caller_claims
-    fetch = fetch_for(asset, asked) if asked is not None else None
+    fetch = fetch_for(asset, asked, declared.format) if asked is not None else None
     async with runtime.transaction() as session:
         counter = await session.get(UsageCounter, agreement.id) or UsageCounter(agreement_id=agreement.id)
 
@@ -428,26 +434,27 @@ def _headers(decision: Decision, now: datetime, labels: Labels) -> dict[str, str
 async def content(runtime: Runtime, use: Use) -> tuple[AsyncIterator[bytes], str]:
     """The data of an allowed use, obligations applied, as a metered byte stream and its media type."""
     asset, decision = use.asset, use.decision
+    source = source_of(asset)
     rules = decision.of_kind("aggregate")
-    columns = shaping.aggregate_columns(rules[0], use.query) if rules else None
-    source = await _opened(runtime, use, columns)
     if rules:
         assert use.query is not None
-        rows = await run_in_threadpool(shaping.aggregated, source, rules[0], use.query)
+        rows = await _served(runtime, use, shaping.aggregated, source, rules[0], use.query)
         fmt = use.format or "json"  # aggregates are JSON unless the consumer asks for another format
         chunks = iterate_in_threadpool(_aggregate_rows(rows, fmt))
     else:
         fmt = use.format or asset.format
-        batches = shaping.shaped(source, decision.obligations, text=asset.format == "csv")  # raises before any batch
+        opened = await _served(runtime, use, sources.opened, source)
+        batches = shaping.shaped(opened, decision.obligations, text=asset.format == "csv")  # raises before any batch
         chunks = iterate_in_threadpool(writers.write(batches, fmt))
     return _metered(runtime, use, chunks), MEDIA_TYPES[fmt]
 
 
-async def _opened(runtime: Runtime, use: Use, columns: list[str] | None) -> sources.Source:
-    """The use's source, read up to its first batch: a source that fails (a backend down, a SQL table whose
-    columns changed) is the answer, not a broken stream, and the use it could not serve is given back."""
+async def _served(runtime: Runtime, use: Use, work: Callable[..., T], *args: Any) -> T:
+    """`work(*args)` in a worker thread, before the response starts: a source that fails there (a backend
+    down, a SQL table whose columns changed) is the answer, not a broken stream, and the use it could not
+    serve is given back."""
     try:
-        return await run_in_threadpool(sources.opened, source_of(use.asset), columns)
+        return await run_in_threadpool(work, *args)
     except TesseraError as exc:
         async with runtime.transaction() as session:
             counter = await session.get(UsageCounter, use.agreement.id)

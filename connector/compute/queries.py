@@ -131,6 +131,7 @@ async def answer(runtime: Runtime, transfer_id: str, token: str, body: bytes) ->
         transfer = await session.get(Transfer, transfer_id)
     if transfer is None or transfer.role != "provider" or transfer.counterparty_id != claims["sub"]:
         raise NotFound(f"no transfer {transfer_id}")
+    await usage.require_open(runtime, transfer)  # before any work: the engine runs before the counted decision
     sql, asked = _request(body)
     *_, asset = await usage.parts(runtime, transfer)
     source = source_of(asset)

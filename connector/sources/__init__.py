@@ -66,11 +66,10 @@ def recorded(spec: HttpSpec | SqlSpec, environ: Mapping[str, str] | None = None)
 class Opened:
     """A source read up to its first batch: what fails at opening has failed before a response starts."""
 
-    def __init__(self, source: Source, columns: Sequence[str] | None = None) -> None:
+    def __init__(self, source: Source) -> None:
         self.format = source.format
         self._source = source
-        self._columns = columns
-        self._rest = source.batches(columns)
+        self._rest = source.batches()
         self._first = next(self._rest, None)
 
     def stored(self) -> Stored | None:
@@ -80,13 +79,13 @@ class Opened:
         return self._first.schema if self._first is not None else self._source.schema()
 
     def batches(self, columns: Sequence[str] | None = None) -> Iterator[pa.RecordBatch]:
-        """The batches, once; `columns` narrows what was opened (opened with fewer, it cannot widen)."""
+        """The batches, once; `columns` narrows them."""
         if self._first is not None:
             yield project(self._first, columns)
         yield from (project(batch, columns) for batch in self._rest)
 
 
-def opened(source: Source, columns: Sequence[str] | None = None) -> Source:
-    """`source`, read up to its first batch (blocking), of `columns` only when given: a backend that fails,
-    or a SQL table whose columns changed, raises here rather than in the middle of a response."""
-    return Opened(source, columns)
+def opened(source: Source) -> Source:
+    """`source`, read up to its first batch (blocking): a backend that fails, or a SQL table whose columns
+    changed, raises here rather than in the middle of a response."""
+    return Opened(source)

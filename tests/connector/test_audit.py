@@ -60,7 +60,7 @@ async def test_tampering_is_detected_and_the_first_broken_entry_named(
 ) -> None:
     await exchange(provider, consumer, people_csv)
     database = provider.config.directory / "connector.db"
-    with sqlite3.connect(database) as db:
+    with sqlite3.connect(database, timeout=30) as db:
         (seq, details) = db.execute("SELECT seq, details FROM audit_entry WHERE action = 'usage.denied'").fetchone()
         forged = json.loads(details) | {"purpose": "research"}
         db.execute("UPDATE audit_entry SET details = ? WHERE seq = ?", (json.dumps(forged), seq))
@@ -78,7 +78,7 @@ async def test_tampering_is_detected_and_the_first_broken_entry_named(
 
 async def test_a_deleted_entry_breaks_the_chain(provider: Site, consumer: Site, people_csv: Path) -> None:
     await exchange(provider, consumer, people_csv)
-    with sqlite3.connect(provider.config.directory / "connector.db") as db:
+    with sqlite3.connect(provider.config.directory / "connector.db", timeout=30) as db:
         db.execute("DELETE FROM audit_entry WHERE seq = 4")
     report = json.loads((await verify(provider))[1])
     assert report["first_broken"] == 4

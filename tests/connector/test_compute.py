@@ -243,7 +243,7 @@ async def test_tessera_query_prints_the_answer(provider: Site, consumer: Site, s
 
 
 def _released(provider: Site) -> int:
-    with sqlite3.connect(provider.config.directory / "connector.db") as db:
+    with sqlite3.connect(provider.config.directory / "connector.db", timeout=30) as db:
         (count,) = db.execute("SELECT count(*) FROM released_group").fetchone()
     return int(count)
 

@@ -65,7 +65,7 @@ async def _pull_transfer(provider: Site, consumer: Site, data: Path, policy: str
 
 def _data_plane(consumer: Site, transfer_id: str) -> tuple[str, dict[str, str]]:
     """The provider's data URL and the data token header, as the consumer's connector holds them."""
-    with sqlite3.connect(consumer.config.directory / "connector.db") as db:
+    with sqlite3.connect(consumer.config.directory / "connector.db", timeout=30) as db:
         (text,) = db.execute("SELECT data_address FROM transfer WHERE id = ?", (transfer_id,)).fetchone()
     address = json.loads(text)
     token = next(p["value"] for p in address["endpointProperties"] if p["name"] == "authorization")

@@ -103,6 +103,6 @@ async def test_data_plane_refuses_a_token_for_another_transfer(
 async def _data_token(site: Site, transfer_id: str) -> str:
     import sqlite3
 
-    with sqlite3.connect(site.config.directory / "connector.db") as db:
+    with sqlite3.connect(site.config.directory / "connector.db", timeout=30) as db:
         (address,) = db.execute("SELECT data_address FROM transfer WHERE id = ?", (transfer_id,)).fetchone()
     return next(p["value"] for p in json.loads(address)["endpointProperties"] if p["name"] == "authorization")

@@ -327,7 +327,7 @@ async def test_every_message_either_side_sent_is_valid_dsp(
 def outbox(site: Site) -> list[dict[str, Any]]:
     """The DSP messages a connector sent (audit checkpoints go beside DSP, to the broker and the peer)."""
     path = site.config.directory / "connector.db"
-    with sqlite3.connect(path) as db:
+    with sqlite3.connect(path, timeout=30) as db:
         rows = db.execute("SELECT body FROM outbox_message WHERE process_id NOT LIKE 'audit-checkpoints:%'")
         return [json.loads(body) for (body,) in rows]
 

@@ -270,7 +270,7 @@ async def test_a_header_secret_can_come_from_the_providers_environment(
 
 
 def people_db(path: Path, extra: int = 0) -> Path:
-    with sqlite3.connect(path) as db:
+    with sqlite3.connect(path, timeout=30) as db:
         db.execute("CREATE TABLE people (id INTEGER, name TEXT, email TEXT, country TEXT, score REAL)")
         rows = [(n + 1, p["name"], p["email"], p["country"], n + 0.5) for n, p in enumerate(PEOPLE)]
         rows += [(n, f"person {n}", f"p{n}@example.org", "DE", 1.0) for n in range(10, 10 + extra)]
@@ -316,7 +316,7 @@ async def test_a_sqlite_table_whose_columns_changed_since_the_offer_is_refused(
 ) -> None:
     db = people_db(tmp_path / "people.sqlite")
     offer = await offer_source(provider, {"kind": "sql", "url": sqlite_url(db), "table": "people"}, "jsonl", OPEN)
-    with sqlite3.connect(db) as connection:
+    with sqlite3.connect(db, timeout=30) as connection:
         connection.execute("ALTER TABLE people ADD COLUMN salary INTEGER")
     connection.close()
     _, response = await pulled(consumer, provider, offer)

@@ -124,7 +124,7 @@ async def test_an_expired_data_token_is_refreshed_with_the_access_token(
             "jti": "old",
         }
     )
-    with sqlite3.connect(consumer.config.directory / "connector.db") as db:
+    with sqlite3.connect(consumer.config.directory / "connector.db", timeout=30) as db:
         (address,) = db.execute("SELECT data_address FROM transfer WHERE id = ?", (transfer["id"],)).fetchone()
         address = json.loads(address)
         address["endpointProperties"][0]["value"] = expired

@@ -23,7 +23,7 @@ async def _data_plane(provider: Site, consumer: Site, data: Path, max_uses: int)
     offer = await publish(provider, data, policy=policy)
     negotiation = await negotiate(consumer, provider, offer)
     transfer = await start_transfer(consumer, negotiation["agreement_id"])
-    with sqlite3.connect(consumer.config.directory / "connector.db") as db:
+    with sqlite3.connect(consumer.config.directory / "connector.db", timeout=30) as db:
         (text,) = db.execute("SELECT data_address FROM transfer WHERE id = ?", (transfer["id"],)).fetchone()
     address = json.loads(text)
     token = next(p["value"] for p in address["endpointProperties"] if p["name"] == "authorization")

@@ -10,6 +10,7 @@ A test that takes the `postgres` fixture skips only where the server cannot be i
 """
 
 import glob
+import itertools
 import os
 import pwd
 import shutil
@@ -19,6 +20,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from tests.utils import unused_port
@@ -26,6 +28,7 @@ from tests.utils import unused_port
 USER = "tessera"
 PASSWORD = "pg-secret-7f3a"  # tests look for it where it must never appear
 SYSTEM_USER = "postgres"  # initdb refuses to run as root: the cluster runs as Debian's postgres user
+_numbers = itertools.count(1)  # names of the databases `create_database` makes
 
 
 @dataclass
@@ -35,7 +38,19 @@ class Postgres:
 
     @property
     def url(self) -> str:
-        return f"postgresql://{USER}:{PASSWORD}@127.0.0.1:{self.port}/postgres"
+        return self.url_of("postgres")
+
+    def url_of(self, database: str, driver: str = "") -> str:
+        """The libpq URL of a database; `driver="asyncpg"` gives the SQLAlchemy URL our services take."""
+        scheme = f"postgresql+{driver}" if driver else "postgresql"
+        return f"{scheme}://{USER}:{PASSWORD}@127.0.0.1:{self.port}/{database}"
+
+    def create_database(self) -> str:
+        """A new empty database; its SQLAlchemy URL (asyncpg), as `database_url` of a connector or broker."""
+        name = f"t{next(_numbers)}_{os.getpid()}"
+        with psycopg.connect(self.url, autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        return self.url_of(name, "asyncpg")
 
     def start(self) -> None:
         data = self.directory / "data"

@@ -25,6 +25,7 @@ from broker.config import BrokerConfig
 from broker.crawler import Crawler
 from broker.quotas import QuotaExceeded, quota_handler
 from broker.registry import Registry
+from broker.schema import SCHEMA
 from broker.search import Fts5Search
 from tessera.identity import SigningKey, TokenVerifier
 from tessera.problems import problem_handlers
@@ -47,7 +48,7 @@ def create_app(config: BrokerConfig, *, crawl: bool = True) -> Starlette:
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[State]:
         signer = SigningKey.load(config.key_path)
-        db = await Database.open(config.database_url)
+        db = await Database.open(config.database_url, schema=SCHEMA)
         search = Fts5Search()
         await search.setup(db)
         await asyncio.to_thread(text.warm_up)

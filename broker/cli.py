@@ -18,6 +18,7 @@ from rich.table import Table
 from broker import authority, events, products
 from broker.claims import FIELDS, REQUIRED
 from broker.config import DEFAULT_SECURITY_PROFILES, BrokerConfig
+from broker.schema import SCHEMA
 from tessera.errors import TesseraError
 from tessera.identity import SigningKey, generate_key, save_private_key
 from tessera.registry_ids import REGISTRY_TYPES
@@ -59,7 +60,7 @@ def _load(directory: Path) -> BrokerConfig:
 
 def _with_database(config: BrokerConfig, action: Callable[[Database], Awaitable[T]]) -> T:
     async def run() -> T:
-        db = await Database.open(config.database_url)
+        db = await Database.open(config.database_url, schema=SCHEMA)
         try:
             return await action(db)
         finally:

@@ -19,6 +19,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from connector.anchoring import RECEIPTS_PATH
 from connector.config import ConnectorConfig
 from connector.negotiations import Negotiation
+from connector.schema import SCHEMA
 from tessera import audit
 from tessera.audit import AuditEntry, ChainReport
 from tessera.checkpoints import Checkpoint, CheckpointRefused, Receipt
@@ -213,7 +214,7 @@ async def _peer_receipt(http: httpx.AsyncClient, tokens: TokenClient, peer: str,
 
 async def verify_offline_or_anchored(config: ConnectorConfig, *, local: bool) -> AnchoredReport:
     """`tessera audit verify`: the chain in the connector's database, against the holders unless `local`."""
-    db = await Database.open(config.database_url)
+    db = await Database.open(config.database_url, schema=SCHEMA)
     try:
         if local:
             return await verify(db, Anchors())
@@ -237,7 +238,7 @@ async def verify_offline_or_anchored(config: ConnectorConfig, *, local: bool) ->
 
 async def check_receipt(config: ConnectorConfig, held: Held) -> AnchoredReport:
     """The connector's chain against one receipt's checkpoint, offline."""
-    db = await Database.open(config.database_url)
+    db = await Database.open(config.database_url, schema=SCHEMA)
     try:
         return await verify(db, Anchors(held=[held]))
     finally:

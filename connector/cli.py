@@ -34,6 +34,7 @@ from connector.config import (
     CrossBorderRules,
     GradeRules,
 )
+from connector.schema import SCHEMA
 from connector.selftest.command import selftest
 from connector.usage import UsageCounter
 from tessera.checkpoints import Checkpoint, CheckpointRefused, Receipt
@@ -450,7 +451,7 @@ def _filings_report(rows: list[dict[str, Any]], as_json: bool) -> None:
 
 
 async def _filings(database_url: str) -> list[dict[str, Any]]:
-    db = await Database.open(database_url)
+    db = await Database.open(database_url, schema=SCHEMA)
     try:
         async with db.session() as session:
             return await cross_border.filings(session)
@@ -459,7 +460,7 @@ async def _filings(database_url: str) -> list[dict[str, Any]]:
 
 
 async def _usage_rows(database_url: str) -> list[dict[str, Any]]:
-    db = await Database.open(database_url)
+    db = await Database.open(database_url, schema=SCHEMA)
     try:
         async with db.session() as session:
             query = select(UsageCounter, Agreement).join(Agreement, col(UsageCounter.agreement_id) == col(Agreement.id))

@@ -18,6 +18,7 @@ from starlette.requests import Request
 from connector import timeline
 from connector.config import ConnectorConfig
 from connector.outbox import FailureHandler, Outbox, ReplyHandler
+from connector.schema import SCHEMA
 from tessera.clock import utcnow
 from tessera.errors import NotFound, PeerError
 from tessera.identity import Caller, JwksCache, SigningKey, TokenClient, TokenVerifier, bearer_token
@@ -122,7 +123,7 @@ class Runtime:
     async def running(
         cls, config: ConnectorConfig, *, on_undeliverable: FailureHandler, on_reply: ReplyHandler
     ) -> AsyncIterator["Runtime"]:
-        db = await Database.open(config.database_url, audit_hash=config.crypto.audit_hash)
+        db = await Database.open(config.database_url, schema=SCHEMA, audit_hash=config.crypto.audit_hash)
         engine = create_engine(config.policy_engine, opa_url=config.opa_url)
         async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0)) as http:
             runtime = cls(config, db, engine, http, on_undeliverable=on_undeliverable, on_reply=on_reply)

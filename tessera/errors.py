@@ -19,6 +19,7 @@
   x BadRequest               - any other invalid input on our own API (400)
     + ContentTooLarge        - a body past the size limit (413)
   x StatusUnavailable        - the broker's signed participant status cannot be had: we refuse (503)
+  x SchemaMismatch           - the database is at a schema revision this code does not know: we do not start
 
 Each error carries the HTTP status and a detail; the app's exception handler renders it as
 problem+json (management API) or a DSP error message (protocol endpoints). A subclass names its
@@ -140,3 +141,7 @@ class ContentTooLarge(BadRequest, status=413):
 
 class StatusUnavailable(TesseraError, status=503):
     """No verified participant status newer than the grace period: every caller is refused (fail closed)."""
+
+
+class SchemaMismatch(TesseraError, status=503):
+    """The database was migrated by a newer release (a revision this code does not know): refuse to run on it."""

@@ -2,7 +2,8 @@
 
 SQLite (`sqlite+aiosqlite:///path.db`) is the embedded default; PostgreSQL
 (`postgresql+asyncpg://…`) is the production choice. Tables are SQLModel classes declared by the
-modules that own them; `Database.open` creates whatever is missing.
+modules that own them; `Database.open(url, schema=…)` creates a service's tables in an empty database
+and migrates an older one (`tessera.migrations`, docs/migrations.md).
 
 Column types for what records keep: `UtcDateTime` (aware UTC datetimes, rendered as RFC 3339 in JSON
 through the `Timestamp` annotation), `Json` (JSON values) and `JsonOf` (JSON holding a typed value).
@@ -24,10 +25,10 @@ from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.types import TypeDecorator
-from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from tessera.clock import aware, rfc3339
+from tessera.migrations import Schema, prepare
 
 T = TypeVar("T")
 AuditHead = tuple[int, str]  # the audit chain's last (seq, hash)
@@ -117,12 +118,18 @@ class Database:
         self.audit_head: AuditHead | None = None  # the last committed audit entry, known without a query
 
     @classmethod
-    async def open(cls, url: str, *, audit_hash: str = "sha256") -> "Database":
+    async def open(cls, url: str, *, schema: Schema | None = None, audit_hash: str = "sha256") -> "Database":
+        """The database at `url`, brought to `schema`'s head first (None: opened as it is, e.g. by a tool)."""
         engine = create_async_engine(url, **_engine_options(url))
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        async with engine.begin() as conn:
-            await conn.run_sync(SQLModel.metadata.create_all)
+        if schema is not None:
+            try:
+                async with engine.begin() as conn:
+                    await conn.run_sync(prepare, schema)
+            except BaseException:
+                await engine.dispose()
+                raise
         return cls(engine, audit_hash=audit_hash)
 
     @asynccontextmanager

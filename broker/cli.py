@@ -21,6 +21,7 @@ from broker.config import DEFAULT_SECURITY_PROFILES, BrokerConfig
 from broker.schema import SCHEMA
 from tessera.errors import TesseraError
 from tessera.identity import SigningKey, generate_key, save_private_key
+from tessera.migrations_cli import migrate_command
 from tessera.registry_ids import REGISTRY_TYPES
 from tessera.store import Database
 
@@ -92,6 +93,9 @@ def init(
     config.save()
     typer.echo(f"broker initialised in {config.directory}")
     typer.echo(f"  issuer {config.url}, authority key id {SigningKey.load(config.key_path).kid}")
+
+
+broker_app.command("migrate")(migrate_command(SCHEMA, lambda directory: BrokerConfig.load(directory).database_url))
 
 
 @broker_app.command("serve")

@@ -1,8 +1,8 @@
 """The connector's commands: `tessera connector …`, `tessera audit …`, `tessera usage …`, `tessera transfer pull`,
 `tessera selftest`.
 
-Exit codes: 0 success, 1 a check failed (broken audit chain), 2 usage or input error, 3 a service could
-not be reached.
+Exit codes: 0 success, 1 a check failed (broken audit chain; a database not at this release's schema), 2 usage
+or input error, 3 a service could not be reached.
 """
 
 import asyncio
@@ -40,6 +40,7 @@ from connector.usage import UsageCounter
 from tessera.checkpoints import Checkpoint, CheckpointRefused, Receipt
 from tessera.crypto import Sm2Error
 from tessera.identity import SigningKey, generate_key, public_jwk, save_private_key
+from tessera.migrations_cli import migrate_command
 from tessera.store import Database
 
 console = Console()
@@ -145,6 +146,9 @@ def connector_init(
         console.print(f"public key for the broker operator: {jwk_path}")
         if config.crypto.needs_sm2_key:
             console.print(f"SM2 agreement-signing key: {config.sm2_key_path} (bound to the identity key at start)")
+
+
+connector_app.command("migrate")(migrate_command(SCHEMA, lambda directory: _load_config(directory).database_url))
 
 
 @connector_app.command("serve")

@@ -107,8 +107,13 @@ def prepare(connection: Connection, schema: Schema) -> Status:
     elif before.state == "unversioned":
         MigrationContext.configure(connection).stamp(_script(schema), schema.baseline)
     if before.state in ("unversioned", "behind"):
-        command.upgrade(_config(schema, connection), "head")
+        upgrade(connection, schema)
     return before
+
+
+def upgrade(connection: Connection, schema: Schema, revision: str = "head") -> None:
+    """Run the revisions up to `revision` (tests build an older schema with it); `prepare` is what start runs."""
+    command.upgrade(_config(schema, connection), revision)
 
 
 def status(connection: Connection, schema: Schema) -> Status:

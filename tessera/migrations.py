@@ -31,6 +31,7 @@ from alembic.autogenerate.api import AutogenContext
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.script.revision import RevisionError
 from alembic.util import CommandError
 from sqlalchemy import Connection, Table, inspect, text
 from sqlalchemy.engine.url import make_url
@@ -129,7 +130,7 @@ def status(connection: Connection, schema: Schema) -> Status:
         return Status(None, head, sorted(pending), state)
     try:
         pending = sorted(r.revision for r in script.iterate_revisions(head, current))
-    except CommandError:
+    except (CommandError, RevisionError):
         return Status(current, head, [], "ahead")
     return Status(current, head, pending, "behind" if pending else "current")
 

@@ -60,9 +60,7 @@ async def test_a_connector_database_at_the_previous_revision_upgrades_keeping_it
 
 
 @pytest.mark.parametrize("schema", [CONNECTOR, BROKER], ids=["connector", "broker"])
-async def test_an_empty_database_is_created_at_the_head_as_declared(
-    database_url: str, schema: Schema
-) -> None:
+async def test_an_empty_database_is_created_at_the_head_as_declared(database_url: str, schema: Schema) -> None:
     db = await open_database(database_url, schema)
     await db.close()
 

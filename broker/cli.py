@@ -6,7 +6,9 @@ broker's JWKS. Exit codes follow `connector.cli`: 1 a check failed, 2 usage or i
 """
 
 import asyncio
+import dataclasses
 import json
+import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -17,12 +19,14 @@ from rich.table import Table
 
 from broker import authority, events, products
 from broker.claims import FIELDS, REQUIRED
-from broker.config import DEFAULT_SECURITY_PROFILES, BrokerConfig
+from broker.config import DEFAULT_SECURITY_PROFILES, SECRET_SETTINGS, BrokerConfig
 from broker.schema import SCHEMA
+from tessera import serving
 from tessera.errors import TesseraError
 from tessera.identity import SigningKey, generate_key, save_private_key
 from tessera.migrations_cli import migrate_command
 from tessera.registry_ids import REGISTRY_TYPES
+from tessera.serving import secret_overrides
 from tessera.store import Database
 
 T = TypeVar("T")
@@ -53,8 +57,10 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _load(directory: Path) -> BrokerConfig:
+    """broker.toml, with the database URL a container may pass as TESSERA_DATABASE_URL."""
     try:
-        return BrokerConfig.load(directory)
+        config = BrokerConfig.load(directory)
+        return dataclasses.replace(config, **secret_overrides(os.environ, SECRET_SETTINGS))
     except TesseraError as exc:
         raise _fail(exc.detail) from exc
 
@@ -95,20 +101,18 @@ def init(
     typer.echo(f"  issuer {config.url}, authority key id {SigningKey.load(config.key_path).kid}")
 
 
-broker_app.command("migrate")(migrate_command(SCHEMA, lambda directory: BrokerConfig.load(directory).database_url))
+broker_app.command("migrate")(migrate_command(SCHEMA, lambda directory: _load(directory).database_url))
 
 
 @broker_app.command("serve")
 def serve(directory: Annotated[Path, typer.Option("--dir", help="The broker's directory.")]) -> None:
-    """Serve the broker (token endpoint, JWKS, participants, registry, search) with uvicorn."""
-    import uvicorn
-
+    """Serve the broker (token endpoint, JWKS, participants, registry, search); SIGTERM drains requests."""
     from broker.app import create_app
 
     config = _load(directory)
     if not config.key_path.exists():
         raise _fail(f"no authority key at {config.key_path}; run `tessera broker init`")
-    uvicorn.run(create_app(config), host=config.host, port=config.port)
+    serving.serve(create_app(config), host=config.host, port=config.port, drain=config.shutdown_drain)
 
 
 @broker_app.command("delete-entry")

@@ -18,7 +18,10 @@ port = 8500
 # max_offerings = 10000         offerings one participant may have registered
 # security_profiles = ["base", "trust", "trust_plus"]   the profiles participants may be admitted with, low to high
 # participant_status_lifetime = 60   seconds a signed participant status document stays valid (`exp`)
+# shutdown_drain = 30           seconds requests in flight may take to finish after SIGTERM
 ```
+
+In a container, `TESSERA_DATABASE_URL` (from a Secret) overrides `database_url` (`broker.cli`).
 """
 
 import re
@@ -49,6 +52,8 @@ DEFAULT_MAX_OFFERINGS = 10_000
 # The usage-policy patterns rank these, low to high (policies/usage/security_profile.rego).
 DEFAULT_SECURITY_PROFILES = ("base", "trust", "trust_plus")
 DEFAULT_PARTICIPANT_STATUS_LIFETIME = 60
+DEFAULT_SHUTDOWN_DRAIN = 30.0
+SECRET_SETTINGS = ("database_url",)  # may come from the environment as TESSERA_DATABASE_URL
 _PROFILE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
 _TUNING = {
     "crawl_interval": float,
@@ -59,6 +64,7 @@ _TUNING = {
     "registrations_per_minute": int,
     "max_offerings": int,
     "participant_status_lifetime": int,
+    "shutdown_drain": float,
 }
 
 
@@ -85,6 +91,7 @@ class BrokerConfig:
     max_offerings: int = DEFAULT_MAX_OFFERINGS
     security_profiles: tuple[str, ...] = DEFAULT_SECURITY_PROFILES
     participant_status_lifetime: int = DEFAULT_PARTICIPANT_STATUS_LIFETIME
+    shutdown_drain: float = DEFAULT_SHUTDOWN_DRAIN
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "security_profiles", check_security_profiles(self.security_profiles))

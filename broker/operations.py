@@ -1,4 +1,5 @@
-"""Operations: `/health` for load balancers and `/status`, the crawl result of every registered connector.
+"""Operations: `/health` for load balancers, `/ready` (the database answers) for readiness probes, and
+`/status`, the crawl result of every registered connector.
 
 `/status` answers JSON, or an HTML table to a browser (`Accept: text/html`), listing per connector its
 liveness, last crawl (status, error, consecutive failures), next crawl and number of offerings.
@@ -37,6 +38,17 @@ async def health(request: Request) -> Response:
     healthy = crawler != "stopped"
     body = {"status": "ok" if healthy else "degraded", "crawler": crawler, "entries": entries, "offerings": offerings}
     return JSONResponse(body, status_code=200 if healthy else 503)
+
+
+async def ready(request: Request) -> Response:
+    """Whether to send this replica traffic: only while its database answers (the crawler does not matter)."""
+    registry: Registry = request.state.registry
+    try:
+        async with registry.db.session() as session:
+            await (await session.connection()).execute(text("SELECT 1"))
+    except Exception as exc:  # any database failure means "not ready", never a 500 page
+        return JSONResponse({"status": "unavailable", "database": str(exc)[:200]}, status_code=503)
+    return JSONResponse({"status": "ok"})
 
 
 async def status(request: Request) -> Response:
@@ -83,4 +95,8 @@ def _page(rows: list[ConnectorStatus]) -> str:
     )
 
 
-routes = [Route("/health", health, methods=["GET"]), Route("/status", status, methods=["GET"])]
+routes = [
+    Route("/health", health, methods=["GET"]),
+    Route("/ready", ready, methods=["GET"]),
+    Route("/status", status, methods=["GET"]),
+]

@@ -6,7 +6,8 @@
 /dsp/audit/checkpoints        counter-parties' audit checkpoints we keep as receipts (their access token)
 /data/{transfer}              data plane (the transfer's data token)
 /api/...                      management API (the connector's API key)
-/health                       liveness
+/health                       liveness: the process answers
+/ready                        readiness: the database answers too (503 when it does not)
 ```
 """
 
@@ -14,6 +15,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
+from sqlalchemy import text
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -41,6 +43,16 @@ async def health(_request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+async def ready(request: Request) -> Response:
+    """Whether to send this replica traffic: only while its database answers."""
+    try:
+        async with request.app.state.runtime.db.session() as session:
+            await session.execute(text("SELECT 1"))
+    except Exception as exc:  # any database failure means "not ready", never a 500 page
+        return JSONResponse({"status": "unavailable", "database": str(exc)[:200]}, status_code=503)
+    return JSONResponse({"status": "ok"})
+
+
 def create_app(config: ConnectorConfig) -> Starlette:
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -63,6 +75,7 @@ def create_app(config: ConnectorConfig) -> Starlette:
     routes = [
         Route("/.well-known/dspace-version", protocol.version, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
+        Route("/ready", ready, methods=["GET"]),
         *dataplane.routes,
         Mount(DSP_PATH, routes=[*protocol.routes, *receipts.routes]),
         Mount(

@@ -6,7 +6,9 @@ or input error, 3 a service could not be reached.
 """
 
 import asyncio
+import dataclasses
 import json
+import os
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 from urllib.parse import quote
@@ -30,6 +32,7 @@ from connector.config import (
     DEFAULT_PORT,
     JWK_FILE,
     KEY_FILE,
+    SECRET_SETTINGS,
     ConnectorConfig,
     CrossBorderRules,
     GradeRules,
@@ -41,6 +44,8 @@ from tessera.checkpoints import Checkpoint, CheckpointRefused, Receipt
 from tessera.crypto import Sm2Error
 from tessera.identity import SigningKey, generate_key, public_jwk, save_private_key
 from tessera.migrations_cli import migrate_command
+from tessera.policy.auto import ENGINE_KINDS
+from tessera.serving import secret_overrides, serve
 from tessera.store import Database
 
 console = Console()
@@ -75,6 +80,10 @@ def connector_init(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = DEFAULT_HOST,
     port: Annotated[int, typer.Option(help="Port to listen on.")] = DEFAULT_PORT,
     database_url: Annotated[str, typer.Option(help="SQLAlchemy URL; default SQLite in --dir.")] = "",
+    policy_engine: Annotated[
+        str, typer.Option(help=f"Where usage policies run: {' | '.join(ENGINE_KINDS)} (docs/policy-engine.md).")
+    ] = "embedded",
+    opa_url: Annotated[str | None, typer.Option(help="The OPA server's base URL (policy engine opa).")] = None,
     crypto_profile: Annotated[
         str, typer.Option(help=f"Agreement signatures and audit hash: {' | '.join(CRYPTO_PROFILES)} (docs/crypto.md).")
     ] = "default",
@@ -113,6 +122,8 @@ def connector_init(
             host=host,
             port=port,
             database_url=database_url,
+            policy_engine=policy_engine,
+            opa_url=opa_url,
             crypto_profile=crypto_profile,
             grades=GradeRules(core=core_data, important_min_profile=important_min_profile),
             cross_border=CrossBorderRules(
@@ -153,9 +164,7 @@ connector_app.command("migrate")(migrate_command(SCHEMA, lambda directory: _load
 
 @connector_app.command("serve")
 def connector_serve(directory: DirOption) -> None:
-    """Run the connector (DSP endpoints, data plane, management API)."""
-    import uvicorn
-
+    """Run the connector (DSP endpoints, data plane, management API); SIGTERM drains in-flight pulls."""
     from connector.app import create_app
 
     config = _load_config(directory)
@@ -165,7 +174,7 @@ def connector_serve(directory: DirOption) -> None:
         )
     except (OSError, ValueError, Sm2Error) as exc:
         _fail(f"crypto profile {config.crypto_profile}: {exc}", code=2)
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level="info")
+    serve(create_app(config), host=config.host, port=config.port, drain=config.shutdown_drain)
 
 
 @connector_app.command("timeline")
@@ -481,8 +490,10 @@ async def _usage_rows(database_url: str) -> list[dict[str, Any]]:
 
 
 def _load_config(directory: Path) -> ConnectorConfig:
+    """connector.toml, with the secrets a container passes in its environment (TESSERA_DATABASE_URL …)."""
     try:
-        return ConnectorConfig.load(directory)
+        config = ConnectorConfig.load(directory)
+        return dataclasses.replace(config, **secret_overrides(os.environ, SECRET_SETTINGS))
     except FileNotFoundError:
         _fail(f"no {CONFIG_FILE} in {directory}; run `tessera connector init` first", code=2)
     except (TypeError, ValueError) as exc:

@@ -18,6 +18,7 @@ import tomli_w
 from policies.patterns import SECURITY_PROFILES
 from tessera.crypto import PROFILES, CryptoProfile
 from tessera.labels import LEVELS, category, jurisdiction
+from tessera.policy.auto import ENGINE_KINDS
 from tessera.store import sqlite_url
 
 CONFIG_FILE = "connector.toml"
@@ -38,6 +39,9 @@ DEFAULT_TRANSFER_DEADLINE = 600.0  # seconds a provider may take to start a requ
 DEFAULT_PARTICIPANT_STATUS_REFRESH = 3.0
 DEFAULT_PARTICIPANT_STATUS_GRACE = 30.0
 DEFAULT_AUDIT_CHECKPOINT_INTERVAL = 60.0  # seconds between checkpoints of the audit chain, when it grew
+DEFAULT_SHUTDOWN_DRAIN = 30.0  # seconds in-flight requests (pulls) may take to finish after SIGTERM
+# Secrets a container may pass as TESSERA_<NAME> variables instead of writing them into connector.toml.
+SECRET_SETTINGS = ("database_url", "management_token")
 CORE_DATA_MODES = ("hidden", "aggregate_only")
 DEFAULT_IMPORTANT_MIN_PROFILE = "trust"
 DEFAULT_NEVER_LEAVE_LEVELS = ("important", "core")  # important data leaves only after a security assessment
@@ -145,6 +149,8 @@ class ConnectorConfig:
     # A signed checkpoint of the audit chain's head goes to the broker this often when the chain grew,
     # and to the broker and the counter-party whenever a negotiation or transfer ends (connector.anchoring).
     audit_checkpoint_interval: float = DEFAULT_AUDIT_CHECKPOINT_INTERVAL
+    # On SIGTERM, requests in flight get this long to finish before they are cut (tessera.serving).
+    shutdown_drain: float = DEFAULT_SHUTDOWN_DRAIN
     grades: GradeRules = field(default_factory=GradeRules)
     cross_border: CrossBorderRules = field(default_factory=CrossBorderRules)
     compute: ComputeLimits = field(default_factory=ComputeLimits)
@@ -158,6 +164,10 @@ class ConnectorConfig:
             raise ValueError(
                 f"agreement_signatures must be one of {AGREEMENT_SIGNATURES}, not {self.agreement_signatures!r}"
             )
+        if self.policy_engine not in ENGINE_KINDS:
+            raise ValueError(f"policy_engine must be one of {ENGINE_KINDS}, not {self.policy_engine!r}")
+        if self.policy_engine == "opa" and not self.opa_url:
+            raise ValueError("policy_engine opa needs opa_url, the OPA server's base URL")
         if self.crypto_profile not in CRYPTO_PROFILES:
             raise ValueError(f"crypto_profile must be one of {CRYPTO_PROFILES}, not {self.crypto_profile!r}")
         for name in (
@@ -165,6 +175,7 @@ class ConnectorConfig:
             "transfer_deadline",
             "participant_status_refresh",
             "audit_checkpoint_interval",
+            "shutdown_drain",
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be a positive number of seconds")

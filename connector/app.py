@@ -7,7 +7,11 @@
 /data/{transfer}              data plane (the transfer's data token)
 /api/...                      management API (the connector's API key)
 /health                       liveness
+/metrics                      Prometheus metrics (the metrics token, else the management key; docs/metrics.md)
 ```
+
+Every request is timed by route template and runs with the process it names in its log lines
+(`tessera.metrics.RequestMetrics`); with `tracing = "otlp"` it makes an OpenTelemetry span too.
 """
 
 from collections.abc import AsyncIterator
@@ -27,13 +31,17 @@ from connector import (
     deadlines,
     delivery,
     management,
+    monitoring,
     protocol,
     receipts,
     transfer_provider,
 )
 from connector.config import DSP_PATH, ConnectorConfig
+from connector.metrics import ConnectorMetrics
 from connector.outbox import OutboxMessage
 from connector.runtime import Runtime
+from tessera import tracing
+from tessera.metrics import RequestMetrics, RouteTemplates
 from tessera.problems import problem_handlers
 
 
@@ -41,7 +49,12 @@ async def health(_request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def create_app(config: ConnectorConfig) -> Starlette:
+def create_app(config: ConnectorConfig, *, tracer_provider: Any = None) -> Starlette:
+    """The connector app; `tracer_provider` replaces the OTLP exporter's when `config.tracing` is "otlp"."""
+    metrics = ConnectorMetrics()
+    if config.tracing == "otlp" and tracer_provider is None:
+        tracer_provider = tracing.provider("tessera-connector")
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async def on_undeliverable(message: OutboxMessage) -> None:
@@ -50,8 +63,11 @@ def create_app(config: ConnectorConfig) -> Starlette:
         async def on_reply(message: OutboxMessage, reply: Any) -> None:
             await delivery.learn_pids(app.state.runtime, message, reply)
 
-        async with Runtime.running(config, on_undeliverable=on_undeliverable, on_reply=on_reply) as runtime:
+        running = Runtime.running(config, on_undeliverable=on_undeliverable, on_reply=on_reply, metrics=metrics)
+        async with running as runtime:
             app.state.runtime = runtime
+            if tracer_provider is not None:
+                tracing.trace_client(runtime.http, tracer_provider)
             sweeper = copies.Sweeper(runtime)
             runtime.wake_sweeper = sweeper.wake
             runtime.spawn(sweeper.run())
@@ -63,6 +79,7 @@ def create_app(config: ConnectorConfig) -> Starlette:
     routes = [
         Route("/.well-known/dspace-version", protocol.version, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
+        *monitoring.routes,
         *dataplane.routes,
         Mount(DSP_PATH, routes=[*protocol.routes, *receipts.routes]),
         Mount(
@@ -71,4 +88,13 @@ def create_app(config: ConnectorConfig) -> Starlette:
             middleware=[Middleware(management.RequireApiKey, token=config.management_token)],
         ),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=problem_handlers())
+    timed = Middleware(
+        RequestMetrics,
+        histogram=metrics.requests,
+        templates=RouteTemplates(routes),
+        process_of=monitoring.process_of,
+    )
+    traced = [] if tracer_provider is None else [tracing.middleware(tracer_provider)]
+    return Starlette(
+        routes=routes, middleware=[*traced, timed], lifespan=lifespan, exception_handlers=problem_handlers()
+    )

@@ -7,7 +7,9 @@ broker's JWKS. Exit codes follow `connector.cli`: 1 a check failed, 2 usage or i
 
 import asyncio
 import json
+import os
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -18,10 +20,12 @@ from rich.table import Table
 from broker import authority, events, products
 from broker.claims import FIELDS, REQUIRED
 from broker.config import DEFAULT_SECURITY_PROFILES, BrokerConfig
-from tessera.errors import TesseraError
+from tessera.errors import BadRequest, TesseraError
 from tessera.identity import SigningKey, generate_key, save_private_key
+from tessera.logs import log_config
 from tessera.registry_ids import REGISTRY_TYPES
 from tessera.store import Database
+from tessera.tracing import TracingUnavailable, chosen
 
 T = TypeVar("T")
 
@@ -94,8 +98,15 @@ def init(
 
 
 @broker_app.command("serve")
-def serve(directory: Annotated[Path, typer.Option("--dir", help="The broker's directory.")]) -> None:
-    """Serve the broker (token endpoint, JWKS, participants, registry, search) with uvicorn."""
+def serve(
+    directory: Annotated[Path, typer.Option("--dir", help="The broker's directory.")],
+    log_format: Annotated[
+        str | None, typer.Option("--log-format", help="Logs: text, or json (one object per line); default: config.")
+    ] = None,
+) -> None:
+    """Serve the broker (token endpoint, JWKS, participants, registry, search, /metrics) with uvicorn.
+
+    With OTEL_EXPORTER_OTLP_ENDPOINT set, tracing is on whatever the config says (docs/metrics.md)."""
     import uvicorn
 
     from broker.app import create_app
@@ -103,7 +114,12 @@ def serve(directory: Annotated[Path, typer.Option("--dir", help="The broker's di
     config = _load(directory)
     if not config.key_path.exists():
         raise _fail(f"no authority key at {config.key_path}; run `tessera broker init`")
-    uvicorn.run(create_app(config), host=config.host, port=config.port)
+    try:
+        config = replace(config, log_format=log_format or config.log_format, tracing=chosen(config.tracing, os.environ))
+        app = create_app(config)
+    except (BadRequest, TracingUnavailable) as exc:
+        raise _fail(str(exc)) from exc
+    uvicorn.run(app, host=config.host, port=config.port, log_config=log_config(config.log_format))
 
 
 @broker_app.command("delete-entry")

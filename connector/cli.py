@@ -177,9 +177,7 @@ def connector_serve(directory: DirOption, log_format: LogFormatOption = None) ->
         app = create_app(config)
     except TracingUnavailable as exc:
         _fail(str(exc), code=2)
-    logging = log_config(config.log_format)
-    options: dict[str, Any] = {} if logging is None else {"log_config": logging}
-    uvicorn.run(app, host=config.host, port=config.port, log_level="info", **options)
+    uvicorn.run(app, host=config.host, port=config.port, log_level="info", log_config=log_config(config.log_format))
 
 
 @connector_app.command("timeline")

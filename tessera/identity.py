@@ -8,8 +8,8 @@ participant id that a verified signature does not prove.
 
 import asyncio
 import base64
-import collections
 import binascii
+import collections
 import hashlib
 import json
 import re

@@ -8,6 +8,7 @@ uvicorn.run(app, log_config=log_config("json"))
 ```
 """
 
+import copy
 import json
 import logging
 from collections.abc import Iterator
@@ -15,6 +16,8 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
+
+from uvicorn.config import LOGGING_CONFIG
 
 LOG_FORMATS = ("text", "json")
 # Loggers that say something per request at INFO; their lines add volume, not news.
@@ -63,11 +66,11 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
-def log_config(log_format: str, level: str = "INFO") -> dict[str, Any] | None:
-    """A `logging.config.dictConfig` for uvicorn's `log_config`: every logger, uvicorn's access log too,
-    as JSON lines on stderr; None for "text" (uvicorn's own format, as before)."""
+def log_config(log_format: str, level: str = "INFO") -> dict[str, Any]:
+    """A `logging.config.dictConfig` for uvicorn's `log_config`: for "json" every logger, uvicorn's access
+    log too, as JSON lines on stderr; for "text" uvicorn's own format, as before."""
     if check_log_format(log_format) == "text":
-        return None
+        return copy.deepcopy(LOGGING_CONFIG)
     propagate = {"handlers": [], "level": level, "propagate": True}
     return {
         "version": 1,

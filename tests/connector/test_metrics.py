@@ -56,7 +56,7 @@ async def test_metrics_count_a_negotiation_a_transfer_its_pulls_and_a_denial(
     assert value(samples, latency, method="GET", route="/data/{pid}", status="4xx") == 1
     assert value(samples, "tessera_connector_jwks_fetches_total") == 1
     assert not [
-        s for s in samples if any(transfer["id"] in v or "/data/" in v and "{" not in v for v in s.labels.values())
+        s for s in samples if any(transfer["id"] in v or ("/data/" in v and "{" not in v) for v in s.labels.values())
     ]
 
     mine = await scrape(consumer)

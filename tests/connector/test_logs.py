@@ -60,8 +60,8 @@ async def test_an_outbox_delivery_logs_with_its_process_id(space: Dataspace) -> 
     outbox = logging.getLogger("tessera.outbox")
     outbox.addHandler(handler)
     try:
-        body = {"provider_id": "urn:tessera:gone", "provider_url": "http://127.0.0.1:9/dsp", "offer_id": "o", "target": "a"}
-        started = await consumer.post("/negotiations", body)
+        gone = {"provider_id": "urn:tessera:gone", "provider_url": "http://127.0.0.1:9/dsp"}
+        started = await consumer.post("/negotiations", gone | {"offer_id": "o", "target": "a"})
         for _ in range(200):
             if "failed" in captured.getvalue():
                 break
@@ -96,11 +96,11 @@ async def test_tracing_makes_server_and_client_spans(space: Dataspace, provider:
     tracer_provider = TracerProvider()
     tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
     config = dataclasses.replace(await space.admit("traced"), tracing="otlp")
-    async with run_server(create_app(config, tracer_provider=tracer_provider), config.port):
-        async with management_client(config) as api:
-            offer = await publish(provider, people_csv)
-            request = {"provider_url": provider.dsp_url, "provider_id": provider.id}
-            assert (await api.post("/catalog/request", json=request)).status_code == 200, offer
+    app = create_app(config, tracer_provider=tracer_provider)
+    async with run_server(app, config.port), management_client(config) as api:
+        offer = await publish(provider, people_csv)
+        request = {"provider_url": provider.dsp_url, "provider_id": provider.id}
+        assert (await api.post("/catalog/request", json=request)).status_code == 200, offer
     spans = exporter.get_finished_spans()
     server = [s for s in spans if s.kind.name == "SERVER" and "/api/catalog/request" in s.name]
     client = [s for s in spans if s.kind.name == "CLIENT" and s.attributes and "POST" in s.name]

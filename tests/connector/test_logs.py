@@ -42,6 +42,9 @@ async def test_serve_with_json_logs_names_the_process_of_each_request(space: Dat
                 except httpx.TransportError:
                     await asyncio.sleep(0.05)
             assert (await api.get("/transfers/no-such-transfer")).status_code == 404
+            gone = {"provider_id": "urn:tessera:gone", "provider_url": "http://127.0.0.1:9/dsp"}
+            started = await api.post("/negotiations", json=gone | {"offer_id": "o", "target": "a"})
+            assert started.status_code == 201
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=10)
@@ -49,6 +52,10 @@ async def test_serve_with_json_logs_names_the_process_of_each_request(space: Dat
     assert {"time", "level", "logger", "message"} <= lines[0].keys()
     access = [line for line in lines if line["logger"] == "uvicorn.access" and "no-such-transfer" in line["message"]]
     assert len(access) == 1 and access[0]["process_id"] == "no-such-transfer"
+    created = [
+        line for line in lines if line["logger"] == "uvicorn.access" and "POST /api/negotiations " in line["message"]
+    ]
+    assert len(created) == 1 and created[0]["process_id"] == started.json()["id"]  # named as soon as it exists
     assert all("process_id" not in line for line in lines if "GET /api/negotiations " in line["message"])
 
 

@@ -18,7 +18,7 @@ import pytest
 
 from connector.app import create_app
 from tessera.logs import JsonFormatter
-from tests.dataspace import Dataspace, Site, management_client, publish
+from tests.dataspace import Dataspace, Site, management_client, publish, tessera
 from tests.faults import TESSERA
 from tests.utils import run_server
 
@@ -113,3 +113,9 @@ async def test_tracing_makes_server_and_client_spans(space: Dataspace, provider:
     client = [s for s in spans if s.kind.name == "CLIENT" and s.attributes and "POST" in s.name]
     assert server and client
     assert {s.context.trace_id for s in client} & {s.context.trace_id for s in server}  # one trace
+
+
+async def test_serve_refuses_an_unknown_log_format(space: Dataspace) -> None:
+    config = await space.admit("misconfigured")
+    code, _out, err = await tessera("connector", "serve", "--dir", str(config.directory), "--log-format", "xml")
+    assert code == 2 and "log_format must be one of ('text', 'json')" in err

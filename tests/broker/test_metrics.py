@@ -5,9 +5,13 @@ import dataclasses
 from pathlib import Path
 
 import httpx
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from broker.app import create_app
+from broker.config import BrokerConfig
+from tessera.errors import BadRequest
+from tessera.tracing import chosen
 from tests.dataspace import Dataspace, Site, publish
 from tests.utils import run_server
 
@@ -54,3 +58,20 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         for family in text_string_to_metric_families(text)
         for s in family.samples
     }
+
+
+def test_observability_settings_round_trip_and_bad_values_are_refused(tmp_path: Path) -> None:
+    config = BrokerConfig(directory=tmp_path, url="http://b", metrics_token="t", log_format="json", tracing="otlp")
+    config.save()
+    loaded = BrokerConfig.load(tmp_path)
+    assert (loaded.metrics_token, loaded.log_format, loaded.tracing) == ("t", "json", "otlp")
+    assert "metrics_token" not in repr(loaded)
+    with pytest.raises(BadRequest, match="log_format must be one of"):
+        BrokerConfig.from_mapping(tmp_path, {"url": "http://b", "log_format": "xml"})
+    with pytest.raises(BadRequest, match="`tracing` must be a string"):
+        BrokerConfig.from_mapping(tmp_path, {"url": "http://b", "tracing": 1})
+
+
+def test_an_otlp_endpoint_in_the_environment_turns_tracing_on() -> None:
+    assert chosen("off", {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318"}) == "otlp"
+    assert chosen("off", {}) == "off" and chosen("otlp", {}) == "otlp"

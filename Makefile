@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq postgresql)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev,otel]'
 	# Real OPA as a Go library, for the OPA-REST test fixture; it declares Python >= 3.14 but works on 3.11.
 	$(BIN)/pip install --quiet --ignore-requires-python opa-golib-python-bindings==0.4.4
 	touch $(STAMP)

@@ -13,21 +13,26 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import TypedDict
+from typing import Any, TypedDict
 
 import httpx
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 
 from broker import authority, checkpoints, feeds, operations, products, registry, text
+from broker import metrics as broker_metrics
 from broker.authority import Authority, AuthorityKeys
 from broker.checkpoints import Checkpoints
 from broker.config import BrokerConfig
 from broker.crawler import Crawler
+from broker.metrics import BrokerMetrics
 from broker.quotas import QuotaExceeded, quota_handler
 from broker.registry import Registry
 from broker.schema import SCHEMA
 from broker.search import Fts5Search
+from tessera import tracing
 from tessera.identity import SigningKey, TokenVerifier
+from tessera.metrics import RequestMetrics, RouteTemplates
 from tessera.problems import problem_handlers
 from tessera.store import Database
 
@@ -40,10 +45,15 @@ class State(TypedDict):
     checkpoints: Checkpoints
     crawler: Crawler
     crawler_task: asyncio.Task[None] | None
+    metrics: BrokerMetrics
 
 
-def create_app(config: BrokerConfig, *, crawl: bool = True) -> Starlette:
-    """The broker app; `crawl=False` leaves the crawler off (benchmarks that have no connectors to crawl)."""
+def create_app(config: BrokerConfig, *, crawl: bool = True, tracer_provider: Any = None) -> Starlette:
+    """The broker app; `crawl=False` leaves the crawler off (benchmarks that have no connectors to crawl);
+    `tracer_provider` replaces the OTLP exporter's when `config.tracing` is "otlp"."""
+    metrics = BrokerMetrics(token=config.metrics_token)
+    if config.tracing == "otlp" and tracer_provider is None:
+        tracer_provider = tracing.provider("tessera-broker")
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[State]:
@@ -54,6 +64,8 @@ def create_app(config: BrokerConfig, *, crawl: bool = True) -> Starlette:
         await asyncio.to_thread(text.warm_up)
         verifier = TokenVerifier(AuthorityKeys(signer), issuer=config.url, audience=config.url)
         async with httpx.AsyncClient(timeout=config.crawl_timeout) as http:
+            if tracer_provider is not None:
+                tracing.trace_client(http, tracer_provider)
             crawler = Crawler(db, search, config, signer, http)
             task = asyncio.create_task(crawler.run(), name="broker-crawler") if crawl else None
             try:
@@ -65,6 +77,7 @@ def create_app(config: BrokerConfig, *, crawl: bool = True) -> Starlette:
                     "checkpoints": Checkpoints(db, verifier, url=config.url),
                     "crawler": crawler,
                     "crawler_task": task,
+                    "metrics": metrics,
                 }
             finally:
                 if task is not None:
@@ -80,6 +93,9 @@ def create_app(config: BrokerConfig, *, crawl: bool = True) -> Starlette:
         *products.routes,
         *feeds.routes,
         *checkpoints.routes,
+        *broker_metrics.routes,
     ]
     handlers = {**problem_handlers(), QuotaExceeded: quota_handler}
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=handlers)
+    timed = Middleware(RequestMetrics, histogram=metrics.requests, templates=RouteTemplates(routes))
+    traced = [] if tracer_provider is None else [tracing.middleware(tracer_provider)]
+    return Starlette(routes=routes, middleware=[*traced, timed], lifespan=lifespan, exception_handlers=handlers)

@@ -22,12 +22,14 @@ from broker.claims import FIELDS, REQUIRED
 from broker.config import DEFAULT_SECURITY_PROFILES, SECRET_SETTINGS, BrokerConfig
 from broker.schema import SCHEMA
 from tessera import serving
-from tessera.errors import TesseraError
+from tessera.errors import BadRequest, TesseraError
 from tessera.identity import SigningKey, generate_key, save_private_key
+from tessera.logs import log_config
 from tessera.migrations_cli import migrate_command
 from tessera.registry_ids import REGISTRY_TYPES
 from tessera.serving import secret_overrides
 from tessera.store import Database
+from tessera.tracing import TracingUnavailable, chosen
 
 T = TypeVar("T")
 
@@ -105,14 +107,30 @@ broker_app.command("migrate")(migrate_command(SCHEMA, lambda directory: _load(di
 
 
 @broker_app.command("serve")
-def serve(directory: Annotated[Path, typer.Option("--dir", help="The broker's directory.")]) -> None:
-    """Serve the broker (token endpoint, JWKS, participants, registry, search); SIGTERM drains requests."""
+def serve(
+    directory: Annotated[Path, typer.Option("--dir", help="The broker's directory.")],
+    log_format: Annotated[
+        str | None, typer.Option("--log-format", help="Logs: text, or json (one object per line); default: config.")
+    ] = None,
+) -> None:
+    """Serve the broker (token endpoint, JWKS, participants, registry, search, /metrics) with uvicorn.
+
+    With OTEL_EXPORTER_OTLP_ENDPOINT set, tracing is on whatever the config says (docs/metrics.md)."""
     from broker.app import create_app
 
     config = _load(directory)
     if not config.key_path.exists():
         raise _fail(f"no authority key at {config.key_path}; run `tessera broker init`")
-    serving.serve(create_app(config), host=config.host, port=config.port, drain=config.shutdown_drain)
+    try:
+        config = dataclasses.replace(
+            config, log_format=log_format or config.log_format, tracing=chosen(config.tracing, os.environ)
+        )
+        app = create_app(config)
+    except (BadRequest, TracingUnavailable) as exc:
+        raise _fail(str(exc)) from exc
+    serving.serve(
+        app, host=config.host, port=config.port, drain=config.shutdown_drain, log_config=log_config(config.log_format)
+    )
 
 
 @broker_app.command("delete-entry")

@@ -19,6 +19,9 @@ port = 8500
 # security_profiles = ["base", "trust", "trust_plus"]   the profiles participants may be admitted with, low to high
 # participant_status_lifetime = 60   seconds a signed participant status document stays valid (`exp`)
 # shutdown_drain = 30           seconds requests in flight may take to finish after SIGTERM
+# metrics_token = "…"           bearer token of GET /metrics; unset: /metrics is off (docs/metrics.md)
+# log_format = "text"           or "json": one JSON object per line (`serve --log-format` overrides it)
+# tracing = "off"               or "otlp": OpenTelemetry spans (on when OTEL_EXPORTER_OTLP_ENDPOINT is set)
 ```
 
 In a container, `TESSERA_DATABASE_URL` (from a Secret) overrides `database_url` (`broker.cli`).
@@ -36,7 +39,9 @@ from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import ArgumentError
 
 from tessera.errors import BadRequest
+from tessera.logs import check_log_format
 from tessera.store import sqlite_url
+from tessera.tracing import check_tracing
 
 CONFIG_FILE = "broker.toml"
 KEY_FILE = "authority.key"
@@ -54,6 +59,7 @@ DEFAULT_SECURITY_PROFILES = ("base", "trust", "trust_plus")
 DEFAULT_PARTICIPANT_STATUS_LIFETIME = 60
 DEFAULT_SHUTDOWN_DRAIN = 30.0
 SECRET_SETTINGS = ("database_url",)  # may come from the environment as TESSERA_DATABASE_URL
+_TEXTS = ("metrics_token", "log_format", "tracing")
 _PROFILE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
 _TUNING = {
     "crawl_interval": float,
@@ -92,8 +98,16 @@ class BrokerConfig:
     security_profiles: tuple[str, ...] = DEFAULT_SECURITY_PROFILES
     participant_status_lifetime: int = DEFAULT_PARTICIPANT_STATUS_LIFETIME
     shutdown_drain: float = DEFAULT_SHUTDOWN_DRAIN
+    metrics_token: str = ""
+    log_format: str = "text"
+    tracing: str = "off"
 
     def __post_init__(self) -> None:
+        try:
+            check_log_format(self.log_format)
+            check_tracing(self.tracing)
+        except ValueError as exc:
+            raise BadRequest(str(exc)) from exc
         object.__setattr__(self, "security_profiles", check_security_profiles(self.security_profiles))
         if self.participant_status_lifetime < 1:
             raise BadRequest("`participant_status_lifetime` must be at least 1 second")
@@ -122,7 +136,7 @@ class BrokerConfig:
 
     @classmethod
     def from_mapping(cls, directory: Path, data: dict[str, Any]) -> "BrokerConfig":
-        known = {"url", "host", "port", "database_url", "key_path", "security_profiles", *_TUNING}
+        known = {"url", "host", "port", "database_url", "key_path", "security_profiles", *_TUNING, *_TEXTS}
         if unknown := sorted(set(data) - known):
             raise BadRequest(f"unknown settings in {CONFIG_FILE}: {', '.join(unknown)}")
         if not isinstance(data.get("url"), str):
@@ -138,6 +152,9 @@ class BrokerConfig:
             database_url=str(data.get("database_url", "")),
             key_path=Path(str(data.get("key_path", KEY_FILE))),
             security_profiles=_profiles(data.get("security_profiles", DEFAULT_SECURITY_PROFILES)),
+            metrics_token=_text(data, "metrics_token", ""),
+            log_format=_text(data, "log_format", "text"),
+            tracing=_text(data, "tracing", "off"),
             **{name: _number(data, name, kind) for name, kind in _TUNING.items() if name in data},
         )
 
@@ -149,7 +166,8 @@ class BrokerConfig:
         if self.key_path != self.directory / KEY_FILE:
             data["key_path"] = str(self.key_path)
         defaults = BrokerConfig(directory=self.directory, url=self.url)
-        data.update({name: getattr(self, name) for name in _TUNING if getattr(self, name) != getattr(defaults, name)})
+        changed = (*_TUNING, *_TEXTS)
+        data.update({name: getattr(self, name) for name in changed if getattr(self, name) != getattr(defaults, name)})
         if self.security_profiles != DEFAULT_SECURITY_PROFILES:
             data["security_profiles"] = list(self.security_profiles)
         path = self.directory / CONFIG_FILE
@@ -173,6 +191,13 @@ def _number(data: dict[str, Any], name: str, kind: type) -> Any:
     ):
         raise BadRequest(f"`{name}` must be a non-negative {'integer' if kind is int else 'number'}, not {value!r}")
     return kind(value)
+
+
+def _text(data: dict[str, Any], name: str, default: str) -> str:
+    value = data.get(name, default)
+    if not isinstance(value, str):
+        raise BadRequest(f"`{name}` must be a string, not {value!r}")
+    return value
 
 
 def _profiles(value: Any) -> tuple[str, ...]:

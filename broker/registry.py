@@ -376,6 +376,7 @@ async def put_registration(request: Request) -> Response:
     await registry.authorize(request, participant_id)
     body = await read_body(request, MAX_BODY_BYTES, "a registration")
     answer = await registry.push(participant_id, parse_registration(body))
+    request.state.metrics.registrations.labels("created" if answer["created"] else "updated").inc()
     return JSONResponse(answer, status_code=201 if answer["created"] else 200)
 
 
@@ -384,6 +385,7 @@ async def delete_registration(request: Request) -> Response:
     participant_id = request.path_params["participant_id"]
     await registry.authorize(request, participant_id)
     await registry.unregister(participant_id, actor=participant_id)
+    request.state.metrics.registrations.labels("deleted").inc()
     return Response(status_code=204)
 
 
@@ -394,7 +396,9 @@ async def get_registration(request: Request) -> Response:
 
 async def search_route(request: Request) -> Response:
     registry: Registry = request.state.registry
-    return JSONResponse(await registry.search(search_query(request)))
+    answer = await registry.search(search_query(request))
+    request.state.metrics.searches.inc()
+    return JSONResponse(answer)
 
 
 routes = [

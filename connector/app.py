@@ -8,7 +8,11 @@
 /api/...                      management API (the connector's API key)
 /health                       liveness: the process answers
 /ready                        readiness: the database answers too (503 when it does not)
+/metrics                      Prometheus metrics (the metrics token, else the management key; docs/metrics.md)
 ```
+
+Every request is timed by route template and runs with the process it names in its log lines
+(`tessera.metrics.RequestMetrics`); with `tracing = "otlp"` it makes an OpenTelemetry span too.
 """
 
 from collections.abc import AsyncIterator
@@ -29,13 +33,17 @@ from connector import (
     deadlines,
     delivery,
     management,
+    monitoring,
     protocol,
     receipts,
     transfer_provider,
 )
 from connector.config import DSP_PATH, ConnectorConfig
+from connector.metrics import ConnectorMetrics
 from connector.outbox import OutboxMessage
 from connector.runtime import Runtime
+from tessera import tracing
+from tessera.metrics import RequestMetrics, RouteTemplates
 from tessera.problems import problem_handlers
 
 
@@ -53,7 +61,12 @@ async def ready(request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def create_app(config: ConnectorConfig) -> Starlette:
+def create_app(config: ConnectorConfig, *, tracer_provider: Any = None) -> Starlette:
+    """The connector app; `tracer_provider` replaces the OTLP exporter's when `config.tracing` is "otlp"."""
+    metrics = ConnectorMetrics()
+    if config.tracing == "otlp" and tracer_provider is None:
+        tracer_provider = tracing.provider("tessera-connector")
+
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         async def on_undeliverable(message: OutboxMessage) -> None:
@@ -62,8 +75,11 @@ def create_app(config: ConnectorConfig) -> Starlette:
         async def on_reply(message: OutboxMessage, reply: Any) -> None:
             await delivery.learn_pids(app.state.runtime, message, reply)
 
-        async with Runtime.running(config, on_undeliverable=on_undeliverable, on_reply=on_reply) as runtime:
+        running = Runtime.running(config, on_undeliverable=on_undeliverable, on_reply=on_reply, metrics=metrics)
+        async with running as runtime:
             app.state.runtime = runtime
+            if tracer_provider is not None:
+                tracing.trace_client(runtime.http, tracer_provider)
             sweeper = copies.Sweeper(runtime)
             runtime.wake_sweeper = sweeper.wake
             runtime.spawn(sweeper.run())
@@ -76,6 +92,7 @@ def create_app(config: ConnectorConfig) -> Starlette:
         Route("/.well-known/dspace-version", protocol.version, methods=["GET"]),
         Route("/health", health, methods=["GET"]),
         Route("/ready", ready, methods=["GET"]),
+        *monitoring.routes,
         *dataplane.routes,
         Mount(DSP_PATH, routes=[*protocol.routes, *receipts.routes]),
         Mount(
@@ -84,4 +101,13 @@ def create_app(config: ConnectorConfig) -> Starlette:
             middleware=[Middleware(management.RequireApiKey, token=config.management_token)],
         ),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=problem_handlers())
+    timed = Middleware(
+        RequestMetrics,
+        histogram=metrics.requests,
+        templates=RouteTemplates(routes),
+        process_of=monitoring.process_of,
+    )
+    traced = [] if tracer_provider is None else [tracing.middleware(tracer_provider)]
+    return Starlette(
+        routes=routes, middleware=[*traced, timed], lifespan=lifespan, exception_handlers=problem_handlers()
+    )

@@ -43,10 +43,12 @@ from connector.usage import UsageCounter
 from tessera.checkpoints import Checkpoint, CheckpointRefused, Receipt
 from tessera.crypto import Sm2Error
 from tessera.identity import SigningKey, generate_key, public_jwk, save_private_key
+from tessera.logs import log_config
 from tessera.migrations_cli import migrate_command
 from tessera.policy.auto import ENGINE_KINDS
 from tessera.serving import secret_overrides, serve
 from tessera.store import Database
+from tessera.tracing import TracingUnavailable, chosen
 
 console = Console()
 err_console = Console(stderr=True)
@@ -69,6 +71,9 @@ def register(app: typer.Typer) -> None:
 
 DirOption = Annotated[Path, typer.Option("--dir", "-d", help="The connector's directory (config, key, database).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+LogFormatOption = Annotated[
+    str | None, typer.Option("--log-format", help="Server logs: text, or json (one object per line); default: config.")
+]
 
 
 @connector_app.command("init")
@@ -163,18 +168,32 @@ connector_app.command("migrate")(migrate_command(SCHEMA, lambda directory: _load
 
 
 @connector_app.command("serve")
-def connector_serve(directory: DirOption) -> None:
-    """Run the connector (DSP endpoints, data plane, management API); SIGTERM drains in-flight pulls."""
+def connector_serve(directory: DirOption, log_format: LogFormatOption = None) -> None:
+    """Run the connector (DSP endpoints, data plane, management API, /metrics).
+
+    With OTEL_EXPORTER_OTLP_ENDPOINT set, tracing is on whatever the config says (docs/metrics.md)."""
     from connector.app import create_app
 
     config = _load_config(directory)
+    try:
+        config = dataclasses.replace(
+            config, log_format=log_format or config.log_format, tracing=chosen(config.tracing, os.environ)
+        )
+    except ValueError as exc:
+        _fail(str(exc), code=2)
     try:  # fail here, naming the key, rather than in the app's startup
         config.crypto.signer(
             SigningKey.load(config.key_path), participant_id=config.participant_id, sm2_key=config.sm2_key_path
         )
     except (OSError, ValueError, Sm2Error) as exc:
         _fail(f"crypto profile {config.crypto_profile}: {exc}", code=2)
-    serve(create_app(config), host=config.host, port=config.port, drain=config.shutdown_drain)
+    try:
+        app = create_app(config)
+    except TracingUnavailable as exc:
+        _fail(str(exc), code=2)
+    serve(
+        app, host=config.host, port=config.port, drain=config.shutdown_drain, log_config=log_config(config.log_format)
+    )
 
 
 @connector_app.command("timeline")

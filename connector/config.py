@@ -18,8 +18,10 @@ import tomli_w
 from policies.patterns import SECURITY_PROFILES
 from tessera.crypto import PROFILES, CryptoProfile
 from tessera.labels import LEVELS, category, jurisdiction
+from tessera.logs import check_log_format
 from tessera.policy.auto import ENGINE_KINDS
 from tessera.store import sqlite_url
+from tessera.tracing import check_tracing
 
 CONFIG_FILE = "connector.toml"
 KEY_FILE = "connector.key"
@@ -129,6 +131,10 @@ class ConnectorConfig:
     port: int = DEFAULT_PORT
     database_url: str = ""
     management_token: str = field(default="", repr=False)
+    # `GET /metrics` takes this token; when empty, the management token (docs/metrics.md "Monitor").
+    metrics_token: str = field(default="", repr=False)
+    log_format: str = "text"  # or "json": one JSON object per line (tessera.logs)
+    tracing: str = "off"  # or "otlp": OpenTelemetry spans to OTEL_EXPORTER_OTLP_ENDPOINT (tessera.tracing)
     policy_engine: str = "embedded"  # or "opa"
     opa_url: str | None = None
     # As provider, answer a transfer request REQUESTED and start it afterwards ("async"), or start it
@@ -168,6 +174,8 @@ class ConnectorConfig:
             raise ValueError(f"policy_engine must be one of {ENGINE_KINDS}, not {self.policy_engine!r}")
         if self.policy_engine == "opa" and not self.opa_url:
             raise ValueError("policy_engine opa needs opa_url, the OPA server's base URL")
+        check_log_format(self.log_format)
+        check_tracing(self.tracing)
         if self.crypto_profile not in CRYPTO_PROFILES:
             raise ValueError(f"crypto_profile must be one of {CRYPTO_PROFILES}, not {self.crypto_profile!r}")
         for name in (

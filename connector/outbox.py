@@ -6,6 +6,7 @@ while the peer is down. Messages of one process go out in order. Pending message
 """
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
@@ -18,6 +19,7 @@ from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from connector import timeline
+from tessera import logs
 from tessera.clock import utcnow
 from tessera.errors import PeerError
 from tessera.identity import TokenClient
@@ -91,6 +93,7 @@ class Outbox:
         self._on_reply = on_reply
         self._wakeup = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self.outcomes: collections.Counter[str] = collections.Counter()  # delivery attempts: delivered | retry | failed
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="outbox")
@@ -134,6 +137,7 @@ class Outbox:
 
     async def _deliver(self, message: OutboxMessage) -> None:
         """One message, on its own: whatever goes wrong with it is settled on it and stops no other."""
+        logs.process_id.set(message.process_id)  # this delivery's own task: its log lines name the process
         try:
             await self._attempt(message)
         except Exception as exc:  # a bug or a value no check caught: this message fails, the loop goes on
@@ -182,6 +186,7 @@ class Outbox:
                 detail=error,
             )
         message.status, message.attempts, message.last_error = status, stored.attempts, error
+        self.outcomes[status] += 1
 
     async def _replied(self, message: OutboxMessage, reply: Any) -> None:
         try:
@@ -207,6 +212,7 @@ class Outbox:
                 status=code,
                 detail=f"{error}; next attempt in {backoff:.1f} s",
             )
+        self.outcomes["retry"] += 1
 
 
 def _json_or_none(response: httpx.Response) -> Any:

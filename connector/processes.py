@@ -12,7 +12,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from connector import anchoring, timeline
 from connector.outbox import enqueue
 from connector.runtime import Runtime
-from tessera import audit, dsp
+from tessera import audit, dsp, logs
 from tessera.clock import utcnow
 from tessera.errors import IllegalTransition, InvalidMessage, NotFound, UnknownProcess
 from tessera.identity import Caller
@@ -64,6 +64,7 @@ P = TypeVar("P", bound=Process)
 def new(model: type[P], role: str, *, counterparty_id: str, counterparty_address: str, **fields: Any) -> P:
     """A new process with a fresh pid of ours (`providerPid` as provider, `consumerPid` as consumer)."""
     pid = new_id()
+    logs.process_id.set(pid)  # the rest of the request that creates it logs as this process
     own: dict[str, Any] = {"provider_pid": pid} if role == "provider" else {"consumer_pid": pid}
     address = counterparty_address.rstrip("/")
     return model(id=pid, role=role, counterparty_id=counterparty_id, counterparty_address=address, **own, **fields)

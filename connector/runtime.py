@@ -17,6 +17,7 @@ from starlette.requests import Request
 
 from connector import timeline
 from connector.config import ConnectorConfig
+from connector.metrics import ConnectorMetrics
 from connector.outbox import FailureHandler, Outbox, ReplyHandler
 from connector.schema import SCHEMA
 from tessera.clock import utcnow
@@ -71,6 +72,7 @@ class Runtime:
         *,
         on_undeliverable: FailureHandler,
         on_reply: ReplyHandler,
+        metrics: ConnectorMetrics | None = None,
     ) -> None:
         self.config = config
         self.db = db
@@ -85,7 +87,7 @@ class Runtime:
             http, signer=self.signer, participant_id=config.participant_id, authority_url=config.broker_url
         )
         broker = config.broker_url.rstrip("/")
-        jwks = JwksCache(http, broker + "/.well-known/jwks.json")
+        self.jwks = jwks = JwksCache(http, broker + "/.well-known/jwks.json")
         self.verifier = TokenVerifier(jwks, issuer=broker, audience=config.participant_id)
         self.participant_status = ParticipantStatusCache(
             http,
@@ -102,6 +104,8 @@ class Runtime:
         # The clock usage decisions read (`input.now`); only a test moves it, through this attribute.
         self.clock: Callable[[], datetime] = utcnow
         self.outbox = Outbox(db, http, self.tokens, on_failure=on_undeliverable, on_reply=on_reply)
+        self.metrics = metrics or ConnectorMetrics()
+        self.metrics.watch(self.tokens, jwks, self.outbox)
 
     def spawn(self, work: Coroutine[Any, Any, None]) -> None:
         """Run background work (a push) tied to this runtime; it is cancelled on shutdown."""
@@ -121,12 +125,19 @@ class Runtime:
     @classmethod
     @asynccontextmanager
     async def running(
-        cls, config: ConnectorConfig, *, on_undeliverable: FailureHandler, on_reply: ReplyHandler
+        cls,
+        config: ConnectorConfig,
+        *,
+        on_undeliverable: FailureHandler,
+        on_reply: ReplyHandler,
+        metrics: ConnectorMetrics | None = None,
     ) -> AsyncIterator["Runtime"]:
         db = await Database.open(config.database_url, schema=SCHEMA, audit_hash=config.crypto.audit_hash)
         engine = create_engine(config.policy_engine, opa_url=config.opa_url)
         async with httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=3.0)) as http:
-            runtime = cls(config, db, engine, http, on_undeliverable=on_undeliverable, on_reply=on_reply)
+            runtime = cls(
+                config, db, engine, http, on_undeliverable=on_undeliverable, on_reply=on_reply, metrics=metrics
+            )
             runtime.outbox.start()
             try:
                 yield runtime

@@ -23,7 +23,7 @@ from connector import data_tokens, fast_path, processes, transfers, usage
 from connector.agreements import Agreement
 from connector.runtime import Runtime
 from connector.transfers import Transfer, announce, find, get, log
-from tessera import dsp
+from tessera import dsp, logs
 from tessera.clock import utcnow
 from tessera.errors import IllegalTransition, InvalidMessage, NotEntitled, TesseraError
 from tessera.identity import Caller
@@ -147,6 +147,7 @@ async def refresh_token(runtime: Runtime, caller: Caller, pid: str) -> str:
 
 async def push(runtime: Runtime, pid: str) -> None:
     """Decide and send a push transfer's data, then complete it; terminate it on denial or failure."""
+    logs.process_id.set(pid)  # a task of its own (`runtime.spawn`): its log lines name the transfer
     async with runtime.db.session() as session:
         transfer = await get(session, pid)
     if transfer.state != "STARTED" or transfer.pushed or not transfer.data_address:

@@ -339,6 +339,7 @@ async def decide_use(
             await _side_effects(session, runtime, transfer, decision)
             if border is not None:
                 filing = await cross_border.file(session, runtime.participant_id, transfer, asset, border)
+    runtime.metrics.decided(decision)
     if not decision.allow:
         denied = "the agreement, its usage policy or the connector's rules denied this request"
         raise NotEntitled(denied, reasons=list(decision.reasons))
@@ -496,6 +497,7 @@ async def _metered(runtime: Runtime, use: Use, chunks: AsyncIterator[bytes]) -> 
 async def count_bytes(runtime: Runtime, use: Use, sent: int) -> None:
     """Meter the bytes of a use as they went out; a cross-border use's filing learns them in the same
     transaction, and a fast-path answer cut short charges its use only what it sent (`resumes.settle`)."""
+    runtime.metrics.bytes_sent.inc(sent)
     async with runtime.transaction() as session:
         counter = await session.get(UsageCounter, use.agreement.id)
         if counter is not None:

@@ -9,6 +9,7 @@ participant id that a verified signature does not prove.
 import asyncio
 import base64
 import binascii
+import collections
 import hashlib
 import json
 import re
@@ -171,12 +172,15 @@ class TokenClient:
         self._token_endpoint = authority_url.rstrip("/") + "/token"
         self._cache: dict[str, tuple[str, float]] = {}
         self._lock = asyncio.Lock()
+        self.cache: collections.Counter[str] = collections.Counter()  # lookups by result: hit | miss
 
     async def token_for(self, audience: str) -> str:
         async with self._lock:
             cached = self._cache.get(audience)
             if cached and cached[1] - 30 > time.time():
+                self.cache["hit"] += 1
                 return cached[0]
+            self.cache["miss"] += 1
             token, expires_in = await self._request(audience)
             self._cache[audience] = (token, time.time() + expires_in)
             return token
@@ -258,6 +262,7 @@ class JwksCache:
         self._keys: dict[str, PublicKey] = {}
         self._fetched_at = 0.0
         self._lock = asyncio.Lock()
+        self.fetches = 0  # times the JWKS was fetched (a metric)
 
     async def key(self, kid: str) -> PublicKey:
         if kid not in self._keys:
@@ -269,6 +274,7 @@ class JwksCache:
         return self._keys[kid]
 
     async def _refresh(self) -> None:
+        self.fetches += 1
         try:
             response = await self._http.get(self._url)
             response.raise_for_status()

@@ -18,11 +18,18 @@ from starlette.types import ASGIApp
 ENVIRONMENT_PREFIX = "TESSERA_"
 
 
-def serve(app: ASGIApp, *, host: str, port: int, drain: float) -> None:
-    """Serve `app` until SIGTERM or SIGINT, then drain for at most `drain` seconds."""
+def serve(app: ASGIApp, *, host: str, port: int, drain: float, log_config: dict[str, Any] | None = None) -> None:
+    """Serve `app` until SIGTERM or SIGINT, then drain for at most `drain` seconds; `log_config` as uvicorn's."""
     previous = signal.signal(signal.SIGTERM, _stopped)
     try:
-        uvicorn.run(app, host=host, port=port, log_level="info", timeout_graceful_shutdown=math.ceil(drain))
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="info",
+            log_config=log_config,
+            timeout_graceful_shutdown=math.ceil(drain),
+        )
     finally:
         signal.signal(signal.SIGTERM, previous)
 

@@ -25,7 +25,7 @@ from broker.config import BrokerConfig
 from broker.crawler import Crawler
 from broker.quotas import QuotaExceeded, quota_handler
 from broker.registry import Registry
-from broker.search import Fts5Search
+from broker.search_backends import search_backend
 from tessera.identity import SigningKey, TokenVerifier
 from tessera.problems import problem_handlers
 from tessera.store import Database
@@ -48,8 +48,7 @@ def create_app(config: BrokerConfig, *, crawl: bool = True) -> Starlette:
     async def lifespan(_app: Starlette) -> AsyncIterator[State]:
         signer = SigningKey.load(config.key_path)
         db = await Database.open(config.database_url)
-        search = Fts5Search()
-        await search.setup(db)
+        search = await search_backend(db)
         await asyncio.to_thread(text.warm_up)
         verifier = TokenVerifier(AuthorityKeys(signer), issuer=config.url, audience=config.url)
         async with httpx.AsyncClient(timeout=config.crawl_timeout) as http:

@@ -143,7 +143,7 @@ class Registry:
     """The registry's store, its search backend, and the rules for who may change an entry.
 
     ```python
-    registry = Registry(db, verifier, Fts5Search(), config)
+    registry = Registry(db, verifier, await search_backend(db), config)
     answer = await registry.push("urn:tessera:acme", parse_registration(body))
     ```
     """

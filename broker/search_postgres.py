@@ -122,7 +122,13 @@ class TsvectorSearch(SqlSearch):
             ).one()
         documents, tokens, holding = int(row[0]), int(row[1]), [int(n) for n in row[2:]]
         # As FTS5's bm25: idf = ln((N - n + 0.5) / (n + 0.5)), at least 1e-6; avgdl = all tokens / N.
-        params.update(avgdl=tokens / documents if documents else 1.0, bm25_k1=K1, bm25_k1_plus_1=K1 + 1.0, bm25_b=B, bm25_one_minus_b=1 - B)
+        params.update(
+            avgdl=tokens / documents if documents else 1.0,
+            bm25_k1=K1,
+            bm25_k1_plus_1=K1 + 1.0,
+            bm25_b=B,
+            bm25_one_minus_b=1 - B,
+        )
         for i, n in enumerate(holding):
             idf = math.log((documents - n + 0.5) / (n + 0.5))
             params[f"idf{i}"] = idf if idf > 0.0 else 1e-6

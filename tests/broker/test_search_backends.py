@@ -5,7 +5,9 @@ Both rank by the same bm25 over the same lexemes, so the comparison is strict: t
 the same order (ties are broken by row id on both), the same scores and the same facet counts, page after page.
 """
 
+import base64
 import dataclasses
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -241,3 +243,34 @@ async def test_changed_and_removed_offerings_leave_both_indexes_alike(tmp_path: 
         async with brokers[1].db.engine.connect() as connection:
             indexed = (await connection.execute(text(f"SELECT count(*) FROM {SEARCH_TABLE}"))).scalar_one()
         assert indexed == sum(len(offerings) for _, offerings in CORPUS.values()) - 4 - 4
+
+
+async def test_hostile_input_on_postgresql_is_a_400_not_a_500(tmp_path: Path, postgres: Postgres) -> None:
+    async with running_broker(tmp_path / "postgres", postgres.create_database()) as broker:
+        acme = await broker.admit("acme")
+        nul = registration([offering("nul", "NUL \x00 in a title", "")])
+        assert (await register(broker, acme, nul)).status_code == 400
+        ok = registration([offering("temps", "Furnace temperatures", ""), offering("power", "Power draw", "")])
+        assert (await register(broker, acme, ok)).status_code == 201
+        first = (await broker.http.get("/search", params={"sort": "changed", "limit": 1})).json()
+        assert first["next_cursor"]
+        bad_cursors = [
+            _cursor(["not a time", 1]),
+            _cursor(["2026-01-01T00:00:00+00:00", "1"]),
+            _cursor(["2026-01-01T00:00:00+00:00", 2**70]),
+            _cursor(["2026-01-01T00:00:00+00:00", 1.5]),
+        ]
+        for params in [
+            *({"sort": "changed", "cursor": cursor} for cursor in bad_cursors),
+            {"q": "furnace", "cursor": _cursor(["x", 1])},
+            {"sort": "title", "cursor": _cursor(["a\x00", 1])},
+            {"q": "a\x00b"},
+            {"format": "csv\x00"},
+            {"keyword": "\x00"},
+        ]:
+            response = await broker.http.get("/search", params=params)
+            assert response.status_code == 400, (params, response.text)
+
+
+def _cursor(values: list[Any]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(values).encode()).decode().rstrip("=")

@@ -31,7 +31,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 import httpx  # noqa: E402
 import uvicorn  # noqa: E402
-from sqlalchemy import insert  # noqa: E402
+from sqlalchemy import insert, text  # noqa: E402
 
 from broker.app import create_app  # noqa: E402
 from broker.authority import Participant, ParticipantBase, access_token  # noqa: E402
@@ -197,7 +197,11 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         tmp = str(args.dir or scratch)
         port = _free_port()
         config = BrokerConfig(
-            directory=Path(tmp), url=f"http://127.0.0.1:{port}", port=port, registrations_per_minute=0
+            directory=Path(tmp),
+            url=f"http://127.0.0.1:{port}",
+            port=port,
+            registrations_per_minute=0,
+            database_url=args.database or "",
         )
         save_private_key(generate_key(), config.key_path)
         signer = SigningKey.load(config.key_path)
@@ -223,11 +227,12 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         async with httpx.AsyncClient(base_url=config.url, timeout=120, limits=limits) as http:
             registration = await _register(http, signer, config.url, bodies, args.concurrency)
             search = await _search(http, queries(rng, args.queries, words))
-        db_bytes = sum(f.stat().st_size for f in Path(tmp).glob("broker.db*"))  # noqa: ASYNC240
+        db_bytes = await _database_bytes(config.database_url, Path(tmp))
         server.should_exit = True
         await serving
     total = per_connector * args.connectors
     return {
+        "database": "postgresql" if args.database else "sqlite",
         "vocabulary": args.vocabulary,
         "connectors": args.connectors,
         "offerings": total,
@@ -237,6 +242,16 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "max_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "database_mib": round(db_bytes / 2**20, 1),
     }
+
+
+async def _database_bytes(url: str, directory: Path) -> int:
+    if url.startswith("postgresql"):
+        db = await Database.open(url)
+        async with db.engine.connect() as connection:
+            size = (await connection.execute(text("SELECT pg_database_size(current_database())"))).scalar_one()
+        await db.close()
+        return int(size)
+    return sum(f.stat().st_size for f in directory.glob("broker.db*"))  # noqa: ASYNC240
 
 
 async def _register(
@@ -328,6 +343,9 @@ def main() -> None:
     parser.add_argument("--vocabulary", choices=["catalog", "broad"], default="catalog", help="see vocabulary()")
     parser.add_argument("--quick", action="store_true", help="10,000 offerings from 100 connectors, 500 queries")
     parser.add_argument("--json", type=Path, help="also write the result as JSON to this file")
+    parser.add_argument(
+        "--database", help="a PostgreSQL URL (postgresql+asyncpg://…, an empty database); default SQLite"
+    )
     parser.add_argument("--dir", type=Path, help="keep the broker's database in this (new, empty) directory")
     args = parser.parse_args()
     if args.quick:

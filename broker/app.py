@@ -29,7 +29,7 @@ from broker.metrics import BrokerMetrics
 from broker.quotas import QuotaExceeded, quota_handler
 from broker.registry import Registry
 from broker.schema import SCHEMA
-from broker.search import Fts5Search
+from broker.search_backends import search_backend
 from tessera import tracing
 from tessera.identity import SigningKey, TokenVerifier
 from tessera.metrics import RequestMetrics, RouteTemplates
@@ -59,8 +59,7 @@ def create_app(config: BrokerConfig, *, crawl: bool = True, tracer_provider: Any
     async def lifespan(_app: Starlette) -> AsyncIterator[State]:
         signer = SigningKey.load(config.key_path)
         db = await Database.open(config.database_url, schema=SCHEMA)
-        search = Fts5Search()
-        await search.setup(db)
+        search = await search_backend(db)
         await asyncio.to_thread(text.warm_up)
         verifier = TokenVerifier(AuthorityKeys(signer), issuer=config.url, audience=config.url)
         async with httpx.AsyncClient(timeout=config.crawl_timeout) as http:

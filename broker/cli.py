@@ -142,15 +142,14 @@ def delete_entry(
 ) -> None:
     """Force-delete a registration or one offering, leaving a tombstone with the reason (operator)."""
     from broker.registry import OPERATOR, Registry
-    from broker.search import Fts5Search
+    from broker.search_backends import search_backend
 
     if not reason.strip():
         raise _fail("--reason must not be empty")
     config = _load(broker_dir)
 
     async def run(db: Database) -> None:
-        search = Fts5Search()
-        await search.setup(db)
+        search = await search_backend(db)
         registry = Registry(db, None, search, config)  # no tokens to verify here
         if offering is None:
             await registry.unregister(participant_id, actor=OPERATOR, reason=reason)

@@ -284,7 +284,7 @@ def _metadata(dataset: dict[str, Any]) -> CatalogMetadata:
     return {
         "title": title[:512],
         "description": _text(dataset.get("description"))[:8192],
-        "keywords": [k[:64] for k in keywords if isinstance(k, str) and k][:64],
+        "keywords": [_text(k)[:64] for k in keywords if _text(k)][:64],
     }
 
 
@@ -294,4 +294,5 @@ def _text(value: object) -> str:
         value = value.get("@value")
     if isinstance(value, list) and value:
         return _text(value[0])
-    return value if isinstance(value, str) else ""
+    # A NUL is dropped: no text column on PostgreSQL can store it.
+    return value.replace("\x00", "") if isinstance(value, str) else ""

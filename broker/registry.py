@@ -40,7 +40,7 @@ from tessera.bodies import read_body
 from tessera.clock import utcnow
 from tessera.errors import BadRequest, Gone, NotEntitled, NotFound
 from tessera.identity import Caller, TokenVerifier, bearer_token
-from tessera.json import parse
+from tessera.json import JSON, parse
 from tessera.store import Database
 from tessera.urls import check_url
 
@@ -100,11 +100,26 @@ class RegistrationIn(BaseModel):
 
 def parse_registration(body: bytes) -> RegistrationIn:
     document = parse(body, "the registration body", BadRequest)
+    if holds_nul(document):
+        raise BadRequest(
+            "invalid registration: a string holds a NUL character (\\u0000), which no text column can store"
+        )
     try:
         return RegistrationIn.model_validate(document)
     except ValidationError as exc:
         reasons = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()]
         raise BadRequest("invalid registration: " + "; ".join(reasons[:5]), reasons=reasons) from exc
+
+
+def holds_nul(value: JSON) -> bool:
+    """Whether a name or string in `value` holds U+0000 (PostgreSQL text refuses it; SQLite would keep it)."""
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any("\x00" in name or holds_nul(item) for name, item in value.items())
+    if isinstance(value, list):
+        return any(holds_nul(item) for item in value)
+    return False
 
 
 # -- what the API answers -----------------------------------------------------------------------------
@@ -143,7 +158,7 @@ class Registry:
     """The registry's store, its search backend, and the rules for who may change an entry.
 
     ```python
-    registry = Registry(db, verifier, Fts5Search(), config)
+    registry = Registry(db, verifier, await search_backend(db), config)
     answer = await registry.push("urn:tessera:acme", parse_registration(body))
     ```
     """
@@ -333,6 +348,8 @@ class Registry:
 
 def search_query(request: Request) -> SearchQuery:
     params = request.query_params
+    if any("\x00" in value for _, value in params.multi_items()):
+        raise BadRequest("search parameters must not hold a NUL character")
     text = params.get("q", "")
     if len(text) > MAX_QUERY_LENGTH:
         raise BadRequest(f"q is longer than {MAX_QUERY_LENGTH} characters")

@@ -6,6 +6,10 @@ of CJK characters is replaced by its jieba search segmentation (`cut_for_search`
 words inside them) plus its character bigrams, so a two-character query such as "数据" or "医疗" finds
 every text that contains it. Other scripts pass through untouched; `unicode61` handles them.
 
+The PostgreSQL backend indexes the very tokens the SQLite one does: `fts5_tokens` runs segmented text
+through FTS5's own tokenizer (`TOKENIZER`: unicode61 case and diacritic folding, Porter stemming) in an
+in-memory SQLite database, so both backends agree on every lexeme, stem and token count.
+
 Segmentation is CPU work in pure Python (about 5 ms per thousand characters): the search backend runs it
 in a worker thread (`asyncio.to_thread`), and at most `MAX_INDEXED_CHARS` of each field are indexed, so a
 large registration or crawled catalog neither blocks the event loop nor costs without bound.
@@ -13,15 +17,20 @@ large registration or crawled catalog neither blocks the event loop nor costs wi
 
 import logging
 import re
+import sqlite3
 import threading
+from collections.abc import Sequence
 from functools import lru_cache
 
 import jieba
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]+")
-_WORD = re.compile(r"\w+")
+# Letters and digits, as unicode61 keeps them: "_" separates, so every query term is one FTS5 token.
+_WORD = re.compile(r"[^\W_]+")
 _lock = threading.Lock()
 MAX_QUERY_TERMS = 16
+TOKENIZER = "porter unicode61 remove_diacritics 2"  # FTS5's, for both backends
+COLUMNS = ("title", "description", "keywords")  # the indexed fields, in the index's column order
 MAX_INDEXED_CHARS = 8192  # of one field (title, description, keywords); registrations allow no longer descriptions
 
 jieba.setLogLevel(logging.WARNING)
@@ -64,3 +73,44 @@ def query_terms(query: str) -> list[str]:
         position = match.end()
     terms.extend(_WORD.findall(query[position:]))
     return list(dict.fromkeys(term.lower() for term in terms))[:MAX_QUERY_TERMS]
+
+
+Counts = dict[str, list[int]]  # lexeme -> its occurrences per column, in `COLUMNS` order
+_vocabularies = threading.local()
+
+
+def fts5_tokens(rows: Sequence[Sequence[str]]) -> list[tuple[Counts, int]]:
+    """Each row's (already segmented) columns as FTS5 tokenizes them: lexeme counts and the number of tokens."""
+    connection = _vocabulary()
+    try:
+        connection.executemany(
+            "INSERT INTO d (rowid, title, description, keywords) VALUES (?, ?, ?, ?)",
+            [(i, *row) for i, row in enumerate(rows)],
+        )
+        found: list[tuple[Counts, int]] = [({}, 0) for _ in rows]
+        for term, doc, column, occurrences in connection.execute(
+            "SELECT term, doc, col, count(*) FROM v GROUP BY term, doc, col"
+        ):
+            counts, tokens = found[doc]
+            counts.setdefault(term, [0] * len(COLUMNS))[COLUMNS.index(column)] = occurrences
+            found[doc] = counts, tokens + occurrences
+        return found
+    finally:
+        connection.execute("DELETE FROM d")
+
+
+def fts5_terms(terms: Sequence[str]) -> list[str]:
+    """Query terms as FTS5 reads them in a query (folded, stemmed), in order; one lexeme per `query_terms` term."""
+    tokenized = fts5_tokens([(term, "", "") for term in terms])
+    return [lexeme for counts, _ in tokenized for lexeme in counts]
+
+
+def _vocabulary() -> sqlite3.Connection:
+    # One in-memory FTS5 table per thread (sqlite3 connections stay in the thread that made them).
+    connection: sqlite3.Connection | None = getattr(_vocabularies, "connection", None)
+    if connection is None:
+        connection = sqlite3.connect(":memory:")
+        connection.execute(f"CREATE VIRTUAL TABLE d USING fts5({', '.join(COLUMNS)}, tokenize = '{TOKENIZER}')")
+        connection.execute("CREATE VIRTUAL TABLE v USING fts5vocab(d, instance)")
+        _vocabularies.connection = connection
+    return connection

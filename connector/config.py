@@ -38,6 +38,9 @@ DEFAULT_TRANSFER_DEADLINE = 600.0  # seconds a provider may take to start a requ
 DEFAULT_PARTICIPANT_STATUS_REFRESH = 3.0
 DEFAULT_PARTICIPANT_STATUS_GRACE = 30.0
 DEFAULT_AUDIT_CHECKPOINT_INTERVAL = 60.0  # seconds between checkpoints of the audit chain, when it grew
+# Seconds a replica's claim on background work (an outbox queue, a push, a sweep) lasts unrenewed: how long
+# a crashed replica's work waits for another. Longer than a delivery's HTTP timeout (10 s).
+DEFAULT_LEASE_SECONDS = 15.0
 CORE_DATA_MODES = ("hidden", "aggregate_only")
 DEFAULT_IMPORTANT_MIN_PROFILE = "trust"
 DEFAULT_NEVER_LEAVE_LEVELS = ("important", "core")  # important data leaves only after a security assessment
@@ -145,6 +148,8 @@ class ConnectorConfig:
     # A signed checkpoint of the audit chain's head goes to the broker this often when the chain grew,
     # and to the broker and the counter-party whenever a negotiation or transfer ends (connector.anchoring).
     audit_checkpoint_interval: float = DEFAULT_AUDIT_CHECKPOINT_INTERVAL
+    # Replicas on one PostgreSQL database claim background work by leases of this length (tessera.leases).
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
     grades: GradeRules = field(default_factory=GradeRules)
     cross_border: CrossBorderRules = field(default_factory=CrossBorderRules)
     compute: ComputeLimits = field(default_factory=ComputeLimits)
@@ -165,6 +170,7 @@ class ConnectorConfig:
             "transfer_deadline",
             "participant_status_refresh",
             "audit_checkpoint_interval",
+            "lease_seconds",
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be a positive number of seconds")

@@ -101,7 +101,8 @@ def _plain(details: JSONObject) -> JSONObject:
 
 
 async def _head(session: AsyncSession) -> AuditHead:
-    """The chain's last (seq, hash): this transaction's own, else the last committed one, else the database's."""
+    """The chain's last (seq, hash): this transaction's own, else the cached last committed one (a database
+    only this process writes), else the database's, read under the write lock."""
     work = unit_of_work(session)
     if work.audit_head is not None:
         return work.audit_head

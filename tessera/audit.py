@@ -156,7 +156,9 @@ def _problem(row: sqlalchemy.Row[*tuple[Any, ...]], expected_seq: int, expected_
     if row.hash_alg not in HASHES:
         return f"entry {row.seq} names an unknown hash {row.hash_alg!r}"
     try:
-        entry = AuditEntry(**(row._asdict() | {"details": json.loads(row.details)}))
+        # asyncpg hands back the JSON column decoded even as text; SQLite the text on disk.
+        details = row.details if isinstance(row.details, dict) else json.loads(row.details)
+        entry = AuditEntry(**(row._asdict() | {"details": details}))
     except ValueError:
         return f"entry {row.seq} has unreadable details"
     if entry.computed_hash() != entry.hash:

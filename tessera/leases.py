@@ -72,7 +72,7 @@ class Leases:
             .returning(table.c.holder)
         )
         async with self.db.write() as session:
-            won = (await session.execute(statement)).first()
+            won = (await session.exec(statement)).first()
         return won is not None
 
     renew = claim
@@ -80,12 +80,12 @@ class Leases:
     async def release(self, resource: str) -> None:
         async with self.db.write() as session:
             ours = col(Lease.holder) == self.holder
-            await session.execute(delete(Lease).where(col(Lease.resource) == resource, ours))
+            await session.exec(delete(Lease).where(col(Lease.resource) == resource, ours))
 
     async def release_all(self) -> None:
         """On a graceful stop: others take over at once instead of after expiry."""
         async with self.db.write() as session:
-            await session.execute(delete(Lease).where(col(Lease.holder) == self.holder))
+            await session.exec(delete(Lease).where(col(Lease.holder) == self.holder))
 
     async def holders(self) -> dict[str, tuple[str, datetime]]:
         """Every unexpired lease: resource -> (holder, expires_at)."""

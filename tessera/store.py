@@ -152,7 +152,8 @@ class Database:
             session.info[_UNIT_OF_WORK] = work
             try:
                 if self.shared:
-                    await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY})
+                    connection = await session.connection()
+                    await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY})
                 yield session
                 await session.commit()
             except BaseException:

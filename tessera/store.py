@@ -132,6 +132,8 @@ class Database:
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         async with engine.begin() as conn:
+            if engine.dialect.name != "sqlite":  # replicas starting at once: one creates the tables
+                await conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY})
             await conn.run_sync(SQLModel.metadata.create_all)
         return cls(engine, audit_hash=audit_hash)
 

@@ -9,7 +9,9 @@ exchange leaves it to the other, which completes it with nothing lost or done tw
 import asyncio
 import itertools
 import json
+import os
 import shutil
+import signal
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack
@@ -361,3 +363,34 @@ async def test_a_replica_killed_at_any_step_leaves_the_exchange_to_the_other(
     assert len(ex.killed) == len(NEGOTIATION_STEPS) + len(TRANSFER_STEPS)
     assert len((await ex.provider.api.get("/transfers")).json()["items"]) == len(TRANSFER_STEPS)
     await assert_nothing_lost_or_doubled(ex, agreements)
+
+
+async def test_a_replica_told_to_stop_finishes_the_pull_in_flight_first(
+    as_processes: Replicated, tmp_path: Path
+) -> None:
+    ex = as_processes
+    big = tmp_path / "big.csv"
+    big.write_text("n,text\n" + "".join(f"{i},{'x' * 90}\n" for i in range(300_000)))  # ~28 MB
+    policy = render("tessera.usage.counted", [PatternUse.of("max_uses", max_uses=10)])
+    offer = await publish(ex.provider, big, policy=policy)
+    negotiation = await negotiate(ex.consumer, ex.provider, offer)
+    transfer = await start_transfer(ex.consumer, negotiation["agreement_id"])
+    url, headers = await data_address(ex.consumer, transfer["id"])
+    stopping = ex.processes[0]
+    direct = url.replace(ex.balancer.base, f"http://127.0.0.1:{stopping.config.port}")
+
+    async with httpx.AsyncClient(headers=headers, timeout=30) as http, http.stream("GET", direct) as response:
+        assert response.status_code == 200
+        chunks = response.aiter_bytes()
+        received = len(await anext(chunks))
+        assert stopping.process is not None
+        os.killpg(stopping.process.pid, signal.SIGTERM)  # mid-stream: the rest is still to send
+        await asyncio.sleep(0.5)
+        assert stopping.process.poll() is None  # it waits for the pull
+        async for chunk in chunks:
+            received += len(chunk)
+    assert received == big.stat().st_size
+    await asyncio.to_thread(stopping.process.wait, 10)  # uvicorn ends by re-raising SIGTERM: -15
+    assert "Application shutdown complete" in (stopping.config.directory / "serve.log").read_text()
+    holder = f":{stopping.process.pid}:"
+    assert not [r for r in await query(ex.database_url, "SELECT holder FROM lease") if holder in r[0]]

@@ -159,6 +159,10 @@ class Replicated:
         self.killed.append(victim)
         self.restarting = [asyncio.create_task(victim.start())]
 
+    @property
+    def ports(self) -> list[int]:
+        return [int(url.rsplit(":", 1)[1]) for url in self.balancer.replicas]
+
     async def audit(self) -> list[dict[str, Any]]:
         items: list[dict[str, Any]] = (await self.provider.api.get("/audit", params={"limit": 1000})).json()["items"]
         return items
@@ -215,6 +219,14 @@ async def data_address(consumer: Site, transfer_id: str) -> tuple[str, dict[str,
     return address["endpoint"], {"Authorization": f"Bearer {token}"}
 
 
+async def long_poll(ex: "Replicated", port: int, path: str, state: str) -> dict[str, Any]:
+    """`GET path?wait_for=state` on one replica, which answers once it sees the state (or after 20 s)."""
+    headers = {"Authorization": f"Bearer {ex.provider.config.management_token}"}
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}/api", headers=headers, timeout=30) as api:
+        found: dict[str, Any] = (await api.get(path, params={"wait_for": state, "timeout": 20})).json()
+        return found
+
+
 def _read_one(path: Path, sql: str, *args: str) -> tuple[Any, ...]:
     import sqlite3
 
@@ -235,8 +247,15 @@ async def test_an_exchange_works_whichever_replica_each_message_reaches(
     async with httpx.AsyncClient(headers=headers) as http:
         pulled = await asyncio.gather(*(http.get(url, params={"purpose": "research"}) for _ in range(4)))
     assert Counter(r.status_code for r in pulled) == {200: 3, 403: 1}  # the policy grants 3 uses
+    # A long poll on each replica: one commits the completion, the other must notice it too.
+    polls = [
+        asyncio.create_task(long_poll(ex, port, f"/transfers/{transfer['provider_pid']}", "COMPLETED"))
+        for port in ex.ports
+    ]
+    await asyncio.sleep(0.3)
     await ex.consumer.post(f"/transfers/{transfer['id']}/complete", {}, 200)
-    await ex.provider.wait_for(f"/transfers/{transfer['provider_pid']}", "COMPLETED")
+    async with asyncio.timeout(5):  # well before the polls' own 20 s
+        assert [(await poll)["state"] for poll in polls] == ["COMPLETED", "COMPLETED"]
 
     assert len(ex.balancer.served) == 2, ex.balancer.served  # both replicas answered DSP messages
     assert [a["id"] for a in (await ex.provider.api.get("/agreements")).json()["items"]] == [

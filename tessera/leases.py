@@ -98,12 +98,19 @@ class Leases:
         """Claim `resource` for the block, renewing it while the block runs, and release it after.
 
         Yields False (and holds nothing) when another replica holds it, or when this process already
-        works on it in another block: work is never done twice at once.
+        works on it in another block: work is never done twice at once. A database only this process
+        writes (SQLite) has no other replica: the block is claimed in memory, without a write.
         """
-        if resource in self._working or not await self.claim(resource):
+        if resource in self._working or (self.db.shared and not await self.claim(resource)):
             yield False
             return
         self._working.add(resource)
+        if not self.db.shared:
+            try:
+                yield True
+            finally:
+                self._working.discard(resource)
+            return
         renewal = asyncio.create_task(self._keep(resource), name=f"lease {resource}")
         try:
             yield True

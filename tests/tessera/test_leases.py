@@ -51,7 +51,15 @@ async def test_parallel_claims_have_one_winner(db: Database) -> None:
     assert sum(won) == 1
 
 
-async def test_holding_renews_while_it_runs_and_releases_after(db: Database) -> None:
+@pytest.fixture
+async def shared_db(postgres: Postgres) -> AsyncIterator[Database]:
+    database = await Database.open(postgres.create_database())
+    yield database
+    await database.close()
+
+
+async def test_holding_renews_while_it_runs_and_releases_after(shared_db: Database) -> None:
+    db = shared_db
     ours, theirs = Leases(db, holder_id(), seconds=0.3), Leases(db, holder_id(), seconds=30)
     async with ours.holding("push:t1") as held:
         assert held
@@ -71,3 +79,19 @@ async def test_release_all_frees_every_lease_of_a_holder(db: Database) -> None:
     assert await other.claim("outbox:p2")
     await stopping.release_all()
     assert set(await other.holders()) == {"outbox:p2"}
+
+
+async def test_holding_on_sqlite_is_claimed_in_memory(tmp_path: Path) -> None:
+    """One process writes a SQLite database: no other replica to keep out, no write per claim."""
+    db = await Database.open(sqlite_url(tmp_path / "leases.db"))
+    try:
+        ours = Leases(db, holder_id(), seconds=30)
+        async with ours.holding("outbox:p1") as held:
+            assert held
+            async with ours.holding("outbox:p1") as again:
+                assert not again
+            assert await ours.holders() == {}
+        async with ours.holding("outbox:p1") as held:
+            assert held
+    finally:
+        await db.close()

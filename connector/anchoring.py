@@ -26,6 +26,7 @@ from tessera.store import Json
 logger = logging.getLogger("tessera.anchoring")
 
 RECEIPTS_PATH = "/audit/checkpoints"  # below a connector's DSP URL: where a counter-party files ours
+LEASE = "sweep:anchoring"
 QUEUE = "audit-checkpoints:"  # + the recipient: the outbox queue of checkpoints to one recipient
 
 
@@ -107,6 +108,8 @@ class Anchorer:
         while True:
             await asyncio.sleep(interval)
             try:
-                await checkpoint_if_grown(self._runtime)
+                async with self._runtime.leases.holding(LEASE) as held:  # one replica per round
+                    if held:
+                        await checkpoint_if_grown(self._runtime)
             except Exception:  # the next round tries again; entries stay in the chain meanwhile
                 logger.exception("periodic audit checkpoint failed; retrying in %.0f s", interval)

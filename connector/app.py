@@ -86,6 +86,8 @@ def create_app(config: ConnectorConfig, *, tracer_provider: Any = None) -> Starl
             runtime.spawn(deadlines.DeadlineSweeper(runtime).run())
             runtime.spawn(anchoring.Anchorer(runtime).run())
             await transfer_provider.resume(runtime)
+            if runtime.db.shared:  # replicas: take over what one that crashed was doing
+                runtime.spawn(transfer_provider.resume_continually(runtime))
             yield
 
     routes = [

@@ -44,6 +44,9 @@ DEFAULT_AUDIT_CHECKPOINT_INTERVAL = 60.0  # seconds between checkpoints of the a
 DEFAULT_SHUTDOWN_DRAIN = 30.0  # seconds in-flight requests (pulls) may take to finish after SIGTERM
 # Secrets a container may pass as TESSERA_<NAME> variables instead of writing them into connector.toml.
 SECRET_SETTINGS = ("database_url", "management_token")
+# Seconds a replica's claim on background work (an outbox queue, a push, a sweep) lasts unrenewed: how long
+# a crashed replica's work waits for another. Longer than a delivery's HTTP timeout (10 s).
+DEFAULT_LEASE_SECONDS = 15.0
 CORE_DATA_MODES = ("hidden", "aggregate_only")
 DEFAULT_IMPORTANT_MIN_PROFILE = "trust"
 DEFAULT_NEVER_LEAVE_LEVELS = ("important", "core")  # important data leaves only after a security assessment
@@ -157,6 +160,8 @@ class ConnectorConfig:
     audit_checkpoint_interval: float = DEFAULT_AUDIT_CHECKPOINT_INTERVAL
     # On SIGTERM, requests in flight get this long to finish before they are cut (tessera.serving).
     shutdown_drain: float = DEFAULT_SHUTDOWN_DRAIN
+    # Replicas on one PostgreSQL database claim background work by leases of this length (tessera.leases).
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
     grades: GradeRules = field(default_factory=GradeRules)
     cross_border: CrossBorderRules = field(default_factory=CrossBorderRules)
     compute: ComputeLimits = field(default_factory=ComputeLimits)
@@ -184,6 +189,7 @@ class ConnectorConfig:
             "participant_status_refresh",
             "audit_checkpoint_interval",
             "shutdown_drain",
+            "lease_seconds",
         ):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be a positive number of seconds")

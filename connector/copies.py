@@ -45,10 +45,12 @@ from tessera.errors import BadRequest, Gone, NotFound, PeerError, PolicyEvaluati
 from tessera.ids import new_id
 from tessera.json import JSONObject, load_object
 from tessera.labels import Labels
+from tessera.leases import POLL_SECONDS
 from tessera.policy.obligations import ObligationError
 from tessera.store import Json, Timestamp, UtcDateTime
 
 logger = logging.getLogger("tessera.copies")
+LEASE = "sweep:copies"
 SWEEP_AT_LEAST_EVERY = 60.0  # seconds; copies due earlier wake the sweeper themselves
 FIRST_RETRY = 1.0  # seconds before a copy that could not be deleted is tried again; doubles per failure
 LONGEST_RETRY = 600.0  # seconds between attempts at most: a copy due for deletion is never given up on
@@ -309,7 +311,8 @@ class Sweeper:
         while True:
             self._wakeup.clear()
             try:
-                delay = await self.sweep()
+                async with self._runtime.leases.holding(LEASE) as held:  # one replica per sweep
+                    delay = await self.sweep() if held else POLL_SECONDS
             except Exception:  # keep sweeping; the copies stay recorded
                 logger.exception("sweeping expired copies failed")
                 delay = SWEEP_AT_LEAST_EVERY

@@ -24,6 +24,7 @@ from tessera.clock import utcnow
 logger = logging.getLogger("connector.deadlines")
 BATCH = 50  # processes ended per pass and kind, at most
 LONGEST_PAUSE = 30.0  # seconds between passes, at most
+LEASE = "sweep:deadlines"
 
 
 class DeadlineSweeper:
@@ -39,7 +40,9 @@ class DeadlineSweeper:
     async def run(self) -> None:
         while True:
             try:
-                await self.sweep()
+                async with self.runtime.leases.holding(LEASE) as held:  # one replica per pass
+                    if held:
+                        await self.sweep()
             except Exception:  # the sweep must outlive any failure; the next pass tries again
                 logger.exception("deadline sweep failed")
             await asyncio.sleep(self.pause)

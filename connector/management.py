@@ -254,7 +254,7 @@ async def _wait_for_state(runtime: Runtime, found: P, wanted: set[str], within: 
                 changed = runtime.watch(found.id)
                 found = await _get(runtime, type(found), found.id)
                 if not _settled(found, wanted):
-                    await changed.wait()
+                    await runtime.changed(changed)
     return found
 
 

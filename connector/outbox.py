@@ -3,6 +3,9 @@
 A state change and the message that announces it are written in one transaction; a worker then
 delivers the message with a fresh access token for the recipient, at once, and again with backoff
 while the peer is down. Messages of one process go out in order. Pending messages survive a restart.
+Replicas on one database share the outbox: a replica claims a process's queue by a lease before it
+sends the head message and releases it once the message is settled; a crashed replica's queues are
+delivered by another once its leases expire (so a message may be sent twice, never lost).
 """
 
 import asyncio
@@ -23,6 +26,7 @@ from tessera import logs
 from tessera.clock import utcnow
 from tessera.errors import PeerError
 from tessera.identity import TokenClient
+from tessera.leases import POLL_SECONDS, Leases
 from tessera.store import Database, Timestamp, UtcDateTime, unit_of_work
 
 logger = logging.getLogger("tessera.outbox")
@@ -31,6 +35,8 @@ MAX_ATTEMPTS = 12
 FIRST_BACKOFF = 0.2  # seconds; doubles per attempt
 MAX_BACKOFF = 30.0
 MAX_IN_FLIGHT = 32  # deliveries at once, each to a different process
+IDLE = 3600.0  # seconds asleep with nothing pending, when no other replica can add messages
+LEASE = "outbox:"  # + the process id: the lease on a process's queue
 
 
 class OutboxMessage(SQLModel, table=True):
@@ -82,6 +88,7 @@ class Outbox:
         db: Database,
         http: httpx.AsyncClient,
         tokens: TokenClient,
+        leases: Leases,
         *,
         on_failure: FailureHandler,
         on_reply: ReplyHandler = _ignore_reply,
@@ -89,6 +96,7 @@ class Outbox:
         self._db = db
         self._http = http
         self._tokens = tokens
+        self._leases = leases
         self._on_failure = on_failure
         self._on_reply = on_reply
         self._wakeup = asyncio.Event()
@@ -116,6 +124,8 @@ class Outbox:
             except Exception:  # the worker must outlive a database hiccup; messages stay stored
                 logger.exception("outbox delivery round failed; retrying")
                 delay = MAX_BACKOFF / 10
+            if self._db.shared:  # other replicas queue messages too, and may crash before sending them
+                delay = min(delay, POLL_SECONDS)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=delay)
 
@@ -132,8 +142,22 @@ class Outbox:
             due = [m for m in heads.values() if m.next_attempt_at <= now][:MAX_IN_FLIGHT]
             if not due:
                 waits = [(m.next_attempt_at - now).total_seconds() for m in heads.values()]
-                return max(0.05, min(waits)) if waits else 3600.0
-            await asyncio.gather(*(self._deliver(message) for message in due))
+                return max(0.05, min(waits)) if waits else IDLE
+            sent = await asyncio.gather(*(self._deliver_claimed(message) for message in due))
+            if not any(sent):  # every due queue is another replica's for now
+                return POLL_SECONDS
+
+    async def _deliver_claimed(self, message: OutboxMessage) -> bool:
+        """Deliver `message` if this replica claims its queue and it is still pending; whether it did."""
+        async with self._leases.holding(LEASE + message.process_id) as held:
+            if not held:
+                return False
+            async with self._db.session() as session:
+                fresh = await session.get(OutboxMessage, message.id)
+            if fresh is None or fresh.status != "pending" or fresh.next_attempt_at > utcnow():
+                return False  # another replica settled it, or tried it and backs off, meanwhile
+            await self._deliver(fresh)
+            return True
 
     async def _deliver(self, message: OutboxMessage) -> None:
         """One message, on its own: whatever goes wrong with it is settled on it and stops no other."""

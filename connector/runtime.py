@@ -4,6 +4,7 @@ Built once in the app's lifespan and handed to handlers through `request.app.sta
 """
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -23,6 +24,7 @@ from connector.schema import SCHEMA
 from tessera.clock import utcnow
 from tessera.errors import NotFound, PeerError
 from tessera.identity import Caller, JwksCache, SigningKey, TokenClient, TokenVerifier, bearer_token
+from tessera.leases import POLL_SECONDS, Leases, holder_id
 from tessera.participant_status import STATUS_PATH, ParticipantStatusCache
 from tessera.policy import PolicyEngine, create_engine
 from tessera.store import Database, unit_of_work
@@ -103,7 +105,9 @@ class Runtime:
         self.wake_sweeper: Callable[[], None] = lambda: None  # the app wires in the copies' sweeper
         # The clock usage decisions read (`input.now`); only a test moves it, through this attribute.
         self.clock: Callable[[], datetime] = utcnow
-        self.outbox = Outbox(db, http, self.tokens, on_failure=on_undeliverable, on_reply=on_reply)
+        # Background work this replica claims on a database other replicas share (tessera.leases).
+        self.leases = Leases(db, holder_id(), seconds=config.lease_seconds)
+        self.outbox = Outbox(db, http, self.tokens, self.leases, on_failure=on_undeliverable, on_reply=on_reply)
         self.metrics = metrics or ConnectorMetrics()
         self.metrics.watch(self.tokens, jwks, self.outbox)
 
@@ -144,6 +148,7 @@ class Runtime:
             finally:
                 await runtime._cancel_tasks()
                 await runtime.outbox.stop()
+                await runtime.leases.release_all()  # the other replicas take over at once
                 await engine.aclose()
                 await db.close()
 
@@ -169,6 +174,15 @@ class Runtime:
         Take it before reading the process, so a change between the read and the wait is not missed.
         """
         return self._watched.setdefault(process_id, asyncio.Event())
+
+    async def changed(self, event: asyncio.Event) -> None:
+        """Wait for a `watch` event; on a shared database at most `POLL_SECONDS`, since the change
+        may be committed by another replica, which sets no event here."""
+        if not self.db.shared:
+            await event.wait()
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(event.wait(), timeout=POLL_SECONDS)
 
     async def authenticate(self, authorization: str | None) -> Caller:
         """The peer an `Authorization: Bearer` access token proves, unless the broker suspended it."""

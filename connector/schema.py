@@ -28,6 +28,7 @@ SCHEMA = Schema(
         "connector.transfers",
         "connector.usage",
         "tessera.audit",  # the kernel's hash-chained log
+        "tessera.leases",  # which replica holds which background work
     ),
     directory=Path(__file__).parent / "migrations",
 )

@@ -30,6 +30,7 @@ from tessera.identity import Caller
 
 logger = logging.getLogger("tessera.transfer")
 FORMATS = {dsp.PULL_FORMAT, dsp.PUSH_FORMAT}
+START_LEASE, PUSH_LEASE = "start:", "push:"  # + the transfer's pid
 
 
 async def on_request(runtime: Runtime, caller: Caller, message: dsp.TransferRequest) -> Transfer:
@@ -79,7 +80,14 @@ async def _after_start(runtime: Runtime, transfer: Transfer) -> None:
 
 
 async def start_when_due(runtime: Runtime, pid: str) -> None:
-    """Start a transfer that waits in REQUESTED once it is due, unless it was ended meanwhile."""
+    """Start a transfer that waits in REQUESTED once it is due, unless it was ended meanwhile; one
+    replica waits for it (a lease), another takes over if that one crashes."""
+    async with runtime.leases.holding(START_LEASE + pid) as held:
+        if held:
+            await _start_when_due(runtime, pid)
+
+
+async def _start_when_due(runtime: Runtime, pid: str) -> None:
     async with runtime.db.session() as session:
         due = (await get(session, pid)).start_due
     if due is None:
@@ -146,8 +154,17 @@ async def refresh_token(runtime: Runtime, caller: Caller, pid: str) -> str:
 
 
 async def push(runtime: Runtime, pid: str) -> None:
-    """Decide and send a push transfer's data, then complete it; terminate it on denial or failure."""
+    """Decide and send a push transfer's data, then complete it; terminate it on denial or failure.
+
+    One replica pushes (a lease, renewed while it sends); if it crashes, another pushes again.
+    """
     logs.process_id.set(pid)  # a task of its own (`runtime.spawn`): its log lines name the transfer
+    async with runtime.leases.holding(PUSH_LEASE + pid) as held:
+        if held:
+            await _push(runtime, pid)
+
+
+async def _push(runtime: Runtime, pid: str) -> None:
     async with runtime.db.session() as session:
         transfer = await get(session, pid)
     if transfer.state != "STARTED" or transfer.pushed or not transfer.data_address:
@@ -187,8 +204,21 @@ async def _end(runtime: Runtime, pid: str, state: str, reason: str | None) -> No
         await announce(session, runtime, transfer, state, reason=reason)
 
 
+async def resume_continually(runtime: Runtime) -> None:
+    """On a shared database, keep taking over what a crashed replica left: its leases expire, we claim."""
+    while True:
+        await asyncio.sleep(runtime.leases.seconds / 2)
+        try:
+            await resume(runtime)
+        except Exception:  # a database hiccup: the next round looks again
+            logger.exception("looking for transfers to resume failed")
+
+
 async def resume(runtime: Runtime) -> None:
-    """After a restart: start what was due to start, push again what was started but never sent."""
+    """After a restart: start what was due to start, push again what was started but never sent.
+
+    What another replica works on is left to it: its lease makes `start_when_due` and `push` return.
+    """
     async with runtime.db.session() as session:
         due = select(Transfer).where(Transfer.role == "provider", col(Transfer.start_due).is_not(None))
         starts = [t.id for t in await session.exec(due)]

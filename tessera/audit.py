@@ -101,7 +101,8 @@ def _plain(details: JSONObject) -> JSONObject:
 
 
 async def _head(session: AsyncSession) -> AuditHead:
-    """The chain's last (seq, hash): this transaction's own, else the last committed one, else the database's."""
+    """The chain's last (seq, hash): this transaction's own, else the cached last committed one (a database
+    only this process writes), else the database's, read under the write lock."""
     work = unit_of_work(session)
     if work.audit_head is not None:
         return work.audit_head
@@ -155,7 +156,9 @@ def _problem(row: sqlalchemy.Row[*tuple[Any, ...]], expected_seq: int, expected_
     if row.hash_alg not in HASHES:
         return f"entry {row.seq} names an unknown hash {row.hash_alg!r}"
     try:
-        entry = AuditEntry(**(row._asdict() | {"details": json.loads(row.details)}))
+        # asyncpg hands back the JSON column decoded even as text; SQLite the text on disk.
+        details = row.details if isinstance(row.details, dict) else json.loads(row.details)
+        entry = AuditEntry(**(row._asdict() | {"details": details}))
     except ValueError:
         return f"entry {row.seq} has unreadable details"
     if entry.computed_hash() != entry.hash:

@@ -13,14 +13,14 @@ A JSON value changed in place is not seen by SQLAlchemy: assign a new value.
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 from pydantic import PlainSerializer
-from sqlalchemy import JSON, DateTime, Dialect, event
+from sqlalchemy import JSON, DateTime, Dialect, event, text
 from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
@@ -32,6 +32,8 @@ from tessera.migrations import Schema, prepare
 
 T = TypeVar("T")
 AuditHead = tuple[int, str]  # the audit chain's last (seq, hash)
+# The PostgreSQL advisory lock every write transaction takes first: one writer across all replicas.
+WRITE_LOCK_KEY = 0x7465_7373_6572_6101  # "tessera" + 1, a bigint
 
 # An aware UTC datetime in Python, RFC 3339 text (`2026-12-01T09:25:30Z`) in JSON (`model_dump(mode="json")`).
 Timestamp = Annotated[datetime, PlainSerializer(rfc3339, return_type=str, when_used="json")]
@@ -114,8 +116,16 @@ class Database:
         self.audit_hash = audit_hash  # what new audit entries hash with (tessera.audit.HASHES)
         self._sessions = async_sessionmaker(engine, class_=AsyncSession, expire_on_commit=False)
         # One writer at a time in this process: state checks and the audit chain head stay consistent.
+        # On PostgreSQL an advisory lock extends that to every process on the database (`transaction`).
         self._write_lock = asyncio.Lock()
-        self.audit_head: AuditHead | None = None  # the last committed audit entry, known without a query
+        # The last committed audit entry, known without a query; kept only where this process is the
+        # only writer (SQLite): another replica's append would make it stale.
+        self.audit_head: AuditHead | None = None
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes may write this database too (PostgreSQL: replicas); SQLite has one."""
+        return self.engine.dialect.name != "sqlite"
 
     @classmethod
     async def open(cls, url: str, *, schema: Schema | None = None, audit_hash: str = "sha256") -> "Database":
@@ -139,18 +149,33 @@ class Database:
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[AsyncSession]:
-        """A serialized write transaction: commits when the block ends, rolls back if it raises."""
+        """A serialized write transaction: commits when the block ends, rolls back if it raises.
+
+        Serialized in this process by a lock and, on a shared database, across processes by a
+        transaction-level advisory lock taken first (released by the commit or rollback).
+        """
         async with self._write_lock, self._sessions() as session:
             work = UnitOfWork(self)
             session.info[_UNIT_OF_WORK] = work
             try:
+                if self.shared:
+                    connection = await session.connection()
+                    await connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WRITE_LOCK_KEY})
                 yield session
                 await session.commit()
             except BaseException:
                 await session.rollback()
                 raise
-            if work.audit_head is not None:
+            if work.audit_head is not None and not self.shared:
                 self.audit_head = work.audit_head
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """A short write that is atomic on its own (one statement, e.g. a lease claim): it does not wait
+        for other replicas' transactions; on SQLite it still takes this process's turn as the one writer."""
+        async with nullcontext() if self.shared else self._write_lock, self._sessions() as session:
+            yield session
+            await session.commit()
 
     async def close(self) -> None:
         await self.engine.dispose()

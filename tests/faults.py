@@ -100,7 +100,9 @@ class ConnectorProcess:
                 if self.process.poll() is not None:
                     raise RuntimeError(f"connector exited: {(self.config.directory / 'serve.log').read_text()}")
                 try:
-                    if (await http.get(self.config.url + "/health")).status_code == 200:
+                    # its own port: the public `url` may be a balancer in front of replicas
+                    health = f"http://127.0.0.1:{self.config.port}/health"
+                    if (await http.get(health)).status_code == 200:
                         return
                 except httpx.TransportError:
                     pass

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from connector.schema import SCHEMA
 from tessera.leases import Leases, holder_id
 from tessera.store import Database, sqlite_url
 from tests.postgres import Postgres
@@ -18,7 +19,7 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
     else:
         postgres: Postgres = request.getfixturevalue("postgres")
         url = postgres.create_database()
-    database = await Database.open(url)
+    database = await Database.open(url, schema=SCHEMA)
     yield database
     await database.close()
 
@@ -53,7 +54,7 @@ async def test_parallel_claims_have_one_winner(db: Database) -> None:
 
 @pytest.fixture
 async def shared_db(postgres: Postgres) -> AsyncIterator[Database]:
-    database = await Database.open(postgres.create_database())
+    database = await Database.open(postgres.create_database(), schema=SCHEMA)
     yield database
     await database.close()
 
@@ -83,7 +84,7 @@ async def test_release_all_frees_every_lease_of_a_holder(db: Database) -> None:
 
 async def test_holding_on_sqlite_is_claimed_in_memory(tmp_path: Path) -> None:
     """One process writes a SQLite database: no other replica to keep out, no write per claim."""
-    db = await Database.open(sqlite_url(tmp_path / "leases.db"))
+    db = await Database.open(sqlite_url(tmp_path / "leases.db"), schema=SCHEMA)
     try:
         ours = Leases(db, holder_id(), seconds=30)
         async with ours.holding("outbox:p1") as held:

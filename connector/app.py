@@ -12,7 +12,6 @@
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -47,10 +46,7 @@ def create_app(config: ConnectorConfig) -> Starlette:
         async def on_undeliverable(message: OutboxMessage) -> None:
             await delivery.abandon_process(app.state.runtime, message)
 
-        async def on_reply(message: OutboxMessage, reply: Any) -> None:
-            await delivery.learn_pids(app.state.runtime, message, reply)
-
-        async with Runtime.running(config, on_undeliverable=on_undeliverable, on_reply=on_reply) as runtime:
+        async with Runtime.running(config, on_undeliverable=on_undeliverable, on_reply=delivery.learn_pids) as runtime:
             app.state.runtime = runtime
             sweeper = copies.Sweeper(runtime)
             runtime.wake_sweeper = sweeper.wake

@@ -148,16 +148,23 @@ async def negotiation(api: httpx.AsyncClient, cluster: dict[str, Any]) -> tuple[
         "offer_id": offer["id"],
         "target": offer["asset_id"],
     }
-    created = (await api.post("/negotiations", json=body)).json()
+    created = _created(await api.post("/negotiations", json=body))
     done = await until(api, f"/negotiations/{created['id']}", "FINALIZED")
     return time.perf_counter() - started, done["agreement_id"]
 
 
 async def transfer_start(api: httpx.AsyncClient, agreement_id: str) -> float:
     started = time.perf_counter()
-    created = (await api.post("/transfers", json={"agreement_id": agreement_id})).json()
+    created = _created(await api.post("/transfers", json={"agreement_id": agreement_id}))
     await until(api, f"/transfers/{created['id']}", "STARTED")
     return time.perf_counter() - started
+
+
+def _created(response: httpx.Response) -> dict[str, Any]:
+    if response.status_code != 201:
+        raise RuntimeError(f"{response.request.url} answered {response.status_code}: {response.text[:500]}")
+    created: dict[str, Any] = response.json()
+    return created
 
 
 async def round_trip(api: httpx.AsyncClient, path: str) -> float:

@@ -72,10 +72,9 @@ def create_app(config: ConnectorConfig, *, tracer_provider: Any = None) -> Starl
         async def on_undeliverable(message: OutboxMessage) -> None:
             await delivery.abandon_process(app.state.runtime, message)
 
-        async def on_reply(message: OutboxMessage, reply: Any) -> None:
-            await delivery.learn_pids(app.state.runtime, message, reply)
-
-        running = Runtime.running(config, on_undeliverable=on_undeliverable, on_reply=on_reply, metrics=metrics)
+        running = Runtime.running(
+            config, on_undeliverable=on_undeliverable, on_reply=delivery.learn_pids, metrics=metrics
+        )
         async with running as runtime:
             app.state.runtime = runtime
             if tracer_provider is not None:

@@ -4,6 +4,8 @@ process; the answer to an initial request names the counter-party's pid.
 
 from typing import Any
 
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from connector import negotiations, transfers
 from connector.negotiations import Negotiation
 from connector.outbox import OutboxMessage
@@ -21,13 +23,12 @@ async def abandon_process(runtime: Runtime, message: OutboxMessage) -> None:
 INITIAL_REQUESTS = ("ContractRequestMessage", "TransferRequestMessage")
 
 
-async def learn_pids(runtime: Runtime, message: OutboxMessage, reply: Any) -> None:
-    """The answer to an initial request names the counter-party's pid; remember it."""
+async def learn_pids(session: AsyncSession, message: OutboxMessage, reply: Any) -> None:
+    """The answer to an initial request names the counter-party's pid; remember it (in the delivery's transaction)."""
     initial = message.kind in INITIAL_REQUESTS and "providerPid" not in message.document()
     if not initial or not isinstance(reply, dict) or not isinstance(reply.get("providerPid"), str):
         return
-    async with runtime.transaction() as session:
-        for model in (Negotiation, Transfer):
-            process = await session.get(model, message.process_id)
-            if process is not None and process.role == "consumer" and process.provider_pid is None:
-                process.provider_pid = reply["providerPid"]
+    for model in (Negotiation, Transfer):
+        process = await session.get(model, message.process_id)
+        if process is not None and process.role == "consumer" and process.provider_pid is None:
+            process.provider_pid = reply["providerPid"]

@@ -18,6 +18,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+from sqlalchemy import update
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -69,10 +70,11 @@ def enqueue(session: AsyncSession, *, process_id: str, url: str, audience: str, 
 
 
 FailureHandler = Callable[[OutboxMessage], Awaitable[None]]
-ReplyHandler = Callable[[OutboxMessage, Any], Awaitable[None]]
+# Acts on a delivered message's reply inside the transaction that records the delivery.
+ReplyHandler = Callable[[AsyncSession, OutboxMessage, Any], Awaitable[None]]
 
 
-async def _ignore_reply(_message: OutboxMessage, _reply: Any) -> None:
+async def _ignore_reply(_session: AsyncSession, _message: OutboxMessage, _reply: Any) -> None:
     return None
 
 
@@ -179,8 +181,7 @@ class Outbox:
             )
             code: int | None = response.status_code
             if response.status_code < 300:
-                await self._settle(message, "delivered", code=code)
-                return await self._replied(message, _json_or_none(response))
+                return await self._delivered(message, response.status_code, _json_or_none(response))
             error = f"{response.status_code}: {response.text[:500]}"
             permanent = 400 <= response.status_code < 500 and response.status_code not in (408, 425, 429)
         except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:  # will never be deliverable
@@ -194,31 +195,27 @@ class Outbox:
         else:
             await self._retry_later(message, error, code)
 
+    async def _delivered(self, message: OutboxMessage, code: int, reply: Any) -> None:
+        """One write: the delivery, its timeline event and what the reply tells us (a peer's pid)."""
+        try:
+            async with self._db.transaction() as session:
+                await _mark(session, message, "delivered", None, code)
+                await self._on_reply(session, message, reply)
+        except Exception as exc:  # the message went out; what its reply should have done is logged
+            logger.exception("the reply to message %s could not be handled", message.id)
+            async with self._db.transaction() as session:
+                await _mark(session, message, "delivered", None, code)
+                timeline.record(session, message.process_id, "reply-failed", message.kind, detail=str(exc))
+        message.status, message.attempts, message.last_error = "delivered", message.attempts + 1, None
+        self.outcomes["delivered"] += 1
+
     async def _settle(
         self, message: OutboxMessage, status: str, error: str | None = None, code: int | None = None
     ) -> None:
         async with self._db.transaction() as session:
-            stored = await session.get(OutboxMessage, message.id)
-            assert stored is not None
-            stored.status, stored.attempts, stored.last_error = status, stored.attempts + 1, error
-            timeline.record(
-                session,
-                message.process_id,
-                "sent" if status == "delivered" else "failed",
-                message.kind,
-                status=code,
-                detail=error,
-            )
-        message.status, message.attempts, message.last_error = status, stored.attempts, error
+            await _mark(session, message, status, error, code)
+        message.status, message.attempts, message.last_error = status, message.attempts + 1, error
         self.outcomes[status] += 1
-
-    async def _replied(self, message: OutboxMessage, reply: Any) -> None:
-        try:
-            await self._on_reply(message, reply)
-        except Exception as exc:  # the message went out; what its reply should have done is logged
-            logger.exception("the reply to message %s could not be handled", message.id)
-            async with self._db.transaction() as session:
-                timeline.record(session, message.process_id, "reply-failed", message.kind, detail=str(exc))
 
     async def _retry_later(self, message: OutboxMessage, error: str, code: int | None) -> None:
         backoff = min(MAX_BACKOFF, FIRST_BACKOFF * 2**message.attempts)
@@ -237,6 +234,16 @@ class Outbox:
                 detail=f"{error}; next attempt in {backoff:.1f} s",
             )
         self.outcomes["retry"] += 1
+
+
+async def _mark(
+    session: AsyncSession, message: OutboxMessage, status: str, error: str | None, code: int | None
+) -> None:
+    """Settle a stored message with one UPDATE (no read: `message` is the stored row as the worker read it)."""
+    settled = {"status": status, "attempts": col(OutboxMessage.attempts) + 1, "last_error": error}
+    await session.exec(update(OutboxMessage).where(col(OutboxMessage.id) == message.id).values(settled))
+    kind = "sent" if status == "delivered" else "failed"
+    timeline.record(session, message.process_id, kind, message.kind, status=code, detail=error)
 
 
 def _json_or_none(response: httpx.Response) -> Any:

@@ -23,6 +23,7 @@ from connector import (
     negotiation_consumer,
     negotiation_provider,
     negotiations,
+    processes,
     replies,
     timeline,
     transfer_consumer,
@@ -62,7 +63,7 @@ def dsp_endpoint(kind: str) -> Callable[[Endpoint], Handler]:
     def decorate(endpoint: Endpoint) -> Handler:
         @functools.wraps(endpoint)
         async def handler(request: Request) -> Response:
-            runtime = runtime_of(request)
+            runtime, pending = runtime_of(request), None
             try:
                 caller = await authenticate(request)
                 body = await read_body(request)
@@ -70,11 +71,14 @@ def dsp_endpoint(kind: str) -> Callable[[Endpoint], Handler]:
                 earlier = await replies.recall(runtime.db, key) if key else None
                 if earlier and await _unchanged_since(request, kind, earlier[1]):
                     return JSONResponse(earlier[1], status_code=earlier[0])
+                pending = request.state.reply = replies.Pending(key, earlier) if key else None
                 status, document = await endpoint(request, caller, body)
-                if key:
-                    await replies.remember(runtime.db, key, status, document)
+                if pending:  # usually stored already, by the transaction that made the change
+                    await replies.remember(runtime.db, pending, (status, document))
                 return JSONResponse(document, status_code=status)
             except TesseraError as exc:
+                if pending:
+                    await replies.withdraw(runtime.db, pending)
                 return await _error(request, kind, exc)
 
         return handler
@@ -229,10 +233,17 @@ OnMessage = Callable[..., Awaitable[Answered]]
 def _on(error: str, model: type[dsp.Message], kind: str, handle: OnMessage, *, status: int = 200) -> Handler:
     """The endpoint for one DSP message: parse it as `kind`, let `handle` act, answer the process."""
 
+    # The provider answers an initial request with the process as requested, whatever it became meanwhile.
+    initial_request = status == 201 and kind.endswith("RequestMessage")
+
+    def answer(process: Answered) -> dict[str, Any]:
+        return (processes.as_requested(process) if initial_request else process).dsp()
+
     @dsp_endpoint(error)
     async def endpoint(request: Request, caller: Caller, body: bytes) -> tuple[int, dict[str, Any]]:
         runtime, pid = runtime_of(request), request.path_params.get("pid")
-        with timeline.receiving(kind, caller.participant_id, status) as receipt:
+        reply: replies.Pending | None = request.state.reply
+        with timeline.receiving(kind, caller.participant_id, status, reply=reply, answer=answer) as receipt:
             outcome = await _handled(runtime, caller, pid, body)
         if isinstance(outcome, TesseraError):
             if not receipt.recorded:  # nothing changed: the refusal is recorded on its own

@@ -161,8 +161,9 @@ class Runtime:
             objects = [*session.new, *session.identity_map.values()]
             touched = {obj.id for obj in objects if hasattr(obj, "state")}
             received = timeline.note_received(session, objects)  # the DSP message this request handles, if any
+            answered = await timeline.note_reply(session, objects)  # and our answer to it, for a retry
             queued = unit_of_work(session).queued
-        timeline.committed(received)
+        timeline.committed(received, answered)
         if queued:
             self.outbox.wake()
         for process_id in touched & self._watched.keys():

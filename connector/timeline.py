@@ -8,10 +8,11 @@ and what the counter-party answered.
 
 A DSP message is recorded by the request that handles it: the endpoint opens a `receiving(...)` context
 and every write transaction (`Runtime.transaction`) records the message on the processes of that sender
-it changes, once each, before it commits (`note_received`).
+it changes, once each, before it commits (`note_received`). The same transaction stores the answer to the
+message (`note_reply`, connector/replies.py), so the record, the change and the reply commit together.
 """
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from typing import Any
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from connector import replies
 from tessera.clock import utcnow
 from tessera.store import Timestamp, UtcDateTime
 
@@ -86,14 +88,17 @@ class Receipt:
     status: int
     recorded: set[str] = field(default_factory=set)  # processes it is recorded on (committed)
     open: bool = True  # False once its request is answered: background work started by it records nothing
+    reply: replies.Pending | None = None  # where its answer is kept for a retry
+    answer: Callable[[Any], dict[str, Any]] = lambda process: dict(process.dsp())  # the body for its process
 
 
 _current: ContextVar[Receipt | None] = ContextVar("tessera_timeline_receipt", default=None)
 
 
 @contextmanager
-def receiving(message_type: str, sender: str, status: int) -> Iterator[Receipt]:
-    receipt = Receipt(message_type, sender, status)
+def receiving(message_type: str, sender: str, status: int, **options: Any) -> Iterator[Receipt]:
+    """Handle a message; `options` are the receipt's `reply` and `answer`."""
+    receipt = Receipt(message_type, sender, status, **options)
     token = _current.set(receipt)
     try:
         yield receipt
@@ -117,13 +122,38 @@ def note_received(session: AsyncSession, touched: Iterable[Any]) -> set[str]:
     if receipt is None or not receipt.open:
         return set()
     sender = receipt.sender
-    theirs = (obj for obj in touched if hasattr(obj, "state") and getattr(obj, "counterparty_id", None) == sender)
-    pids = {str(obj.id) for obj in theirs} - receipt.recorded
+    pids = {str(obj.id) for obj in _senders(touched, sender)} - receipt.recorded
     for pid in sorted(pids):
         record(session, pid, "received", receipt.message_type, party=receipt.sender, status=receipt.status)
     return pids
 
 
-def committed(pids: set[str]) -> None:
-    if pids and (receipt := _current.get()) is not None:
-        receipt.recorded |= pids
+async def note_reply(session: AsyncSession, touched: Iterable[Any]) -> replies.Answer | None:
+    """Store the answer to the message being handled, from the one sender's process this transaction holds.
+
+    A refusal (status 300 and up) stores nothing; with no such process (or several) the endpoint remembers
+    its answer itself. Returns the answer stored; `committed` takes it once the transaction commits.
+    """
+    receipt = _current.get()
+    if receipt is None or not receipt.open or receipt.reply is None or receipt.status >= 300:
+        return None
+    theirs = list(_senders(touched, receipt.sender))
+    if len(theirs) != 1:
+        return None
+    answer = (receipt.status, receipt.answer(theirs[0]))
+    await replies.write(session, receipt.reply, answer)
+    return answer
+
+
+def committed(pids: set[str], answer: replies.Answer | None = None) -> None:
+    receipt = _current.get()
+    if receipt is None:
+        return
+    receipt.recorded |= pids
+    if receipt.reply is not None and answer is not None:
+        replies.committed(receipt.reply, answer)
+
+
+def _senders(touched: Iterable[Any], sender: str) -> Iterator[Any]:
+    """The processes among `touched` whose counter-party is `sender`."""
+    return (obj for obj in touched if hasattr(obj, "state") and getattr(obj, "counterparty_id", None) == sender)

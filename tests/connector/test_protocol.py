@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from connector import replies
 from tessera.identity import SigningKey, generate_key
 from tests.dataspace import Dataspace, Site, negotiate, publish, start_transfer
 from tests.dsp_schemas import validate_message
@@ -292,6 +293,33 @@ async def test_repeated_transfer_request_answers_as_the_first(
     assert first.json() == second.json()
     assert validate_message(first.json()) == []
     assert len((await provider.api.get("/transfers")).json()["items"]) == 1
+
+
+async def test_a_retry_after_a_crash_past_the_state_commit_is_answered_as_the_first(
+    space: Dataspace, provider: Site, consumer: Site, people_csv: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The answer commits with the change it reports: a crash right after that commit (here: the step after
+    it fails) still leaves the retry its answer, not a 400 for a transition already made."""
+    offer = await publish(provider, people_csv)
+    negotiation = await negotiate(consumer, provider, offer)
+    token = await token_as(space, "consumer", provider.id)
+    request = transfer_request("urn:uuid:crash", negotiation["agreement_id"], consumer.dsp_url)
+    provider_pid = (await dsp_post(provider, "/transfers/request", request, token)).json()["providerPid"]
+    body = dsp_message(
+        "TransferTerminationMessage", providerPid=provider_pid, consumerPid="urn:uuid:crash", code="x", reason=["r"]
+    )
+
+    async def crash(*_args: Any) -> None:
+        raise RuntimeError("the process died after the state transaction committed")
+
+    monkeypatch.setattr(replies, "remember", crash)
+    first = await dsp_post(provider, f"/transfers/{provider_pid}/termination", body, token)
+    monkeypatch.undo()
+    assert first.status_code == 500  # the sender saw no answer: it retries
+    retried = await dsp_post(provider, f"/transfers/{provider_pid}/termination", body, token)
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["state"] == "TERMINATED"
+    assert validate_message(retried.json()) == []
 
 
 async def test_every_message_either_side_sent_is_valid_dsp(

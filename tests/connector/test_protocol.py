@@ -1,7 +1,5 @@
 """DSP endpoints: tokens are verified, bad input gets DSP errors, and every message we send is valid."""
 
-import json
-import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -12,7 +10,7 @@ import httpx
 import pytest
 
 from tessera.identity import SigningKey, generate_key
-from tests.dataspace import Dataspace, Site, negotiate, publish, start_transfer
+from tests.dataspace import Dataspace, Site, json_value, negotiate, publish, sql, start_transfer
 from tests.dsp_schemas import validate_message
 
 CONTEXT = ["https://w3id.org/dspace/2025/1/context.jsonld"]
@@ -308,7 +306,7 @@ async def test_every_message_either_side_sent_is_valid_dsp(
     for transfer, state in ((completed, "COMPLETED"), (terminated, "TERMINATED")):
         await provider.wait_for(f"/transfers/{transfer['provider_pid']}", state)
 
-    sent = outbox(provider) + outbox(consumer)
+    sent = await outbox(provider) + await outbox(consumer)
     assert {message["@type"] for message in sent} == {
         "ContractRequestMessage",
         "ContractAgreementMessage",
@@ -324,12 +322,10 @@ async def test_every_message_either_side_sent_is_valid_dsp(
         assert validate_message(message) == [], message
 
 
-def outbox(site: Site) -> list[dict[str, Any]]:
+async def outbox(site: Site) -> list[dict[str, Any]]:
     """The DSP messages a connector sent (audit checkpoints go beside DSP, to the broker and the peer)."""
-    path = site.config.directory / "connector.db"
-    with sqlite3.connect(path, timeout=30) as db:
-        rows = db.execute("SELECT body FROM outbox_message WHERE process_id NOT LIKE 'audit-checkpoints:%'")
-        return [json.loads(body) for (body,) in rows]
+    statement = "SELECT body FROM outbox_message WHERE process_id NOT LIKE 'audit-checkpoints:%'"
+    return [json_value(row["body"]) for row in await sql(site.config, statement)]
 
 
 async def test_peers_dialects_are_understood_and_answered_in_2025_1_form(

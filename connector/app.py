@@ -19,6 +19,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from connector import (
     anchoring,
@@ -34,11 +35,26 @@ from connector import (
 from connector.config import DSP_PATH, ConnectorConfig
 from connector.outbox import OutboxMessage
 from connector.runtime import Runtime
-from tessera.problems import problem_handlers
+from tessera.errors import BadRequest
+from tessera.problems import problem_from_error, problem_handlers
 
 
 async def health(_request: Request) -> Response:
     return JSONResponse({"status": "ok"})
+
+
+class RefuseNul:
+    """ASGI middleware: a path or query holding U+0000 (`%00`) is a 400. It names no record (PostgreSQL's
+    text columns cannot hold it; a lookup by it would fail in the driver, not answer 404)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope["query_string"]):
+            refused = BadRequest("the request's path or query holds U+0000 (%00)")
+            return await problem_from_error(refused)(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 def create_app(config: ConnectorConfig) -> Starlette:
@@ -71,4 +87,6 @@ def create_app(config: ConnectorConfig) -> Starlette:
             middleware=[Middleware(management.RequireApiKey, token=config.management_token)],
         ),
     ]
-    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=problem_handlers())
+    return Starlette(
+        routes=routes, lifespan=lifespan, exception_handlers=problem_handlers(), middleware=[Middleware(RefuseNul)]
+    )

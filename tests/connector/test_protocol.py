@@ -227,6 +227,27 @@ async def test_json_that_is_not_strict_json_is_a_dsp_error(
     assert any(says in reason for reason in answer["reason"])
 
 
+async def test_a_message_holding_nul_is_a_dsp_error_naming_the_field(
+    space: Dataspace, provider: Site, consumer: Site, people_csv: Path
+) -> None:
+    """Valid JSON, but PostgreSQL cannot store U+0000 in text: it was a 500 there (and stored on SQLite)."""
+    offer = await publish(provider, people_csv)
+    request = dsp_message(
+        "ContractRequestMessage",
+        consumerPid="urn:uuid:c\u0000",
+        offer={"@id": offer["id"], "target": offer["asset_id"]},
+        callbackAddress=consumer.dsp_url,
+    )
+    response = await dsp_post(
+        provider, "/negotiations/request", request, await token_as(space, "consumer", provider.id)
+    )
+    assert response.status_code == 400, response.text
+    answer = response.json()
+    assert answer["@type"] == "ContractNegotiationError" and validate_message(answer) == []
+    assert any("consumerPid: must not hold U+0000" in reason for reason in answer["reason"])
+    assert (await provider.api.get("/negotiations")).json()["items"] == []
+
+
 async def test_a_body_past_the_limit_is_refused_before_it_is_read_whole(
     space: Dataspace, provider: Site, consumer: Site
 ) -> None:

@@ -13,6 +13,7 @@ PG_SUITE := \
 	tests/connector/test_storage.py \
 	tests/connector/test_audit.py \
 	tests/connector/test_anchoring.py \
+	tests/connector/test_copies.py \
 	tests/connector/test_crash.py \
 	tests/connector/test_protocol.py \
 	tests/connector/test_negotiation.py \

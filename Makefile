@@ -5,7 +5,27 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOURCES := tessera policies connector broker tests deploy bench
 
-.PHONY: quickstart test fuzz lint bench clean
+.PHONY: quickstart test test-postgresql fuzz lint bench clean
+
+# The PostgreSQL pass of `make test`: the storage, protocol, usage and broker suites again with the broker
+# and every connector on a fresh PostgreSQL database (TESSERA_TEST_DATABASE, tests/postgres.py).
+PG_SUITE := \
+	tests/connector/test_storage.py \
+	tests/connector/test_audit.py \
+	tests/connector/test_anchoring.py \
+	tests/connector/test_copies.py \
+	tests/connector/test_crash.py \
+	tests/connector/test_protocol.py \
+	tests/connector/test_negotiation.py \
+	tests/connector/test_transfers.py \
+	tests/connector/test_exchange.py \
+	tests/connector/test_management.py \
+	tests/connector/test_usage.py \
+	tests/connector/test_usage_counters.py \
+	tests/connector/test_usage_agreement.py \
+	tests/broker
+# The broker's own database on that pass (`sqlite` keeps it there while the connectors use PostgreSQL).
+PG_BROKER ?= postgresql
 
 $(STAMP): pyproject.toml
 	# The SM crypto profile signs with the openssl command (docs/crypto.md); Debian's package has it.
@@ -28,6 +48,11 @@ test: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/tessera policy test policies
 	$(BIN)/pytest -q
+	$(MAKE) test-postgresql
+
+# Fails, never skips, where PostgreSQL cannot be installed: the pass was asked for.
+test-postgresql: $(STAMP)
+	TESSERA_TEST_DATABASE=postgresql TESSERA_TEST_BROKER_DATABASE=$(PG_BROKER) $(BIN)/pytest -q $(PG_SUITE)
 
 # The long fuzz run: 10,000 hostile requests over every endpoint, then the status histogram (docs/reliability.md).
 FUZZ_REQUESTS ?= 10000

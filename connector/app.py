@@ -25,6 +25,7 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Mount, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from connector import (
     anchoring,
@@ -43,8 +44,9 @@ from connector.metrics import ConnectorMetrics
 from connector.outbox import OutboxMessage
 from connector.runtime import Runtime
 from tessera import tracing
+from tessera.errors import BadRequest
 from tessera.metrics import RequestMetrics, RouteTemplates
-from tessera.problems import problem_handlers
+from tessera.problems import problem_from_error, problem_handlers
 
 
 async def health(_request: Request) -> Response:
@@ -59,6 +61,20 @@ async def ready(request: Request) -> Response:
     except Exception as exc:  # any database failure means "not ready", never a 500 page
         return JSONResponse({"status": "unavailable", "database": str(exc)[:200]}, status_code=503)
     return JSONResponse({"status": "ok"})
+
+
+class RefuseNul:
+    """ASGI middleware: a path or query holding U+0000 (`%00`) is a 400. It names no record (PostgreSQL's
+    text columns cannot hold it; a lookup by it would fail in the driver, not answer 404)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope["query_string"]):
+            refused = BadRequest("the request's path or query holds U+0000 (%00)")
+            return await problem_from_error(refused)(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 def create_app(config: ConnectorConfig, *, tracer_provider: Any = None) -> Starlette:
@@ -110,5 +126,8 @@ def create_app(config: ConnectorConfig, *, tracer_provider: Any = None) -> Starl
     )
     traced = [] if tracer_provider is None else [tracing.middleware(tracer_provider)]
     return Starlette(
-        routes=routes, middleware=[*traced, timed], lifespan=lifespan, exception_handlers=problem_handlers()
+        routes=routes,
+        middleware=[*traced, timed, Middleware(RefuseNul)],
+        lifespan=lifespan,
+        exception_handlers=problem_handlers(),
     )

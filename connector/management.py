@@ -59,7 +59,7 @@ from tessera.clock import rfc3339
 from tessera.errors import BadRequest, Conflict, Gone, NotFound, PeerError, TokenRejected
 from tessera.identity import bearer_token, check_participant_id
 from tessera.ids import new_id
-from tessera.json import parse
+from tessera.json import nul_at, parse
 from tessera.labels import Labels
 from tessera.problems import problem_from_error
 from tessera.terms import Terms
@@ -98,10 +98,14 @@ async def read_model(request: Request, model: type[Model]) -> Model:
     body = await read_body(request, MAX_BODY_BYTES)
     document = parse(body or b"{}", "request body", BadRequest)
     try:
-        return model.model_validate(document)
+        validated = model.model_validate(document)
     except ValidationError as exc:
         problems = [f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}" for e in exc.errors()]
         raise BadRequest("invalid request body: " + "; ".join(problems), reasons=problems) from exc
+    if (where := nul_at(document)) is not None:  # after the model's own checks, which name the field better
+        problem = f"{where or 'body'}: must not hold U+0000 (NUL)"
+        raise BadRequest("invalid request body: " + problem, reasons=[problem])
+    return validated
 
 
 class Public(Protocol):

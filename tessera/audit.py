@@ -16,7 +16,7 @@ from typing import Any
 
 import sqlalchemy
 from cryptography.hazmat.primitives import hashes
-from sqlalchemy import String, type_coerce
+from sqlalchemy import Text, cast
 from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -167,13 +167,14 @@ def _problem(row: sqlalchemy.Row[*tuple[Any, ...]], expected_seq: int, expected_
 
 
 # The stored columns, details as the text on disk: `verify` reports unreadable JSON instead of failing on it.
+# A cast, not a type coercion: PostgreSQL's driver would otherwise hand back the JSON already parsed.
 _STORED = (
     col(AuditEntry.seq),
     col(AuditEntry.at),
     col(AuditEntry.actor),
     col(AuditEntry.action),
     col(AuditEntry.subject),
-    type_coerce(AuditEntry.details, String).label("details"),
+    cast(AuditEntry.details, Text).label("details"),
     col(AuditEntry.prev_hash),
     col(AuditEntry.hash_alg),
     col(AuditEntry.hash),

@@ -10,7 +10,7 @@ from typing import Annotated, Literal, TypeVar
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
 from tessera.errors import InvalidMessage
-from tessera.json import JSON, JSONObject, load_object
+from tessera.json import JSON, JSONObject, load_object, nul_at
 from tessera.urls import check_url
 
 CONTEXT = "https://w3id.org/dspace/2025/1/context.jsonld"
@@ -123,10 +123,13 @@ def parse(body: bytes, model: type[M], *, expected_type: str) -> M:
     if document.get("@type") != expected_type:
         raise InvalidMessage(f"expected a {expected_type}, got @type {document.get('@type')!r}")
     try:
-        return model.model_validate(document)
+        message = model.model_validate(document)
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise InvalidMessage(f"invalid {expected_type}: {problems}") from exc
+    if (where := nul_at(document)) is not None:
+        raise InvalidMessage(f"invalid {expected_type}: {where}: must not hold U+0000 (NUL)")
+    return message
 
 
 # Other connectors speak the same vocabulary with prefixes (`dspace:consumerPid`, `odrl:action`), full IRIs,

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable
 from typing import Any, NoReturn, TypeAlias
 
-__all__ = ["JSON", "MAX_DEPTH", "JSONObject", "load_object", "parse"]
+__all__ = ["JSON", "MAX_DEPTH", "JSONObject", "load_object", "nul_at", "parse"]
 
 JSON: TypeAlias = Any
 JSONObject: TypeAlias = dict[str, JSON]
@@ -111,4 +111,23 @@ def _lone_surrogate(value: JSON) -> str | None:
             pending.extend(item.values())
         elif isinstance(item, list):
             pending.extend(item)
+    return None
+
+
+def nul_at(value: JSON) -> str | None:
+    """Where a string (name or value) in `value` holds U+0000, as a dotted path (`"" ` for `value` itself);
+    None if none does. Valid JSON, but PostgreSQL's text columns cannot store it: refuse it at the edge."""
+    pending: list[tuple[str, JSON]] = [("", value)]
+    while pending:
+        path, item = pending.pop()
+        if isinstance(item, str) and "\x00" in item:
+            return path
+        if isinstance(item, dict):
+            for name, child in item.items():
+                inner = f"{path}.{name}" if path else str(name)
+                if "\x00" in name:
+                    return inner
+                pending.append((inner, child))
+        elif isinstance(item, list):
+            pending.extend((f"{path}.{i}" if path else str(i), child) for i, child in enumerate(item))
     return None

@@ -1,4 +1,5 @@
-"""A whole data space on loopback ports: a broker and connectors, each a real server with its own SQLite."""
+"""A whole data space on loopback ports: a broker and connectors, each a real server with its own database
+(a SQLite file in its directory; a fresh PostgreSQL database with `TESSERA_TEST_DATABASE=postgresql`)."""
 
 import asyncio
 import csv
@@ -11,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from sqlalchemy import text
 
 from broker.app import create_app as create_broker_app
 from broker.authority import add_participant
@@ -21,6 +23,7 @@ from connector.selftest import Participant
 from policies import LIBRARY
 from tessera.identity import SigningKey, TokenClient, generate_key, public_jwk, save_private_key
 from tessera.store import Database
+from tests.postgres import database_url_for
 from tests.utils import run_server, unused_port
 
 RESEARCH_POLICY = (LIBRARY / "examples" / "research_limited.rego").read_text()
@@ -75,7 +78,10 @@ class Dataspace:
 
     async def start_broker(self) -> None:
         port = unused_port()
-        self.broker_config = BrokerConfig(directory=self.root / "broker", url=f"http://127.0.0.1:{port}", port=port)
+        directory = self.root / "broker"
+        url = f"http://127.0.0.1:{port}"
+        database_url = database_url_for(directory, broker=True)
+        self.broker_config = BrokerConfig(directory=directory, url=url, port=port, database_url=database_url)
         self.broker_config.directory.mkdir(parents=True)
         save_private_key(generate_key(), self.broker_config.key_path)
         self.broker_url = await self.stack.enter_async_context(run_server(create_broker_app(self.broker_config), port))
@@ -95,6 +101,7 @@ class Dataspace:
             url=f"http://127.0.0.1:{port}",
             broker_url=self.broker_url,
             port=port,
+            database_url=database_url_for(directory),
         )
         key = generate_key()
         save_private_key(key, config.key_path)
@@ -210,6 +217,23 @@ async def start_transfer(
     """Request a transfer (`options`: format, purpose …) and wait until it reaches `until` or is terminated."""
     started = await consumer.post("/transfers", {"agreement_id": agreement_id, **options})
     return await consumer.wait_for(f"/transfers/{started['id']}", *until, "TERMINATED")
+
+
+async def sql(config: ConnectorConfig, statement: str, /, **params: Any) -> list[dict[str, Any]]:
+    """Run one statement on a connector's own database, as its operator (or an intruder) could, on SQLite or
+    PostgreSQL alike; the rows it returns, by column. JSON columns come back as their text (`json_value`)."""
+    db = await Database.open(config.database_url)
+    try:
+        async with db.engine.begin() as connection:
+            result = await connection.execute(text(statement), params)
+            return [dict(row._mapping) for row in result] if result.returns_rows else []
+    finally:
+        await db.close()
+
+
+def json_value(column: Any) -> Any:
+    """A JSON column's value as `sql` read it: text to parse (a driver may have parsed it already)."""
+    return json.loads(column) if isinstance(column, str) else column
 
 
 def rows(response: httpx.Response) -> list[dict[str, str]]:

@@ -6,9 +6,16 @@ def test_reads(postgres: Postgres) -> None:
     with psycopg.connect(postgres.url) as connection: ...
 ```
 
-A test that takes the `postgres` fixture skips only where the server cannot be installed.
+A test that takes the `postgres` fixture skips only where the server cannot be installed (and fails
+instead on CI, `CI=true`).
+
+The PostgreSQL pass of `make test`: with `TESSERA_TEST_DATABASE=postgresql` the harness gives the broker
+and every connector a fresh database on the process's one server (`database_url_for`) instead of a SQLite
+file; `TESSERA_TEST_BROKER_DATABASE` (default: the same) chooses the broker's alone. Such a pass fails
+where no server can be installed: it was asked for.
 """
 
+import atexit
 import glob
 import itertools
 import os
@@ -16,7 +23,6 @@ import pwd
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +35,7 @@ USER = "tessera"
 PASSWORD = "pg-secret-7f3a"  # tests look for it where it must never appear
 SYSTEM_USER = "postgres"  # initdb refuses to run as root: the cluster runs as Debian's postgres user
 _numbers = itertools.count(1)  # names of the databases `create_database` makes
+DATABASES = ("sqlite", "postgresql")  # what `TESSERA_TEST_DATABASE` may say
 
 
 @dataclass
@@ -93,15 +100,48 @@ def _run(tool: str, *args: str) -> None:
     subprocess.run([*_as_system_user(), str(found / tool), *args], check=True, capture_output=True)
 
 
+_server: Postgres | None = None
+
+
+def shared_server() -> Postgres:
+    """This process's one server, started on first use and stopped when the process exits."""
+    global _server
+    if _server is None:
+        if binaries() is None:
+            raise RuntimeError("PostgreSQL is not installed and cannot be installed here (apt-get install postgresql)")
+        server = Postgres(Path(tempfile.mkdtemp(prefix="tessera-pg-")), unused_port())
+        server.start()
+        atexit.register(shutil.rmtree, server.directory, ignore_errors=True)
+        atexit.register(server.stop)
+        _server = server
+    return _server
+
+
+def chosen_database(variable: str = "TESSERA_TEST_DATABASE", default: str = "sqlite") -> str:
+    chosen = os.environ.get(variable, default) or default
+    if chosen not in DATABASES:
+        raise RuntimeError(f"{variable} must be one of {DATABASES}, not {chosen!r}")
+    return chosen
+
+
+def on_postgres() -> bool:
+    """Whether this run keeps the connectors' state in PostgreSQL (`TESSERA_TEST_DATABASE=postgresql`)."""
+    return chosen_database() == "postgresql"
+
+
+def database_url_for(directory: Path, *, broker: bool = False) -> str:
+    """The `database_url` of a connector (or the broker) kept in `directory`: empty for the default SQLite
+    file there, a fresh PostgreSQL database on the PostgreSQL pass."""
+    chosen = chosen_database("TESSERA_TEST_BROKER_DATABASE", chosen_database()) if broker else chosen_database()
+    return shared_server().create_database() if chosen == "postgresql" else ""
+
+
 @pytest.fixture(scope="session")
-def postgres() -> Iterator[Postgres]:
-    """A running PostgreSQL server for the session; skipped where none can be installed."""
+def postgres() -> Postgres:
+    """A running PostgreSQL server for the session; skipped where none can be installed, except on CI."""
     if binaries() is None:
-        pytest.skip("PostgreSQL is not installed and cannot be installed here")
-    server = Postgres(Path(tempfile.mkdtemp(prefix="tessera-pg-")), unused_port())
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
-        shutil.rmtree(server.directory, ignore_errors=True)
+        message = "PostgreSQL is not installed and cannot be installed here"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message + " (CI=true: the PostgreSQL tests must run)")
+        pytest.skip(message)
+    return shared_server()

@@ -18,6 +18,7 @@ from broker.authority import add_participant, set_suspended
 from broker.config import BrokerConfig
 from tessera.identity import CLIENT_ASSERTION_TYPE, SigningKey, TokenClient, generate_key, public_jwk, save_private_key
 from tessera.store import Database
+from tests.postgres import database_url_for
 from tests.utils import run_server, unused_port
 
 
@@ -73,7 +74,10 @@ class RunningBroker:
 
 
 def broker_config(directory: Any, port: int) -> BrokerConfig:
-    config = BrokerConfig(directory=directory, url=f"http://127.0.0.1:{port}", port=port)
+    url = f"http://127.0.0.1:{port}"
+    config = BrokerConfig(
+        directory=directory, url=url, port=port, database_url=database_url_for(directory, broker=True)
+    )
     config.directory.mkdir(parents=True, exist_ok=True)
     if not config.key_path.exists():
         save_private_key(generate_key(), config.key_path)

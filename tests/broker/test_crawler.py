@@ -20,6 +20,7 @@ from broker.entries import Registration
 from tessera.identity import generate_key, save_private_key
 from tessera.store import Database
 from tests.dataspace import RESEARCH_POLICY, Dataspace, Site, publish, write_people_csv
+from tests.postgres import database_url_for
 from tests.utils import run_server, unused_port
 
 
@@ -33,6 +34,7 @@ async def fast_space(root: Path, **settings: Any) -> AsyncIterator[Dataspace]:
             directory=root / "broker",
             url=f"http://127.0.0.1:{port}",
             port=port,
+            database_url=database_url_for(root / "broker", broker=True),
             crawl_interval=0.2,
             crawl_timeout=2,
             dead_after=1.0,

@@ -12,7 +12,6 @@ import base64
 import dataclasses
 import json
 import shutil
-import sqlite3
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -24,7 +23,7 @@ from tessera.audit import AuditEntry
 from tessera.checkpoints import Checkpoint, sign_checkpoint
 from tessera.crypto import Es256Signer
 from tessera.identity import SigningKey, TokenClient, generate_key, save_private_key
-from tests.dataspace import Dataspace, Site, negotiate, publish, start_transfer, tessera
+from tests.dataspace import Dataspace, Site, json_value, negotiate, publish, sql, start_transfer, tessera
 from tests.utils import unused_port
 
 
@@ -80,21 +79,24 @@ async def exchange_to_the_end(provider: Site, consumer: Site, data: Path) -> Non
     await provider.wait_for(f"/transfers/{ours['id']}", "COMPLETED")
 
 
-def recompute_from(database: Path, seq: int, **changed: Any) -> None:
+async def recompute_from(config: ConnectorConfig, seq: int, **changed: Any) -> None:
     """Rewrite entry `seq`'s details and recompute every hash from there on: the chain alone still links."""
-    with sqlite3.connect(database, timeout=30) as db:
-        db.row_factory = sqlite3.Row
-        rows = db.execute("SELECT * FROM audit_entry WHERE seq >= ? ORDER BY seq", (seq,)).fetchall()
-        prev = db.execute("SELECT hash FROM audit_entry WHERE seq = ?", (seq - 1,)).fetchone()[0]
-        for row in rows:
-            details = json.loads(row["details"]) | (changed if row["seq"] == seq else {})
-            entry = AuditEntry(**(dict(row) | {"details": details, "prev_hash": prev}))
-            entry.hash = entry.computed_hash()
-            db.execute(
-                "UPDATE audit_entry SET details = ?, prev_hash = ?, hash = ? WHERE seq = ?",
-                (json.dumps(details), prev, entry.hash, entry.seq),
-            )
-            prev = entry.hash
+    rows = await sql(config, "SELECT * FROM audit_entry WHERE seq >= :seq ORDER BY seq", seq=seq)
+    (before,) = await sql(config, "SELECT hash FROM audit_entry WHERE seq = :seq", seq=seq - 1)
+    prev = before["hash"]
+    for row in rows:
+        details = json_value(row["details"]) | (changed if row["seq"] == seq else {})
+        entry = AuditEntry(**(row | {"details": details, "prev_hash": prev}))
+        entry.hash = entry.computed_hash()
+        await sql(
+            config,
+            "UPDATE audit_entry SET details = :details, prev_hash = :prev, hash = :hash WHERE seq = :seq",
+            details=json.dumps(details),
+            prev=prev,
+            hash=entry.hash,
+            seq=entry.seq,
+        )
+        prev = entry.hash
 
 
 async def test_an_untouched_chain_verifies_against_the_broker_and_the_counterparty(
@@ -131,8 +133,7 @@ async def test_cutting_off_the_last_entries_is_detected(
     await exchange_to_the_end(provider, consumer, people_csv)
     last = payload(await wait_anchored(space, provider))["seq"]
     await provider.server.stop()
-    with sqlite3.connect(provider.config.directory / "connector.db", timeout=30) as db:
-        db.execute("DELETE FROM audit_entry WHERE seq > ?", (last - 2,))
+    await sql(provider.config, "DELETE FROM audit_entry WHERE seq > :seq", seq=last - 2)
     assert (await verify(provider, "--local"))[0] == 0  # the chain alone cannot tell
     code, report = await verify(provider)
     assert (code, report["ok"], report["first_broken"]) == (1, False, last - 1)
@@ -148,7 +149,7 @@ async def test_rewriting_an_entry_and_recomputing_every_later_hash_is_detected(
     made = [checkpoint["seq"] for checkpoint in (await provider.api.get("/audit/checkpoints")).json()["items"]]
     denied = next(e for e in (await provider.api.get("/audit")).json()["items"] if e["action"] == "usage.denied")
     await provider.server.stop()
-    recompute_from(provider.config.directory / "connector.db", denied["seq"], purpose="research")
+    await recompute_from(provider.config, denied["seq"], purpose="research")
     assert (await verify(provider, "--local"))[0] == 0  # the chain alone links again
     code, report = await verify(provider)
     anchored_before = max(seq for seq in made if seq < denied["seq"])
@@ -253,8 +254,7 @@ async def test_a_receipt_verifies_offline_and_against_the_chain(
     assert (await tessera("audit", "verify-receipt", str(tmp_path / "missing.json")))[0] == 2
 
     receipt_file.write_text(json.dumps(receipt))
-    with sqlite3.connect(provider.config.directory / "connector.db", timeout=30) as db:
-        db.execute("DELETE FROM audit_entry WHERE seq = ?", (payload(receipt)["seq"],))
+    await sql(provider.config, "DELETE FROM audit_entry WHERE seq = :seq", seq=payload(receipt)["seq"])
     code, out, _ = await tessera(
         "audit", "verify-receipt", str(receipt_file), "--dir", str(provider.config.directory), "--json"
     )

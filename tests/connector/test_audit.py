@@ -1,10 +1,9 @@
 """The audit chain: every step leaves an entry, and `tessera audit verify` finds tampering."""
 
 import json
-import sqlite3
 from pathlib import Path
 
-from tests.dataspace import Site, negotiate, publish, start_transfer, tessera
+from tests.dataspace import Site, json_value, negotiate, publish, sql, start_transfer, tessera
 
 
 async def verify(site: Site) -> tuple[int, str, str]:
@@ -59,11 +58,14 @@ async def test_tampering_is_detected_and_the_first_broken_entry_named(
     provider: Site, consumer: Site, people_csv: Path
 ) -> None:
     await exchange(provider, consumer, people_csv)
-    database = provider.config.directory / "connector.db"
-    with sqlite3.connect(database, timeout=30) as db:
-        (seq, details) = db.execute("SELECT seq, details FROM audit_entry WHERE action = 'usage.denied'").fetchone()
-        forged = json.loads(details) | {"purpose": "research"}
-        db.execute("UPDATE audit_entry SET details = ? WHERE seq = ?", (json.dumps(forged), seq))
+    (denied,) = await sql(provider.config, "SELECT seq, details FROM audit_entry WHERE action = 'usage.denied'")
+    seq, forged = denied["seq"], json_value(denied["details"]) | {"purpose": "research"}
+    await sql(
+        provider.config,
+        "UPDATE audit_entry SET details = :details WHERE seq = :seq",
+        details=json.dumps(forged),
+        seq=seq,
+    )
     code, out, _ = await verify(provider)
     assert code == 1
     report = json.loads(out)
@@ -78,8 +80,7 @@ async def test_tampering_is_detected_and_the_first_broken_entry_named(
 
 async def test_a_deleted_entry_breaks_the_chain(provider: Site, consumer: Site, people_csv: Path) -> None:
     await exchange(provider, consumer, people_csv)
-    with sqlite3.connect(provider.config.directory / "connector.db", timeout=30) as db:
-        db.execute("DELETE FROM audit_entry WHERE seq = 4")
+    await sql(provider.config, "DELETE FROM audit_entry WHERE seq = 4")
     report = json.loads((await verify(provider))[1])
     assert report["first_broken"] == 4
     assert report["problem"] == "entry 4 is missing"

@@ -9,7 +9,6 @@ import asyncio
 import csv
 import hashlib
 import json
-import sqlite3
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from connector.compute import dialect, engine, privacy
 from connector.config import ComputeLimits
 from connector.sources import FileSource
 from policies.patterns import PatternUse, render
-from tests.dataspace import Site, negotiate, start_transfer, tessera
+from tests.dataspace import Site, negotiate, sql, start_transfer, tessera
 
 TESSERA = "https://w3id.org/tessera/v1/"
 REGIONS = {"north": 12, "south": 8, "east": 3}  # records per region; east is below k = 5
@@ -242,10 +241,9 @@ async def test_tessera_query_prints_the_answer(provider: Site, consumer: Site, s
     assert refused_code != 0 and "raw rows never leave" in refused_err
 
 
-def _released(provider: Site) -> int:
-    with sqlite3.connect(provider.config.directory / "connector.db", timeout=30) as db:
-        (count,) = db.execute("SELECT count(*) FROM released_group").fetchone()
-    return int(count)
+async def _released(provider: Site) -> int:
+    (row,) = await sql(provider.config, "SELECT count(*) AS n FROM released_group")
+    return int(row["n"])
 
 
 def _parquet(path: Path, incomes: list[float], row_group_size: int = 2) -> Path:

@@ -10,7 +10,6 @@ tests/tessera/test_crypto.py.
 import base64
 import dataclasses
 import json
-import sqlite3
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from connector.config import ConnectorConfig
 from tessera import dsp
 from tessera.crypto import UnacceptedAlgorithm, verify_document
 from tessera.identity import canonical_json
-from tests.dataspace import Dataspace, Site, negotiate, publish, start_transfer, tessera
+from tests.dataspace import Dataspace, Site, json_value, negotiate, publish, sql, start_transfer, tessera
 from tests.faults import Relay
 from tests.utils import run_server, unused_port
 
@@ -143,15 +142,12 @@ async def test_an_sm_connectors_audit_chain_is_sm3_verifies_and_shows_a_changed_
     assert (code, report["ok"], report["hashes"]) == (0, True, ["sm3"])
     served = (await provider.api.get("/audit/verify")).json()
     assert (served["ok"], served["hashes"]) == (True, ["sm3"])
-    with sqlite3.connect(provider.config.directory / "connector.db", timeout=30) as db:
-        assert {row[0] for row in db.execute("SELECT hash_alg FROM audit_entry")} == {"sm3"}
-        # fetchall ends the read, so the update waits for the server's writes instead of failing on them
-        [(seq, details)] = db.execute(
-            "SELECT seq, details FROM audit_entry WHERE action = 'negotiation.verified'"
-        ).fetchall()
-        db.execute(
-            "UPDATE audit_entry SET details = ? WHERE seq = ?", (json.dumps(json.loads(details) | {"x": 1}), seq)
-        )
+    assert {row["hash_alg"] for row in await sql(provider.config, "SELECT hash_alg FROM audit_entry")} == {"sm3"}
+    [verified] = await sql(
+        provider.config, "SELECT seq, details FROM audit_entry WHERE action = 'negotiation.verified'"
+    )
+    seq, changed = verified["seq"], json.dumps(json_value(verified["details"]) | {"x": 1})
+    await sql(provider.config, "UPDATE audit_entry SET details = :details WHERE seq = :seq", details=changed, seq=seq)
     code, report = await audit_verify(provider.config)
     assert (code, report["first_broken"], report["problem"]) == (1, seq, f"entry {seq} was altered (hash mismatch)")
 
@@ -159,8 +155,7 @@ async def test_an_sm_connectors_audit_chain_is_sm3_verifies_and_shows_a_changed_
 async def test_relabelling_an_sm3_entry_as_sha256_is_detected(space: Dataspace, people_csv: Path) -> None:
     provider = await start(space, "provider")
     await publish(provider, people_csv)
-    with sqlite3.connect(provider.config.directory / "connector.db", timeout=30) as db:
-        db.execute("UPDATE audit_entry SET hash_alg = 'sha256' WHERE seq = 2")
+    await sql(provider.config, "UPDATE audit_entry SET hash_alg = 'sha256' WHERE seq = 2")
     code, report = await audit_verify(provider.config)
     assert (code, report["first_broken"], report["hashes"]) == (1, 2, ["sm3"])
 

@@ -8,7 +8,6 @@ The data file's lines end in LF and its quoting is its own: re-serialised record
 
 import asyncio
 import json
-import sqlite3
 from pathlib import Path
 
 import anyio
@@ -17,7 +16,7 @@ import pytest
 
 from connector.ranges import ByteRange, Unsatisfiable, Wanted, requested
 from policies.patterns import PatternUse, render
-from tests.dataspace import Site, negotiate, publish, start_transfer, tessera
+from tests.dataspace import Site, json_value, negotiate, publish, sql, start_transfer, tessera
 
 OPEN_POLICY = "package tessera.usage.open\ndefault allow := true\n"
 ONE_USE = render("tessera.usage.once", [PatternUse.of("max_uses", max_uses=1)])
@@ -63,11 +62,10 @@ async def _pull_transfer(provider: Site, consumer: Site, data: Path, policy: str
     return (await start_transfer(consumer, agreement_id))["id"], agreement_id
 
 
-def _data_plane(consumer: Site, transfer_id: str) -> tuple[str, dict[str, str]]:
+async def _data_plane(consumer: Site, transfer_id: str) -> tuple[str, dict[str, str]]:
     """The provider's data URL and the data token header, as the consumer's connector holds them."""
-    with sqlite3.connect(consumer.config.directory / "connector.db", timeout=30) as db:
-        (text,) = db.execute("SELECT data_address FROM transfer WHERE id = ?", (transfer_id,)).fetchone()
-    address = json.loads(text)
+    (row,) = await sql(consumer.config, "SELECT data_address FROM transfer WHERE id = :id", id=transfer_id)
+    address = json_value(row["data_address"])
     token = next(p["value"] for p in address["endpointProperties"] if p["name"] == "authorization")
     return address["endpoint"], {"Authorization": f"Bearer {token}"}
 
@@ -98,7 +96,7 @@ async def test_an_untouched_use_sends_the_stored_bytes_with_length_and_etag(
     provider: Site, consumer: Site, data_csv: Path, stored: bytes
 ) -> None:
     transfer_id, agreement_id = await _pull_transfer(provider, consumer, data_csv)
-    url, token = _data_plane(consumer, transfer_id)
+    url, token = await _data_plane(consumer, transfer_id)
     async with httpx.AsyncClient(headers=token, timeout=30) as http:
         response = await http.get(url)
         assert response.status_code == 200 and response.content == stored
@@ -123,7 +121,7 @@ async def test_one_range_is_answered_206_with_its_bytes(
     provider: Site, consumer: Site, data_csv: Path, asked: str, start: int, end: int | None, stored: bytes
 ) -> None:
     transfer_id, agreement_id = await _pull_transfer(provider, consumer, data_csv)
-    url, token = _data_plane(consumer, transfer_id)
+    url, token = await _data_plane(consumer, transfer_id)
     async with httpx.AsyncClient(headers=token, timeout=30) as http:
         response = await http.get(url, headers={"Range": asked})
     part = stored[start:end]
@@ -139,7 +137,7 @@ async def test_a_range_past_the_end_is_416_and_costs_no_use(
     provider: Site, consumer: Site, data_csv: Path, stored: bytes
 ) -> None:
     transfer_id, agreement_id = await _pull_transfer(provider, consumer, data_csv, ONE_USE)
-    url, token = _data_plane(consumer, transfer_id)
+    url, token = await _data_plane(consumer, transfer_id)
     size = len(stored)
     async with httpx.AsyncClient(headers=token, timeout=30) as http:
         refused = await http.get(url, headers={"Range": f"bytes={size}-"})
@@ -163,7 +161,7 @@ async def test_a_range_that_cannot_be_used_gets_the_whole_file(
     provider: Site, consumer: Site, data_csv: Path, headers: dict[str, str], stored: bytes
 ) -> None:
     transfer_id, _ = await _pull_transfer(provider, consumer, data_csv)
-    url, token = _data_plane(consumer, transfer_id)
+    url, token = await _data_plane(consumer, transfer_id)
     async with httpx.AsyncClient(headers=token, timeout=30) as http:
         response = await http.get(url, headers=headers)
     assert response.status_code == 200 and response.content == stored
@@ -173,7 +171,7 @@ async def test_reshaped_data_ignores_range_and_has_no_etag(
     provider: Site, consumer: Site, data_csv: Path, stored: bytes
 ) -> None:
     transfer_id, _ = await _pull_transfer(provider, consumer, data_csv, MASKING)
-    url, token = _data_plane(consumer, transfer_id)
+    url, token = await _data_plane(consumer, transfer_id)
     async with httpx.AsyncClient(headers=token, timeout=30) as http:
         response = await http.get(url, headers={"Range": "bytes=0-9"})
     assert response.status_code == 200 and "etag" not in response.headers
@@ -187,7 +185,7 @@ async def test_a_client_that_disconnects_half_way_is_metered_what_went_out(
     big, size = tmp_path / "big.csv", 2 + 8 * 4_000_000  # 32 MB: more than loopback buffers hold
     await anyio.Path(big).write_bytes(b"n\n" + b"1234567\n" * 4_000_000)
     transfer_id, agreement_id = await _pull_transfer(provider, consumer, big)
-    url, token = _data_plane(consumer, transfer_id)
+    url, token = await _data_plane(consumer, transfer_id)
     await _interrupted(url, token, after=1_000_000)
     counter = await _counter(provider, agreement_id, bytes=1_000_000)
     assert 1_000_000 <= counter["bytes"] < size // 2
@@ -197,7 +195,7 @@ async def test_one_use_allows_a_resume_but_not_a_second_full_pull(
     provider: Site, consumer: Site, data_csv: Path, stored: bytes
 ) -> None:
     transfer_id, agreement_id = await _pull_transfer(provider, consumer, data_csv, ONE_USE)
-    url, token = _data_plane(consumer, transfer_id)
+    url, token = await _data_plane(consumer, transfer_id)
     async with httpx.AsyncClient(headers=token, timeout=30) as http:
         first = await http.get(url, headers={"Range": "bytes=0-999"})
         rest = await http.get(url, headers={"Range": "bytes=1000-", "If-Range": first.headers["etag"]})
@@ -213,7 +211,7 @@ async def test_one_use_allows_a_resume_but_not_a_second_full_pull(
 async def test_resuming_over_and_over_runs_out(provider: Site, consumer: Site, people_csv: Path) -> None:
     """`bytes=1-` again and again is no way to more copies: past the use's allowance it is a new use."""
     transfer_id, _ = await _pull_transfer(provider, consumer, people_csv, ONE_USE)
-    url, token = _data_plane(consumer, transfer_id)
+    url, token = await _data_plane(consumer, transfer_id)
     async with httpx.AsyncClient(headers=token, timeout=30) as http:
         statuses = [(await http.get(url, headers={"Range": "bytes=1-"})).status_code for _ in range(4)]
     assert statuses == [206, 206, 403, 403]
@@ -221,7 +219,7 @@ async def test_resuming_over_and_over_runs_out(provider: Site, consumer: Site, p
 
 async def test_a_suspended_transfer_refuses_a_resume(provider: Site, consumer: Site, data_csv: Path) -> None:
     transfer_id, _ = await _pull_transfer(provider, consumer, data_csv)
-    url, token = _data_plane(consumer, transfer_id)
+    url, token = await _data_plane(consumer, transfer_id)
     async with httpx.AsyncClient(headers=token, timeout=30) as http:
         etag = (await http.get(url, headers={"Range": "bytes=0-99"})).headers["etag"]
         await consumer.post(f"/transfers/{transfer_id}/suspend", {"reason": "pause"}, 200)

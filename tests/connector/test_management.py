@@ -6,7 +6,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.dataspace import PEOPLE, RESEARCH_POLICY, Site, as_json, negotiate, publish, start_transfer
+from tests.dataspace import PEOPLE, RESEARCH_POLICY, Site, as_json, json_value, negotiate, publish, sql, start_transfer
 
 
 async def test_requests_without_the_api_key_are_refused(provider: Site) -> None:
@@ -101,8 +101,6 @@ async def test_data_plane_refuses_a_token_for_another_transfer(
 
 
 async def _data_token(site: Site, transfer_id: str) -> str:
-    import sqlite3
-
-    with sqlite3.connect(site.config.directory / "connector.db", timeout=30) as db:
-        (address,) = db.execute("SELECT data_address FROM transfer WHERE id = ?", (transfer_id,)).fetchone()
-    return next(p["value"] for p in json.loads(address)["endpointProperties"] if p["name"] == "authorization")
+    (row,) = await sql(site.config, "SELECT data_address FROM transfer WHERE id = :id", id=transfer_id)
+    properties = json_value(row["data_address"])["endpointProperties"]
+    return next(p["value"] for p in properties if p["name"] == "authorization")

@@ -1,7 +1,5 @@
 """DSP endpoints: tokens are verified, bad input gets DSP errors, and every message we send is valid."""
 
-import json
-import sqlite3
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -13,7 +11,7 @@ import pytest
 
 from connector import replies
 from tessera.identity import SigningKey, generate_key
-from tests.dataspace import Dataspace, Site, negotiate, publish, start_transfer
+from tests.dataspace import Dataspace, Site, json_value, negotiate, publish, sql, start_transfer
 from tests.dsp_schemas import validate_message
 
 CONTEXT = ["https://w3id.org/dspace/2025/1/context.jsonld"]
@@ -230,6 +228,27 @@ async def test_json_that_is_not_strict_json_is_a_dsp_error(
     assert any(says in reason for reason in answer["reason"])
 
 
+async def test_a_message_holding_nul_is_a_dsp_error_naming_the_field(
+    space: Dataspace, provider: Site, consumer: Site, people_csv: Path
+) -> None:
+    """Valid JSON, but PostgreSQL cannot store U+0000 in text: it was a 500 there (and stored on SQLite)."""
+    offer = await publish(provider, people_csv)
+    request = dsp_message(
+        "ContractRequestMessage",
+        consumerPid="urn:uuid:c\u0000",
+        offer={"@id": offer["id"], "target": offer["asset_id"]},
+        callbackAddress=consumer.dsp_url,
+    )
+    response = await dsp_post(
+        provider, "/negotiations/request", request, await token_as(space, "consumer", provider.id)
+    )
+    assert response.status_code == 400, response.text
+    answer = response.json()
+    assert answer["@type"] == "ContractNegotiationError" and validate_message(answer) == []
+    assert any("consumerPid: must not hold U+0000" in reason for reason in answer["reason"])
+    assert (await provider.api.get("/negotiations")).json()["items"] == []
+
+
 async def test_a_body_past_the_limit_is_refused_before_it_is_read_whole(
     space: Dataspace, provider: Site, consumer: Site
 ) -> None:
@@ -336,7 +355,7 @@ async def test_every_message_either_side_sent_is_valid_dsp(
     for transfer, state in ((completed, "COMPLETED"), (terminated, "TERMINATED")):
         await provider.wait_for(f"/transfers/{transfer['provider_pid']}", state)
 
-    sent = outbox(provider) + outbox(consumer)
+    sent = await outbox(provider) + await outbox(consumer)
     assert {message["@type"] for message in sent} == {
         "ContractRequestMessage",
         "ContractAgreementMessage",
@@ -352,12 +371,10 @@ async def test_every_message_either_side_sent_is_valid_dsp(
         assert validate_message(message) == [], message
 
 
-def outbox(site: Site) -> list[dict[str, Any]]:
+async def outbox(site: Site) -> list[dict[str, Any]]:
     """The DSP messages a connector sent (audit checkpoints go beside DSP, to the broker and the peer)."""
-    path = site.config.directory / "connector.db"
-    with sqlite3.connect(path, timeout=30) as db:
-        rows = db.execute("SELECT body FROM outbox_message WHERE process_id NOT LIKE 'audit-checkpoints:%'")
-        return [json.loads(body) for (body,) in rows]
+    statement = "SELECT body FROM outbox_message WHERE process_id NOT LIKE 'audit-checkpoints:%'"
+    return [json_value(row["body"]) for row in await sql(site.config, statement)]
 
 
 async def test_peers_dialects_are_understood_and_answered_in_2025_1_form(

@@ -4,7 +4,6 @@ pulls from data addresses without a Tessera data token, and a provider that star
 
 import asyncio
 import json
-import sqlite3
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -19,7 +18,7 @@ from starlette.routing import Route
 
 from tessera import dsp
 from tessera.identity import SigningKey
-from tests.dataspace import PEOPLE, Dataspace, Site, negotiate, publish, rows, start_transfer
+from tests.dataspace import PEOPLE, Dataspace, Site, json_value, negotiate, publish, rows, sql, start_transfer
 from tests.utils import run_server
 
 
@@ -124,11 +123,11 @@ async def test_an_expired_data_token_is_refreshed_with_the_access_token(
             "jti": "old",
         }
     )
-    with sqlite3.connect(consumer.config.directory / "connector.db", timeout=30) as db:
-        (address,) = db.execute("SELECT data_address FROM transfer WHERE id = ?", (transfer["id"],)).fetchone()
-        address = json.loads(address)
-        address["endpointProperties"][0]["value"] = expired
-        db.execute("UPDATE transfer SET data_address = ? WHERE id = ?", (json.dumps(address), transfer["id"]))
+    (row,) = await sql(consumer.config, "SELECT data_address FROM transfer WHERE id = :id", id=transfer["id"])
+    address = json_value(row["data_address"])
+    address["endpointProperties"][0]["value"] = expired
+    statement = "UPDATE transfer SET data_address = :address WHERE id = :id"
+    await sql(consumer.config, statement, address=json.dumps(address), id=transfer["id"])
     pulled = await consumer.api.get(f"/transfers/{transfer['id']}/data", params={"purpose": "research"})
     assert pulled.status_code == 200, pulled.text
     assert len(rows(pulled)) == len(PEOPLE)

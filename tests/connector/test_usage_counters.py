@@ -5,14 +5,12 @@ connector sends them, so 50 of them really are in flight at once.
 """
 
 import asyncio
-import json
-import sqlite3
 from pathlib import Path
 
 import httpx
 
 from policies.patterns import PatternUse, render
-from tests.dataspace import Site, negotiate, publish, start_transfer
+from tests.dataspace import Site, json_value, negotiate, publish, sql, start_transfer
 
 LIMIT_REASON = "uses: {limit} uses consumed, limit {limit}"
 
@@ -23,9 +21,8 @@ async def _data_plane(provider: Site, consumer: Site, data: Path, max_uses: int)
     offer = await publish(provider, data, policy=policy)
     negotiation = await negotiate(consumer, provider, offer)
     transfer = await start_transfer(consumer, negotiation["agreement_id"])
-    with sqlite3.connect(consumer.config.directory / "connector.db", timeout=30) as db:
-        (text,) = db.execute("SELECT data_address FROM transfer WHERE id = ?", (transfer["id"],)).fetchone()
-    address = json.loads(text)
+    (row,) = await sql(consumer.config, "SELECT data_address FROM transfer WHERE id = :id", id=transfer["id"])
+    address = json_value(row["data_address"])
     token = next(p["value"] for p in address["endpointProperties"] if p["name"] == "authorization")
     return address["endpoint"], {"Authorization": f"Bearer {token}"}, negotiation["agreement_id"]
 

@@ -15,7 +15,6 @@ number of indexed rows and tokens (the one-row totals table) and, per query term
 """
 
 import asyncio
-import json
 import math
 from collections.abc import Sequence
 from datetime import datetime
@@ -32,7 +31,7 @@ from broker.search import (
     SqlSearch,
     segmented,
 )
-from broker.text import COLUMNS, fts5_terms, fts5_tokens
+from broker.text import COLUMNS, fts5_counted, fts5_terms
 from tessera.clock import aware
 from tessera.errors import BadRequest
 from tessera.store import Database
@@ -81,8 +80,9 @@ class TsvectorSearch(SqlSearch):
         rows, tokens = await asyncio.to_thread(_rows, documents)  # jieba and the tokenizer are CPU work
         await connection.execute(
             text(
-                f"INSERT INTO {SEARCH_TABLE} (pk, lexemes, counts, tokens) VALUES "
-                "(:pk, array_to_tsvector(CAST(:lexemes AS text[])), CAST(:counts AS jsonb), :tokens)"
+                f"INSERT INTO {SEARCH_TABLE} (pk, lexemes, counts, tokens) SELECT :pk, "
+                "array_to_tsvector(ARRAY(SELECT k FROM jsonb_object_keys(c) AS k WHERE octet_length(k) <= :longest)), "
+                "c, :tokens FROM (SELECT CAST(:counts AS jsonb) AS c) AS counted"
             ),
             rows,
         )
@@ -169,19 +169,14 @@ class TsvectorSearch(SqlSearch):
 
 
 def _rows(documents: Sequence[Document]) -> tuple[list[dict[str, object]], int]:
-    """The search table's rows for `documents`, and how many tokens they add."""
+    """The search table's rows for `documents` (counts as JSON text), and how many tokens they add."""
     fields = segmented(documents)
-    tokenized = fts5_tokens([[str(row[column]) for column in COLUMNS] for row in fields])
-    rows = [
-        {
-            "pk": document.pk,
-            "lexemes": [x for x in counts if len(x.encode()) <= MAX_LEXEME_BYTES],
-            "counts": json.dumps(counts, ensure_ascii=False),
-            "tokens": tokens,
-        }
-        for document, (counts, tokens) in zip(documents, tokenized, strict=True)
+    counted = fts5_counted([[str(row[column]) for column in COLUMNS] for row in fields])
+    rows: list[dict[str, object]] = [
+        {"pk": document.pk, "counts": counts, "tokens": tokens, "longest": MAX_LEXEME_BYTES}
+        for document, (counts, tokens) in zip(documents, counted, strict=True)
     ]
-    return rows, sum(tokens for _, tokens in tokenized)
+    return rows, sum(tokens for _, tokens in counted)
 
 
 def _prefix(lexeme: str) -> str:

@@ -15,6 +15,7 @@ in a worker thread (`asyncio.to_thread`), and at most `MAX_INDEXED_CHARS` of eac
 large registration or crawled catalog neither blocks the event loop nor costs without bound.
 """
 
+import json
 import logging
 import re
 import sqlite3
@@ -81,22 +82,33 @@ _vocabularies = threading.local()
 
 def fts5_tokens(rows: Sequence[Sequence[str]]) -> list[tuple[Counts, int]]:
     """Each row's (already segmented) columns as FTS5 tokenizes them: lexeme counts and the number of tokens."""
+    return [(json.loads(counts), tokens) for counts, tokens in fts5_counted(rows)]
+
+
+def fts5_counted(rows: Sequence[Sequence[str]]) -> list[tuple[str, int]]:
+    """`fts5_tokens` with the counts as JSON text, for a database to parse (no Python object per lexeme)."""
     connection = _vocabulary()
     try:
         connection.executemany(
             "INSERT INTO d (rowid, title, description, keywords) VALUES (?, ?, ?, ?)",
             [(i, *row) for i, row in enumerate(rows)],
         )
-        found: list[tuple[Counts, int]] = [({}, 0) for _ in rows]
-        for term, doc, column, occurrences in connection.execute(
-            "SELECT term, doc, col, count(*) FROM v GROUP BY term, doc, col"
-        ):
-            counts, tokens = found[doc]
-            counts.setdefault(term, [0] * len(COLUMNS))[COLUMNS.index(column)] = occurrences
-            found[doc] = counts, tokens + occurrences
+        found = [("{}", 0) for _ in rows]
+        for doc, counts, tokens in connection.execute(_COUNTED):
+            found[doc] = counts, tokens
         return found
     finally:
         connection.execute("DELETE FROM d")
+
+
+# Per document: {lexeme: [occurrences per column]} as JSON text, and its number of tokens. Counted inside
+# SQLite, so a large registration (hundreds of thousands of lexemes) costs no Python loop per lexeme.
+_PER_COLUMN = ", ".join(f"sum(col = '{column}')" for column in COLUMNS)
+_COUNTED = (
+    "SELECT doc, json_group_object(term, json(counts)), sum(occurrences) FROM ("
+    f"SELECT doc, term, json_array({_PER_COLUMN}) AS counts, count(*) AS occurrences "
+    "FROM v GROUP BY doc, term ORDER BY doc, term) GROUP BY doc"
+)
 
 
 def fts5_terms(terms: Sequence[str]) -> list[str]:

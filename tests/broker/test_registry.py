@@ -24,10 +24,12 @@ def offering(id: str, title: str, *keywords: str, description: str = "") -> dict
     return {"id": id, "title": title, "description": description, "keywords": list(keywords), "format": "csv"}
 
 
-async def register(broker: RunningBroker, member: Member, body: Any, *, as_: Member | None = None) -> Any:
+async def register(
+    broker: RunningBroker, member: Member, body: Any, *, as_: Member | None = None, within: float = 5.0
+) -> Any:
     token = await broker.token(as_ or member)
     headers = {"Authorization": f"Bearer {token}"}
-    return await broker.http.put(f"/registrations/{member.id}", json=body, headers=headers)
+    return await broker.http.put(f"/registrations/{member.id}", json=body, headers=headers, timeout=within)
 
 
 async def test_participant_registers_and_reads_its_registration_back(broker: RunningBroker) -> None:

@@ -55,7 +55,7 @@ class Relay:
         if self.down:
             return Response(status_code=503)
         body = await request.body()
-        kind = _message_type(body)
+        kind = message_type(body)
         if kind in self.held:
             self.arrived.setdefault(kind, asyncio.Event()).set()
             return Response(status_code=503)
@@ -72,7 +72,8 @@ class Relay:
         return Response(answer.content, status_code=answer.status_code, media_type=answer.headers.get("content-type"))
 
 
-def _message_type(body: bytes) -> str | None:
+def message_type(body: bytes) -> str | None:
+    """The `@type` of a DSP message body, None when it is not a JSON object."""
     try:
         document = json.loads(body)
     except ValueError:

@@ -31,7 +31,7 @@ from connector.app import create_app
 from connector.config import ConnectorConfig
 from policies.patterns import PatternUse, render
 from tests.dataspace import Dataspace, Site, management_client, negotiate, publish, start_transfer
-from tests.faults import ConnectorProcess
+from tests.faults import ConnectorProcess, message_type
 from tests.postgres import Postgres
 from tests.utils import run_server, unused_port
 
@@ -65,7 +65,7 @@ class Balancer:
 
     async def forward(self, request: Request) -> Response:
         body = await request.body()
-        kind = _message_type(body)
+        kind = message_type(body)
         if kind in self.held:
             self.arrived.setdefault(kind, asyncio.Event()).set()
             return Response(status_code=503)
@@ -93,14 +93,6 @@ async def _send(method: str, url: str, body: bytes, headers: dict[str, str]) -> 
         answer = await http.request(method, url, content=body, headers=headers)
     kept = {k: v for k, v in answer.headers.items() if k not in HOP_HEADERS | {"content-encoding"}}
     return Response(answer.content, status_code=answer.status_code, headers=kept)
-
-
-def _message_type(body: bytes) -> str | None:
-    try:
-        document = json.loads(body)
-    except ValueError:
-        return None
-    return document.get("@type") if isinstance(document, dict) else None
 
 
 def replica_configs(config: ConnectorConfig, database_url: str, public_url: str, count: int) -> list[ConnectorConfig]:

@@ -212,11 +212,14 @@ async def update_participant(
     changes: Mapping[str, object],
     *,
     security_profiles: Sequence[str] = DEFAULT_SECURITY_PROFILES,
+    jwk: Mapping[str, object] | None = None,
 ) -> Participant:
     """Change a participant's attributes (`broker.claims.FIELDS`; None clears an optional one), checked as
-    on admission. The participant's next access token carries them; the change is an event."""
-    if not changes:
+    on admission, and with `jwk` replace its key (rotation: client assertions signed with the old key are
+    refused from now on). The participant's next access token carries them; the change is an event."""
+    if not changes and jwk is None:
         raise BadRequest("nothing to update: name at least one attribute")
+    key = None if jwk is None else public_part(jwk)
     async with db.session() as session:
         participant = await session.get(Participant, participant_id)
         if participant is None:
@@ -224,8 +227,11 @@ async def update_participant(
         checked = check_claims(changed(participant.stated(), changes), security_profiles)
         for name, value in checked.as_fields().items():
             setattr(participant, name, value)
+        detail: dict[str, str | list[str]] = {"changed": sorted([*changes, *(["jwk"] if key else [])])}
+        if key is not None:
+            detail["previous_kid"], detail["kid"] = participant.jwk.get("kid", ""), key["kid"]
+            participant.jwk = key
         session.add(participant)
-        detail = {"changed": sorted(changes)}
         await events.record(
             await session.connection(), [events.event("operator", "participant.updated", participant_id, detail=detail)]
         )

@@ -306,8 +306,12 @@ def update(
         list[str] | None,
         typer.Option(help=f"Remove an optional attribute: {', '.join(OPTIONAL)}; repeatable."),
     ] = None,
+    jwk: Annotated[
+        Path | None,
+        typer.Option("--jwk", help="Replace the participant's key (rotation) with this public JWK file."),
+    ] = None,
 ) -> None:
-    """Change a participant's verified attributes, checked as on admission; its next token carries them."""
+    """Change a participant's verified attributes or key, checked as on admission; its next token carries them."""
     given = {
         "org": org,
         "region": region,
@@ -325,16 +329,18 @@ def update(
         if name in changes:
             raise _fail(f"--clear {name} contradicts --{name.replace('_', '-')}")
         changes[name] = None
-    if not changes:
-        raise _fail("nothing to update: give at least one attribute option or --clear")
+    if not changes and jwk is None:
+        raise _fail("nothing to update: give at least one attribute option, --clear or --jwk")
+    key = None if jwk is None else _read_jwk(jwk)
     config = _load(broker_dir)
     record = _with_database(
         config,
         lambda db: authority.update_participant(
-            db, participant_id, changes, security_profiles=config.security_profiles
+            db, participant_id, changes, security_profiles=config.security_profiles, jwk=key
         ),
     )
-    typer.echo(f"participant {record.id} updated: {', '.join(sorted(changes))}")
+    changed = sorted([*changes, *(["jwk"] if key else [])])
+    typer.echo(f"participant {record.id} updated: {', '.join(changed)} (key id {record.jwk['kid']})")
 
 
 @participant_app.command("list")

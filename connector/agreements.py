@@ -22,6 +22,7 @@ from tessera.crypto import DocumentSigner, UnacceptedAlgorithm, sign_document, v
 from tessera.errors import InvalidMessage, TokenRejected
 from tessera.identity import canonical_json
 from tessera.ids import new_id
+from tessera.json import JSONObject
 from tessera.odrl import InvalidPolicy, Policy, parse_policy
 from tessera.store import Json, Timestamp, UtcDateTime
 from tessera.terms import Terms
@@ -129,9 +130,12 @@ async def check_peer_signature(
     if not isinstance(signature, str):
         return PeerSignature(problem=f"the {signer_name} signature is not a compact JWS")
     profile = runtime.config.crypto
-    jwk = await runtime.participants.jwk(signer_id)
+
+    async def verified(jwk: dict[str, Any]) -> JSONObject:
+        return await asyncio.to_thread(verify_document, signature, jwk, accept=(profile.signature,))
+
     try:
-        signed = await asyncio.to_thread(verify_document, signature, jwk, accept=(profile.signature,))
+        signed = await runtime.participants.verified(signer_id, verified)
     except UnacceptedAlgorithm as exc:
         reason = (
             f"the {signer_name} signature is {exc.algorithm}; crypto profile {profile.name} accepts {profile.signature}"

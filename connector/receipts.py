@@ -27,7 +27,7 @@ from tessera.checkpoints import Checkpoint, CheckpointRefused, Receipt, check_su
 from tessera.clock import rfc3339
 from tessera.errors import BadRequest, NotEntitled, NotFound
 from tessera.identity import Caller
-from tessera.json import load_object
+from tessera.json import JSONObject, load_object
 
 MAX_BODY_BYTES = 16 * 1024
 
@@ -55,8 +55,11 @@ class HeldReceipt(SQLModel, table=True):
 
 async def file(runtime: Runtime, caller: Caller, jws: object) -> tuple[bool, Receipt]:
     """Keep the caller's checkpoint: (whether it is new, its receipt)."""
-    jwk = await runtime.participants.jwk(caller.participant_id)
-    checkpoint = open_checkpoint(jws, jwk)
+
+    async def opened(key: JSONObject) -> tuple[Checkpoint, JSONObject]:  # with the key it verified with
+        return open_checkpoint(jws, key), key
+
+    checkpoint, jwk = await runtime.participants.verified(caller.participant_id, opened, refused=CheckpointRefused)
     if checkpoint.participant_id != caller.participant_id:
         raise CheckpointRefused(f"the checkpoint is of {checkpoint.participant_id!r}, not {caller.participant_id!r}")
     async with runtime.transaction() as session:

@@ -5,11 +5,12 @@ Built once in the app's lifespan and handed to handlers through `request.app.sta
 
 import asyncio
 import contextlib
+import math
 import time
-from collections.abc import AsyncIterator, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -22,14 +23,18 @@ from connector.metrics import ConnectorMetrics
 from connector.outbox import FailureHandler, Outbox, ReplyHandler
 from connector.schema import SCHEMA
 from tessera.clock import utcnow
-from tessera.errors import NotFound, PeerError
+from tessera.errors import NotFound, PeerError, TokenRejected
 from tessera.identity import Caller, JwksCache, SigningKey, TokenClient, TokenVerifier, bearer_token
 from tessera.leases import POLL_SECONDS, Leases, holder_id
 from tessera.participant_status import STATUS_PATH, ParticipantStatusCache
 from tessera.policy import PolicyEngine, create_engine
 from tessera.store import Database, unit_of_work
 
+T = TypeVar("T")
 PARTICIPANT_CACHE_SECONDS = 300
+# A key that refuses a participant's signature is looked up again (it may have rotated its key), but at most
+# this often: forged signatures cost no more than one broker lookup per participant and interval.
+KEY_RECHECK_SECONDS = 5
 
 
 class ParticipantDirectory:
@@ -39,17 +44,39 @@ class ParticipantDirectory:
         self._http = http
         self._broker_url = broker_url.rstrip("/")
         self._cache: dict[str, tuple[dict[str, Any], float]] = {}
+        self._rechecked: dict[str, float] = {}  # participant id -> when its key was last looked up again
         self._lock = asyncio.Lock()
 
     async def jwk(self, participant_id: str) -> dict[str, Any]:
         return dict((await self.record(participant_id))["jwk"])
 
-    async def record(self, participant_id: str) -> dict[str, Any]:
-        """The authority's public record of a participant: id, org, region, security profile, key."""
+    async def verified(
+        self,
+        participant_id: str,
+        check: Callable[[dict[str, Any]], Awaitable[T]],
+        refused: type[Exception] = TokenRejected,
+    ) -> T:
+        """`check(key)` with the participant's key; if the key refuses what it checks (`refused`), the
+        participant may have rotated its key: check once more with the broker's current record."""
+        jwk = await self.jwk(participant_id)
+        try:
+            return await check(jwk)
+        except refused:
+            if time.monotonic() - self._rechecked.get(participant_id, -math.inf) < KEY_RECHECK_SECONDS:
+                raise
+            self._rechecked[participant_id] = time.monotonic()
+            current = dict((await self.record(participant_id, cached=False))["jwk"])
+            if current == jwk:
+                raise
+            return await check(current)
+
+    async def record(self, participant_id: str, *, cached: bool = True) -> dict[str, Any]:
+        """The authority's public record of a participant: id, org, region, security profile, key
+        (`cached=False`: the broker's record now)."""
         async with self._lock:
-            cached = self._cache.get(participant_id)
-            if cached and cached[1] > time.time():
-                return cached[0]
+            kept = self._cache.get(participant_id)
+            if cached and kept and kept[1] > time.time():
+                return kept[0]
             url = f"{self._broker_url}/participants/{quote(participant_id, safe='')}"
             try:
                 response = await self._http.get(url)

@@ -9,7 +9,7 @@ import pytest
 
 from broker.authority import add_participant, get_participant, list_participants, update_participant
 from broker.events import since
-from tessera.errors import BadRequest, NotFound
+from tessera.errors import BadRequest, NotFound, PeerError
 from tessera.identity import JwksCache, TokenVerifier
 from tests.broker.conftest import Member, RunningBroker, new_key
 
@@ -180,3 +180,26 @@ async def test_the_public_record_holds_exactly_the_token_claims(broker: RunningB
     assert record["claims"] == {name: verified[name] for name in record["claims"]}
     assert set(record["claims"]) == {"org", "region", "security_profile", "jurisdiction", "registry_id"}
     assert "roles" not in verified and "industry" not in verified
+
+
+async def test_a_rotated_key_signs_from_now_on_and_the_old_one_no_longer(broker: RunningBroker) -> None:
+    acme = await admit(broker, "acme")
+    old_kid, rotated = acme.key.kid, Member(acme.id, new_key())
+
+    record = await update_participant(broker.db, acme.id, {}, jwk=rotated.key.jwk)
+
+    assert record.jwk["kid"] == rotated.key.kid != old_kid
+    assert (await token_claims(broker, rotated))["sub"] == acme.id
+    with pytest.raises(PeerError, match=r"401|invalid_client"):
+        await broker.token(acme)  # a client assertion signed with the old key
+    (event,) = [e for e in await since(broker.db) if e.action == "participant.updated"]
+    assert event.detail == {"changed": ["jwk"], "previous_kid": old_kid, "kid": rotated.key.kid}
+
+
+async def test_a_key_that_is_no_p256_jwk_is_refused_and_the_old_one_kept(broker: RunningBroker) -> None:
+    acme = await admit(broker, "acme")
+
+    with pytest.raises(BadRequest, match="EC P-256"):
+        await update_participant(broker.db, acme.id, {}, jwk={"kty": "RSA", "n": "AQAB", "e": "AQAB"})
+
+    assert (await get_participant(broker.db, acme.id)).jwk["kid"] == acme.key.kid

@@ -231,6 +231,21 @@ def test_update_changes_and_clears_claims(tessera: Run, tmp_path: Path) -> None:
     assert listed["jurisdiction"] == "CN"
 
 
+def test_update_jwk_rotates_the_key(tessera: Run, tmp_path: Path) -> None:
+    _init(tmp_path)
+    assert _in_process(*add_participant("urn:tessera:acme", str(tmp_path), str(jwk_file(tmp_path, "acme"))))[0] == 0
+    rotated = json.loads(jwk_file(tmp_path, "rotated").read_text())
+    update = ["participant", "update", "urn:tessera:acme", "--broker-dir", str(tmp_path)]
+
+    code, out, err = tessera(*update, "--jwk", str(tmp_path / "rotated.jwk.json"))
+
+    assert code == 0, err
+    assert f"jwk (key id {rotated['kid']})" in out
+    assert _listed(tessera, tmp_path)["jwk"]["kid"] == rotated["kid"]
+    code, _, err = tessera(*update, "--jwk", str(tmp_path / "missing.json"))
+    assert code == 2 and "cannot read a JWK" in err
+
+
 @pytest.mark.parametrize(
     ("options", "names"),
     [

@@ -6,6 +6,7 @@ liveness, last crawl (status, error, consecutive failures), next crawl and numbe
 """
 
 import html
+import logging
 from typing import Literal
 
 from sqlalchemy import func, text
@@ -16,6 +17,8 @@ from starlette.routing import Route
 
 from broker.entries import CrawlStatus, Liveness, Offering, Registration
 from broker.registry import Registry
+
+logger = logging.getLogger("tessera.broker")
 
 
 class ConnectorStatus(Liveness, CrawlStatus):
@@ -46,8 +49,10 @@ async def ready(request: Request) -> Response:
     try:
         async with registry.db.session() as session:
             await (await session.connection()).execute(text("SELECT 1"))
-    except Exception as exc:  # any database failure means "not ready", never a 500 page
-        return JSONResponse({"status": "unavailable", "database": str(exc)[:200]}, status_code=503)
+    except Exception:  # any database failure means "not ready", never a 500 page
+        # The reason goes to the log only: this endpoint is public, a driver's message names hosts and users.
+        logger.warning("not ready: the database does not answer", exc_info=True)
+        return JSONResponse({"status": "unavailable"}, status_code=503)
     return JSONResponse({"status": "ok"})
 
 

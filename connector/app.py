@@ -15,6 +15,7 @@ Every request is timed by route template and runs with the process it names in i
 (`tessera.metrics.RequestMetrics`); with `tracing = "otlp"` it makes an OpenTelemetry span too.
 """
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -48,6 +49,8 @@ from tessera.errors import BadRequest
 from tessera.metrics import RequestMetrics, RouteTemplates
 from tessera.problems import problem_from_error, problem_handlers
 
+logger = logging.getLogger("tessera.connector")
+
 
 async def health(_request: Request) -> Response:
     return JSONResponse({"status": "ok"})
@@ -57,9 +60,11 @@ async def ready(request: Request) -> Response:
     """Whether to send this replica traffic: only while its database answers."""
     try:
         async with request.app.state.runtime.db.session() as session:
-            await session.execute(text("SELECT 1"))
-    except Exception as exc:  # any database failure means "not ready", never a 500 page
-        return JSONResponse({"status": "unavailable", "database": str(exc)[:200]}, status_code=503)
+            await (await session.connection()).execute(text("SELECT 1"))
+    except Exception:  # any database failure means "not ready", never a 500 page
+        # The reason goes to the log only: this endpoint is public, a driver's message names hosts and users.
+        logger.warning("not ready: the database does not answer", exc_info=True)
+        return JSONResponse({"status": "unavailable"}, status_code=503)
     return JSONResponse({"status": "ok"})
 
 

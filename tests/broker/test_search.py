@@ -206,7 +206,8 @@ async def test_a_large_chinese_registration_does_not_block_the_broker(broker: Ru
     assert len(json.dumps(body, ensure_ascii=False).encode()) > 850_000
     # Indexing ~330,000 lexemes takes seconds (more on PostgreSQL, slower still on a loaded machine).
     pushing = asyncio.create_task(register(broker, big, body, within=60))
-    answered, longest_gap = time.perf_counter(), 0.0
+    started = answered = time.perf_counter()
+    longest_gap = 0.0
     while not pushing.done():
         health = await broker.http.get("/health")
         assert health.status_code == 200
@@ -214,8 +215,11 @@ async def test_a_large_chinese_registration_does_not_block_the_broker(broker: Ru
         longest_gap, answered = max(longest_gap, time.perf_counter() - answered), time.perf_counter()
         await asyncio.sleep(0.02)
     assert (await pushing).status_code == 201
-    # Measured: 1.8 s with segmentation on the loop, 0.3 s in a worker thread (parsing and the database remain).
-    assert longest_gap < 1.0, f"the event loop was blocked for {longest_gap:.2f} s while the registration was indexed"
+    took = time.perf_counter() - started
+    # Measured on SQLite: segmentation on the loop blocked it for 1.8 s of a 2.8 s registration (64 %); in a
+    # worker thread the longest gap is about 0.3 s (11 %). As a share of the whole, the check holds however
+    # loaded the machine is (under CI's load a PostgreSQL registration took seconds, with gaps up to 1.3 s).
+    assert longest_gap < 0.35 * took, f"the event loop was blocked {longest_gap:.2f} s of {took:.2f} s"
     found = await find(broker, q=items[7]["title"][:2])
     assert "o7" in ids(found)
 

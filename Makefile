@@ -32,6 +32,9 @@ $(STAMP): pyproject.toml
 	command -v openssl >/dev/null || (apt-get update -qq && apt-get install -y -qq openssl)
 	# SQL sources are tested on a throwaway PostgreSQL server (tests/postgres.py); Debian's package has it.
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || (apt-get update -qq && apt-get install -y -qq postgresql)
+	# The console's browser tests drive Debian's chromium; fonts-wqy-microhei renders its Chinese pages.
+	(command -v chromium >/dev/null && dpkg -s fonts-wqy-microhei >/dev/null 2>&1) || \
+		(apt-get update -qq && apt-get install -y -qq chromium fonts-wqy-microhei)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev,otel]'
@@ -66,4 +69,4 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build *.egg-info .pytest_cache test-artifacts

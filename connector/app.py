@@ -9,6 +9,7 @@
 /health                       liveness: the process answers
 /ready                        readiness: the database answers too (503 when it does not)
 /metrics                      Prometheus metrics (the metrics token, else the management key; docs/metrics.md)
+/console                      the web console (sign-in with the management key; connector.console)
 ```
 
 Every request is timed by route template and runs with the process it names in its log lines
@@ -30,6 +31,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from connector import (
     anchoring,
+    console,
     copies,
     dataplane,
     deadlines,
@@ -122,6 +124,7 @@ def create_app(config: ConnectorConfig, *, tracer_provider: Any = None) -> Starl
             routes=management.routes,
             middleware=[Middleware(management.RequireApiKey, token=config.management_token)],
         ),
+        console.mount(config),
     ]
     timed = Middleware(
         RequestMetrics,

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SOURCES := tessera policies connector broker tests deploy bench
 
-.PHONY: quickstart test test-postgresql fuzz lint bench clean
+.PHONY: quickstart console test test-postgresql fuzz lint bench clean
 
 # The PostgreSQL pass of `make test`: the storage, protocol, usage and broker suites again with the broker
 # and every connector on a fresh PostgreSQL database (TESSERA_TEST_DATABASE, tests/postgres.py).
@@ -44,6 +44,10 @@ $(STAMP): pyproject.toml
 
 quickstart: $(STAMP)
 	$(BIN)/python deploy/quickstart.py
+
+# The quickstart's data space left running for the web consoles: their addresses and keys (docs/console.md).
+console: $(STAMP)
+	$(BIN)/python deploy/quickstart.py --console
 
 test: $(STAMP)
 	$(BIN)/ruff check $(SOURCES)

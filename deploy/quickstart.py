@@ -12,9 +12,11 @@ import csv
 import io
 import json
 import shutil
+import signal
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -40,6 +42,7 @@ from cluster import (  # noqa: E402 (deploy/ is a folder of scripts, not a packa
 REPO = HERE.parent
 SAMPLE = HERE / "sample" / "study_participants.csv"
 POLICY = REPO / "policies" / "examples" / "research_limited.rego"
+IDS = {"provider": "urn:tessera:sensorlab", "consumer": "urn:tessera:uni-research"}
 TESSERA = "https://w3id.org/tessera/v1/"  # our terms in the DSP catalog: the dataset's labels
 console = Console(highlight=False)
 
@@ -77,10 +80,11 @@ def wait_state(api: httpx.Client, path: str, wanted: str) -> dict[str, Any]:
     raise StepFailed(f"{path} did not reach {wanted}")
 
 
-def run(work: Path, processes: Processes) -> None:
+def start_space(work: Path, processes: Processes) -> dict[str, str]:
+    """A broker and two admitted connectors, running; their URLs by name."""
     ports = {name: free_port() for name in ("broker", "provider", "consumer")}
     urls = {name: f"http://127.0.0.1:{port}" for name, port in ports.items()}
-    ids = {"provider": "urn:tessera:sensorlab", "consumer": "urn:tessera:uni-research"}
+    ids = IDS
     profiles = {
         "provider": ("SensorLab GmbH", "EU-DE", "DE"),
         "consumer": ("University Research Institute", "EU-FR", "FR"),
@@ -105,6 +109,12 @@ def run(work: Path, processes: Processes) -> None:
         for role in ("provider", "consumer"):
             processes.start(role, "connector", "serve", "--dir", str(work / role), health=urls[role] + "/health")
 
+    return urls
+
+
+def run(work: Path, processes: Processes) -> None:
+    urls = start_space(work, processes)
+    ids = IDS
     provider, consumer = management(work / "provider"), management(work / "consumer")
     with step("Provider publishes the study dataset with usage policy 'research, ≤ 3 uses, e-mail masked'"):
         asset = expect(
@@ -247,7 +257,14 @@ def show_denial(response: httpx.Response) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--keep", type=Path, help="work in this directory and keep it afterwards")
+    parser.add_argument(
+        "--console",
+        action="store_true",
+        help="start the data space and keep it running for the web consoles, without the scripted exchange",
+    )
     args = parser.parse_args(argv)
+    if args.console:
+        return serve_consoles(args.keep or Path(tempfile.mkdtemp(prefix="tessera-console-")))
     work = args.keep or Path(tempfile.mkdtemp(prefix="tessera-quickstart-"))
     work.mkdir(parents=True, exist_ok=True)
     processes = Processes(work)
@@ -264,6 +281,38 @@ def main(argv: list[str] | None = None) -> int:
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0
+
+
+def serve_consoles(work: Path) -> int:
+    """The quickstart's data space for a person at a browser: the consoles' addresses and keys, until Ctrl-C."""
+    work.mkdir(parents=True, exist_ok=True)
+    processes = Processes(work)
+    signal.signal(signal.SIGTERM, _interrupt)  # `kill` stops it as Ctrl-C does: every process with it
+    console.rule("[bold]Tessera: a data space for the web consoles")
+    try:
+        urls = start_space(work, processes)
+        # Printed whole, one per line: a table would cut the URLs and keys a person copies.
+        for role in ("provider", "consumer"):
+            key = tomllib.loads((work / role / "connector.toml").read_text())["management_token"]
+            console.print(f"[bold]{role} connector[/]: {urls[role]}/console  key [bold]{key}[/]")
+        broker = tomllib.loads((work / "broker" / "broker.toml").read_text())
+        if broker.get("admin_token"):
+            console.print(f"[bold]broker[/]: {urls['broker']}/console  key [bold]{broker['admin_token']}[/]")
+        console.print(f"Sample data to publish from the provider: [bold]{SAMPLE}[/]")
+        console.print("Walk-through: docs/console.md. Press Ctrl-C to stop every process.")
+        while True:
+            time.sleep(3600)
+    except StepFailed:
+        console.print(f"[red]start failed[/]; logs in {work}")
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        processes.stop_all()
+
+
+def _interrupt(_signal: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

@@ -154,12 +154,20 @@ class Outbox:
         async with self._leases.holding(LEASE + message.process_id) as held:
             if not held:
                 return False
-            async with self._db.session() as session:
-                fresh = await session.get(OutboxMessage, message.id)
-            if fresh is None or fresh.status != "pending" or fresh.next_attempt_at > utcnow():
-                return False  # another replica settled it, or tried it and backs off, meanwhile
+            fresh = await self._still_due(message) if self._db.shared else message
+            if fresh is None:
+                return False
             await self._deliver(fresh)
             return True
+
+    async def _still_due(self, message: OutboxMessage) -> OutboxMessage | None:
+        """The message as stored now, if still due: another replica may have settled it, or tried it and backs
+        off, between our read and our claim. (One process alone settles only what it claimed: no re-read.)"""
+        async with self._db.session() as session:
+            fresh = await session.get(OutboxMessage, message.id)
+        if fresh is None or fresh.status != "pending" or fresh.next_attempt_at > utcnow():
+            return None
+        return fresh
 
     async def _deliver(self, message: OutboxMessage) -> None:
         """One message, on its own: whatever goes wrong with it is settled on it and stops no other."""
@@ -219,12 +227,13 @@ class Outbox:
 
     async def _retry_later(self, message: OutboxMessage, error: str, code: int | None) -> None:
         backoff = min(MAX_BACKOFF, FIRST_BACKOFF * 2**message.attempts)
+        later = {
+            "attempts": col(OutboxMessage.attempts) + 1,
+            "next_attempt_at": utcnow() + timedelta(seconds=backoff),
+            "last_error": error,
+        }
         async with self._db.transaction() as session:
-            stored = await session.get(OutboxMessage, message.id)
-            assert stored is not None
-            stored.attempts += 1
-            stored.next_attempt_at = utcnow() + timedelta(seconds=backoff)
-            stored.last_error = error
+            await session.exec(update(OutboxMessage).where(col(OutboxMessage.id) == message.id).values(later))
             timeline.record(
                 session,
                 message.process_id,
@@ -233,6 +242,7 @@ class Outbox:
                 status=code,
                 detail=f"{error}; next attempt in {backoff:.1f} s",
             )
+        message.attempts, message.last_error = message.attempts + 1, error
         self.outcomes["retry"] += 1
 
 

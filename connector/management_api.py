@@ -33,7 +33,9 @@ from connector.api_models import (
 from connector.assets import AssetChange, AssetCreate
 from connector.catalog import OfferCreate, PolicyCreate
 from connector.config import ConnectorConfig
+from connector.negotiations import Negotiation
 from connector.registration import SelfDescription
+from connector.transfers import Transfer
 from connector.writers import FORMATS
 from tessera.openapi import Operation, Reply, document, routes_of
 
@@ -103,11 +105,11 @@ operations = [
               negotiations, m.Counter, responses={200: NegotiationOut}),
     Operation("POST", "/negotiations/{id}/terminate", m.terminate_negotiation, "Terminate a negotiation",
               negotiations, m.Reason, responses={200: NegotiationOut}),
-    Operation("GET", "/negotiations/{id}/timeline", m.process_timeline(m.Negotiation), "A negotiation's timeline",
+    Operation("GET", "/negotiations/{id}/timeline", m.process_timeline(Negotiation), "A negotiation's timeline",
               negotiations, responses={200: TimelineOut}),
-    Operation("GET", "/transfers/{id}/timeline", m.process_timeline(m.Transfer), "A transfer's timeline",
+    Operation("GET", "/transfers/{id}/timeline", m.process_timeline(Transfer), "A transfer's timeline",
               transfers, responses={200: TimelineOut}),
-    Operation("GET", "/timeline/{id}", m.process_timeline(m.Negotiation, m.Transfer), "A process's timeline",
+    Operation("GET", "/timeline/{id}", m.process_timeline(Negotiation, Transfer), "A process's timeline",
               negotiations + transfers, responses={200: TimelineOut}),
     *_collection("agreements", (m.list_agreements, m.get_agreement), AgreementOut),
     Operation("POST", "/agreements/{id}/query", m.query_agreement, "Send a compute-to-data query",

@@ -19,7 +19,7 @@ import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from broker import authority, checkpoints, feeds, operations, products, registry, text
+from broker import api, authority, checkpoints, feeds, operations, products, registry, text
 from broker import metrics as broker_metrics
 from broker.authority import Authority, AuthorityKeys
 from broker.checkpoints import Checkpoints
@@ -33,6 +33,7 @@ from broker.search_backends import search_backend
 from tessera import tracing
 from tessera.identity import SigningKey, TokenVerifier
 from tessera.metrics import RequestMetrics, RouteTemplates
+from tessera.openapi import spec_routes
 from tessera.problems import problem_handlers
 from tessera.store import Database
 
@@ -93,6 +94,7 @@ def create_app(config: BrokerConfig, *, crawl: bool = True, tracer_provider: Any
         *feeds.routes,
         *checkpoints.routes,
         *broker_metrics.routes,
+        *spec_routes(api.spec(config)),  # /openapi.json and /docs
     ]
     handlers = {**problem_handlers(), QuotaExceeded: quota_handler}
     timed = Middleware(RequestMetrics, histogram=metrics.requests, templates=RouteTemplates(routes))

@@ -6,6 +6,7 @@
 /dsp/audit/checkpoints        counter-parties' audit checkpoints we keep as receipts (their access token)
 /data/{transfer}              data plane (the transfer's data token)
 /api/...                      management API (the connector's API key)
+/api/openapi.json, /openapi.json, /docs   its OpenAPI 3.1 document and docs page (no key)
 /health                       liveness: the process answers
 /ready                        readiness: the database answers too (503 when it does not)
 /metrics                      Prometheus metrics (the metrics token, else the management key; docs/metrics.md)
@@ -37,6 +38,7 @@ from connector import (
     deadlines,
     delivery,
     management,
+    management_api,
     monitoring,
     protocol,
     receipts,
@@ -49,6 +51,7 @@ from connector.runtime import Runtime
 from tessera import tracing
 from tessera.errors import BadRequest
 from tessera.metrics import RequestMetrics, RouteTemplates
+from tessera.openapi import spec_routes
 from tessera.problems import problem_from_error, problem_handlers
 
 logger = logging.getLogger("tessera.connector")
@@ -119,9 +122,11 @@ def create_app(config: ConnectorConfig, *, tracer_provider: Any = None) -> Starl
         *monitoring.routes,
         *dataplane.routes,
         Mount(DSP_PATH, routes=[*protocol.routes, *receipts.routes]),
+        # The API's own description is public (before the mount, whose middleware wants the key).
+        *spec_routes(management_api.spec(config), spec_paths=("/api/openapi.json", "/openapi.json")),
         Mount(
             "/api",
-            routes=management.routes,
+            routes=management_api.routes,
             middleware=[Middleware(management.RequireApiKey, token=config.management_token)],
         ),
         console.mount(config),

@@ -17,7 +17,6 @@ from sqlmodel import SQLModel, col, select
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response, StreamingResponse
-from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from connector import (
@@ -389,7 +388,7 @@ async def start_transfer(request: Request) -> Response:
     return JSONResponse(transfer.public(), status_code=201)
 
 
-def _transfer_change(state: str) -> Handler:
+def transfer_change(state: str) -> Handler:
     async def handler(request: Request) -> Response:
         reason = await read_model(request, Reason)
         transfer = await transfers.change_by_operator(
@@ -562,48 +561,3 @@ list_offers, get_offer = _collection(Offer)
 list_negotiations, get_negotiation = _collection(Negotiation)
 list_agreements, get_agreement = _collection(Agreement)
 list_transfers, get_transfer = _collection(Transfer)
-
-routes = [
-    Route("/assets", create_asset, methods=["POST"]),
-    Route("/assets", list_assets, methods=["GET"]),
-    Route("/assets/{id:path}", get_asset, methods=["GET"]),
-    Route("/assets/{id:path}", change_asset, methods=["PATCH"]),
-    Route("/policies", create_policy, methods=["POST"]),
-    Route("/policies", list_policies, methods=["GET"]),
-    Route("/policies/{id:path}", get_policy, methods=["GET"]),
-    Route("/offers", create_offer, methods=["POST"]),
-    Route("/offers", list_offers, methods=["GET"]),
-    Route("/offers/{id:path}", get_offer, methods=["GET"]),
-    Route("/catalog/request", request_catalog, methods=["POST"]),
-    Route("/negotiations", start_negotiation, methods=["POST"]),
-    Route("/negotiations", list_negotiations, methods=["GET"]),
-    Route("/negotiations/offers", offer_negotiation, methods=["POST"]),
-    Route("/negotiations/{id}/accept", accept_negotiation, methods=["POST"]),
-    Route("/negotiations/{id}/counter", counter_negotiation, methods=["POST"]),
-    Route("/negotiations/{id}/terminate", terminate_negotiation, methods=["POST"]),
-    Route("/negotiations/{id}/timeline", process_timeline(Negotiation), methods=["GET"]),
-    Route("/transfers/{id}/timeline", process_timeline(Transfer), methods=["GET"]),
-    Route("/timeline/{id}", process_timeline(Negotiation, Transfer), methods=["GET"]),
-    Route("/negotiations/{id}", get_negotiation, methods=["GET"]),
-    Route("/agreements", list_agreements, methods=["GET"]),
-    Route("/agreements/{id}", get_agreement, methods=["GET"]),
-    Route("/agreements/{id}/query", query_agreement, methods=["POST"]),
-    Route("/transfers", start_transfer, methods=["POST"]),
-    Route("/transfers", list_transfers, methods=["GET"]),
-    Route("/transfers/{id}/data", pull_data, methods=["GET"]),
-    Route("/transfers/{id}/complete", _transfer_change("COMPLETED"), methods=["POST"]),
-    Route("/transfers/{id}/terminate", _transfer_change("TERMINATED"), methods=["POST"]),
-    Route("/transfers/{id}/suspend", _transfer_change("SUSPENDED"), methods=["POST"]),
-    Route("/transfers/{id}/resume", resume_transfer, methods=["POST"]),
-    Route("/transfers/{id}", get_transfer, methods=["GET"]),
-    Route("/registration", register, methods=["PUT"]),
-    Route("/registration", unregister, methods=["DELETE"]),
-    Route("/usage", usage_report, methods=["GET"]),
-    Route("/usage/cross-border", cross_border_filings, methods=["GET"]),
-    Route("/explain/offer", explain_offer, methods=["POST"]),
-    Route("/explain/use", explain_use, methods=["POST"]),
-    Route("/copies", list_copies, methods=["GET"]),
-    Route("/audit", audit_entries, methods=["GET"]),
-    Route("/audit/verify", audit_verify, methods=["GET"]),
-    Route("/audit/checkpoints", audit_checkpoints, methods=["GET"]),
-]

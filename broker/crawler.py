@@ -14,9 +14,9 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeGuard
 
 import httpx
 from sqlalchemy import update
@@ -126,7 +126,7 @@ class Crawler:
             await self._failed(participant_id, str(exc))
             return
         try:
-            await self._succeeded(participant_id, None if catalog is None else offerings_in(catalog), new_etag)
+            await self._succeeded(participant_id, catalog, new_etag)
         except TesseraError as exc:  # e.g. a catalog over the offering quota: reachable, but not taken
             logger.warning("catalog of %s refused: %s", participant_id, exc.detail)
             await self._failed(participant_id, f"catalog refused: {exc.detail}", reachable=True)
@@ -180,8 +180,9 @@ class Crawler:
         }
         return self._signer.sign_jwt(claims, typ=ACCESS_TOKEN_TYPE)
 
-    async def _succeeded(self, participant_id: str, offerings: Mapping[str, CatalogMetadata] | None, etag: str) -> None:
-        """Record a crawl's answer: the catalog's offerings, or None when it is unchanged since `etag`."""
+    async def _succeeded(self, participant_id: str, catalog: dict[str, Any] | None, etag: str) -> None:
+        """Record a crawl's answer: the catalog, or None when it is unchanged since `etag`."""
+        offerings = None if catalog is None else offerings_in(catalog)
         moment = utcnow()
         async with self._db.transaction() as session:
             record = await session.get(Registration, participant_id)
@@ -197,6 +198,7 @@ class Crawler:
                     state=ONLINE,
                     notice_period=self._config.notice_period,
                     max_offerings=self._config.max_offerings,
+                    datasets=dataset_ids(catalog or {}),
                 )
                 # merge takes only the catalog's fields from a crawl; EMPTY fills out the record's shape.
                 incoming: dict[str, Metadata] = {oid: {**EMPTY, **found} for oid, found in offerings.items()}
@@ -263,7 +265,17 @@ class Crawler:
 
 def offerings_in(catalog: dict[str, Any]) -> dict[str, CatalogMetadata]:
     """Offering id -> metadata for every ODRL offer in a DSP catalog (one dataset may carry several)."""
-    found: dict[str, CatalogMetadata] = {}
+    return {offer_id: _metadata(dataset) for offer_id, dataset in _offers(catalog)}
+
+
+def dataset_ids(catalog: dict[str, Any]) -> dict[str, str]:
+    """Offering id -> the `@id` of the dataset that holds the offer: what a negotiation names as its target."""
+    named = {offer_id: dataset.get("@id") for offer_id, dataset in _offers(catalog)}
+    # A NUL is left out: no text column on PostgreSQL can store it.
+    return {offer_id: found for offer_id, found in named.items() if _an_id(found) and "\x00" not in found}
+
+
+def _offers(catalog: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]]]:
     datasets = catalog.get("dataset") or []
     for dataset in datasets if isinstance(datasets, list) else [datasets]:
         if not isinstance(dataset, dict):
@@ -271,9 +283,12 @@ def offerings_in(catalog: dict[str, Any]) -> dict[str, CatalogMetadata]:
         policies = dataset.get("hasPolicy") or []
         for policy in policies if isinstance(policies, list) else [policies]:
             offer_id = policy.get("@id") if isinstance(policy, dict) else None
-            if isinstance(offer_id, str) and 0 < len(offer_id) <= 256:
-                found[offer_id] = _metadata(dataset)
-    return found
+            if _an_id(offer_id):
+                yield offer_id, dataset
+
+
+def _an_id(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and 0 < len(value) <= 256
 
 
 def _metadata(dataset: dict[str, Any]) -> CatalogMetadata:

@@ -61,6 +61,7 @@ class RegistrationPublic(TypedDict):
 
 class OfferingPublic(Metadata):
     id: str
+    dataset_id: str  # the `@id` of the DSP dataset holding this offer: a negotiation's target ("" if unknown)
     product_code: str
     content_hash: str
     pushed: bool
@@ -128,6 +129,7 @@ class Offering(SQLModel, table=True):
     pk: int | None = Field(default=None, primary_key=True)
     participant_id: str
     id: str
+    dataset_id: str = ""
     title: str
     description: str = ""
     keywords: list[str] = Field(default_factory=list, sa_type=JSON)
@@ -149,6 +151,7 @@ class Offering(SQLModel, table=True):
     def public(self) -> OfferingPublic:
         return {
             "id": self.id,
+            "dataset_id": self.dataset_id,
             **metadata_of(self),
             "product_code": self.product_code,
             "content_hash": self.content_hash,
@@ -213,6 +216,8 @@ class Merge:
     notice_period: float = 0.0
     max_offerings: int = 0
     corrections: Mapping[str, str] = field(default_factory=dict)  # offering id -> reason
+    # offering id -> DSP dataset id; an address, not content: outside the content hash (a "" keeps the stored one)
+    datasets: Mapping[str, str] = field(default_factory=dict)
 
 
 async def merge(
@@ -316,6 +321,7 @@ async def _write(
         {
             "participant_id": pid,
             "id": offering_id,
+            "dataset_id": context.datasets.get(offering_id, ""),
             **rows[offering_id],
             "pushed": pushing,
             "in_catalog": not pushing,
@@ -345,8 +351,17 @@ async def _write(
             await connection.execute(update(Offering).where(col(Offering.pk) == o.pk).values(**flag))
         elif o.id not in rows and o.id not in gone_ids and (o.pushed if pushing else o.in_catalog):
             await connection.execute(update(Offering).where(col(Offering.pk) == o.pk).values(**unflag))
+    await _move_datasets(connection, context, existing)
     await _index(connection, search, pid, [*outcome.added, *outcome.changed], rows)
     await events.record(connection, _events(context, outcome))
+
+
+async def _move_datasets(connection: AsyncConnection, context: Merge, existing: Mapping[str, Offering]) -> None:
+    """Record the dataset id a source now names for an offering stored before (or under another one)."""
+    for offering_id, dataset_id in context.datasets.items():
+        old = existing.get(offering_id)
+        if old is not None and dataset_id and dataset_id != old.dataset_id:
+            await connection.execute(update(Offering).where(col(Offering.pk) == old.pk).values(dataset_id=dataset_id))
 
 
 async def _index(

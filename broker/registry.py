@@ -64,6 +64,7 @@ class OfferingIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     id: Annotated[str, Check(min_length=1, max_length=256)]
+    dataset_id: Annotated[str, Check(max_length=256)] = ""  # the DSP dataset's @id (newer: "" from older connectors)
     title: Name
     description: Text = ""
     keywords: Annotated[list[Annotated[str, Check(min_length=1, max_length=64)]], Check(max_length=64)] = []
@@ -211,6 +212,7 @@ class Registry:
                 notice_period=self.config.notice_period,
                 max_offerings=self.config.max_offerings,
                 corrections={o.id: o.correction for o in data.offerings if o.correction},
+                datasets={o.id: o.dataset_id for o in data.offerings if o.dataset_id},
             )
             incoming = {o.id: metadata_of(o) for o in data.offerings}
             action = "registration.created" if created else "registration.updated"

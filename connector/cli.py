@@ -1,5 +1,6 @@
 """The connector's commands: `tessera connector …`, `tessera audit …`, `tessera usage …`, `tessera transfer pull`,
-`tessera selftest`.
+`tessera selftest`; and a data user's (`connector.user_cli`): `tessera search`, `catalog`, `negotiate`,
+`agreements`, `transfer start`.
 
 Exit codes: 0 success, 1 a check failed (broken audit chain; a database not at this release's schema), 2 usage
 or input error, 3 a service could not be reached.
@@ -20,7 +21,7 @@ from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
 from rich.table import Table
 from sqlmodel import col, select
 
-from connector import audit_check, cross_border, pull_file
+from connector import audit_check, cross_border, pull_file, user_cli
 from connector.agreements import Agreement
 from connector.compute.privacy import PrivacyBudget
 from connector.config import (
@@ -56,7 +57,7 @@ err_console = Console(stderr=True)
 connector_app = typer.Typer(help="Set up and run a connector.", no_args_is_help=True)
 audit_app = typer.Typer(help="Inspect and verify a connector's audit chain.", no_args_is_help=True)
 usage_app = typer.Typer(help="Metering: uses and bytes per agreement; cross-border filings.", no_args_is_help=True)
-transfer_app = typer.Typer(help="A consumer's transfers: pull their data into files.", no_args_is_help=True)
+transfer_app = typer.Typer(help="A consumer's transfers: start them, pull their data into files.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
@@ -67,6 +68,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(usage_app, name="usage")
     app.add_typer(transfer_app, name="transfer")
     app.command("query")(query)
+    user_cli.register(app, transfer_app)
 
 
 DirOption = Annotated[Path, typer.Option("--dir", "-d", help="The connector's directory (config, key, database).")]

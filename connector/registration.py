@@ -37,6 +37,7 @@ async def offerings(runtime: Runtime) -> list[dict[str, Any]]:
     return [
         {
             "id": offer.id,
+            "dataset_id": asset.id,  # the dataset's @id in our DSP catalog (connector.catalog.dataset)
             "title": asset.title,
             "description": asset.description,
             "keywords": list(asset.keywords),

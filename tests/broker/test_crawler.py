@@ -15,7 +15,7 @@ import pytest
 
 from broker.app import create_app
 from broker.config import BrokerConfig
-from broker.crawler import offerings_in
+from broker.crawler import dataset_ids, offerings_in
 from broker.entries import Registration
 from tessera.identity import generate_key, save_private_key
 from tessera.store import Database
@@ -116,6 +116,7 @@ async def test_crawl_picks_up_an_offer_published_after_registration(fast: Datasp
 
     (hit,) = await eventually(crawled)
     assert hit["offering"]["id"] == second["id"]
+    assert hit["offering"]["dataset_id"] == second["asset_id"]  # the catalog's dataset @id: a negotiation's target
     assert (hit["offering"]["pushed"], hit["offering"]["in_catalog"]) == (False, True)
     assert hit["product_code"].startswith("TDP-")
     ids = {o["id"] for o in (await entry(fast, provider.id))["offerings"]}
@@ -201,6 +202,19 @@ def test_offerings_in_reads_every_offer_of_every_dataset() -> None:
     assert sorted(found) == ["o1", "o2", "o3"]
     assert found["o3"] == {"title": "d2", "description": "Two", "keywords": []}
     assert offerings_in({"@type": "Catalog"}) == {}
+
+
+def test_dataset_ids_name_the_dataset_holding_each_offer() -> None:
+    catalog = {
+        "@type": "Catalog",
+        "dataset": [
+            {"@id": "d1", "hasPolicy": [{"@id": "o1"}, {"@id": "o2"}]},
+            {"@id": {"not": "a string"}, "hasPolicy": {"@id": "o3"}},
+            {"@id": "d\x00", "hasPolicy": {"@id": "o4"}},
+        ],
+    }
+
+    assert dataset_ids(catalog) == {"o1": "d1", "o2": "d1"}
 
 
 @pytest.mark.parametrize("endpoint", ["http://\ufeffprovider.example/dsp", "http://127.0.0.1:80a/dsp", "ftp://x/dsp"])

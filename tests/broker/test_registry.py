@@ -49,6 +49,22 @@ async def test_participant_registers_and_reads_its_registration_back(broker: Run
     assert fetched.json()["liveness"]["state"] == "ONLINE"
 
 
+async def test_search_hits_carry_the_dataset_id_a_push_names_and_a_later_push_without_keeps_it(
+    broker: RunningBroker,
+) -> None:
+    acme = await broker.admit("acme")
+    await register(broker, acme, registration({**offering("temps", "Furnace temperatures"), "dataset_id": "ds-1"}))
+    first = (await broker.http.get("/search", params={"q": "furnace"})).json()["results"]
+
+    await register(broker, acme, registration(offering("temps", "Furnace temperatures, hourly")))
+    again = (await broker.http.get("/search", params={"q": "furnace"})).json()["results"]
+
+    assert [(hit["offering"]["id"], hit["offering"]["dataset_id"]) for hit in first] == [("temps", "ds-1")]
+    assert [(hit["offering"]["title"], hit["offering"]["dataset_id"]) for hit in again] == [
+        ("Furnace temperatures, hourly", "ds-1")
+    ]
+
+
 async def test_registering_again_replaces_the_offerings(broker: RunningBroker) -> None:
     acme = await broker.admit("acme")
     await register(broker, acme, registration(offering("a", "A"), offering("b", "B")))

@@ -1,6 +1,7 @@
 """Migrations of both services' databases (tessera.migrations), on SQLite and on PostgreSQL.
 
-The connector's previous schema is revision 0001 (main before migrations); 0002 adds the `lease` table.
+The connector's previous schema is revision 0001 (main before migrations); 0002 adds the `lease` table. The
+broker's 0002 adds the offering's `dataset_id` column.
 Until the `Lease` model (tessera.leases, the replicas work) is merged, no model declares `lease`: the
 checks below then expect the table without comparing it, and compare it column by column once it is.
 """
@@ -57,6 +58,25 @@ async def test_a_connector_database_at_the_previous_revision_upgrades_keeping_it
     assert await revision_of(database_url) == "0002"
     assert await tables_of(database_url) == CONNECTOR.tables | {"alembic_version"} | {"lease"}
     assert await differences(database_url, CONNECTOR) == []
+
+
+async def test_a_broker_database_at_0001_upgrades_its_offerings_with_an_empty_dataset_id(database_url: str) -> None:
+    old = await migrations_database(database_url)
+    await old_run(old, lambda c: migrations.upgrade(c, BROKER, "0001"))
+    await old.close()
+    await execute(
+        database_url,
+        "INSERT INTO broker_offering (participant_id, id, title, description, keywords, format, theme, license, "
+        "classification, region, language, pushed, in_catalog, state, listed, product_code, content_hash, "
+        "created_at, changed_at) VALUES ('urn:tessera:acme', 'o1', 'Kept', '', '[]', '', '', '', '', '', '', "
+        "true, false, 'ONLINE', true, 'P1', 'h', '2025-01-01 00:00:00+00:00', '2025-01-01 00:00:00+00:00')",
+    )
+
+    await (await open_database(database_url, BROKER)).close()
+
+    assert await revision_of(database_url) == "0002"
+    assert await rows_of(database_url, "SELECT id, title, dataset_id FROM broker_offering") == [("o1", "Kept", "")]
+    assert await differences(database_url, BROKER) == []
 
 
 @pytest.mark.parametrize("schema", [CONNECTOR, BROKER], ids=["connector", "broker"])
@@ -160,7 +180,7 @@ async def test_broker_migrate_history_lists_the_revisions() -> None:
     code, out, _ = await run_tessera("broker", "migrate", "--dir", ".", "--history", "--json")
 
     assert code == 0
-    assert [r["revision"] for r in json.loads(out)] == ["0001"]
+    assert [r["revision"] for r in json.loads(out)] == ["0001", "0002"]
 
 
 # --- helpers: the database as it stands, read without the services' code
@@ -202,6 +222,15 @@ async def differences(url: str, schema: Schema) -> list[object]:
     try:
         async with db.engine.connect() as connection:
             return await connection.run_sync(migrations.differences, schema)
+    finally:
+        await db.close()
+
+
+async def rows_of(url: str, statement: str) -> list[tuple[object, ...]]:
+    db = await migrations_database(url)
+    try:
+        async with db.engine.connect() as connection:
+            return [tuple(row) for row in await connection.execute(text(statement))]
     finally:
         await db.close()
 

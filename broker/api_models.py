@@ -28,6 +28,7 @@ class Liveness(Out):
 
 class OfferingOut(Out):
     id: str
+    dataset_id: str = Field(description="the @id of the DSP dataset that holds this offer (a negotiation's target)")
     title: str
     description: str
     keywords: list[str]

@@ -20,9 +20,8 @@ from urllib.parse import quote
 
 import httpx
 
-from connector.offer_words import summary
 from connector.pull_file import refusal
-from tessera import dsp
+from tessera import dsp, words
 from tessera.odrl import InvalidPolicy, parse_policy
 
 REFUSED, BAD_INPUT, UNREACHABLE = 1, 2, 3
@@ -136,7 +135,7 @@ def _pairs(catalog: Any) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
 
 def _words(offer: dict[str, Any]) -> list[str]:
     try:
-        return summary(parse_policy(offer, where="offer"))
+        return words.lines(parse_policy(offer, where="offer"))
     except InvalidPolicy as exc:
         return [f"(not readable: {exc})"]
 

@@ -26,7 +26,7 @@ from rich.table import Table
 from connector.config import CONFIG_FILE, SECRET_SETTINGS, ConnectorConfig
 from connector.data_user import BAD_INPUT, REFUSED, CommandFailed, Management, offers_in, registered_endpoint
 from connector.data_user import search as broker_search
-from connector.offer_words import summary
+from tessera import words
 from tessera.odrl import InvalidPolicy, parse_policy
 from tessera.serving import secret_overrides
 
@@ -253,7 +253,7 @@ def agreements_show(
 
 def _terms(agreement: dict[str, Any]) -> str:
     try:
-        return "\n".join(summary(parse_policy(agreement["agreement"], where="agreement")))
+        return "\n".join(words.lines(parse_policy(agreement["agreement"], where="agreement")))
     except InvalidPolicy as exc:
         return f"(not readable: {exc})"
 

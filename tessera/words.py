@@ -93,6 +93,11 @@ class Phrase:
         return gettext(self.template).format(**{name: gettext(value) for name, value in self.values.items()})
 
 
+def lines(policy: Policy) -> list[str]:
+    """The policy in English, one indented line per phrase: for terminals and logs."""
+    return ["  " * phrase.depth + phrase.format() for phrase in describe(policy)]
+
+
 def describe(policy: Policy) -> list[Phrase]:
     """The policy's permissions, prohibitions and duties as sentences, in the policy's order."""
     phrases: list[Phrase] = []

@@ -55,9 +55,9 @@ async def test_a_data_user_finds_negotiates_and_pulls_with_commands_only(
     assert code == 0
     (row,) = json.loads(out)["offers"]
     assert (row["offer_id"], row["dataset_id"]) == (offer["id"], offer["asset_id"])
-    assert "may use if purpose is one of research and uses at most 3" in row["terms"][0]
+    assert row["terms"][:3] == ["Allowed: Use the data", "  Only for the purposes: research", "  At most 3 uses"]
     code, table, _ = await tessera("catalog", provider.id, "--dir", home)
-    assert code == 0 and "Wearables study" in table and "must" in table
+    assert code == 0 and "Wearables study" in table and "fields: email" in table
 
     dataset = hit["offering"]["dataset_id"]
     code, out, _ = await tessera(

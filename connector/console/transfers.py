@@ -108,7 +108,9 @@ class Forwarded(Response):
     Content-Disposition; a refusal's problem+json is read and shown as the console's refusal page.
     """
 
-    def __init__(self, console: Console, request: Request, transfer_id: str, query: dict[str, str], filename: str):
+    def __init__(
+        self, console: Console, request: Request, transfer_id: str, query: dict[str, str], filename: str
+    ) -> None:
         super().__init__()
         self.console, self.request, self.filename = console, request, filename
         token = runtime_of(request).config.management_token
@@ -161,14 +163,13 @@ class Forwarded(Response):
 
 
 def _problem(body: bytes, status: int) -> dict[str, Any]:
+    """The detail and reasons of a problem+json; any other body says only who answered what."""
     try:
         problem = json.loads(body)
     except ValueError:
-        problem = {}
+        problem = None
     if not isinstance(problem, dict):
         problem = {}
     detail = str(problem.get("detail") or problem.get("title") or f"the connector answered {status}")
-    reasons = (
-        [str(r) for r in problem.get("reasons", []) if r != detail] if isinstance(problem.get("reasons"), list) else []
-    )
-    return {"detail": detail, "reasons": reasons}
+    reasons = problem.get("reasons")
+    return {"detail": detail, "reasons": [str(r) for r in reasons if r != detail] if isinstance(reasons, list) else []}

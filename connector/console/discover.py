@@ -75,7 +75,6 @@ def routes(console: Console) -> list[Route]:
             provider_id=provider_id,
             provider_url=provider_url,
             datasets=datasets,
-            back=request.url.path + "?" + request.url.query,
         )
 
     async def negotiate(request: Request, form: FormData) -> Response:
@@ -146,7 +145,7 @@ async def _broker_search(request: Request, query: str, filters: dict[str, list[s
     url = runtime.config.broker_url.rstrip("/") + "/search"
     params = _query(query, filters) + ([("cursor", cursor)] if cursor else [])
     try:
-        response = await runtime.http.get(url, params=params)
+        response = await runtime.http.get(url, params=urlencode(params))
     except httpx.TransportError as exc:
         raise SearchFailed(f"the broker at {url} cannot be reached: {exc}") from exc
     try:

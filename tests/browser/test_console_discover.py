@@ -4,11 +4,17 @@ import asyncio
 import re
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 from playwright.async_api import Page, expect
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from tests.browser.conftest import screenshot, sign_in
-from tests.dataspace import RESEARCH_POLICY, Site
+from tests.dataspace import RESEARCH_POLICY, Dataspace, Site
+from tests.utils import run_server
 
 HEART_RATE = {"title": "心率数据", "description": "可穿戴设备采集的心率数据", "keywords": ["心率", "wearables"]}
 METERS = {"title": "Energy meters", "description": "Smart meter readings by the hour", "keywords": ["energy"]}
@@ -169,5 +175,46 @@ async def test_the_chinese_console_reads_offers_in_chinese_and_terminates(
     assert response is not None and response.status == 404
     await expect(page.get_by_role("heading", level=1)).to_have_text("未找到")
     await expect(page.get_by_role("alert")).to_contain_text("urn:uuid:no-such-one")
+    await page.goto(f"{base}/console/discover?q={'x' * 2000}")  # the broker's refusal, on the page
+    await expect(page.get_by_role("alert")).to_contain_text("the broker refused the search (400)")
     response = await page.goto(f"{base}/console/discover/catalog?provider_id=x")
     assert response is not None and response.status == 400
+
+
+async def test_a_plain_dsp_peers_catalog_with_single_objects_reads_too(
+    page: Page, space: Dataspace, consumer: Site
+) -> None:
+    peer = await space.admit("peer")  # a participant whose DSP endpoint is not a Tessera connector
+
+    async def catalog(request: Request) -> JSONResponse:
+        dataset = {
+            "@id": "urn:peer:dataset",
+            "@type": "Dataset",
+            "title": {"@value": "Wind speeds", "@language": "en"},
+            "keyword": "wind",
+            "https://w3id.org/tessera/v1/classification": "general",
+            "hasPolicy": {
+                "@id": "urn:peer:offer",
+                "@type": "Offer",
+                "permission": {
+                    "action": "use",
+                    "constraint": {"leftOperand": "count", "operator": "lteq", "rightOperand": 5},
+                },
+            },
+        }
+        broken = {"@id": "urn:peer:broken", "@type": "Dataset", "title": "Broken", "hasPolicy": {"@type": "Offer"}}
+        single = request.url.path.startswith("/single/")  # `dataset` as one object, as DSP allows
+        return JSONResponse({"@type": "Catalog", "dataset": dataset if single else [broken, dataset]})
+
+    app = Starlette(routes=[Route("/{peer}/catalog/request", catalog, methods=["POST"])])
+    async with run_server(app) as url:
+        await sign_in(page, consumer.config.url, consumer.config.management_token)
+        for path in ("/single", "/listed"):
+            query = urlencode({"provider_id": peer.participant_id, "provider_url": url + path})
+            await page.goto(f"{consumer.config.url}/console/discover/catalog?{query}")
+            wind = page.locator("article.dataset", has=page.get_by_role("heading", name="Wind speeds"))
+            await expect(wind.get_by_test_id("offer-words")).to_contain_text("At most 5 uses")
+            await expect(wind).to_contain_text("Keywords: wind")
+            await expect(wind).to_contain_text("classification: general")
+        broken = page.locator("article.dataset", has=page.get_by_role("heading", name="Broken"))
+        await expect(broken.get_by_role("alert")).to_contain_text("This offer cannot be read")

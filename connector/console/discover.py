@@ -68,6 +68,8 @@ def routes(console: Console) -> list[Route]:
         if not provider_id or not provider_url:
             raise Refused("a catalog needs a provider_id and a provider_url (open it from a search result)")
         found = await Api(request).post("/catalog/request", {"provider_id": provider_id, "provider_url": provider_url})
+        if not isinstance(found, dict):  # the API passes a peer's answer on as it came
+            raise Refused("the provider's catalog is not a JSON object", 502)
         datasets = [_dataset(d) for d in _listed(found.get("dataset")) if isinstance(d, dict)]
         return console.render(
             request,

@@ -37,7 +37,7 @@ from tessera.json import JSON, JSONObject
 from tessera.labels import LEVELS
 from tessera.odrl import InvalidPolicy, parse_policy
 from tessera.policy.base import PolicyModule
-from tessera.web.console import Console, flash, text
+from tessera.web.console import Console, flash, signed_in, text
 from tessera.words import describe
 
 NAV = [("/offers", "Offers")]
@@ -335,7 +335,7 @@ def routes(console: Console) -> list[Route]:
 
     async def capped(request: Request) -> Response:
         # Refuse a body past the cap before it is read to disk (the form itself says how large a file may be).
-        if int(request.headers.get("content-length") or 0) > MAX_UPLOAD + CHUNK:
+        if signed_in(request) and int(request.headers.get("content-length") or 0) > MAX_UPLOAD + CHUNK:
             errors = [f"the file is larger than {MAX_UPLOAD // (1024 * 1024)} MB; give its path instead"]
             return form_page(request, None, 413, errors=errors)
         response: Response = await guarded.endpoint(request)

@@ -6,7 +6,8 @@ uvicorn.run(create_app(config), host=config.host, port=config.port)
 ```
 
 The lifespan opens the database, sets up the search index and starts the crawler as a background task;
-shutdown cancels the task before the database closes.
+shutdown cancels the task before the database closes. The operator's web console is at `/console`
+(`broker.console`: sign-in with the admin key).
 """
 
 import asyncio
@@ -19,7 +20,7 @@ import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from broker import api, authority, checkpoints, feeds, operations, products, registry, text
+from broker import api, authority, checkpoints, console, feeds, operations, products, registry, text
 from broker import metrics as broker_metrics
 from broker.authority import Authority, AuthorityKeys
 from broker.checkpoints import Checkpoints
@@ -95,6 +96,7 @@ def create_app(config: BrokerConfig, *, crawl: bool = True, tracer_provider: Any
         *checkpoints.routes,
         *broker_metrics.routes,
         *spec_routes(api.spec(config)),  # /openapi.json and /docs
+        console.mount(config),
     ]
     handlers = {**problem_handlers(), QuotaExceeded: quota_handler}
     timed = Middleware(RequestMetrics, histogram=metrics.requests, templates=RouteTemplates(routes))

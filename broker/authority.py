@@ -180,8 +180,9 @@ async def add_participant(
     registry_id: str | None = None,
     security_profiles: Sequence[str] = DEFAULT_SECURITY_PROFILES,
 ) -> Participant:
-    """Admit a participant; BadRequest names every attribute that does not hold (`broker.claims`), and
-    nothing is written then. `security_profiles` is the broker's enumeration (`BrokerConfig`)."""
+    """Admit a participant (an event, `participant.added`); BadRequest names every attribute that does not
+    hold (`broker.claims`), and nothing is written then. `security_profiles` is the broker's enumeration
+    (`BrokerConfig`)."""
     claims = Claims(
         org=org,
         region=region,
@@ -196,9 +197,15 @@ async def add_participant(
     participant = Participant(
         id=check_participant_id(participant_id, BadRequest), jwk=public_part(jwk), **checked.as_fields()
     )
+    detail = {"kid": participant.jwk["kid"], "org": participant.org}
     async with db.session() as session:
         session.add(participant)
         try:
+            await session.flush()  # the row first: a duplicate id fails here, before any event is written
+            await events.record(
+                await session.connection(),
+                [events.event("operator", "participant.added", participant.id, detail=detail)],
+            )
             await session.commit()
         except IntegrityError as exc:
             raise Conflict(f"participant {participant_id!r} is already registered") from exc

@@ -9,6 +9,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import secrets
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -19,7 +20,7 @@ from rich.table import Table
 
 from broker import authority, events, products
 from broker.claims import FIELDS, REQUIRED
-from broker.config import DEFAULT_SECURITY_PROFILES, SECRET_SETTINGS, BrokerConfig
+from broker.config import CONFIG_FILE, DEFAULT_SECURITY_PROFILES, SECRET_SETTINGS, BrokerConfig
 from broker.schema import SCHEMA
 from tessera import serving
 from tessera.errors import BadRequest, TesseraError
@@ -59,7 +60,7 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _load(directory: Path) -> BrokerConfig:
-    """broker.toml, with the database URL a container may pass as TESSERA_DATABASE_URL."""
+    """broker.toml, with the secrets a container may pass as TESSERA_DATABASE_URL and TESSERA_ADMIN_TOKEN."""
     try:
         config = BrokerConfig.load(directory)
         return dataclasses.replace(config, **secret_overrides(os.environ, SECRET_SETTINGS))
@@ -89,9 +90,10 @@ def init(
     port: Annotated[int, typer.Option(help="TCP port to listen on.", min=1, max=65535)] = 8500,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing authority key.")] = False,
 ) -> None:
-    """Create the broker directory, the authority's signing key and broker.toml."""
+    """Create the broker directory, the authority's signing key and broker.toml (with a new console admin key)."""
     try:
-        config = BrokerConfig(directory=directory, url=url, host=host, port=port)
+        admin_token = secrets.token_urlsafe(24)
+        config = BrokerConfig(directory=directory, url=url, host=host, port=port, admin_token=admin_token)
     except TesseraError as exc:
         raise _fail(exc.detail) from exc
     if config.key_path.exists() and not force:
@@ -101,6 +103,7 @@ def init(
     config.save()
     typer.echo(f"broker initialised in {config.directory}")
     typer.echo(f"  issuer {config.url}, authority key id {SigningKey.load(config.key_path).kid}")
+    typer.echo(f"  console {config.url}/console: sign in with admin_token from {config.directory / CONFIG_FILE}")
 
 
 broker_app.command("migrate")(migrate_command(SCHEMA, lambda directory: _load(directory).database_url))

@@ -20,11 +20,13 @@ port = 8500
 # participant_status_lifetime = 60   seconds a signed participant status document stays valid (`exp`)
 # shutdown_drain = 30           seconds requests in flight may take to finish after SIGTERM
 # metrics_token = "…"           bearer token of GET /metrics; unset: /metrics is off (docs/metrics.md)
+# admin_token = "…"             the operator's key for the web console at /console; unset: nobody signs in
 # log_format = "text"           or "json": one JSON object per line (`serve --log-format` overrides it)
 # tracing = "off"               or "otlp": OpenTelemetry spans (on when OTEL_EXPORTER_OTLP_ENDPOINT is set)
 ```
 
-In a container, `TESSERA_DATABASE_URL` (from a Secret) overrides `database_url` (`broker.cli`).
+In a container, `TESSERA_DATABASE_URL` and `TESSERA_ADMIN_TOKEN` (from a Secret) override `database_url`
+and `admin_token` (`broker.cli`).
 """
 
 import re
@@ -58,8 +60,9 @@ DEFAULT_MAX_OFFERINGS = 10_000
 DEFAULT_SECURITY_PROFILES = ("base", "trust", "trust_plus")
 DEFAULT_PARTICIPANT_STATUS_LIFETIME = 60
 DEFAULT_SHUTDOWN_DRAIN = 30.0
-SECRET_SETTINGS = ("database_url",)  # may come from the environment as TESSERA_DATABASE_URL
-_TEXTS = ("metrics_token", "log_format", "tracing")
+# Secrets a container may pass as TESSERA_<NAME> variables instead of writing them into broker.toml.
+SECRET_SETTINGS = ("database_url", "admin_token")
+_TEXTS = ("metrics_token", "admin_token", "log_format", "tracing")
 _PROFILE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,31}")
 _TUNING = {
     "crawl_interval": float,
@@ -99,6 +102,7 @@ class BrokerConfig:
     participant_status_lifetime: int = DEFAULT_PARTICIPANT_STATUS_LIFETIME
     shutdown_drain: float = DEFAULT_SHUTDOWN_DRAIN
     metrics_token: str = ""
+    admin_token: str = ""  # the console's sign-in key (`tessera broker init` makes one); "" keeps it closed
     log_format: str = "text"
     tracing: str = "off"
 
@@ -153,6 +157,7 @@ class BrokerConfig:
             key_path=Path(str(data.get("key_path", KEY_FILE))),
             security_profiles=_profiles(data.get("security_profiles", DEFAULT_SECURITY_PROFILES)),
             metrics_token=_text(data, "metrics_token", ""),
+            admin_token=_text(data, "admin_token", ""),
             log_format=_text(data, "log_format", "text"),
             tracing=_text(data, "tracing", "off"),
             **{name: _number(data, name, kind) for name, kind in _TUNING.items() if name in data},

@@ -48,7 +48,8 @@ async def test_force_deleted_entry_is_gone_with_its_reason_and_logged(broker: Ru
     status, out, err = await operator(broker, "broker", "events", "--json", "--participant", acme.id)
     assert status == 0, err
     logged = json.loads(out)
-    assert [e["action"] for e in logged] == ["registration.created", "offering.added", "entry.force_deleted"]
+    actions = [e["action"] for e in logged]
+    assert actions == ["participant.added", "registration.created", "offering.added", "entry.force_deleted"]
     assert logged[-1]["detail"] == {"reason": "connector decommissioned"}
     assert logged[-1]["actor"] == "operator"
 
@@ -72,14 +73,14 @@ async def test_delete_entry_of_an_unknown_participant_exits_with_2(broker: Runni
     assert "no registration" in err
 
 
-async def test_suspension_is_in_the_event_log(broker: RunningBroker) -> None:
+async def test_admission_and_suspension_are_in_the_event_log(broker: RunningBroker) -> None:
     acme = await broker.admit("acme")
 
     await operator(broker, "participant", "suspend", acme.id)
     code, out, _ = await operator(broker, "broker", "events", "--json")
 
     assert code == 0
-    assert [e["action"] for e in json.loads(out)] == ["participant.suspended"]
+    assert [e["action"] for e in json.loads(out)] == ["participant.added", "participant.suspended"]
 
 
 async def test_change_feed_pages_by_sequence_number(broker: RunningBroker) -> None:
@@ -93,6 +94,7 @@ async def test_change_feed_pages_by_sequence_number(broker: RunningBroker) -> No
 
     actions = [e["action"] for e in first["events"] + rest["events"]]
     assert actions == [
+        "participant.added",
         "registration.created",
         "offering.added",
         "offering.added",

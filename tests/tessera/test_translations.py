@@ -5,6 +5,7 @@ from pathlib import Path
 
 from babel.messages.pofile import read_po
 
+from broker import console as broker_console
 from connector import console
 from tessera import words
 from tessera.web.i18n import Languages
@@ -35,7 +36,7 @@ def test_no_string_is_translated_two_ways() -> None:
 def test_every_string_of_the_pages_templates_and_words_has_a_translation() -> None:
     translated = set(_translations())
     shown = {a or b for template in TEMPLATES for a, b in LITERAL.findall(template.read_text())}
-    shown |= {label for _, label in console.NAV}
+    shown |= {label for _, label in (*console.NAV, *broker_console.NAV)}
     shown |= {*words._ACTIONS.values(), *words._CONSTRAINTS.values(), *words._DUTIES.values()}
     shown |= {*words._DUTY_DETAILS.values(), *words._LOGICAL.values()}
     assert len(shown) > 100

@@ -22,6 +22,7 @@ import re
 import resource
 import sys
 import time
+import weakref
 
 from policies.explain import explain
 from policies.loader import Loaded
@@ -29,7 +30,7 @@ from policies.testing import run_tests
 from tessera.errors import PolicyCompileError, PolicyError
 from tessera.json import JSON, JSONObject
 from tessera.policy.base import PolicyModule
-from tessera.policy.bounds import CHILD_MEMORY, check_bounds
+from tessera.policy.bounds import CHILD_MEMORY, ask_child, check_bounds
 from tessera.policy.embedded import CONVENTION, EmbeddedRegoEngine, load_engine, regorus_error
 
 __all__ = ["MAX_INPUT_BYTES", "MAX_SOURCE_BYTES", "TIME_LIMIT", "try_policy"]
@@ -37,6 +38,7 @@ __all__ = ["MAX_INPUT_BYTES", "MAX_SOURCE_BYTES", "TIME_LIMIT", "try_policy"]
 MAX_SOURCE_BYTES = 64 * 1024  # each of the policy and its tests: a playground, not a library
 MAX_INPUT_BYTES = 64 * 1024
 TIME_LIMIT = 5.0  # seconds for the whole trial, the child's start included
+CONCURRENT_TRIALS = 2  # per process: more browsers wait their turn rather than fork a child each
 POLICY_FILE, TESTS_FILE = "policy.rego", "policy_test.rego"
 EXPLAINED = ("deny", "allow")  # the rules taken apart one by one
 PLACEHOLDER = 'deny contains "" if false'  # what `policies.patterns.render` writes to define an empty deny
@@ -49,24 +51,28 @@ async def try_policy(source: str, input: JSONObject, tests: str = "", *, time_li
         if problem := _out_of_bounds(name, text):
             return {"error": problem}
     request = json.dumps({"source": source, "input": input, "tests": tests}).encode()
-    child = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "policies.playground",
-        stdin=asyncio.subprocess.PIPE,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    async with _slots():
+        return await _run_child(request, time_limit)
+
+
+def _slots() -> asyncio.Semaphore:
+    """This event loop's trial slots (a semaphore belongs to one loop; tests and servers may run several)."""
+    loop = asyncio.get_running_loop()
+    if loop not in _SLOTS:
+        _SLOTS[loop] = asyncio.Semaphore(CONCURRENT_TRIALS)
+    return _SLOTS[loop]
+
+
+_SLOTS: "weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore]" = weakref.WeakKeyDictionary()
+
+
+async def _run_child(request: bytes, time_limit: float) -> JSONObject:
     try:
-        out, _ = await asyncio.wait_for(child.communicate(request), time_limit)
+        answer, returncode = await ask_child("policies.playground", request, time_limit)
     except TimeoutError:
-        child.kill()
-        await child.wait()
         return {"error": {"in": "limits", "message": f"the trial took longer than {time_limit:g} s"}}
-    try:
-        answer: JSONObject = json.loads(out)
-    except ValueError:  # no answer: the child died, most likely at its memory limit
-        ended = f"{CHILD_MEMORY >> 20} MiB of memory, or ended with {child.returncode}"
+    if not isinstance(answer, dict):  # no answer: the child died, most likely at its memory limit
+        ended = f"{CHILD_MEMORY >> 20} MiB of memory, or ended with {returncode}"
         return {"error": {"in": "limits", "message": f"the trial could not run within {ended}"}}
     return answer
 

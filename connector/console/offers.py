@@ -18,9 +18,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import Response
@@ -255,17 +256,25 @@ async def _store(upload: UploadFile, directory: Path) -> Path:
     """The upload kept under the connector's directory, `uploads/<id>/<safe name>`; FormProblem past the cap."""
     name = _UNSAFE.sub("_", Path(upload.filename or "").name).strip("._")[:120] or "data"
     target = directory / "uploads" / uuid.uuid4().hex / name
+    if not await run_in_threadpool(_copy_capped, upload.file, target):  # disk work off the event loop
+        raise FormProblem(f"the file is larger than {MAX_UPLOAD // (1024 * 1024)} MB; give its path instead")
+    return target
+
+
+def _copy_capped(source: BinaryIO, target: Path) -> bool:
+    """Copy `source` to a new `target` if it holds at most MAX_UPLOAD bytes; past that, keep nothing."""
     target.parent.mkdir(parents=True)
     written = 0
     with target.open("wb") as out:
-        while chunk := await upload.read(CHUNK):
+        while chunk := source.read(CHUNK):
             written += len(chunk)
             if written > MAX_UPLOAD:
-                out.close()
-                shutil.rmtree(target.parent)
-                raise FormProblem(f"the file is larger than {MAX_UPLOAD // (1024 * 1024)} MB; give its path instead")
+                break
             out.write(chunk)
-    return target
+    if written > MAX_UPLOAD:
+        shutil.rmtree(target.parent)
+        return False
+    return True
 
 
 # -- pages -----------------------------------------------------------------------------------------------

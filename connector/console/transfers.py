@@ -26,6 +26,9 @@ BADGES = {"STARTED": "good", "COMPLETED": "good", "TERMINATED": "bad", "REQUESTE
 FORMATS = ("csv", "jsonl", "json", "parquet")
 CHANGES = ("suspend", "resume", "terminate")
 MAX_PROBLEM = 64 * 1024  # a refusal's body read to show it; more is not a problem+json of ours
+# Bytes sent so far by this process's downloads in flight, by transfer: the transfer's page shows them
+# (the provider streams without a length, so the browser alone cannot show how far a download is).
+DOWNLOADING: dict[tuple[str, int], int] = {}  # (transfer, download) → bytes
 
 
 def routes(console: Console) -> list[Route]:
@@ -92,9 +95,16 @@ async def _live(api: Api, transfer: dict[str, Any]) -> dict[str, Any]:
         "events": timeline["events"],
         "waiting_for": timeline["waiting_for"],
         "received_bytes": sum(c["bytes"] for c in copies),
+        "downloading": _downloading(transfer["id"]),
         "final": transfer["state"] in FINAL,
         "badges": BADGES,
     }
+
+
+def _downloading(transfer_id: str) -> int | None:
+    """Bytes sent so far by the downloads of `transfer_id` in flight here; None when there is none."""
+    sent = [count for (transfer, _), count in DOWNLOADING.items() if transfer == transfer_id]
+    return sum(sent) if sent else None
 
 
 def _safe(name: str) -> str:
@@ -112,7 +122,7 @@ class Forwarded(Response):
         self, console: Console, request: Request, transfer_id: str, query: dict[str, str], filename: str
     ) -> None:
         super().__init__()
-        self.console, self.request, self.filename = console, request, filename
+        self.console, self.request, self.filename, self.transfer_id = console, request, filename, transfer_id
         token = runtime_of(request).config.management_token
         path = f"/api/transfers/{transfer_id}/data"
         page = request.scope
@@ -149,9 +159,15 @@ class Forwarded(Response):
                 if len(refusal["body"]) < MAX_PROBLEM:
                     refusal["body"] += message.get("body", b"")
                 return
+            else:
+                DOWNLOADING[key] = DOWNLOADING.get(key, 0) + len(message.get("body", b""))
             await send(message)
 
-        await self.request.app(self.inner, receive, forward)
+        key = (self.transfer_id, id(self))
+        try:
+            await self.request.app(self.inner, receive, forward)
+        finally:
+            DOWNLOADING.pop(key, None)
         if refusal:
             page = self.console.render(
                 self.request,

@@ -14,6 +14,7 @@ import asyncio
 import json
 import sys
 from collections.abc import Iterator
+from typing import Any
 
 from tessera.errors import PolicyCompileError
 
@@ -65,25 +66,38 @@ def _code(source: str) -> Iterator[tuple[str, int, int]]:
 async def compile_checked(source: str, time_limit: float = COMPILE_TIMEOUT) -> str:
     """The module's package path, compiled and evaluated once in a child process within `time_limit`."""
     check_bounds(source)
+    try:
+        answer, returncode = await ask_child(
+            "tessera.policy.checker", source.encode("utf-8", "surrogatepass"), time_limit
+        )
+    except TimeoutError:
+        raise PolicyCompileError(f"the module took longer than {time_limit:g} s to compile and check") from None
+    if not isinstance(answer, dict):  # no answer: the child died, most likely at its memory limit
+        ended = f"{CHILD_MEMORY >> 20} MiB of memory, or the checker ended with {returncode}"
+        raise PolicyCompileError(f"the module could not be checked within {ended}")
+    if "error" in answer:
+        raise PolicyCompileError(answer["error"], line=answer.get("line"), column=answer.get("column"))
+    return str(answer["package"])
+
+
+async def ask_child(module: str, request: bytes, time_limit: float) -> tuple[Any, int | None]:
+    """Run `python -m module` with `request` on its stdin: its JSON answer (None if it gave none) and exit
+    code. Past `time_limit` the child is killed and TimeoutError raised: regorus cannot be interrupted."""
     child = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "tessera.policy.checker",
+        module,
         stdin=asyncio.subprocess.PIPE,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.DEVNULL,
     )
     try:
-        out, _ = await asyncio.wait_for(child.communicate(source.encode("utf-8", "surrogatepass")), time_limit)
+        out, _ = await asyncio.wait_for(child.communicate(request), time_limit)
     except TimeoutError:
         child.kill()
         await child.wait()
-        raise PolicyCompileError(f"the module took longer than {time_limit:g} s to compile and check") from None
+        raise
     try:
-        answer = json.loads(out)
-    except ValueError:  # no answer: the child died, most likely at its memory limit
-        ended = f"{CHILD_MEMORY >> 20} MiB of memory, or the checker ended with {child.returncode}"
-        raise PolicyCompileError(f"the module could not be checked within {ended}") from None
-    if "error" in answer:
-        raise PolicyCompileError(answer["error"], line=answer.get("line"), column=answer.get("column"))
-    return str(answer["package"])
+        return json.loads(out), child.returncode
+    except ValueError:
+        return None, child.returncode

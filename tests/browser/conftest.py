@@ -2,18 +2,25 @@
 fonts-wqy-microhei for Chinese), never a browser of its own download. Screenshots go to
 `$TESSERA_ARTIFACTS/screenshots` (default `test-artifacts/screenshots`), kept as CI artefacts."""
 
+import dataclasses
 import os
 import re
 import shutil
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
 
+from broker.app import create_app as create_broker_app
+from tests.dataspace import Dataspace
+from tests.utils import run_server
+
 CHROMIUM = os.environ.get("TESSERA_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 HAS_CHROMIUM = Path(CHROMIUM).exists()
 ARTIFACTS = Path(os.environ.get("TESSERA_ARTIFACTS", Path(__file__).resolve().parents[2] / "test-artifacts"))
+BROKER_ADMIN = "broker-admin-key-for-tests"
 # Flags this machine's closed network needs: no background connections, no first-run, no sandbox as root.
 FLAGS = [
     "--no-sandbox",
@@ -66,3 +73,12 @@ async def sign_in(page: Page, base_url: str, key: str, *, language: str = "en") 
     await page.fill("input[name=key]", key)
     await page.click("form[action$='/signin'] button[type=submit]")
     await page.wait_for_url(re.compile(r"/console/(\?.*)?$|/console/[^s]"))
+
+
+@asynccontextmanager
+async def broker_with_admin_key(space: Dataspace) -> AsyncIterator[str]:
+    """A second replica of the space's broker (same database) whose console opens with `BROKER_ADMIN`: its URL."""
+    assert space.broker_config is not None
+    config = dataclasses.replace(space.broker_config, admin_token=BROKER_ADMIN)
+    async with run_server(create_broker_app(config, crawl=False)) as url:
+        yield url

@@ -2,7 +2,6 @@
 suspension, data products and the event log, in English and Chinese; closed without an admin key."""
 
 import base64
-import dataclasses
 import json
 import re
 from collections.abc import AsyncIterator
@@ -13,13 +12,11 @@ import httpx
 import pytest
 from playwright.async_api import Page, expect
 
-from broker.app import create_app
 from tessera.identity import generate_key, public_jwk
-from tests.browser.conftest import screenshot, sign_in
+from tests.browser.conftest import BROKER_ADMIN, broker_with_admin_key, screenshot, sign_in
 from tests.dataspace import Dataspace, Site, publish
-from tests.utils import run_server
 
-ADMIN = "broker-admin-key-for-tests"
+ADMIN = BROKER_ADMIN
 LAB = "urn:tessera:lab"
 USCC = "91350100M000100Y43"
 
@@ -28,13 +25,11 @@ USCC = "91350100M000100Y43"
 async def broker_console(space: Dataspace, provider: Site, people_csv: Path) -> AsyncIterator[str]:
     """A second replica of the space's broker (same database) with an admin key, after the provider
     registered an offering with a Chinese title: the base URL to open the console at."""
-    assert space.broker_config is not None
     asset = {"title": "空气质量监测数据", "description": "Hourly air quality readings", "keywords": ["air", "环境"]}
     await publish(provider, people_csv, **asset)
     registered = await provider.api.put("/registration", json={"title": "Provider"})
     assert registered.status_code == 200, registered.text
-    config = dataclasses.replace(space.broker_config, admin_token=ADMIN)
-    async with run_server(create_app(config, crawl=False)) as url:
+    async with broker_with_admin_key(space) as url:
         yield url
 
 

@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import httpx
 from playwright.async_api import Page, expect
 
 from connector.config import CrossBorderRules
@@ -159,3 +160,32 @@ async def test_the_usage_page_lists_cross_border_filings(space: Dataspace, peopl
     answer = await page.goto(f"{consumer_console}/agreements/urn:uuid:none")
     assert answer is not None and answer.status == 404
     await expect(page.get_by_role("heading", level=1)).to_have_text("Not possible")
+
+
+async def test_the_transfer_page_shows_a_download_in_flight(
+    space: Dataspace, provider: Site, consumer: Site, tmp_path: Path
+) -> None:
+    big = tmp_path / "readings.csv"
+    big.write_text("id,value\n" + "".join(f"{n},{n * 7 % 1000}\n" for n in range(300_000)))
+    offer = await publish(provider, big, policy=OPEN)
+    negotiation = await negotiate(consumer, provider, offer)
+    transfer = await start_transfer(consumer, negotiation["agreement_id"])
+    console = f"{consumer.config.url}/console"
+    async with httpx.AsyncClient(base_url=console) as browser_like:
+        signin = await browser_like.get("/signin")
+        csrf = signin.text.split('name="csrf" value="')[1].split('"')[0]
+        signed = await browser_like.post("/signin", data={"key": consumer.config.management_token, "csrf": csrf})
+        assert signed.status_code == 303
+        state = f"/transfers/{transfer['id']}/state"
+        assert 'data-testid="downloading-bytes"' not in (await browser_like.get(state)).text
+        async with browser_like.stream("GET", f"/transfers/{transfer['id']}/download?format=csv") as download:
+            assert download.status_code == 200
+            chunks = download.aiter_raw()
+            first = await anext(chunks)
+            during = (await browser_like.get(state)).text  # the download waits for us: still in flight
+            sent = int(during.split('data-testid="downloading-bytes">')[1].split("<")[0])
+            assert len(first) <= sent < big.stat().st_size
+            total = len(first) + sum([len(chunk) async for chunk in chunks])
+        after = (await browser_like.get(state)).text
+    assert 'data-testid="downloading-bytes"' not in after
+    assert f'data-testid="received-bytes">{total}<' in after

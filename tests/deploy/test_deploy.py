@@ -183,6 +183,11 @@ def test_rendered_config_and_keys_are_what_the_services_load(tmp_path: Path) -> 
     for name, key in (("ds-connector", "connector.key"), ("ds-broker", "authority.key")):
         (tmp_path / key).write_text(secrets[name]["stringData"][key])
         assert load_private_key(tmp_path / key).curve.name == "secp256r1"  # ES256
+    # The broker's console opens with a generated admin key, given to the pod as TESSERA_ADMIN_TOKEN.
+    assert len(secrets["ds-broker"]["stringData"]["admin-token"]) == 32
+    [broker] = [d for d in by_kind(docs, "Deployment").values() if d["metadata"]["name"] == "ds-broker"]
+    env = {e["name"]: e for e in broker["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["TESSERA_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]["key"] == "admin-token"
 
 
 def test_replicas_without_a_shared_database_are_refused() -> None:

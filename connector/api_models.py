@@ -199,6 +199,29 @@ class CheckpointOut(Out):
     recipients: list[str]
 
 
+class ReceiptDocument(Out):
+    """A checkpoint receipt as `tessera audit verify-receipt` reads it."""
+
+    type: str
+    checkpoint: str = Field(description="the counter-party's signed checkpoint (JWS)")
+    signer_jwk: dict[str, str]
+    held_by: str
+    received_at: str
+
+
+class ReceiptOut(Out):
+    """A counter-party's audit checkpoint we hold."""
+
+    id: int
+    participant_id: str = Field(description="whose chain")
+    seq: int
+    hash: str
+    hash_alg: str
+    at: str
+    received_at: str
+    receipt: ReceiptDocument
+
+
 class LatestCheckpoint(Out):
     held_by: str
     seq: int

@@ -31,6 +31,7 @@ from connector import (
     negotiation_provider,
     negotiations,
     processes,
+    receipts,
     registration,
     simulate,
     source_specs,
@@ -530,6 +531,15 @@ async def audit_checkpoints(request: Request) -> Response:
         query = select(anchoring.MadeCheckpoint).order_by(col(anchoring.MadeCheckpoint.id).desc()).limit(100)
         made = await session.exec(query)
         return JSONResponse({"items": [checkpoint.public() for checkpoint in made]})
+
+
+async def audit_receipts(request: Request) -> Response:
+    """The checkpoints counter-parties filed with us (their chains' receipts we hold), newest first."""
+    runtime = runtime_of(request)
+    async with runtime.db.session() as session:
+        query = select(receipts.HeldReceipt).order_by(col(receipts.HeldReceipt.id).desc()).limit(100)
+        held = await session.exec(query)
+        return JSONResponse({"items": [receipt.public(runtime.participant_id) for receipt in held]})
 
 
 async def usage_report(request: Request) -> Response:

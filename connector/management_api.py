@@ -26,6 +26,7 @@ from connector.api_models import (
     OfferOut,
     PeerJson,
     PolicyOut,
+    ReceiptOut,
     TimelineOut,
     TransferOut,
     UsageOut,
@@ -146,6 +147,8 @@ operations = [
               responses={200: AuditVerifyOut}),
     Operation("GET", "/audit/checkpoints", m.audit_checkpoints, "Audit checkpoints we made", audit,
               responses={200: Items[CheckpointOut]}),
+    Operation("GET", "/audit/receipts", m.audit_receipts, "Counter-parties' checkpoints we hold", audit,
+              responses={200: Items[ReceiptOut]}),
 ]  # fmt: skip
 routes = routes_of(operations)
 

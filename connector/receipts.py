@@ -52,6 +52,12 @@ class HeldReceipt(SQLModel, table=True):
     def receipt(self, held_by: str) -> Receipt:
         return Receipt(self.jws, dict(self.signer_jwk), held_by, self.received_at)
 
+    def public(self, held_by: str) -> JSONObject:
+        """As the management API lists it: whose chain, which entry, and the receipt to verify offline."""
+        shown: JSONObject = {"id": self.id, "participant_id": self.participant_id, "seq": self.seq}
+        shown |= {"hash": self.hash, "hash_alg": self.hash_alg, "at": self.at, "received_at": self.received_at}
+        return shown | {"receipt": self.receipt(held_by).to_dict()}
+
 
 async def file(runtime: Runtime, caller: Caller, jws: object) -> tuple[bool, Receipt]:
     """Keep the caller's checkpoint: (whether it is new, its receipt)."""

@@ -29,6 +29,7 @@ def routes(console: Console) -> list[Route]:
         with refusing():
             query = search_query(request)  # the same parameters as GET /search: q, facets, sort, cursor …
             answer = await registry_of(request).search(query)
+        request.state.metrics.searches.inc()  # a search is a search, from the API or the console
         chosen = {name: list(values) for name, values in query.filters.items()}
         following = None
         if answer["next_cursor"]:

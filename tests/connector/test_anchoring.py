@@ -238,8 +238,16 @@ async def test_a_receipt_verifies_offline_and_against_the_chain(
     async with httpx.AsyncClient() as http:
         record_file.write_text((await http.get(f"{space.broker_url}/participants/{provider.id}")).text)
         other_file.write_text((await http.get(f"{space.broker_url}/participants/{consumer.id}")).text)
+    # The consumer's management API lists what it holds of the provider's chain, as a receipt to verify.
+    held = await consumer.wait_for("/audit/receipts", "present")
+    listed = next(item for item in held["items"] if item["participant_id"] == provider.id)  # the newest
+    assert listed["receipt"]["held_by"] == consumer.id and payload(listed["receipt"])["seq"] == listed["seq"]
+    listed_file = tmp_path / "listed.json"
+    listed_file.write_text(json.dumps(listed["receipt"]))
     await provider.server.stop()
     await space.stack.aclose()  # no broker, no peers: offline
+
+    assert (await tessera("audit", "verify-receipt", str(listed_file), "--jwks", str(record_file)))[0] == 0
 
     code, out, _ = await tessera("audit", "verify-receipt", str(receipt_file), "--jwks", str(record_file), "--json")
     result = json.loads(out)

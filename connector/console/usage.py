@@ -1,8 +1,9 @@
 """Usage and metering: per agreement the uses so far against its limit, the bytes, the privacy budget spent,
 and the cross-border filings; as tables and as server-rendered SVG bar charts (no script draws them).
 
-A provider counts uses and bytes served (`GET /api/usage`); a consumer counts the bytes it received
-(`GET /api/copies`). The limit is the agreement's `count` term, when it has one.
+A provider counts uses and bytes served (`GET /api/usage`); a consumer counts what it received
+(`GET /api/copies`): each whole pull kept is one use (a range request is not kept, so not counted here,
+while its provider counts it). The limit is the agreement's `count` term, when it has one.
 """
 
 from collections import defaultdict
@@ -27,9 +28,11 @@ def routes(console: Console) -> list[Route]:
         agreements = (await api.get("/agreements"))["items"]
         counters = {c["agreement_id"]: c for c in (await api.get("/usage"))["items"]}
         received: dict[str, int] = defaultdict(int)
+        pulls: dict[str, int] = defaultdict(int)
         for copy in (await api.get("/copies"))["items"]:
             received[copy["agreement_id"]] += int(copy["bytes"])
-        rows = [_row(a, counters.get(a["id"], {}), received.get(a["id"], 0)) for a in agreements]
+            pulls[copy["agreement_id"]] += 1
+        rows = [_row(a, counters.get(a["id"], {}), received[a["id"]], pulls[a["id"]]) for a in agreements]
         rows.sort(key=lambda r: r["signed_at"], reverse=True)
         filings = (await api.get("/usage/cross-border"))["items"]
         return console.render(
@@ -44,10 +47,10 @@ def routes(console: Console) -> list[Route]:
     return [console.page("/usage", usage)]
 
 
-def _row(agreement: dict[str, Any], counter: dict[str, Any], received: int) -> dict[str, Any]:
+def _row(agreement: dict[str, Any], counter: dict[str, Any], received: int, pulls: int) -> dict[str, Any]:
     limit = agreement["terms"].get("uses")
-    uses = int(counter.get("uses", 0))
     provider = agreement["role"] == "provider"
+    uses = int(counter.get("uses", 0)) if provider else pulls
     return {
         "agreement_id": agreement["id"],
         "short": agreement["id"].rsplit(":", 1)[-1][:8],

@@ -86,6 +86,7 @@ async def test_publish_discover_negotiate_pull_and_meter_in_the_consoles_only(
     await screenshot(provider_page, "walk-7-provider-usage")
     await consumer_page.get_by_role("link", name="Usage").click()
     await expect(consumer_page.get_by_test_id("bytes-chart")).to_contain_text(f"{saved.stat().st_size} bytes")
+    await expect(consumer_page.get_by_test_id("uses")).to_have_text("1 of 3")  # the pulls it received
 
     await provider_page.get_by_role("link", name="Audit").click()
     await provider_page.get_by_role("button", name="Verify locally only").click()

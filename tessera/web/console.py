@@ -198,7 +198,8 @@ class Console:
         except Refused as exc:
             return self.render(request, "signin.html", status=exc.status, error=exc.message, next="/")
         given = str(form.get("key", "")).strip()
-        if not secrets.compare_digest(given.encode(), self.key.encode()):
+        # Fail closed: a service without a key opens to nobody, not to an empty answer.
+        if not self.key or not secrets.compare_digest(given.encode(), self.key.encode()):
             return self.render(request, "signin.html", status=401, error="wrong key", next=_safe_next(form.get("next")))
         request.session.clear()  # a new session after sign-in: no fixation of one made before
         request.session.update({"user": "operator", "since": int(time.time()), "csrf": secrets.token_urlsafe(32)})

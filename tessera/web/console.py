@@ -105,8 +105,10 @@ class Console:
         async def guarded(request: Request) -> Response:
             if not signed_in(request):
                 return self.redirect(request, "/signin")
-            form = await self._checked_form(request, max_files)
-            return await self._answer(request, lambda r: endpoint(r, form))
+            async def checked(request: Request) -> Response:
+                return await endpoint(request, await self._checked_form(request, max_files))
+
+            return await self._answer(request, checked)
 
         return Route(path, guarded, methods=["POST"], name=_name(path, "action"))
 

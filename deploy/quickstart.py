@@ -278,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         processes.stop_all()
     console.rule(f"[green]done in {time.monotonic() - started:.1f} s: every process stopped")
+    console.print("The same exchange in a browser, in the web consoles: [bold]make console[/] (docs/console.md)")
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
     return 0

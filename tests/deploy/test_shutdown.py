@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import httpx
@@ -62,6 +63,19 @@ async def provider_process(space: Dataspace, request: pytest.FixtureRequest) -> 
         process.kill()
 
 
+@asynccontextmanager
+async def pulling(url: str, headers: dict[str, str]) -> AsyncIterator[tuple[AsyncIterator[bytes], bytes]]:
+    """A pull in flight: its chunks still to come (kept referenced: a dropped iterator closes the connection)
+    and the first one, already read."""
+    async with (
+        httpx.AsyncClient(headers=headers, timeout=60) as http,
+        http.stream("GET", url, params={"purpose": "research"}) as response,
+    ):
+        assert response.status_code == 200
+        chunks = response.aiter_bytes()
+        yield chunks, await anext(chunks)
+
+
 def terminate(process: ConnectorProcess) -> None:
     assert process.process is not None
     os.killpg(process.process.pid, signal.SIGTERM)
@@ -79,13 +93,7 @@ async def test_sigterm_lets_an_in_flight_pull_finish_then_exits_0(
     space: Dataspace, consumer: Site, provider_process: ConnectorProcess, big_csv: Path
 ) -> None:
     url, headers = await pull_address(space, consumer, provider_process, big_csv)
-    async with (
-        httpx.AsyncClient(headers=headers, timeout=60) as http,
-        http.stream("GET", url, params={"purpose": "research"}) as response,
-    ):
-        assert response.status_code == 200
-        chunks = response.aiter_bytes()
-        body = await anext(chunks)
+    async with pulling(url, headers) as (chunks, body):
         terminate(provider_process)
         await asyncio.sleep(0.5)
         with pytest.raises(httpx.ConnectError):  # draining: no new connections
@@ -104,17 +112,10 @@ async def test_a_stalled_pull_is_cut_after_the_drain_time(
     space: Dataspace, consumer: Site, provider_process: ConnectorProcess, big_csv: Path
 ) -> None:
     url, headers = await pull_address(space, consumer, provider_process, big_csv)
-    async with (
-        httpx.AsyncClient(headers=headers, timeout=60) as http,
-        http.stream("GET", url, params={"purpose": "research"}) as response,
-    ):
-        assert response.status_code == 200
-        chunks = response.aiter_bytes()  # kept: a dropped iterator would close the connection
-        await anext(chunks)
+    async with pulling(url, headers):
         started = time.monotonic()
         terminate(provider_process)  # and read no more: the pull stalls
         code = await exit_code(provider_process, within=20)
-        del chunks
     assert code == 0 and time.monotonic() - started < 10
     log = (provider_process.config.directory / "serve.log").read_text()
     assert "timeout graceful shutdown exceeded" in log

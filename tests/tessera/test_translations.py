@@ -14,6 +14,9 @@ REPO = Path(__file__).resolve().parents[2]
 CATALOGS = sorted(REPO.glob("*/**/locale/zh_CN/*.po"))
 TEMPLATES = sorted(REPO.glob("*/**/templates/*.html"))
 LITERAL = re.compile(r"""_\(\s*(?:"((?:[^"\\]|\\.)*)"|'((?:[^'\\]|\\.)*)')\s*[,)]""")
+# Messages the pages' own code shows as they are (no value filled in): refusals, form problems, notes.
+PAGE_CODE = [*REPO.glob("connector/console/*.py"), *REPO.glob("broker/console/*.py"), REPO / "tessera/web/console.py"]
+MESSAGE = re.compile(r"""(?:Refused|FormProblem|problems\.append|problems=\[|flash\(request,)\(?\s*"([^"{]+)"[,)\]]""")
 
 
 def _translations() -> dict[str, list[tuple[str, str]]]:
@@ -39,6 +42,7 @@ def test_every_string_of_the_pages_templates_and_words_has_a_translation() -> No
     shown |= {label for _, label in (*console.NAV, *broker_console.NAV)}
     shown |= {*words._ACTIONS.values(), *words._CONSTRAINTS.values(), *words._DUTIES.values()}
     shown |= {*words._DUTY_DETAILS.values(), *words._LOGICAL.values()}
+    shown |= {message for code in PAGE_CODE for message in MESSAGE.findall(code.read_text())}
     assert len(shown) > 100
     assert sorted(shown - translated) == []
 

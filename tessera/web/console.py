@@ -46,6 +46,8 @@ from tessera.web import i18n
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "tessera_console"
 SESSION_SECONDS = 8 * 3600
+SIGN_IN_LIMIT, SIGN_IN_WINDOW = 10, 300.0  # failed sign-ins from one address, within seconds
+TOO_MANY = "too many wrong keys from this address; try again in a few minutes"
 MAX_UPLOAD_PART = 1024 * 1024  # a text field; uploaded files spool to disk and are limited by the page
 Page = Callable[[Request], Awaitable[Response]]
 Action = Callable[[Request, FormData], Awaitable[Response]]
@@ -53,6 +55,26 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
 )
+
+
+class Attempts:
+    """Failed sign-ins per client address: past `limit` within `window` seconds, that address waits out the
+    window. Per process; a guessed key (one a person chose) is what it slows down."""
+
+    def __init__(self, limit: int = SIGN_IN_LIMIT, window: float = SIGN_IN_WINDOW) -> None:
+        self.limit, self.window = limit, window
+        self._failures: dict[str, list[float]] = {}
+
+    def failed(self, client: str) -> None:
+        self._failures.setdefault(client, []).append(time.monotonic())
+
+    def blocked(self, client: str) -> bool:
+        recent = [at for at in self._failures.get(client, []) if time.monotonic() - at < self.window]
+        if recent:
+            self._failures[client] = recent
+        else:
+            self._failures.pop(client, None)  # forgotten: the table holds only addresses failing now
+        return len(recent) >= self.limit
 
 
 class Refused(Exception):
@@ -81,6 +103,7 @@ class Console:
     path: str = "/console"
 
     def __post_init__(self) -> None:
+        self.attempts = Attempts()
         loader = jinja2.FileSystemLoader([*self.templates, HERE / "templates"])
         self.env = jinja2.Environment(loader=loader, autoescape=True, extensions=["jinja2.ext.i18n"])
         self.env.globals.update(self.globals)
@@ -195,6 +218,9 @@ class Console:
         return self.render(request, "signin.html", next=_safe_next(request.query_params.get("next")))
 
     async def _signin(self, request: Request) -> Response:
+        client = request.client.host if request.client else ""
+        if self.attempts.blocked(client):
+            return self.render(request, "signin.html", status=429, error=TOO_MANY, next="/")
         try:
             form = await self._checked_form(request, 0)
         except Refused as exc:
@@ -202,6 +228,7 @@ class Console:
         given = str(form.get("key", "")).strip()
         # Fail closed: a service without a key opens to nobody, not to an empty answer.
         if not self.key or not secrets.compare_digest(given.encode(), self.key.encode()):
+            self.attempts.failed(client)
             return self.render(request, "signin.html", status=401, error="wrong key", next=_safe_next(form.get("next")))
         request.session.clear()  # a new session after sign-in: no fixation of one made before
         request.session.update({"user": "operator", "since": int(time.time()), "csrf": secrets.token_urlsafe(32)})

@@ -1,6 +1,7 @@
 """The consoles' frame on its own (tessera.web.console), served for real: sign-in fails closed, a session
 dies with its key, sign-in goes only to paths inside the console, and an action needs the session's token."""
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount
 
-from tessera.web.console import Console
+from tessera.web.console import SIGN_IN_LIMIT, Attempts, Console
 from tests.utils import run_server
 
 
@@ -81,3 +82,21 @@ async def test_an_action_needs_the_sessions_token_and_our_origin() -> None:
         assert (await client.post("/act", data={"what": "y"}, headers={"X-CSRF-Token": token})).text == "did y"
         forged = await client.post("/act", data={"csrf": token}, headers={"Origin": "https://evil.example"})
         assert forged.status_code == 403
+
+
+async def test_wrong_keys_from_one_address_are_slowed_down() -> None:
+    async with _served("the key") as client:
+        for _ in range(SIGN_IN_LIMIT):
+            assert (await _sign_in(client, "a guess")).status_code == 401
+        refused = await _sign_in(client, "the key")  # even the right key waits out the window now
+        assert refused.status_code == 429 and "too many wrong keys" in refused.text
+        assert (await client.get("/")).status_code == 303
+
+
+def test_failed_sign_ins_are_forgotten_after_their_window() -> None:
+    attempts = Attempts(limit=2, window=0.05)
+    attempts.failed("10.0.0.1")
+    attempts.failed("10.0.0.1")
+    assert attempts.blocked("10.0.0.1") and not attempts.blocked("10.0.0.2")
+    time.sleep(0.06)
+    assert not attempts.blocked("10.0.0.1")

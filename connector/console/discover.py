@@ -6,7 +6,7 @@ A negotiation's page polls its timeline with htmx every second until the negotia
 """
 
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 import httpx
 from starlette.datastructures import FormData
@@ -56,7 +56,7 @@ def routes(console: Console) -> list[Route]:
             q=query,
             filters=[(name, FACETS[name], value) for name, values in filters.items() for value in values],
             total=answer.get("total", 0),
-            results=[_result(found) for found in answer.get("results", [])],
+            results=[_result(found, request.url.query) for found in answer.get("results", [])],
             facets=_facets(query, filters, answer.get("facets") or {}),
             more=_more(query, filters, answer.get("next_cursor")),
             error=error,
@@ -77,6 +77,7 @@ def routes(console: Console) -> list[Route]:
             provider_id=provider_id,
             provider_url=provider_url,
             datasets=datasets,
+            back="/discover?" + urlencode(parse_qsl(request.query_params.get("search", ""))),  # re-encoded: ours
         )
 
     async def negotiate(request: Request, form: FormData) -> Response:
@@ -193,7 +194,8 @@ def _more(query: str, filters: dict[str, list[str]], cursor: object) -> str | No
     return f"{_href(query, filters)}&{urlencode({'cursor': cursor})}" if isinstance(cursor, str) and cursor else None
 
 
-def _result(found: dict[str, Any]) -> dict[str, Any]:
+def _result(found: dict[str, Any], search: str) -> dict[str, Any]:
+    """A search hit as the page shows it; its catalog link carries the `search` (a query string) to go back to."""
     offering = found.get("offering") or {}
     provider = str(found.get("participant_id", ""))
     return {
@@ -204,7 +206,7 @@ def _result(found: dict[str, Any]) -> dict[str, Any]:
         "labels": [(name, offering[name]) for name in LABELS if offering.get(name)],
         "keywords": offering.get("keywords") or [],
         "catalog": "/discover/catalog?"
-        + urlencode({"provider_id": provider, "provider_url": str(found.get("endpoint", ""))}),
+        + urlencode({"provider_id": provider, "provider_url": str(found.get("endpoint", "")), "search": search}),
     }
 
 

@@ -89,6 +89,9 @@ async def test_search_refine_read_the_catalog_and_follow_a_negotiation_live(
 
     await page.get_by_role("link", name="Open the provider's catalog").click()
     await expect(page.get_by_role("heading", level=1)).to_have_text("Catalog")
+    await expect(page.get_by_test_id("back-to-search")).to_have_attribute(
+        "href", "/console/discover?q=%E5%BF%83%E7%8E%87&theme=health"
+    )
     dataset = page.locator("article.dataset", has=page.get_by_role("heading", name="心率数据"))
     words = dataset.get_by_test_id("offer-words")
     await expect(words).to_contain_text("Allowed: Use the data")

@@ -1,7 +1,7 @@
-"""The broker's operations: every route with its description, and the OpenAPI 3.1 document of them.
+"""The broker's operations: every endpoint with its description, and the OpenAPI 3.1 document of them.
 
-Each module keeps its `routes`; `tests/broker/test_openapi.py` fails when a route of the app has no
-`Operation` here. `spec(config)` is served at `/openapi.json`, its HTML page at `/docs`.
+The app's routes are made from this list (`routes`), as the connector's management API is, so an endpoint
+cannot be served without being described. `spec(config)` is served at `/openapi.json`, its page at `/docs`.
 """
 
 from importlib import metadata
@@ -32,7 +32,7 @@ from broker.api_models import (
 )
 from broker.config import BrokerConfig
 from broker.registry import RegistrationIn
-from tessera.openapi import Operation, Reply, document
+from tessera.openapi import Operation, Reply, document, routes_of
 from tessera.participant_status import STATUS_MEDIA_TYPE, STATUS_PATH
 
 Sort = Literal["relevance", "participant", "title", "changed"]
@@ -114,6 +114,8 @@ described = [
     Operation("GET", "/checkpoints/{participant_id}/latest", checkpoints.latest_checkpoint,
               "A participant's latest checkpoint", ("checkpoints",), responses={200: ReceiptOut}, secured=False),
 ]  # fmt: skip
+
+routes = routes_of(described)
 
 
 def spec(config: BrokerConfig) -> Any:

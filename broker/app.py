@@ -20,8 +20,7 @@ import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from broker import api, authority, checkpoints, console, feeds, operations, products, registry, text
-from broker import metrics as broker_metrics
+from broker import api, console, text
 from broker.authority import Authority, AuthorityKeys
 from broker.checkpoints import Checkpoints
 from broker.config import BrokerConfig
@@ -88,13 +87,7 @@ def create_app(config: BrokerConfig, *, crawl: bool = True, tracer_provider: Any
                 await db.close()
 
     routes = [
-        *operations.routes,
-        *authority.routes,
-        *registry.routes,
-        *products.routes,
-        *feeds.routes,
-        *checkpoints.routes,
-        *broker_metrics.routes,
+        *api.routes,  # every endpoint, made from its OpenAPI description (broker.api)
         *spec_routes(api.spec(config)),  # /openapi.json and /docs
         console.mount(config),
     ]

@@ -27,7 +27,6 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, SQLModel, col, delete, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from broker import events
 from broker.claims import FIELDS, Claims, changed, check_claims
@@ -50,7 +49,7 @@ from tessera.identity import (
     thumbprint,
     unverified_claims,
 )
-from tessera.participant_status import STATUS_MEDIA_TYPE, STATUS_PATH, sign_status
+from tessera.participant_status import STATUS_MEDIA_TYPE, sign_status
 from tessera.store import Database
 
 logger = logging.getLogger("broker.authority")
@@ -505,10 +504,3 @@ async def participant(request: Request) -> Response:
     record = await get_participant(authority.db, request.path_params["participant_id"])
     return JSONResponse(record.public())
 
-
-routes = [
-    Route("/token", token, methods=["POST"]),
-    Route("/.well-known/jwks.json", jwks, methods=["GET"]),
-    Route(STATUS_PATH, participant_status, methods=["GET"]),
-    Route("/participants/{participant_id}", participant, methods=["GET"]),
-]

@@ -17,7 +17,6 @@ from sqlmodel import Field, SQLModel, col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from broker.authority import Participant
 from tessera.bodies import read_body
@@ -157,9 +156,3 @@ def _integer(request: Request, name: str, default: int, low: int, high: int) -> 
         raise BadRequest(f"{name} must be an integer from {low} to {high}")
     return int(raw)
 
-
-routes = [
-    Route("/checkpoints/{participant_id}", file_checkpoint, methods=["POST"]),
-    Route("/checkpoints/{participant_id}", list_checkpoints, methods=["GET"]),
-    Route("/checkpoints/{participant_id}/latest", latest_checkpoint, methods=["GET"]),
-]

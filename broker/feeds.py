@@ -8,7 +8,6 @@ every searchable offering as a DCAT 3 catalog (JSON-LD), paged by `after`, for o
 from sqlmodel import col, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from broker import events
 from broker.authority import Participant
@@ -88,8 +87,3 @@ def dataset(base: str, offering: Offering, registration: Registration) -> dict[s
     }
     return item | {key: value for key, value in optional.items() if value}
 
-
-routes = [
-    Route("/changes", changes, methods=["GET"]),
-    Route("/catalog", catalog, methods=["GET"]),
-]

@@ -13,7 +13,6 @@ from sqlalchemy import func
 from sqlmodel import col, select
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
 
 from broker.entries import Offering, Registration
 from tessera.errors import NotFound
@@ -66,5 +65,3 @@ async def scrape(request: Request) -> Response:
     await metrics.read_gauges(request.state.registry.db)
     return exposition(metrics.registry)
 
-
-routes = [Route("/metrics", scrape, methods=["GET"])]

@@ -13,7 +13,6 @@ from sqlalchemy import func, text
 from sqlmodel import col, select
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
 
 from broker.entries import CrawlStatus, Liveness, Offering, Registration
 from broker.registry import Registry
@@ -99,9 +98,3 @@ def _page(rows: list[ConnectorStatus]) -> str:
         f"<h1>Crawl status</h1><table><tr>{head}</tr>{body}</table>"
     )
 
-
-routes = [
-    Route("/health", health, methods=["GET"]),
-    Route("/ready", ready, methods=["GET"]),
-    Route("/status", status, methods=["GET"]),
-]

@@ -23,7 +23,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import Field, SQLModel, UniqueConstraint, col, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from broker.metadata import Metadata
 from tessera.clock import aware, utcnow
@@ -239,8 +238,3 @@ async def certificate_route(request: Request) -> Response:
     token = certificate(product, request.state.authority.signer, issuer=request.state.registry.url)
     return JSONResponse({"certificate": token, "product": product.public()})
 
-
-routes = [
-    Route("/products/{code}", product_route, methods=["GET"]),
-    Route("/products/{code}/certificate", certificate_route, methods=["GET"]),
-]

@@ -17,7 +17,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlmodel import col, select
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from broker import entries, events, products
 from broker.authority import Participant
@@ -419,10 +418,3 @@ async def search_route(request: Request) -> Response:
     request.state.metrics.searches.inc()
     return JSONResponse(answer)
 
-
-routes = [
-    Route("/registrations/{participant_id}", put_registration, methods=["PUT"]),
-    Route("/registrations/{participant_id}", delete_registration, methods=["DELETE"]),
-    Route("/registrations/{participant_id}", get_registration, methods=["GET"]),
-    Route("/search", search_route, methods=["GET"]),
-]

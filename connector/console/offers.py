@@ -350,7 +350,7 @@ def routes(console: Console) -> list[Route]:
         response: Response = await guarded.endpoint(request)
         return response
 
-    guarded = console.action("/offers/new", publish, max_files=1)
+    guarded = console.action("/offers/new", publish, max_files=1, max_bytes=MAX_UPLOAD + CHUNK)
     return [
         console.page("/offers", listing),
         console.page("/offers/new", new),

@@ -48,7 +48,8 @@ SESSION_COOKIE = "tessera_console"
 SESSION_SECONDS = 8 * 3600
 SIGN_IN_LIMIT, SIGN_IN_WINDOW = 10, 300.0  # failed sign-ins from one address, within seconds
 TOO_MANY = "too many wrong keys from this address; try again in a few minutes"
-MAX_UPLOAD_PART = 1024 * 1024  # a text field; uploaded files spool to disk and are limited by the page
+MAX_UPLOAD_PART = 1024 * 1024  # a text field; uploaded files spool to disk, bounded by the action's max_bytes
+MAX_FORM_BYTES = 4 * 1024 * 1024  # a whole form without uploads
 Page = Callable[[Request], Awaitable[Response]]
 Action = Callable[[Request, FormData], Awaitable[Response]]
 CSP = (
@@ -122,14 +123,16 @@ class Console:
 
         return Route(path, guarded, methods=["GET"], name=_name(path, "page"))
 
-    def action(self, path: str, endpoint: Action, *, max_files: int = 0) -> Route:
-        """A state change by a signed-in operator (POST, CSRF-checked); `max_files` uploads allowed."""
+    def action(self, path: str, endpoint: Action, *, max_files: int = 0, max_bytes: int = MAX_FORM_BYTES) -> Route:
+        """A state change by a signed-in operator (POST, CSRF-checked); `max_files` uploads allowed, the
+        whole body at most `max_bytes` (413 past it, as it arrives: a chunked body is bounded too)."""
 
         async def guarded(request: Request) -> Response:
             if not signed_in(request):
                 return self.redirect(request, "/signin")
+
             async def checked(request: Request) -> Response:
-                return await endpoint(request, await self._checked_form(request, max_files))
+                return await endpoint(request, await self._checked_form(request, max_files, max_bytes))
 
             return await self._answer(request, checked)
 
@@ -200,12 +203,18 @@ class Console:
         except Refused as exc:
             return self.render(request, "refused.html", status=exc.status, message=exc.message)
 
-    async def _checked_form(self, request: Request, max_files: int) -> FormData:
+    async def _checked_form(self, request: Request, max_files: int, max_bytes: int = MAX_FORM_BYTES) -> FormData:
         origin = request.headers.get("origin")
         if origin and urlsplit(origin).netloc != request.headers.get("host", ""):
             raise Refused("the request comes from another site", 403)
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > max_bytes:
+            raise Refused(f"the form is larger than {max_bytes} bytes", 413)
+        bounded = Request(request.scope, _bounded(request.receive, max_bytes))
         try:
-            form = await request.form(max_files=max_files, max_fields=200, max_part_size=MAX_UPLOAD_PART)
+            form = await bounded.form(max_files=max_files, max_fields=200, max_part_size=MAX_UPLOAD_PART)
+        except TooLarge:
+            raise Refused(f"the form is larger than {max_bytes} bytes", 413) from None
         except Exception as exc:  # the multipart parser's errors: a malformed or too large form
             raise Refused(f"the form cannot be read: {exc}") from None
         given = str(form.get("csrf") or request.headers.get("x-csrf-token", ""))
@@ -248,6 +257,25 @@ class Console:
         if chosen in i18n.LANGUAGES:
             response.set_cookie(i18n.COOKIE, chosen, max_age=365 * 86400, path=self.path, samesite="strict")
         return response
+
+
+class TooLarge(Exception):
+    """A request body past its bound, found while it arrives."""
+
+
+def _bounded(receive: Receive, limit: int) -> Receive:
+    """`receive`, refusing (TooLarge) once the body it has passed on exceeds `limit` bytes."""
+    seen = 0
+
+    async def bounded() -> Message:
+        nonlocal seen
+        message = await receive()
+        seen += len(message.get("body", b""))
+        if seen > limit:
+            raise TooLarge
+        return message
+
+    return bounded
 
 
 def signed_in(request: Request) -> bool:

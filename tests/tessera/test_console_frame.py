@@ -12,7 +12,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Mount
 
-from tessera.web.console import SIGN_IN_LIMIT, Attempts, Console
+from tessera.web.console import MAX_FORM_BYTES, SIGN_IN_LIMIT, Attempts, Console
 from tests.utils import run_server
 
 
@@ -100,3 +100,21 @@ def test_failed_sign_ins_are_forgotten_after_their_window() -> None:
     assert attempts.blocked("10.0.0.1") and not attempts.blocked("10.0.0.2")
     time.sleep(0.06)
     assert not attempts.blocked("10.0.0.1")
+
+
+async def test_a_form_past_its_bound_is_refused_as_it_arrives() -> None:
+    async with _served("key") as client:
+        await _sign_in(client, "key")
+        token = await _csrf(client)
+
+        async def chunked() -> AsyncIterator[bytes]:  # no Content-Length: only counting can stop it
+            yield f"csrf={token}".encode()
+            for field in range(MAX_FORM_BYTES // 900_000 + 1):  # each field under the part limit
+                yield f"&f{field}=".encode() + b"x" * 900_000
+
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        refused = await client.post("/act", content=chunked(), headers=headers)
+        assert refused.status_code == 413 and "the form is larger than" in refused.text
+        declared = await client.post("/act", content=b"x" * (MAX_FORM_BYTES + 1), headers=headers)
+        assert declared.status_code == 413
+        assert (await client.post("/act", data={"what": "small", "csrf": token})).text == "did small"

@@ -89,7 +89,7 @@ async def _patterns(engine: PolicyEngine, module: PolicyModule, input: JSONObjec
     for use in patterns_in(module.source):
         alone = PolicyModule(f"{module.id}#{use.name}", render(f"tessera.explain.{use.name}", [use]))
         part = await engine.decide(alone, input)
-        inputs = {path: _get(input, path) for path in get_pattern(use.name).input_fields}
+        inputs = {path: value_at(input, path) for path in get_pattern(use.name).input_fields}
         obligations = tuple(o.to_dict() for o in part.obligations)
         results.append(PatternResult(use.name, use.params, part.allow, part.reasons, obligations, inputs))
     return results
@@ -112,7 +112,8 @@ def patterns_in(source: str) -> list[PatternUse]:
     return uses
 
 
-def _get(document: JSON, path: str) -> JSON:
+def value_at(document: JSON, path: str) -> JSON:
+    """The value at a dotted `path` (`caller.region`) of a JSON document; None where it has none."""
     for part in path.split("."):
         if not isinstance(document, dict):
             return None

@@ -24,7 +24,7 @@ import sys
 import time
 import weakref
 
-from policies.explain import explain
+from policies.explain import explain, value_at
 from policies.loader import Loaded
 from policies.testing import run_tests
 from tessera.errors import PolicyCompileError, PolicyError
@@ -181,15 +181,7 @@ def _query(source: str, query: str, input: JSONObject) -> JSON:
 def _inputs_read(source: str, input: JSONObject) -> JSONObject:
     """The input fields the module names (`input.a.b`, `object.get(input, "a", …)`), with their values."""
     paths = dict.fromkeys((m[1] or "." + m[2])[1:] for m in _INPUT_REF.finditer(source))
-    return {path: _get(input, path) for path in paths}
-
-
-def _get(document: JSON, path: str) -> JSON:
-    for part in path.split("."):
-        if not isinstance(document, dict):
-            return None
-        document = document.get(part)
-    return document
+    return {path: value_at(input, path) for path in paths}
 
 
 def _tests(module: PolicyModule, tests: str) -> JSONObject:

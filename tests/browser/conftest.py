@@ -75,6 +75,16 @@ async def sign_in(page: Page, base_url: str, key: str, *, language: str = "en") 
     await page.wait_for_url(re.compile(r"/console/(\?.*)?$|/console/[^s]"))
 
 
+async def compose_research_policy(page: Page) -> None:
+    """On "New data offer": the quickstart's policy from the library's patterns (research, 3 uses, e-mail masked)."""
+    await page.get_by_label("Only for some purposes").check()
+    await page.get_by_label("Purposes", exact=True).fill("research")
+    await page.get_by_label("A number of uses").check()
+    await page.get_by_label("Max uses", exact=True).fill("3")
+    await page.get_by_label("Mask fields before delivery").check()
+    await page.locator("#p-masked_fields").fill("email")
+
+
 @asynccontextmanager
 async def broker_with_admin_key(space: Dataspace) -> AsyncIterator[str]:
     """A second replica of the space's broker (same database) whose console opens with `BROKER_ADMIN`: its URL."""

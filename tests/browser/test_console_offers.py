@@ -7,19 +7,10 @@ from pathlib import Path
 import httpx
 from playwright.async_api import Page, expect
 
-from tests.browser.conftest import screenshot, sign_in
+from tests.browser.conftest import compose_research_policy, screenshot, sign_in
 from tests.dataspace import Dataspace, Site, publish
 
 TITLE = "Lighthouse keepers"
-
-
-async def _fill_research_policy(page: Page) -> None:
-    await page.get_by_label("Only for some purposes").check()
-    await page.get_by_label("Purposes", exact=True).fill("research")
-    await page.get_by_label("A number of uses").check()
-    await page.get_by_label("Max uses", exact=True).fill("3")
-    await page.get_by_label("Mask fields before delivery").check()
-    await page.locator("#p-masked_fields").fill("email")
 
 
 async def test_a_csv_upload_is_published_and_found_at_the_broker(
@@ -34,7 +25,7 @@ async def test_a_csv_upload_is_published_and_found_at_the_broker(
     await page.get_by_label("Keywords").fill("maritime, people")
     await page.get_by_label("Classification").select_option("important")
     await page.get_by_label("Holds personal information").check()
-    await _fill_research_policy(page)
+    await compose_research_policy(page)
 
     preview = page.get_by_test_id("preview")
     await expect(preview.get_by_test_id("preview-odrl")).to_contain_text('"research"')
@@ -78,7 +69,7 @@ async def test_an_invalid_parameter_shows_in_the_preview_and_on_submit(
     await page.goto(f"{base}/console/offers/new")
     await page.get_by_label("… or a path on the connector's machine").fill(str(people_csv))
     await page.get_by_label("Title", exact=True).fill(TITLE)
-    await _fill_research_policy(page)
+    await compose_research_policy(page)
     await page.get_by_label("Max uses", exact=True).fill("0")
     problems = page.get_by_test_id("preview-problems")
     await expect(problems).to_contain_text("Max uses must be a whole number of at least 1, not '0'")
@@ -115,7 +106,7 @@ async def test_a_failed_step_names_what_was_created_and_a_retry_goes_on(
     await page.get_by_label("… or a path on the connector's machine").fill(str(people_csv))
     await page.get_by_label("Title", exact=True).fill(TITLE)
     await page.get_by_label("Register at the broker").uncheck()
-    await _fill_research_policy(page)
+    await compose_research_policy(page)
     await page.locator("input[name=offer_id]").evaluate("(input, id) => { input.value = id }", taken["id"])
     await page.get_by_role("button", name="Publish").click()
 

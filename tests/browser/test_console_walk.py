@@ -8,7 +8,7 @@ from pathlib import Path
 
 from playwright.async_api import Browser, Page, expect
 
-from tests.browser.conftest import screenshot, sign_in
+from tests.browser.conftest import compose_research_policy, screenshot, sign_in
 from tests.dataspace import PEOPLE, Site
 
 TITLE = "Wearables study: participants"
@@ -23,12 +23,7 @@ async def _publish(page: Page, provider: Site, data: Path) -> None:
     await page.get_by_label("Description").first.fill("Resting heart rate and daily steps")
     await page.get_by_label("Keywords").fill("health, wearables, research")
     await page.get_by_label("Holds personal information").check()
-    await page.get_by_label("Only for some purposes").check()
-    await page.get_by_label("Purposes", exact=True).fill("research")
-    await page.get_by_label("A number of uses").check()
-    await page.get_by_label("Max uses", exact=True).fill("3")
-    await page.get_by_label("Mask fields before delivery").check()
-    await page.locator("#p-masked_fields").fill("email")
+    await compose_research_policy(page)
     await expect(page.get_by_test_id("preview-words")).to_contain_text("At most 3 uses")
     await screenshot(page, "walk-1-provider-new-offer")
     await page.get_by_role("button", name="Publish").click()

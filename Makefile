@@ -7,7 +7,7 @@ SOURCES := tessera policies connector broker tests deploy bench
 
 .PHONY: quickstart console test test-postgresql fuzz lint bench clean
 
-# The PostgreSQL pass of `make test`: the storage, protocol, usage and broker suites again with the broker
+# The PostgreSQL pass of `make test`: the storage, protocol, usage, API, console and broker suites again with the broker
 # and every connector on a fresh PostgreSQL database (TESSERA_TEST_DATABASE, tests/postgres.py).
 PG_SUITE := \
 	tests/connector/test_storage.py \
@@ -23,6 +23,10 @@ PG_SUITE := \
 	tests/connector/test_usage.py \
 	tests/connector/test_usage_counters.py \
 	tests/connector/test_usage_agreement.py \
+	tests/connector/test_openapi.py \
+	tests/connector/test_user_cli.py \
+	tests/browser/test_console_walk.py \
+	tests/fuzz/test_console_fuzz.py \
 	tests/broker
 # The broker's own database on that pass (`sqlite` keeps it there while the connectors use PostgreSQL).
 PG_BROKER ?= postgresql

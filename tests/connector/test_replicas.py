@@ -405,3 +405,15 @@ async def test_a_replica_told_to_stop_finishes_the_pull_in_flight_first(
     assert "Application shutdown complete" in (stopping.config.directory / "serve.log").read_text()
     holder = f":{stopping.process.pid}:"
     assert not [r for r in await query(ex.database_url, "SELECT holder FROM lease") if holder in r[0]]
+
+
+async def test_a_console_session_from_one_replica_works_on_the_other(in_process: Replicated) -> None:
+    """The session cookie is signed with a secret derived from the shared key: no session store to share."""
+    first, second = (f"http://127.0.0.1:{port}/console" for port in in_process.ports)
+    async with httpx.AsyncClient() as browser_like:
+        signin = await browser_like.get(first + "/signin")
+        csrf = signin.text.split('name="csrf" value="')[1].split('"')[0]
+        key = in_process.provider.config.management_token
+        assert (await browser_like.post(first + "/signin", data={"key": key, "csrf": csrf})).status_code == 303
+        dashboard = await browser_like.get(second + "/")
+        assert dashboard.status_code == 200 and in_process.provider.id in dashboard.text

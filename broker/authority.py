@@ -503,4 +503,3 @@ async def participant(request: Request) -> Response:
     authority: Authority = request.state.authority
     record = await get_participant(authority.db, request.path_params["participant_id"])
     return JSONResponse(record.public())
-

@@ -155,4 +155,3 @@ def _integer(request: Request, name: str, default: int, low: int, high: int) -> 
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 20 or not low <= int(raw) <= high:
         raise BadRequest(f"{name} must be an integer from {low} to {high}")
     return int(raw)
-

@@ -86,4 +86,3 @@ def dataset(base: str, offering: Offering, registration: Registration) -> dict[s
         "dct:accessRights": offering.classification,
     }
     return item | {key: value for key, value in optional.items() if value}
-

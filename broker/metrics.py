@@ -64,4 +64,3 @@ async def scrape(request: Request) -> Response:
     require_token(request, [metrics.token])
     await metrics.read_gauges(request.state.registry.db)
     return exposition(metrics.registry)
-

@@ -97,4 +97,3 @@ def _page(rows: list[ConnectorStatus]) -> str:
         "<style>body{font-family:sans-serif}td,th{padding:2px 8px;text-align:left}</style>"
         f"<h1>Crawl status</h1><table><tr>{head}</tr>{body}</table>"
     )
-

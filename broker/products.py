@@ -237,4 +237,3 @@ async def certificate_route(request: Request) -> Response:
     product, _ = await load(request.state.registry.db, request.path_params["code"])
     token = certificate(product, request.state.authority.signer, issuer=request.state.registry.url)
     return JSONResponse({"certificate": token, "product": product.public()})
-

@@ -417,4 +417,3 @@ async def search_route(request: Request) -> Response:
     answer = await registry.search(search_query(request))
     request.state.metrics.searches.inc()
     return JSONResponse(answer)
-
